@@ -133,12 +133,25 @@ impl CoapOption<'_> {
 ///
 /// Returns `Ok(None)` at the end of the options (end of data or payload
 /// marker), otherwise the option and the position after it.
+#[inline(always)]
 fn read_option(bytes: &[u8], pos: usize, prev: u16) -> Result<Option<(u16, usize, usize)>, Error> {
     let Some(&first) = bytes.get(pos) else {
         return Ok(None);
     };
     if first == PAYLOAD_MARKER {
         return Ok(None);
+    }
+    // Fast path: delta and length both below 13 (most options).
+    let (d, l) = (first >> 4, first & 0x0f);
+    if d < 13 && l < 13 {
+        let number = prev
+            .checked_add(u16::from(d))
+            .ok_or(Error::OptionNumberOverflow)?;
+        let end = pos + 1 + l as usize;
+        if end > bytes.len() {
+            return Err(Error::TruncatedOption);
+        }
+        return Ok(Some((number, pos + 1, end)));
     }
     let mut p = pos + 1;
     let delta = read_ext(bytes, &mut p, first >> 4).map_err(|e| match e {
@@ -156,6 +169,7 @@ fn read_option(bytes: &[u8], pos: usize, prev: u16) -> Result<Option<(u16, usize
 }
 
 /// Decodes an extended delta or length (nibble 13 → +1 byte, 14 → +2 bytes).
+#[inline(always)]
 fn read_ext(bytes: &[u8], p: &mut usize, nibble: u8) -> Result<u32, Error> {
     match nibble {
         0..=12 => Ok(u32::from(nibble)),
@@ -206,6 +220,14 @@ impl<'a> Options<'a> {
             return Err(Error::EmptyPayload);
         }
         Ok((options, payload))
+    }
+
+    /// Wraps an option sequence that was already validated by
+    /// [`Options::parse`] (e.g. a region of a checked [`crate::Packet`]), to
+    /// avoid validating it twice. Memory-safe for any input: on invalid bytes
+    /// iteration merely stops early.
+    pub const fn new_validated(bytes: &'a [u8]) -> Self {
+        Options { bytes }
     }
 
     /// The empty option sequence.

@@ -277,12 +277,6 @@ fn seal(
     let opt_val = &opt_buf[..opt_len];
 
     let mut proxy: Option<ProxyUri<'_>> = None;
-    for o in plain.options().get_all(OptionNumber::PROXY_URI) {
-        if proxy.is_some() {
-            return Err(Error::BadProxyUri);
-        }
-        proxy = Some(ProxyUri::split(o.value)?);
-    }
 
     // Outer message.
     let mut w = MessageWriter::new(
@@ -300,7 +294,14 @@ fn seal(
         let outer_value = match placement(o.number) {
             Placement::Outer => o.value,
             Placement::Both => o.value,
-            Placement::ProxyUri => proxy.map(|p| p.outer).unwrap_or(o.value),
+            Placement::ProxyUri => {
+                if proxy.is_some() {
+                    return Err(Error::BadProxyUri);
+                }
+                let p = ProxyUri::split(o.value)?;
+                proxy = Some(p);
+                p.outer
+            }
             Placement::Inner => continue,
         };
         if !oscore_written && o.number > OptionNumber::OSCORE {
