@@ -1,0 +1,212 @@
+//! A small tokio UDP endpoint for unicast OSCORE: a server loop and a
+//! confirmable client (RFC 7252 §4.2 retransmission, RFC 8613 App. B.1.2
+//! Echo retry).
+use crate::random_bytes;
+use crate::responder::OscoreResponder;
+use ssm_coap::{Code, Message, MessageType, OptionNumber, Packet, Token};
+use ssm_oscore::{Error as OscoreError, SecurityContext, SequenceNumberStore};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::time::{timeout_at, Instant};
+
+/// Largest datagram handled.
+pub const MAX_DATAGRAM: usize = 1500;
+
+/// Runs an OSCORE server on `socket` until the task is dropped or the
+/// socket fails.
+pub async fn serve<S>(
+    socket: UdpSocket,
+    mut responder: OscoreResponder<S>,
+    mut app: impl FnMut(&Message) -> Message + Send,
+) -> std::io::Result<()>
+where
+    S: SequenceNumberStore + Send,
+    S::Error: core::fmt::Display,
+{
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let (n, peer) = socket.recv_from(&mut buf).await?;
+        let echo = random_bytes::<8>();
+        let mid = u16::from_be_bytes(random_bytes::<2>());
+        if let Some(reply) = responder.handle(&mut buf[..n], echo, mid, &mut app) {
+            socket.send_to(&reply, peer).await?;
+        }
+    }
+}
+
+/// Client failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Socket error.
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// No response within the exchange lifetime.
+    #[error("no response from {0} after {1} transmissions")]
+    Timeout(SocketAddr, u32),
+    /// The server answered without OSCORE (an OSCORE-level error).
+    #[error("server answered {code} without OSCORE: {diagnostic}")]
+    Unprotected {
+        /// Response code.
+        code: Code,
+        /// Diagnostic payload.
+        diagnostic: String,
+    },
+    /// Protecting or verifying failed.
+    #[error("OSCORE: {0}")]
+    Oscore(#[from] OscoreError),
+    /// The sequence number could not be persisted.
+    #[error("cannot persist the sequence number: {0}")]
+    Store(String),
+}
+
+/// Transmission parameters (RFC 7252 §4.8 defaults, shortened for LANs).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientConfig {
+    /// Initial retransmission timeout.
+    pub ack_timeout: Duration,
+    /// Retransmissions after the first transmission.
+    pub max_retransmit: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            ack_timeout: Duration::from_secs(2),
+            max_retransmit: 4,
+        }
+    }
+}
+
+/// A confirmable OSCORE client for one security context.
+pub struct OscoreClient<S: SequenceNumberStore> {
+    socket: UdpSocket,
+    ctx: SecurityContext,
+    store: S,
+    next_mid: u16,
+    /// Transmission parameters.
+    pub config: ClientConfig,
+}
+
+impl<S: SequenceNumberStore> OscoreClient<S>
+where
+    S::Error: core::fmt::Display,
+{
+    /// A client on `socket` (bound by the caller).
+    pub fn new(socket: UdpSocket, ctx: SecurityContext, store: S) -> Self {
+        OscoreClient {
+            socket,
+            ctx,
+            store,
+            next_mid: u16::from_be_bytes(random_bytes::<2>()),
+            config: ClientConfig::default(),
+        }
+    }
+
+    /// The security context (e.g. to inspect the sequence number).
+    pub fn context(&self) -> &SecurityContext {
+        &self.ctx
+    }
+
+    /// Sends `request` (its type, MID and token are set here) protected with
+    /// OSCORE and returns the verified response. A 4.01 carrying Echo is
+    /// answered once by repeating the request with the Echo value inside.
+    pub async fn request(
+        &mut self,
+        peer: SocketAddr,
+        mut request: Message,
+    ) -> Result<Message, ClientError> {
+        let mut echo_retried = false;
+        loop {
+            let response = self.exchange(peer, &request).await?;
+            if response.code == Code::UNAUTHORIZED && !echo_retried {
+                if let Some(echo) = response.option(OptionNumber::ECHO) {
+                    request.set_option(OptionNumber::ECHO, echo.to_vec());
+                    echo_retried = true;
+                    continue;
+                }
+            }
+            return Ok(response);
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        peer: SocketAddr,
+        request: &Message,
+    ) -> Result<Message, ClientError> {
+        let mut req = request.clone();
+        req.ty = MessageType::Confirmable;
+        req.message_id = self.next_mid;
+        self.next_mid = self.next_mid.wrapping_add(1);
+        req.token = Token::new(&random_bytes::<8>()).unwrap_or_default();
+        self.ctx
+            .sender
+            .sequence
+            .reserve(&mut self.store)
+            .map_err(|e| ClientError::Store(e.to_string()))?;
+        let mut wire = vec![0u8; req.encoded_len() + 64];
+        let (n, binding) = self.ctx.sender.protect_request(&req.to_vec(), &mut wire)?;
+        wire.truncate(n);
+
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut wait = self.config.ack_timeout;
+        let mut acked = false;
+        for attempt in 0..=self.config.max_retransmit {
+            if !acked {
+                self.socket.send_to(&wire, peer).await?;
+            }
+            let deadline = Instant::now() + wait;
+            wait *= 2;
+            loop {
+                let Ok(r) = timeout_at(deadline, self.socket.recv_from(&mut buf)).await else {
+                    break; // retransmit
+                };
+                let (len, from) = r?;
+                if from != peer {
+                    continue;
+                }
+                let (ty, mid, code, token_ok, has_oscore) = match Packet::new_checked(&buf[..len]) {
+                    Ok(p) => (
+                        p.msg_type(),
+                        p.message_id(),
+                        p.code(),
+                        p.token() == req.token.as_bytes(),
+                        p.options().get(OptionNumber::OSCORE).is_some(),
+                    ),
+                    Err(_) => continue,
+                };
+                if ty == MessageType::Acknowledgement && code.is_empty() && mid == req.message_id {
+                    acked = true; // separate response follows
+                    continue;
+                }
+                if !token_ok || !code.is_response() {
+                    continue;
+                }
+                if ty == MessageType::Confirmable {
+                    let ack = Message::new(
+                        MessageType::Acknowledgement,
+                        Code::EMPTY,
+                        mid,
+                        Token::default(),
+                    );
+                    self.socket.send_to(&ack.to_vec(), peer).await?;
+                }
+                if !has_oscore {
+                    let m = Message::parse(&buf[..len]).map_err(OscoreError::from)?;
+                    return Err(ClientError::Unprotected {
+                        code: m.code,
+                        diagnostic: String::from_utf8_lossy(&m.payload).into_owned(),
+                    });
+                }
+                let d = self
+                    .ctx
+                    .recipient
+                    .unprotect_response(&binding, &mut buf[..len])?;
+                return Ok(d.to_message());
+            }
+            tracing::debug!(attempt, %peer, "retransmitting");
+        }
+        Err(ClientError::Timeout(peer, self.config.max_retransmit + 1))
+    }
+}

@@ -1,0 +1,218 @@
+//! Our OSCORE client against our OSCORE server over real UDP sockets on
+//! 127.0.0.1, including restarts of either side.
+use ssm_coap::{Code, Message, MessageType, OptionNumber, Token};
+use ssm_oscore::*;
+use ssm_runtime::responder::OscoreResponder;
+use ssm_runtime::store::FileSequenceStore;
+use ssm_runtime::udp::{serve, ClientError, OscoreClient};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tokio::net::UdpSocket;
+
+const SECRET: [u8; 32] = [0x21; 32];
+
+fn context(sender: u8, recipient: u8, ssn: SequenceNumber, replay: ReplayState) -> SecurityContext {
+    SecurityContext::derive(
+        &ContextParams {
+            master_secret: &SECRET,
+            master_salt: None,
+            id_context: None,
+            sender_id: Id::new(&[sender]).unwrap(),
+            recipient_id: Id::new(&[recipient]).unwrap(),
+        },
+        ssn,
+        replay,
+    )
+    .unwrap()
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ssm-loopback-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Starts a server whose state lives in `dir`; `restarted` means its replay
+/// window is unknown (App. B.1.2).
+async fn start_server(
+    dir: &Path,
+    restarted: bool,
+) -> (SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let store = FileSequenceStore::new(dir.join("server.ssn"));
+    let ssn = SequenceNumber::resume(store.load().unwrap(), 8);
+    let replay = if restarted {
+        ReplayState::awaiting_echo(32)
+    } else {
+        ReplayState::Window(ReplayWindow::new(32))
+    };
+    let responder = OscoreResponder::new(context(0x01, 0x02, ssn, replay), store);
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let mut state = false;
+    let task = tokio::spawn(serve(socket, responder, move |req: &Message| {
+        let mut resp = Message::new(
+            MessageType::Acknowledgement,
+            Code::CONTENT,
+            0,
+            Token::default(),
+        );
+        match (req.code, req.uri_path().as_str()) {
+            (Code::GET, "/hello") => resp.payload = b"hello from ocf-ssm".to_vec(),
+            (Code::POST, "/echo") => {
+                resp.code = Code::CHANGED;
+                resp.payload = req.payload.clone();
+            }
+            (Code::POST, "/BinarySwitchResURI") => {
+                state = req.payload.last() == Some(&0xf5);
+                resp.code = Code::CHANGED;
+            }
+            (Code::GET, "/BinarySwitchResURI") => {
+                resp.payload = vec![
+                    0xa1,
+                    0x65,
+                    b'v',
+                    b'a',
+                    b'l',
+                    b'u',
+                    b'e',
+                    if state { 0xf5 } else { 0xf4 },
+                ]
+            }
+            _ => resp.code = Code::NOT_FOUND,
+        }
+        resp
+    }));
+    (addr, task)
+}
+
+async fn client(dir: &Path) -> OscoreClient<FileSequenceStore> {
+    let store = FileSequenceStore::new(dir.join("client.ssn"));
+    let ssn = SequenceNumber::resume(store.load().unwrap(), 8);
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    OscoreClient::new(
+        socket,
+        context(0x02, 0x01, ssn, ReplayState::Window(ReplayWindow::new(32))),
+        store,
+    )
+}
+
+fn get(path: &str) -> Message {
+    let mut m = Message::new(MessageType::Confirmable, Code::GET, 0, Token::default());
+    m.set_uri_path(path);
+    m
+}
+
+#[tokio::test]
+async fn request_response_and_restarts() {
+    let dir = tempdir("rr");
+    let (addr, server) = start_server(&dir, false).await;
+    let mut c = client(&dir).await;
+
+    let r = c.request(addr, get("/hello")).await.unwrap();
+    assert_eq!(
+        (r.code, r.payload.as_slice()),
+        (Code::CONTENT, &b"hello from ocf-ssm"[..])
+    );
+    let mut post = Message::new(MessageType::Confirmable, Code::POST, 0, Token::default());
+    post.set_uri_path("/echo");
+    post.payload = b"payload 123".to_vec();
+    let r = c.request(addr, post).await.unwrap();
+    assert_eq!(
+        (r.code, r.payload.as_slice()),
+        (Code::CHANGED, &b"payload 123"[..])
+    );
+
+    // Server restart without its replay window: Echo round trip, then normal.
+    server.abort();
+    let (addr, server) = start_server(&dir, true).await;
+    let r = c.request(addr, get("/hello")).await.unwrap();
+    assert_eq!(r.code, Code::CONTENT, "the Echo retry succeeded");
+    let r = c.request(addr, get("/hello")).await.unwrap();
+    assert_eq!(r.code, Code::CONTENT);
+
+    // Client restart: its sequence numbers continue above the old ones, so
+    // the server (whose window is initialised) accepts them.
+    let before = c.context().sender.sequence.peek();
+    drop(c);
+    let mut c = client(&dir).await;
+    let r = c.request(addr, get("/hello")).await.unwrap();
+    assert_eq!(r.code, Code::CONTENT);
+    assert!(c.context().sender.sequence.peek() > before);
+    server.abort();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn wrong_key_gets_unprotected_error() {
+    let dir = tempdir("wrong");
+    let (addr, server) = start_server(&dir, false).await;
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let ctx = SecurityContext::derive(
+        &ContextParams {
+            master_secret: &[0x99; 32],
+            master_salt: None,
+            id_context: None,
+            sender_id: Id::new(&[0x02]).unwrap(),
+            recipient_id: Id::new(&[0x01]).unwrap(),
+        },
+        SequenceNumber::volatile(0),
+        ReplayState::Window(ReplayWindow::new(32)),
+    )
+    .unwrap();
+    let mut c = OscoreClient::new(socket, ctx, FileSequenceStore::new(dir.join("x.ssn")));
+    match c.request(addr, get("/hello")).await {
+        Err(ClientError::Unprotected { code, diagnostic }) => {
+            assert_eq!(code, Code::BAD_REQUEST);
+            assert_eq!(diagnostic, "Decryption failed");
+        }
+        other => panic!("{other:?}"),
+    }
+    server.abort();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn replayed_datagram_is_refused() {
+    let dir = tempdir("replay");
+    let (addr, server) = start_server(&dir, false).await;
+    // Capture one protected request and send it twice by hand.
+    let mut ctx = context(
+        0x02,
+        0x01,
+        SequenceNumber::volatile(0),
+        ReplayState::Window(ReplayWindow::new(32)),
+    );
+    let mut req = get("/hello");
+    req.token = Token::new(&[7]).unwrap();
+    let mut wire = [0u8; 128];
+    let (n, _) = ctx
+        .sender
+        .protect_request(&req.to_vec(), &mut wire)
+        .unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut buf = [0u8; 1500];
+    let mut codes = vec![];
+    for _ in 0..2 {
+        sock.send_to(&wire[..n], addr).await.unwrap();
+        let (len, _) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), sock.recv_from(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+        let m = Message::parse(&buf[..len]).unwrap();
+        codes.push((m.code, m.option(OptionNumber::OSCORE).is_some()));
+    }
+    assert_eq!(
+        codes[0],
+        (Code::CHANGED, true),
+        "first is answered with a protected response"
+    );
+    assert_eq!(
+        codes[1],
+        (Code::UNAUTHORIZED, false),
+        "the replay gets an unprotected 4.01"
+    );
+    server.abort();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
