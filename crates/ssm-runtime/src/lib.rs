@@ -12,6 +12,7 @@
 //!   confirmable OSCORE client with retransmission and Echo retry.
 #![forbid(unsafe_code)]
 
+pub mod multicast;
 pub mod responder;
 pub mod store;
 pub mod udp;
