@@ -86,6 +86,8 @@ pub struct OscoreClient<S: SequenceNumberStore> {
     next_mid: u16,
     /// Transmission parameters.
     pub config: ClientConfig,
+    /// How many times a 4.01 + Echo challenge was answered (App. B.1.2).
+    pub echo_retries: u64,
 }
 
 impl<S: SequenceNumberStore> OscoreClient<S>
@@ -100,6 +102,7 @@ where
             store,
             next_mid: u16::from_be_bytes(random_bytes::<2>()),
             config: ClientConfig::default(),
+            echo_retries: 0,
         }
     }
 
@@ -123,6 +126,7 @@ where
                 if let Some(echo) = response.option(OptionNumber::ECHO) {
                     request.set_option(OptionNumber::ECHO, echo.to_vec());
                     echo_retried = true;
+                    self.echo_retries += 1;
                     continue;
                 }
             }
