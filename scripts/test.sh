@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole ocf-ssm test suite, as README.md and .ci/run call it.
+# Installs what it needs (a Python venv with aiocoap for the interop peers),
+# is idempotent, and exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    step "installing python3 and venv (Debian packages)"
+    apt-get update -qq && apt-get install -y -qq python3 python3-venv >/dev/null
+fi
+
+step "aiocoap 0.4.17 venv for the interop tests"
+SSM_AIOCOAP_PYTHON="$(bash interop/aiocoap/setup-venv.sh | tail -n 1)"
+export SSM_AIOCOAP_PYTHON
+
+step "aiocoap peer self-test"
+bash interop/aiocoap/selftest.sh "$(dirname "$(dirname "$SSM_AIOCOAP_PYTHON")")"
+
+step "OSCORE core builds without std"
+cargo build -q -p ssm-oscore --no-default-features
+
+step "workspace tests (unit, property, RFC 8613 vectors, loopback, aiocoap interop, demo)"
+cargo test --workspace
+
+step "benchmarks compile (run them with: cargo bench -p ssm-oscore)"
+cargo bench -q -p ssm-oscore --no-run
