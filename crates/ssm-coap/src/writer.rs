@@ -29,26 +29,27 @@ impl<'a> OptionWriter<'a> {
 
     /// Appends an option; numbers must not decrease.
     pub fn option(&mut self, number: OptionNumber, value: &[u8]) -> Result<(), Error> {
-        if number.0 < self.last {
-            return Err(Error::OptionOutOfOrder);
-        }
-        let delta = u32::from(number.0 - self.last);
-        let len = u32::try_from(value.len()).map_err(|_| Error::OptionTooLong)?;
-        if len > 65535 + 269 {
+        let delta = number
+            .0
+            .checked_sub(self.last)
+            .ok_or(Error::OptionOutOfOrder)?;
+        if value.len() > MAX_OPTION_LEN {
             return Err(Error::OptionTooLong);
         }
-        let (dn, dext, dlen) = nibble(delta);
-        let (ln, lext, llen) = nibble(len);
-        let need = 1 + dlen + llen + value.len();
+        let delta = Ext::new(u32::from(delta));
+        let len = Ext::new(value.len() as u32); // ≤ MAX_OPTION_LEN
+        let head_len = 1 + delta.len() + len.len();
         let out = self
             .buf
-            .get_mut(self.pos..self.pos + need)
+            .get_mut(self.pos..)
+            .and_then(|b| b.get_mut(..head_len + value.len()))
             .ok_or(Error::BufferTooSmall)?;
-        out[0] = (dn << 4) | ln;
-        out[1..1 + dlen].copy_from_slice(&dext[2 - dlen..]);
-        out[1 + dlen..1 + dlen + llen].copy_from_slice(&lext[2 - llen..]);
-        out[1 + dlen + llen..].copy_from_slice(value);
-        self.pos += need;
+        let (head, body) = out.split_at_mut(head_len);
+        head[0] = (delta.nibble << 4) | len.nibble;
+        let rest = delta.write(&mut head[1..]);
+        len.write(rest);
+        body.copy_from_slice(value);
+        self.pos += head_len + value.len();
         self.last = number.0;
         Ok(())
     }
@@ -106,15 +107,64 @@ impl<'a> OptionWriter<'a> {
     }
 }
 
-/// Splits a delta or length into its nibble and extended bytes.
-fn nibble(v: u32) -> (u8, [u8; 2], usize) {
-    if v < 13 {
-        (v as u8, [0, 0], 0)
-    } else if v < 269 {
-        (13, [0, (v - 13) as u8], 1)
-    } else {
-        let e = ((v - 269) as u16).to_be_bytes();
-        (14, e, 2)
+/// Longest option value the delta/length encoding can express.
+const MAX_OPTION_LEN: usize = 65535 + 269;
+
+/// An option delta or length split into its nibble and extended bytes
+/// (RFC 7252 §3.1). Written byte by byte: the extended part is 0–2 bytes,
+/// and a `copy_from_slice` of such a variable length became a `memcpy` call
+/// on the hot path.
+#[derive(Clone, Copy)]
+struct Ext {
+    nibble: u8,
+    /// The extended value, big-endian in the low `len()` bytes.
+    ext: u16,
+}
+
+impl Ext {
+    /// `v` must be at most `MAX_OPTION_LEN`.
+    fn new(v: u32) -> Self {
+        match v {
+            0..=12 => Ext {
+                nibble: v as u8,
+                ext: 0,
+            },
+            13..=268 => Ext {
+                nibble: 13,
+                ext: (v - 13) as u16,
+            },
+            _ => Ext {
+                nibble: 14,
+                ext: (v - 269) as u16,
+            },
+        }
+    }
+
+    /// Number of extended bytes.
+    fn len(self) -> usize {
+        match self.nibble {
+            13 => 1,
+            14 => 2,
+            _ => 0,
+        }
+    }
+
+    /// Writes the extended bytes at the start of `out` (which the caller
+    /// sized with [`Ext::len`]); returns the rest.
+    fn write(self, out: &mut [u8]) -> &mut [u8] {
+        let [hi, lo] = self.ext.to_be_bytes();
+        match (self.nibble, out) {
+            (13, [b, rest @ ..]) => {
+                *b = lo;
+                rest
+            }
+            (14, [b0, b1, rest @ ..]) => {
+                *b0 = hi;
+                *b1 = lo;
+                rest
+            }
+            (_, out) => out,
+        }
     }
 }
 
@@ -230,6 +280,35 @@ mod tests {
         assert_eq!(
             w.option(OptionNumber::URI_PATH, b"abc").unwrap_err(),
             Error::BufferTooSmall
+        );
+    }
+
+    #[test]
+    fn extended_delta_and_length_edges() {
+        // Each side of the 13 and 269 boundaries, for deltas and lengths.
+        let big = [7u8; 300];
+        let mut buf = [0u8; 2048];
+        let mut w = OptionWriter::new(&mut buf, 0).unwrap();
+        let mut n = 0u16;
+        for v in [0usize, 12, 13, 268, 269, 270] {
+            n += v as u16;
+            w.option(OptionNumber(n), &big[..v]).unwrap();
+        }
+        let end = w.finish();
+        let (opts, payload) = crate::Options::parse(&buf[..end]).unwrap();
+        assert!(payload.is_empty());
+        let mut n = 0u16;
+        let mut it = opts.iter();
+        for v in [0usize, 12, 13, 268, 269, 270] {
+            n += v as u16;
+            let o = it.next().unwrap();
+            assert_eq!((o.number.0, o.value.len()), (n, v));
+        }
+        assert!(it.next().is_none());
+        let mut w = OptionWriter::new(&mut buf, 0).unwrap();
+        assert_eq!(
+            w.option(OptionNumber(65535), &[]).map(|_| w.position()),
+            Ok(3)
         );
     }
 

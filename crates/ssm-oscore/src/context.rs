@@ -4,7 +4,7 @@
 //! the Common IV, so a multicast client can hold a sender-only context and a
 //! multicast server recipient-only contexts (OCF SSM credtypes 128 and 256).
 //! The AES key schedule is expanded once, when the context is derived.
-use crate::crypto::Aead;
+use crate::crypto::{self, Aead};
 use crate::error::Error;
 use crate::id::{Id, IdContext};
 use crate::kdf::Prk;
@@ -46,6 +46,9 @@ pub struct SenderContext {
     pub(crate) id: Id,
     pub(crate) id_context: Option<IdContext>,
     pub(crate) common_iv: [u8; NONCE_LEN],
+    /// The nonce part fixed by the Sender ID, computed once (see
+    /// [`crypto::nonce_base`]).
+    pub(crate) nonce_base: [u8; NONCE_LEN],
     pub(crate) aead: Aead,
     /// The Sender Sequence Number and its persistence state.
     pub sequence: SequenceNumber,
@@ -62,10 +65,12 @@ impl SenderContext {
     ) -> Result<Self, Error> {
         let prk = Prk::extract(master_secret, master_salt)?;
         let key = prk.key(&sender_id, id_context.as_ref());
+        let common_iv = prk.common_iv(id_context.as_ref());
         Ok(SenderContext {
             id: sender_id,
             id_context,
-            common_iv: prk.common_iv(id_context.as_ref()),
+            common_iv,
+            nonce_base: crypto::nonce_base(&sender_id, &common_iv),
             aead: Aead::new(&key),
             sequence,
         })
@@ -94,6 +99,9 @@ pub struct RecipientContext {
     pub(crate) id: Id,
     pub(crate) id_context: Option<IdContext>,
     pub(crate) common_iv: [u8; NONCE_LEN],
+    /// The nonce part fixed by the Recipient ID, computed once (see
+    /// [`crypto::nonce_base`]).
+    pub(crate) nonce_base: [u8; NONCE_LEN],
     pub(crate) aead: Aead,
     /// Replay window, or the Echo challenge state after a restart.
     pub replay: ReplayState,
@@ -110,10 +118,12 @@ impl RecipientContext {
     ) -> Result<Self, Error> {
         let prk = Prk::extract(master_secret, master_salt)?;
         let key = prk.key(&recipient_id, id_context.as_ref());
+        let common_iv = prk.common_iv(id_context.as_ref());
         Ok(RecipientContext {
             id: recipient_id,
             id_context,
-            common_iv: prk.common_iv(id_context.as_ref()),
+            common_iv,
+            nonce_base: crypto::nonce_base(&recipient_id, &common_iv),
             aead: Aead::new(&key),
             replay,
         })
@@ -159,6 +169,7 @@ impl SecurityContext {
                 id: p.sender_id,
                 id_context: p.id_context,
                 common_iv,
+                nonce_base: crypto::nonce_base(&p.sender_id, &common_iv),
                 aead: Aead::new(&prk.key(&p.sender_id, ctx)),
                 sequence,
             },
@@ -166,6 +177,7 @@ impl SecurityContext {
                 id: p.recipient_id,
                 id_context: p.id_context,
                 common_iv,
+                nonce_base: crypto::nonce_base(&p.recipient_id, &common_iv),
                 aead: Aead::new(&prk.key(&p.recipient_id, ctx)),
                 replay,
             },

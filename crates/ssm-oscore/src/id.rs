@@ -80,6 +80,21 @@ small_bytes!(
     Error::IdContextTooLong
 );
 
+impl Id {
+    /// The bytes zero-padded to 7, for fixed-size copies (variable-length
+    /// ones became `memcpy` calls on the per-message path).
+    pub(crate) fn padded(&self) -> &[u8; MAX_ID_LEN] {
+        &self.bytes
+    }
+
+    /// The ID as a big-endian number (right-aligned, the way the nonce
+    /// left-pads it).
+    pub(crate) fn to_u64(self) -> u64 {
+        let b = self.bytes;
+        u64::from_be_bytes([0, b[0], b[1], b[2], b[3], b[4], b[5], b[6]]) >> (8 * (7 - self.len))
+    }
+}
+
 /// A Partial IV: a sequence number in network byte order with leading zero
 /// bytes removed; 0 is the single byte `00` (RFC 8613 §6.1).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,16 +109,15 @@ impl PartialIv {
         if n >= 1 << 40 {
             return Err(Error::SequenceNumberExhausted);
         }
-        let be = n.to_be_bytes();
         let len = (8 - (n.leading_zeros() / 8) as usize).max(1);
+        // Shift the `len` significant bytes to the top of the low 5 bytes:
+        // stored left-aligned for as_bytes.
+        let be = (n << (8 * (MAX_PARTIAL_IV_LEN - len))).to_be_bytes();
         let mut bytes = [0u8; MAX_PARTIAL_IV_LEN];
-        bytes[MAX_PARTIAL_IV_LEN - len..].copy_from_slice(&be[8 - len..]);
-        // Store left-aligned for as_bytes.
-        let mut out = [0u8; MAX_PARTIAL_IV_LEN];
-        out[..len].copy_from_slice(&bytes[MAX_PARTIAL_IV_LEN - len..]);
+        bytes.copy_from_slice(&be[8 - MAX_PARTIAL_IV_LEN..]);
         Ok(PartialIv {
             len: len as u8,
-            bytes: out,
+            bytes,
         })
     }
 
@@ -126,11 +140,21 @@ impl PartialIv {
         &self.bytes[..self.len as usize]
     }
 
+    /// The bytes zero-padded to 5, for fixed-size copies.
+    pub(crate) fn padded(&self) -> &[u8; MAX_PARTIAL_IV_LEN] {
+        &self.bytes
+    }
+
+    /// The length in bytes (1–5).
+    pub(crate) fn len(&self) -> usize {
+        self.len as usize
+    }
+
     /// The sequence number.
     pub fn value(&self) -> u64 {
-        self.as_bytes()
-            .iter()
-            .fold(0u64, |a, b| (a << 8) | u64::from(*b))
+        // The padding is zero: read all 5 bytes and drop it, without a loop.
+        let [b0, b1, b2, b3, b4] = self.bytes;
+        u64::from_be_bytes([0, 0, 0, b0, b1, b2, b3, b4]) >> (8 * (MAX_PARTIAL_IV_LEN - self.len()))
     }
 }
 

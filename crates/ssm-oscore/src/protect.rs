@@ -7,7 +7,7 @@
 //! allocation. The replay window is updated only after the tag verified.
 use crate::class::{kept_on_receive, placement, Placement};
 use crate::context::{RecipientContext, SenderContext};
-use crate::crypto::{aad, nonce};
+use crate::crypto::{aad, nonce, nonce_with_piv};
 use crate::error::Error;
 use crate::id::{Id, IdContext, PartialIv};
 use crate::option::OscoreOption;
@@ -186,7 +186,7 @@ impl SenderContext {
             observe,
         };
         let outer_code = if observe { Code::FETCH } else { Code::POST };
-        let nonce = nonce(&self.id, &piv, &self.common_iv);
+        let nonce = nonce_with_piv(&self.nonce_base, &piv);
         let (aad, aad_len) = aad(&binding.kid, &binding.partial_iv);
         let no_response = opts.outer_no_response
             && plain.options().get_uint(OptionNumber::NO_RESPONSE) == Some(Ok(26));
@@ -230,7 +230,7 @@ impl SenderContext {
                         kid_context: None,
                         kid: None,
                     },
-                    nonce(&self.id, &p, &self.common_iv),
+                    nonce_with_piv(&self.nonce_base, &p),
                 )
             }
         };
@@ -402,7 +402,7 @@ impl RecipientContext {
             kid_context: layout.option.kid_context,
             observe: false,
         };
-        let nonce = nonce(&kid, &piv, &self.common_iv);
+        let nonce = nonce_with_piv(&self.nonce_base, &piv); // kid == self.id
         let (aad, aad_len) = aad(&kid, &piv);
         let mut d = open(&self.aead, &layout, datagram, &nonce, &aad[..aad_len])?;
         if !d.code.is_request() {
@@ -442,7 +442,7 @@ impl RecipientContext {
     ) -> Result<Decrypted<'a>, Error> {
         let layout = Layout::read(datagram)?;
         let nonce = match layout.option.partial_iv {
-            Some(p) => nonce(&self.id, &p, &self.common_iv),
+            Some(p) => nonce_with_piv(&self.nonce_base, &p),
             None => nonce(&binding.kid, &binding.partial_iv, &self.common_iv),
         };
         let (aad, aad_len) = aad(&binding.kid, &binding.partial_iv);
@@ -471,14 +471,15 @@ struct Layout {
 impl Layout {
     fn read(datagram: &[u8]) -> Result<Layout, Error> {
         let p = Packet::new_checked(datagram)?;
-        let mut found = None;
-        for o in p.options().get_all(OptionNumber::OSCORE) {
-            if found.is_some() {
-                return Err(Error::BadOscoreOption); // repeated
-            }
-            found = Some(OscoreOption::parse(o.value)?);
+        let options = p.options();
+        let mut oscore = options.get_all(OptionNumber::OSCORE);
+        let option = match oscore.next() {
+            Some(o) => OscoreOption::parse(o.value)?,
+            None => return Err(Error::NotOscore),
+        };
+        if oscore.next().is_some() {
+            return Err(Error::BadOscoreOption); // repeated
         }
-        let option = found.ok_or(Error::NotOscore)?;
         if p.payload().is_empty() {
             return Err(Error::MissingCiphertext);
         }
@@ -487,7 +488,7 @@ impl Layout {
             message_id: p.message_id(),
             token_len: p.token().len(),
             options_start: p.options_offset(),
-            options_end: p.options_offset() + p.options().as_bytes().len(),
+            options_end: p.options_offset() + options.as_bytes().len(),
             payload_start: p.payload_offset(),
             option,
         })
@@ -512,7 +513,8 @@ fn open<'a>(
     let head: &'a [u8] = head;
     let (&code, rest) = ct.split_first().ok_or(Error::MalformedPlaintext)?;
     let (options, payload) = Options::parse(rest).map_err(|_| Error::MalformedPlaintext)?;
-    let (outer_options, _) = Options::parse(&head[l.options_start..l.options_end])?;
+    // Validated by `Layout::read`, and `head` is not written between the two.
+    let outer_options = Options::new_validated(&head[l.options_start..l.options_end]);
     Ok(Decrypted {
         msg_type: l.msg_type,
         message_id: l.message_id,
