@@ -64,16 +64,24 @@ impl SenderContext {
         sequence: SequenceNumber,
     ) -> Result<Self, Error> {
         let prk = Prk::extract(master_secret, master_salt)?;
-        let key = prk.key(&sender_id, id_context.as_ref());
+        Ok(Self::from_prk(&prk, id_context, sender_id, sequence))
+    }
+
+    fn from_prk(
+        prk: &Prk,
+        id_context: Option<IdContext>,
+        id: Id,
+        sequence: SequenceNumber,
+    ) -> Self {
         let common_iv = prk.common_iv(id_context.as_ref());
-        Ok(SenderContext {
-            id: sender_id,
+        SenderContext {
+            id,
             id_context,
             common_iv,
-            nonce_base: crypto::nonce_base(&sender_id, &common_iv),
-            aead: Aead::new(&key),
+            nonce_base: crypto::nonce_base(&id, &common_iv),
+            aead: Aead::new(&prk.key(&id, id_context.as_ref())),
             sequence,
-        })
+        }
     }
 
     /// The Sender ID (sent as `kid` in requests).
@@ -117,16 +125,19 @@ impl RecipientContext {
         replay: ReplayState,
     ) -> Result<Self, Error> {
         let prk = Prk::extract(master_secret, master_salt)?;
-        let key = prk.key(&recipient_id, id_context.as_ref());
+        Ok(Self::from_prk(&prk, id_context, recipient_id, replay))
+    }
+
+    fn from_prk(prk: &Prk, id_context: Option<IdContext>, id: Id, replay: ReplayState) -> Self {
         let common_iv = prk.common_iv(id_context.as_ref());
-        Ok(RecipientContext {
-            id: recipient_id,
+        RecipientContext {
+            id,
             id_context,
             common_iv,
-            nonce_base: crypto::nonce_base(&recipient_id, &common_iv),
-            aead: Aead::new(&key),
+            nonce_base: crypto::nonce_base(&id, &common_iv),
+            aead: Aead::new(&prk.key(&id, id_context.as_ref())),
             replay,
-        })
+        }
     }
 
     /// The Recipient ID (the `kid` of the peer's requests).
@@ -162,25 +173,9 @@ impl SecurityContext {
         replay: ReplayState,
     ) -> Result<Self, Error> {
         let prk = Prk::extract(p.master_secret, p.master_salt)?;
-        let ctx = p.id_context.as_ref();
-        let common_iv = prk.common_iv(ctx);
         Ok(SecurityContext {
-            sender: SenderContext {
-                id: p.sender_id,
-                id_context: p.id_context,
-                common_iv,
-                nonce_base: crypto::nonce_base(&p.sender_id, &common_iv),
-                aead: Aead::new(&prk.key(&p.sender_id, ctx)),
-                sequence,
-            },
-            recipient: RecipientContext {
-                id: p.recipient_id,
-                id_context: p.id_context,
-                common_iv,
-                nonce_base: crypto::nonce_base(&p.recipient_id, &common_iv),
-                aead: Aead::new(&prk.key(&p.recipient_id, ctx)),
-                replay,
-            },
+            sender: SenderContext::from_prk(&prk, p.id_context, p.sender_id, sequence),
+            recipient: RecipientContext::from_prk(&prk, p.id_context, p.recipient_id, replay),
         })
     }
 }
