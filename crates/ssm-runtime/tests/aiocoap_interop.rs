@@ -5,11 +5,13 @@
 //! The venv comes from `interop/aiocoap/setup-venv.sh` (idempotent); set
 //! `SSM_AIOCOAP_PYTHON` to reuse one. Contexts are generated fresh per run.
 use ssm_coap::{Code, Message, MessageType, Token};
+mod common;
+
+use common::tempdir;
 use ssm_oscore::*;
 use ssm_runtime::random_bytes;
-use ssm_runtime::responder::OscoreResponder;
 use ssm_runtime::store::FileSequenceStore;
-use ssm_runtime::udp::{serve, OscoreClient};
+use ssm_runtime::udp::OscoreClient;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -96,47 +98,12 @@ impl Keys {
     }
 }
 
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ssm-aiocoap-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn app(req: &Message) -> Message {
-    let mut resp = Message::new(
-        MessageType::Acknowledgement,
-        Code::CONTENT,
-        0,
-        Token::default(),
-    );
-    match (req.code, req.uri_path().as_str()) {
-        (Code::GET, "/hello") => resp.payload = b"hello from ocf-ssm".to_vec(),
-        (Code::POST, "/echo") => {
-            resp.code = Code::CHANGED;
-            resp.payload = req.payload.clone();
-        }
-        _ => resp.code = Code::NOT_FOUND,
-    }
-    resp
-}
-
 async fn start_our_server(
     keys: &Keys,
     dir: &Path,
     restarted: bool,
 ) -> (SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>) {
-    let store = FileSequenceStore::new(dir.join("server.ssn"));
-    let ssn = SequenceNumber::resume(store.load().unwrap(), 16);
-    let replay = if restarted {
-        ReplayState::awaiting_echo(32)
-    } else {
-        ReplayState::Window(ReplayWindow::new(32))
-    };
-    let responder = OscoreResponder::new(keys.ours(false, ssn, replay), store);
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    (addr, tokio::spawn(serve(socket, responder, app)))
+    common::start_server(dir, restarted, |ssn, replay| keys.ours(false, ssn, replay)).await
 }
 
 /// Runs aiocoap-client; returns (exit ok, stdout, stderr).

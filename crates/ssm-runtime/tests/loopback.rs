@@ -1,12 +1,14 @@
 //! Our OSCORE client against our OSCORE server over real UDP sockets on
 //! 127.0.0.1, including restarts of either side.
 use ssm_coap::{Code, Message, MessageType, OptionNumber, Token};
+mod common;
+
+use common::tempdir;
 use ssm_oscore::*;
-use ssm_runtime::responder::OscoreResponder;
 use ssm_runtime::store::FileSequenceStore;
-use ssm_runtime::udp::{serve, ClientError, OscoreClient};
+use ssm_runtime::udp::{ClientError, OscoreClient};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tokio::net::UdpSocket;
 
 const SECRET: [u8; 32] = [0x21; 32];
@@ -26,64 +28,14 @@ fn context(sender: u8, recipient: u8, ssn: SequenceNumber, replay: ReplayState) 
     .unwrap()
 }
 
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ssm-loopback-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Starts a server whose state lives in `dir`; `restarted` means its replay
-/// window is unknown (App. B.1.2).
 async fn start_server(
     dir: &Path,
     restarted: bool,
 ) -> (SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>) {
-    let store = FileSequenceStore::new(dir.join("server.ssn"));
-    let ssn = SequenceNumber::resume(store.load().unwrap(), 8);
-    let replay = if restarted {
-        ReplayState::awaiting_echo(32)
-    } else {
-        ReplayState::Window(ReplayWindow::new(32))
-    };
-    let responder = OscoreResponder::new(context(0x01, 0x02, ssn, replay), store);
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    let mut state = false;
-    let task = tokio::spawn(serve(socket, responder, move |req: &Message| {
-        let mut resp = Message::new(
-            MessageType::Acknowledgement,
-            Code::CONTENT,
-            0,
-            Token::default(),
-        );
-        match (req.code, req.uri_path().as_str()) {
-            (Code::GET, "/hello") => resp.payload = b"hello from ocf-ssm".to_vec(),
-            (Code::POST, "/echo") => {
-                resp.code = Code::CHANGED;
-                resp.payload = req.payload.clone();
-            }
-            (Code::POST, "/BinarySwitchResURI") => {
-                state = req.payload.last() == Some(&0xf5);
-                resp.code = Code::CHANGED;
-            }
-            (Code::GET, "/BinarySwitchResURI") => {
-                resp.payload = vec![
-                    0xa1,
-                    0x65,
-                    b'v',
-                    b'a',
-                    b'l',
-                    b'u',
-                    b'e',
-                    if state { 0xf5 } else { 0xf4 },
-                ]
-            }
-            _ => resp.code = Code::NOT_FOUND,
-        }
-        resp
-    }));
-    (addr, task)
+    common::start_server(dir, restarted, |ssn, replay| {
+        context(0x01, 0x02, ssn, replay)
+    })
+    .await
 }
 
 async fn client(dir: &Path) -> OscoreClient<FileSequenceStore> {
