@@ -3,11 +3,10 @@
 //! are verified by a recipient context built from its credtype-256 cred,
 //! in order (the Partial IV jumps 3 → 160 after the sender's restart), and
 //! each is rejected when replayed.
-mod common;
 
-use common::{hex, load};
 use ssm_oscore::kdf::{info, Label, Prk};
 use ssm_oscore::*;
+use ssm_testutil::{hex, load};
 
 #[test]
 fn reference_stack_datagrams_verify_in_order_and_never_twice() {

@@ -1,6 +1,5 @@
 //! Property tests: round trips over random contexts and messages, tamper
 //! rejection, and the replay window against a reference model.
-mod common;
 
 use proptest::prelude::*;
 use ssm_coap::{Code, Message, MessageType, OptionNumber, Token};

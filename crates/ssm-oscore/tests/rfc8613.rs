@@ -1,10 +1,9 @@
 //! RFC 8613 Appendix C, every case, read from `shared/vectors/rfc8613.json`.
-mod common;
 
-use common::{hex, load, opt_hex};
 use ssm_oscore::crypto::{aad, nonce};
 use ssm_oscore::kdf::{info, Label, Prk};
 use ssm_oscore::*;
+use ssm_testutil::{hex, load, opt_hex};
 
 fn id(v: &serde_json::Value) -> Id {
     Id::new(&hex(v)).unwrap()

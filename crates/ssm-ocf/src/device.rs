@@ -1,0 +1,612 @@
+//! A device's request handling (sans-IO): core resources (`/oic/res`,
+//! `/oic/d`, `/oic/p`, `/introspection`), application resources with
+//! RETRIEVE, UPDATE and NOTIFY (Observe, RFC 7641), and the application of
+//! verified SSM updates.
+//!
+//! Access rule until the security model lands (issue 4): RETRIEVE and
+//! OBSERVE are open; UPDATE of an application resource needs an OSCORE-
+//! protected request (pair-wise by unicast, SSM by multicast). Multicast
+//! requests are only answered for discovery, and never with an error.
+use crate::cbor;
+use crate::cred::CredType;
+use crate::discovery::{Endpoint, Link, BM_DISCOVERABLE, BM_OBSERVABLE, SSM_EP_V4, SSM_EP_V6};
+use crate::message::{self, check_version};
+use crate::resource::{Resource, UpdateError, IF_BASELINE, IF_LL, IF_R};
+use crate::ssm::Accepted;
+use ciborium::Value;
+use ssm_coap::{Code, Message, MessageType, OptionNumber, CONTENT_FORMAT_CBOR};
+use uuid::Uuid;
+
+/// Where the introspection data is served.
+pub const INTROSPECTION_DATA_HREF: &str = "/introspection/data";
+
+/// `/oic/d` and `/oic/p` data.
+#[derive(Debug, Clone)]
+pub struct DeviceInfo {
+    /// `n`: the device name.
+    pub name: String,
+    /// `di`: the device UUID.
+    pub di: Uuid,
+    /// `piid`: the protocol-independent ID.
+    pub piid: Uuid,
+    /// The device type added to `oic.wk.d`, e.g. `oic.d.light`.
+    pub device_type: String,
+    /// `pi`: the platform ID.
+    pub pi: Uuid,
+    /// `mnmn`: manufacturer name.
+    pub mnmn: String,
+}
+
+impl DeviceInfo {
+    /// A light called `name` with identity `di`.
+    pub fn light(name: &str, di: Uuid) -> Self {
+        DeviceInfo {
+            name: name.into(),
+            di,
+            piid: di,
+            device_type: "oic.d.light".into(),
+            pi: di,
+            mnmn: "ocf-ssm".into(),
+        }
+    }
+}
+
+/// How a request reached the device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Security {
+    /// Plain CoAP.
+    None,
+    /// OSCORE-protected, by the credential's subject.
+    Oscore {
+        /// The peer (credential `subjectuuid`).
+        subject: Option<Uuid>,
+        /// 64 by unicast, 256 for SSM.
+        credtype: CredType,
+    },
+}
+
+/// Request context supplied by the runtime.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    /// Received on a multicast group.
+    pub multicast: bool,
+    /// Protection of the request.
+    pub security: Security,
+    /// An opaque peer identity for Observe (the runtime's address string).
+    pub peer: String,
+}
+
+/// What handling a request produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The response to send (type, token set; MID set for ACKs).
+    pub response: Option<Message>,
+    /// The href whose state changed (notify its observers).
+    pub changed: Option<String>,
+}
+
+/// Why a verified SSM update was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SsmRefusal {
+    /// No resource at that href.
+    #[error("no resource at {0}")]
+    NotFound(String),
+    /// The resource does not accept SSM.
+    #[error("{0} does not accept SSM updates")]
+    NotSsm(String),
+    /// The payload or a property is invalid.
+    #[error("bad update: {0}")]
+    Bad(String),
+}
+
+struct Entry {
+    href: String,
+    resource: Box<dyn Resource>,
+    ssm: bool,
+}
+
+struct Observer {
+    peer: String,
+    token: ssm_coap::Token,
+    href: String,
+    seq: u32,
+}
+
+/// An OCF device.
+pub struct Device {
+    info: DeviceInfo,
+    entries: Vec<Entry>,
+    endpoints: Vec<String>,
+    ssm_v6: bool,
+    ssm_v4: bool,
+    observers: Vec<Observer>,
+}
+
+/// Longest list of observers kept (oldest dropped first).
+pub const MAX_OBSERVERS: usize = 64;
+
+impl Device {
+    /// A device without application resources.
+    pub fn new(info: DeviceInfo) -> Self {
+        Device {
+            info,
+            entries: Vec::new(),
+            endpoints: Vec::new(),
+            ssm_v6: true,
+            ssm_v4: true,
+            observers: Vec::new(),
+        }
+    }
+
+    /// The device data.
+    pub fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    /// Hosts `resource` at `href`; `ssm` marks it as accepting SSM updates.
+    pub fn add_resource(&mut self, href: &str, resource: Box<dyn Resource>, ssm: bool) {
+        self.entries.push(Entry {
+            href: href.into(),
+            resource,
+            ssm,
+        });
+    }
+
+    /// The unicast endpoints listed in `eps` (e.g. `coap://127.0.0.1:40000`).
+    pub fn set_endpoints(&mut self, eps: Vec<String>) {
+        self.endpoints = eps;
+    }
+
+    /// Which SSM endpoints discovery lists for SSM-enabled resources.
+    pub fn set_ssm_families(&mut self, ipv6: bool, ipv4: bool) {
+        self.ssm_v6 = ipv6;
+        self.ssm_v4 = ipv4;
+    }
+
+    /// The representation of an application resource (its default
+    /// interface), e.g. `{"value": true}`.
+    pub fn representation(&self, href: &str) -> Option<Value> {
+        let e = self.entries.iter().find(|e| e.href == href)?;
+        Some(props_map(e.resource.properties()))
+    }
+
+    /// Handles a plain (or already decrypted) request.
+    pub fn handle(&mut self, req: &Message, meta: &RequestMeta) -> Outcome {
+        if !req.code.is_request() {
+            return Outcome::default();
+        }
+        if let Err(code) = check_version(req) {
+            return self.error(req, meta, code);
+        }
+        let path = req.uri_path();
+        let iface = req
+            .uri_queries()
+            .find_map(|q| q.strip_prefix("if="))
+            .map(String::from);
+        if meta.multicast && !(req.code == Code::GET && path == "/oic/res") {
+            // Multicast: discovery only; SSM updates come through apply_ssm.
+            return Outcome::default();
+        }
+        match path.as_str() {
+            "/oic/res" => self.discovery(req, meta, iface.as_deref()),
+            "/oic/d" => self.core_get(req, meta, iface.as_deref(), self.oic_d()),
+            "/oic/p" => self.core_get(req, meta, iface.as_deref(), self.oic_p()),
+            "/introspection" => {
+                self.core_get(req, meta, iface.as_deref(), self.introspection_info())
+            }
+            INTROSPECTION_DATA_HREF if req.code == Code::GET => {
+                let mut r = reply(req, Code::CONTENT);
+                r.set_option_uint(OptionNumber::CONTENT_FORMAT, u32::from(CONTENT_FORMAT_CBOR));
+                r.payload = cbor::encode(&cbor::from_json(&self.introspection_data()));
+                Outcome {
+                    response: Some(r),
+                    changed: None,
+                }
+            }
+            _ => self.application(req, meta, &path, iface.as_deref()),
+        }
+    }
+
+    /// Applies a verified SSM update (the receive rule of REFERENCE-SSM §4
+    /// after decryption): POST to an SSM-enabled resource with a valid body.
+    /// Returns the changed href (or `None` if the value was already set).
+    pub fn apply_ssm(&mut self, a: &Accepted) -> Result<Option<String>, SsmRefusal> {
+        let req = &a.request;
+        check_version(req).map_err(|c| SsmRefusal::Bad(format!("version options ({c})")))?;
+        let path = req.uri_path();
+        let e = self
+            .entries
+            .iter_mut()
+            .find(|e| e.href == path)
+            .ok_or_else(|| SsmRefusal::NotFound(path.clone()))?;
+        if !e.ssm {
+            return Err(SsmRefusal::NotSsm(path));
+        }
+        let body = message::payload(req).map_err(|c| SsmRefusal::Bad(format!("payload ({c})")))?;
+        let props = update_props(&body).map_err(|u| SsmRefusal::Bad(u.to_string()))?;
+        let changed = e
+            .resource
+            .update(&props)
+            .map_err(|u| SsmRefusal::Bad(u.to_string()))?;
+        Ok(changed.then_some(path))
+    }
+
+    /// Notifications for the observers of `href` (NON 2.05 with Observe),
+    /// each with the peer it goes to.
+    pub fn notifications(&mut self, href: &str) -> Vec<(String, Message)> {
+        let Some(rep) = self.representation(href) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for o in self.observers.iter_mut().filter(|o| o.href == href) {
+            o.seq = (o.seq + 1) & 0xff_ffff;
+            let mut m = Message::new(MessageType::NonConfirmable, Code::CONTENT, 0, o.token);
+            m.add_option_uint(OptionNumber::OBSERVE, o.seq);
+            message::set_payload(&mut m, &rep);
+            out.push((o.peer.clone(), m));
+        }
+        out
+    }
+
+    /// Forgets every observation of `peer` (e.g. after an RST).
+    pub fn remove_observer(&mut self, peer: &str, token: &[u8]) {
+        self.observers
+            .retain(|o| !(o.peer == peer && o.token.as_bytes() == token));
+    }
+
+    fn error(&self, req: &Message, meta: &RequestMeta, code: Code) -> Outcome {
+        if meta.multicast {
+            return Outcome::default();
+        }
+        Outcome {
+            response: Some(reply(req, code)),
+            changed: None,
+        }
+    }
+
+    fn links(&self) -> Vec<Link> {
+        let anchor = Some(format!("ocf://{}", self.info.di));
+        let eps: Vec<Endpoint> = self
+            .endpoints
+            .iter()
+            .map(|e| Endpoint {
+                ep: e.clone(),
+                pri: Some(1),
+            })
+            .collect();
+        let core = |href: &str, rt: &str, ifs: &[&str]| Link {
+            anchor: anchor.clone(),
+            href: href.into(),
+            rt: vec![rt.into()],
+            interfaces: ifs.iter().map(|s| s.to_string()).collect(),
+            bm: BM_DISCOVERABLE,
+            eps: eps.clone(),
+        };
+        let mut links = vec![
+            core("/oic/res", "oic.wk.res", &[IF_LL, IF_BASELINE]),
+            core("/oic/d", "oic.wk.d", &[IF_R, IF_BASELINE]),
+            core("/oic/p", "oic.wk.p", &[IF_R, IF_BASELINE]),
+            core(
+                "/introspection",
+                "oic.wk.introspection",
+                &[IF_R, IF_BASELINE],
+            ),
+        ];
+        links[1].rt.push(self.info.device_type.clone());
+        for e in &self.entries {
+            let mut eps = eps.clone();
+            if e.ssm {
+                if self.ssm_v6 {
+                    eps.push(Endpoint {
+                        ep: SSM_EP_V6.into(),
+                        pri: None,
+                    });
+                }
+                if self.ssm_v4 {
+                    eps.push(Endpoint {
+                        ep: SSM_EP_V4.into(),
+                        pri: None,
+                    });
+                }
+            }
+            links.push(Link {
+                anchor: anchor.clone(),
+                href: e.href.clone(),
+                rt: e
+                    .resource
+                    .resource_types()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                interfaces: e
+                    .resource
+                    .interfaces()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                bm: BM_DISCOVERABLE | BM_OBSERVABLE,
+                eps,
+            });
+        }
+        links
+    }
+
+    fn discovery(&self, req: &Message, meta: &RequestMeta, iface: Option<&str>) -> Outcome {
+        if req.code != Code::GET {
+            return self.error(req, meta, Code::METHOD_NOT_ALLOWED);
+        }
+        let rt = req
+            .uri_queries()
+            .find_map(|q| q.strip_prefix("rt="))
+            .map(String::from);
+        let links: Vec<Link> = self
+            .links()
+            .into_iter()
+            .filter(|l| rt.as_ref().is_none_or(|rt| l.rt.iter().any(|x| x == rt)))
+            .filter(|l| match iface {
+                None | Some(IF_LL) | Some(IF_BASELINE) => true,
+                Some(i) => l.interfaces.iter().any(|x| x == i),
+            })
+            .collect();
+        if links.is_empty() {
+            return self.error(req, meta, Code::BAD_REQUEST);
+        }
+        let arr = Value::Array(links.iter().map(Link::to_value).collect());
+        let body = if iface == Some(IF_BASELINE) {
+            Value::Array(vec![cbor::map([
+                ("rt", cbor::text_array(&["oic.wk.res"])),
+                ("if", cbor::text_array(&[IF_LL, IF_BASELINE])),
+                ("n", Value::Text(self.info.name.clone())),
+                ("links", arr),
+            ])])
+        } else {
+            arr
+        };
+        let mut r = reply(req, Code::CONTENT);
+        message::set_payload(&mut r, &body);
+        Outcome {
+            response: Some(r),
+            changed: None,
+        }
+    }
+
+    fn oic_d(&self) -> Vec<(&'static str, Value)> {
+        vec![
+            (
+                "rt",
+                cbor::text_array(&["oic.wk.d", self.info.device_type.as_str()]),
+            ),
+            ("if", cbor::text_array(&[IF_R, IF_BASELINE])),
+            ("n", Value::Text(self.info.name.clone())),
+            ("di", Value::Text(self.info.di.to_string())),
+            ("icv", Value::Text("ocf.2.0.5".into())),
+            ("dmv", Value::Text("ocf.res.1.3.0,ocf.sh.1.3.0".into())),
+            ("piid", Value::Text(self.info.piid.to_string())),
+        ]
+    }
+
+    fn oic_p(&self) -> Vec<(&'static str, Value)> {
+        vec![
+            ("rt", cbor::text_array(&["oic.wk.p"])),
+            ("if", cbor::text_array(&[IF_R, IF_BASELINE])),
+            ("pi", Value::Text(self.info.pi.to_string())),
+            ("mnmn", Value::Text(self.info.mnmn.clone())),
+        ]
+    }
+
+    fn introspection_info(&self) -> Vec<(&'static str, Value)> {
+        let base = self
+            .endpoints
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "coap://localhost".into());
+        vec![
+            ("rt", cbor::text_array(&["oic.wk.introspection"])),
+            ("if", cbor::text_array(&[IF_R, IF_BASELINE])),
+            (
+                "urlInfo",
+                Value::Array(vec![cbor::map([
+                    (
+                        "url",
+                        Value::Text(format!("{base}{INTROSPECTION_DATA_HREF}")),
+                    ),
+                    ("protocol", Value::Text("coap".into())),
+                    ("content-type", Value::Text("application/cbor".into())),
+                    ("version", Value::Integer(1.into())),
+                ])]),
+            ),
+        ]
+    }
+
+    /// The Introspection Device Data: one swagger 2.0 document with the
+    /// paths and definitions of every application resource, at its href.
+    pub fn introspection_data(&self) -> serde_json::Value {
+        let mut paths = serde_json::Map::new();
+        let mut definitions = serde_json::Map::new();
+        let mut parameters = serde_json::Map::new();
+        for e in &self.entries {
+            let Some(doc) = e.resource.introspection() else {
+                continue;
+            };
+            if let Some(p) = doc
+                .get("paths")
+                .and_then(|p| p.as_object())
+                .and_then(|p| p.values().next())
+            {
+                paths.insert(e.href.clone(), p.clone());
+            }
+            for (k, v) in doc
+                .get("definitions")
+                .and_then(|d| d.as_object())
+                .into_iter()
+                .flatten()
+            {
+                definitions.insert(k.clone(), v.clone());
+            }
+            for (k, v) in doc
+                .get("parameters")
+                .and_then(|d| d.as_object())
+                .into_iter()
+                .flatten()
+            {
+                parameters.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::json!({
+            "swagger": "2.0",
+            "info": {
+                "title": self.info.name,
+                "version": env!("CARGO_PKG_VERSION"),
+                "x-license": "resource definitions: OCF Data Model License (see the OCF IoTDataModels repository)"
+            },
+            "schemes": ["coap"],
+            "consumes": ["application/vnd.ocf+cbor"],
+            "produces": ["application/vnd.ocf+cbor"],
+            "paths": paths,
+            "parameters": parameters,
+            "definitions": definitions,
+        })
+    }
+
+    fn core_get(
+        &self,
+        req: &Message,
+        meta: &RequestMeta,
+        iface: Option<&str>,
+        props: Vec<(&'static str, Value)>,
+    ) -> Outcome {
+        if req.code != Code::GET {
+            return self.error(req, meta, Code::METHOD_NOT_ALLOWED);
+        }
+        let props = match iface {
+            None | Some(IF_BASELINE) => props,
+            Some(IF_R) => props
+                .into_iter()
+                .filter(|(k, _)| *k != "rt" && *k != "if")
+                .collect(),
+            Some(_) => return self.error(req, meta, Code::BAD_REQUEST),
+        };
+        let mut r = reply(req, Code::CONTENT);
+        message::set_payload(&mut r, &props_map(props));
+        Outcome {
+            response: Some(r),
+            changed: None,
+        }
+    }
+
+    fn application(
+        &mut self,
+        req: &Message,
+        meta: &RequestMeta,
+        path: &str,
+        iface: Option<&str>,
+    ) -> Outcome {
+        let Some(idx) = self.entries.iter().position(|e| e.href == path) else {
+            return self.error(req, meta, Code::NOT_FOUND);
+        };
+        let e = &self.entries[idx];
+        let default_if = e
+            .resource
+            .interfaces()
+            .first()
+            .copied()
+            .unwrap_or(IF_BASELINE);
+        let iface = iface.unwrap_or(default_if);
+        if !e.resource.interfaces().contains(&iface) {
+            return self.error(req, meta, Code::BAD_REQUEST);
+        }
+        match req.code {
+            Code::GET => {
+                let mut props = e.resource.properties();
+                if iface == IF_BASELINE {
+                    props.insert(0, ("if", cbor::text_array(e.resource.interfaces())));
+                    props.insert(0, ("rt", cbor::text_array(e.resource.resource_types())));
+                }
+                let mut r = reply(req, Code::CONTENT);
+                match req.option_uint(OptionNumber::OBSERVE) {
+                    Some(0) => {
+                        let token = req.token;
+                        self.observers
+                            .retain(|o| !(o.peer == meta.peer && o.token == token));
+                        if self.observers.len() >= MAX_OBSERVERS {
+                            self.observers.remove(0);
+                        }
+                        self.observers.push(Observer {
+                            peer: meta.peer.clone(),
+                            token,
+                            href: path.into(),
+                            seq: 0,
+                        });
+                        r.add_option_uint(OptionNumber::OBSERVE, 0);
+                    }
+                    Some(1) => self.remove_observer(&meta.peer, req.token.as_bytes()),
+                    _ => {}
+                }
+                message::set_payload(&mut r, &props_map(props));
+                Outcome {
+                    response: Some(r),
+                    changed: None,
+                }
+            }
+            Code::POST => {
+                if meta.security == Security::None {
+                    return self.error(req, meta, Code::UNAUTHORIZED);
+                }
+                let body = match message::payload(req) {
+                    Ok(b) => b,
+                    Err(code) => return self.error(req, meta, code),
+                };
+                let result =
+                    update_props(&body).and_then(|p| self.entries[idx].resource.update(&p));
+                match result {
+                    Ok(changed) => {
+                        let mut r = reply(req, Code::CHANGED);
+                        message::set_payload(
+                            &mut r,
+                            &props_map(self.entries[idx].resource.properties()),
+                        );
+                        Outcome {
+                            response: Some(r),
+                            changed: changed.then(|| path.to_string()),
+                        }
+                    }
+                    Err(_) => self.error(req, meta, Code::BAD_REQUEST),
+                }
+            }
+            _ => self.error(req, meta, Code::METHOD_NOT_ALLOWED),
+        }
+    }
+}
+
+/// The properties of an UPDATE body: a map with text keys; `rt` and `if`
+/// are read-only.
+fn update_props(body: &Value) -> Result<Vec<(String, Value)>, UpdateError> {
+    let m = body
+        .as_map()
+        .ok_or_else(|| UpdateError::BadValue("(body is not a map)".into()))?;
+    let mut out = Vec::with_capacity(m.len());
+    for (k, v) in m {
+        let k = k
+            .as_text()
+            .ok_or_else(|| UpdateError::BadValue("(non-text key)".into()))?;
+        if matches!(k, "rt" | "if" | "n" | "id") {
+            return Err(UpdateError::ReadOnly(k.into()));
+        }
+        out.push((k.to_string(), v.clone()));
+    }
+    Ok(out)
+}
+
+fn props_map(props: Vec<(&'static str, Value)>) -> Value {
+    cbor::map(props)
+}
+
+/// A response skeleton: ACK with the request's MID for CON, NON otherwise
+/// (MID 0: the runtime assigns one); same token.
+pub fn reply(req: &Message, code: Code) -> Message {
+    let (ty, mid) = match req.ty {
+        MessageType::Confirmable => (MessageType::Acknowledgement, req.message_id),
+        _ => (MessageType::NonConfirmable, 0),
+    };
+    Message::new(ty, code, mid, req.token)
+}

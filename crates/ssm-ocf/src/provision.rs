@@ -1,0 +1,146 @@
+//! Making a consistent set of SSM credentials for one group (what the
+//! onboarding tool does, REFERENCE-SSM §6, with per-sender IDs): one group
+//! secret; every client its own 7-byte Sender ID (prefix 0x02) in a
+//! credtype-128 cred; every light one credtype-256 cred per client with
+//! `recipientid` = that client's ID and `subjectuuid` = that client; and a
+//! pair-wise credtype-64 context between every client and every light for
+//! unicast UPDATE. Randomness comes from the caller.
+use crate::cred::{
+    CredResource, Credential, OscoreFields, PrivateData, MASTER_SECRET_LEN, OSCORE_ID_LEN,
+};
+use uuid::Uuid;
+
+/// A device and its `/oic/sec/cred`.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Device UUID.
+    pub uuid: Uuid,
+    /// Its credentials.
+    pub creds: CredResource,
+}
+
+/// An OSCORE ID with a role prefix (0x01 pair-wise, 0x02 group), unique in
+/// `used`.
+fn fresh_id(
+    prefix: u8,
+    used: &mut Vec<[u8; OSCORE_ID_LEN]>,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> [u8; OSCORE_ID_LEN] {
+    loop {
+        let mut id = [0u8; OSCORE_ID_LEN];
+        random(&mut id);
+        id[0] = prefix;
+        if !used.contains(&id) {
+            used.push(id);
+            return id;
+        }
+    }
+}
+
+fn uuid(random: &mut dyn FnMut(&mut [u8])) -> Uuid {
+    let mut b = [0u8; 16];
+    random(&mut b);
+    uuid::Builder::from_random_bytes(b).into_uuid()
+}
+
+/// The reference stack's placeholder subject for a client cred: the 7-byte
+/// ID twice, then two zero bytes.
+pub fn client_cred_subject(id: &[u8; OSCORE_ID_LEN]) -> Uuid {
+    let mut b = [0u8; 16];
+    b[..7].copy_from_slice(id);
+    b[7..14].copy_from_slice(id);
+    Uuid::from_bytes(b)
+}
+
+/// Generates lights and clients of one SSM group; `owner` is written as
+/// `rowneruuid`.
+pub fn generate_group(
+    lights: usize,
+    clients: usize,
+    owner: Uuid,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> (Vec<Member>, Vec<Member>) {
+    let mut used = Vec::new();
+    let mut secret = [0u8; MASTER_SECRET_LEN];
+    random(&mut secret);
+    let new = |uuid| Member {
+        uuid,
+        creds: CredResource {
+            creds: Vec::new(),
+            rowneruuid: owner.to_string(),
+        },
+    };
+    let mut ls: Vec<Member> = (0..lights).map(|_| new(uuid(random))).collect();
+    let mut cs: Vec<Member> = (0..clients).map(|_| new(uuid(random))).collect();
+    let push = |m: &mut Member, subject: String, credtype: u32, secret: &[u8], o: OscoreFields| {
+        let credid = m.creds.creds.len() as u32 + 1;
+        m.creds.creds.push(Credential {
+            credid,
+            subjectuuid: subject,
+            credtype,
+            privatedata: Some(PrivateData::raw(secret)),
+            oscore: Some(o),
+        });
+    };
+    for c in cs.iter_mut() {
+        let sid = fresh_id(0x02, &mut used, random);
+        let desc = Some(format!("SSM sender {}", hex::encode(sid)));
+        push(
+            c,
+            client_cred_subject(&sid).to_string(),
+            128,
+            &secret,
+            OscoreFields {
+                senderid: Some(hex::encode(sid)),
+                desc: desc.clone(),
+                ..Default::default()
+            },
+        );
+        for l in ls.iter_mut() {
+            push(
+                l,
+                c.uuid.to_string(),
+                256,
+                &secret,
+                OscoreFields {
+                    recipientid: Some(hex::encode(sid)),
+                    desc: desc.clone(),
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    for c in cs.iter_mut() {
+        for l in ls.iter_mut() {
+            let mut pair = [0u8; MASTER_SECRET_LEN];
+            random(&mut pair);
+            let (a, b) = (
+                fresh_id(0x01, &mut used, random),
+                fresh_id(0x01, &mut used, random),
+            );
+            push(
+                c,
+                l.uuid.to_string(),
+                64,
+                &pair,
+                OscoreFields {
+                    senderid: Some(hex::encode(a)),
+                    recipientid: Some(hex::encode(b)),
+                    ..Default::default()
+                },
+            );
+            push(
+                l,
+                c.uuid.to_string(),
+                64,
+                &pair,
+                OscoreFields {
+                    senderid: Some(hex::encode(b)),
+                    recipientid: Some(hex::encode(a)),
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    (ls, cs)
+}
