@@ -12,7 +12,10 @@
 //!   confirmable OSCORE client with retransmission and Echo retry.
 #![forbid(unsafe_code)]
 
+pub mod client;
+pub mod device;
 pub mod multicast;
+pub mod netif;
 pub mod responder;
 pub mod store;
 pub mod udp;

@@ -1,0 +1,333 @@
+//! Client side: discovery by multicast, plain unicast requests and Observe,
+//! and the SSM sender (one OSCORE-protected multicast UPDATE per
+//! configured group, each with its own sequence number persisted K ahead).
+use crate::device::for_socket;
+use crate::multicast::{all_ocf_nodes, sender_v4, sender_v6, ALL_COAP_NODES_V4};
+use crate::netif::NetIf;
+use crate::random_bytes;
+use crate::store::FileSequenceStore;
+use ssm_coap::{Code, Message, MessageType, Packet, Token};
+use ssm_ocf::discovery::{parse_links, Link};
+use ssm_ocf::{message, ssm};
+use ssm_oscore::{SenderContext, SequenceNumber};
+use std::io;
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::time::{timeout_at, Instant};
+
+/// How far ahead a client reserves SSM sequence numbers.
+pub const SSN_K: u64 = 64;
+
+/// Where multicast goes: which interfaces, families and IPv6 scopes.
+#[derive(Debug, Clone)]
+pub struct MulticastScope {
+    /// Interfaces (named by the user).
+    pub interfaces: Vec<String>,
+    /// Send to 224.0.1.187.
+    pub ipv4: bool,
+    /// IPv6 scopes to send to (2 = ff02, 3 = ff03, 5 = ff05).
+    pub ipv6_scopes: Vec<u8>,
+    /// Destination port (5683).
+    pub port: u16,
+    /// TTL / hop limit (1 keeps it on the link).
+    pub hops: u32,
+}
+
+/// One sender socket per (interface, family) with the group addresses it
+/// sends to.
+pub struct MulticastTargets {
+    /// (socket, destinations).
+    pub targets: Vec<(UdpSocket, Vec<SocketAddr>)>,
+}
+
+impl MulticastTargets {
+    /// Opens the sender sockets, each pinned to its interface.
+    pub fn open(scope: &MulticastScope) -> io::Result<Self> {
+        let mut targets = Vec::new();
+        for name in &scope.interfaces {
+            let nif = NetIf::by_name(name)?;
+            if !scope.ipv6_scopes.is_empty() && !nif.is_loopback() {
+                let s = sender_v6(nif.index, scope.hops)?;
+                let dests = scope
+                    .ipv6_scopes
+                    .iter()
+                    .map(|sc| {
+                        SocketAddr::V6(SocketAddrV6::new(
+                            all_ocf_nodes(*sc),
+                            scope.port,
+                            0,
+                            if *sc <= 2 { nif.index } else { 0 },
+                        ))
+                    })
+                    .collect();
+                targets.push((s, dests));
+            }
+            if scope.ipv4 {
+                targets.push((
+                    sender_v4(nif.ipv4_addr()?, scope.hops)?,
+                    vec![SocketAddr::from((ALL_COAP_NODES_V4, scope.port))],
+                ));
+            }
+        }
+        if targets.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no multicast destination (IPv6 multicast does not work on lo: use --ipv4)",
+            ));
+        }
+        Ok(MulticastTargets { targets })
+    }
+
+    /// Every destination.
+    pub fn destinations(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.targets.iter().flat_map(|(_, d)| d.iter().copied())
+    }
+}
+
+/// Multicast discovery: NON `GET /oic/res?<query>` to every target, then
+/// the unicast replies that arrive within `wait`, by responder.
+pub async fn discover(
+    targets: &MulticastTargets,
+    query: Option<&str>,
+    wait: Duration,
+) -> io::Result<Vec<(SocketAddr, Vec<Link>)>> {
+    let mut req = message::request(MessageType::NonConfirmable, Code::GET, "/oic/res", query);
+    req.message_id = u16::from_be_bytes(random_bytes::<2>());
+    req.token = Token::new(&random_bytes::<8>()).unwrap_or_default();
+    let bytes = req.to_vec();
+    for (s, dests) in &targets.targets {
+        for d in dests {
+            s.send_to(&bytes, *d).await?;
+        }
+    }
+    let deadline = Instant::now() + wait;
+    let mut found: Vec<(SocketAddr, Vec<Link>)> = Vec::new();
+    let mut futs = Vec::new();
+    for (s, _) in &targets.targets {
+        futs.push(collect(s, &req, deadline));
+    }
+    for r in futures_join(futs).await {
+        for (from, links) in r? {
+            if !found.iter().any(|(f, _)| *f == from) {
+                found.push((from, links));
+            }
+        }
+    }
+    Ok(found)
+}
+
+async fn futures_join<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut out = Vec::new();
+    // Each future runs until the shared deadline; awaiting them in turn
+    // loses nothing because the replies queue in each socket meanwhile.
+    for f in futs {
+        out.push(f.await);
+    }
+    out
+}
+
+async fn collect(
+    s: &UdpSocket,
+    req: &Message,
+    deadline: Instant,
+) -> io::Result<Vec<(SocketAddr, Vec<Link>)>> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    while let Ok(r) = timeout_at(deadline, s.recv_from(&mut buf)).await {
+        let (n, from) = r?;
+        let Ok(m) = Message::parse(&buf[..n]) else {
+            continue;
+        };
+        if m.token != req.token || !m.code.is_response() {
+            continue;
+        }
+        if m.ty == MessageType::Confirmable {
+            let ack = Message::new(
+                MessageType::Acknowledgement,
+                Code::EMPTY,
+                m.message_id,
+                Token::default(),
+            );
+            let _ = s.send_to(&ack.to_vec(), from).await;
+        }
+        if let Ok(p) = message::payload(&m) {
+            out.push((from, parse_links(&p)));
+        }
+    }
+    Ok(out)
+}
+
+/// A socket for unicast requests to `peer`'s family.
+pub async fn socket_for(peer: SocketAddr) -> io::Result<UdpSocket> {
+    match peer.ip() {
+        IpAddr::V4(_) => UdpSocket::bind("0.0.0.0:0").await,
+        IpAddr::V6(_) => UdpSocket::bind("[::]:0").await,
+    }
+}
+
+/// A confirmable plain request with retransmission (RFC 7252 §4.2);
+/// returns the response.
+pub async fn request(
+    socket: &UdpSocket,
+    peer: SocketAddr,
+    mut req: Message,
+    ack_timeout: Duration,
+    attempts: u32,
+) -> io::Result<Message> {
+    req.ty = MessageType::Confirmable;
+    req.message_id = u16::from_be_bytes(random_bytes::<2>());
+    req.token = Token::new(&random_bytes::<8>()).unwrap_or_default();
+    let bytes = req.to_vec();
+    let mut buf = vec![0u8; 2048];
+    let mut wait = ack_timeout;
+    for _ in 0..attempts.max(1) {
+        socket.send_to(&bytes, for_socket(socket, peer)).await?;
+        let deadline = Instant::now() + wait;
+        wait *= 2;
+        while let Ok(r) = timeout_at(deadline, socket.recv_from(&mut buf)).await {
+            let (n, _) = r?;
+            let Ok(m) = Message::parse(&buf[..n]) else {
+                continue;
+            };
+            if m.token == req.token && m.code.is_response() {
+                if m.ty == MessageType::Confirmable {
+                    let ack = Message::new(
+                        MessageType::Acknowledgement,
+                        Code::EMPTY,
+                        m.message_id,
+                        Token::default(),
+                    );
+                    socket
+                        .send_to(&ack.to_vec(), for_socket(socket, peer))
+                        .await?;
+                }
+                return Ok(m);
+            }
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("no response from {peer}"),
+    ))
+}
+
+/// Waits for the next notification of an observation started with
+/// `token` (acknowledging confirmable ones).
+pub async fn next_notification(
+    socket: &UdpSocket,
+    token: &Token,
+    deadline: Instant,
+) -> io::Result<Option<Message>> {
+    let mut buf = vec![0u8; 2048];
+    while let Ok(r) = timeout_at(deadline, socket.recv_from(&mut buf)).await {
+        let (n, from) = r?;
+        let Ok(m) = Message::parse(&buf[..n]) else {
+            continue;
+        };
+        if m.token != *token || !m.code.is_response() {
+            continue;
+        }
+        if m.ty == MessageType::Confirmable {
+            let ack = Message::new(
+                MessageType::Acknowledgement,
+                Code::EMPTY,
+                m.message_id,
+                Token::default(),
+            );
+            socket.send_to(&ack.to_vec(), from).await?;
+        }
+        return Ok(Some(m));
+    }
+    Ok(None)
+}
+
+/// An SSM client: the credtype-128 sender context and its sequence-number
+/// store.
+pub struct SsmSender {
+    ctx: SenderContext,
+    store: FileSequenceStore,
+}
+
+/// One datagram sent.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// Group address.
+    pub to: SocketAddr,
+    /// Its Partial IV.
+    pub piv: u64,
+    /// Its size.
+    pub len: usize,
+}
+
+impl SsmSender {
+    /// From a checked SSM client credential; the sequence number resumes
+    /// from `store` (never below a stored `ssn` in the credential).
+    pub fn new(cred: &ssm_ocf::cred::OscoreCred, store: FileSequenceStore) -> io::Result<Self> {
+        let stored = store.load()?.max(cred.ssn.unwrap_or(0));
+        let ctx = ssm::sender_context(cred, SequenceNumber::resume(stored, SSN_K))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(SsmSender { ctx, store })
+    }
+
+    /// The next sequence number.
+    pub fn next_sequence_number(&self) -> u64 {
+        self.ctx.sequence.peek()
+    }
+
+    /// Protects `request` with a fresh sequence number (reserved on disk
+    /// first).
+    pub fn protect(&mut self, request: &Message) -> io::Result<(Vec<u8>, u64)> {
+        self.ctx.sequence.reserve(&mut self.store)?;
+        let piv = self.ctx.sequence.peek();
+        let mut out = vec![0u8; request.encoded_len() + 64];
+        let (n, _) = self
+            .ctx
+            .protect_request(&request.to_vec(), &mut out)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        out.truncate(n);
+        Ok((out, piv))
+    }
+
+    /// Sends one SSM UPDATE of `props` to `href` to every destination, each
+    /// copy with its own sequence number (a nonce is never reused).
+    pub async fn send(
+        &mut self,
+        targets: &MulticastTargets,
+        href: &str,
+        props: &ciborium::Value,
+        no_response: bool,
+    ) -> io::Result<Vec<Sent>> {
+        let mid = u16::from_be_bytes(random_bytes::<2>());
+        let token = Token::new(&random_bytes::<8>()).unwrap_or_default();
+        let req = ssm::update_request(href, props, mid, token, no_response);
+        let mut sent = Vec::new();
+        for (s, dests) in &targets.targets {
+            for d in dests {
+                let (bytes, piv) = self.protect(&req)?;
+                s.send_to(&bytes, *d).await?;
+                sent.push(Sent {
+                    to: *d,
+                    piv,
+                    len: bytes.len(),
+                });
+            }
+        }
+        Ok(sent)
+    }
+}
+
+/// The response code and CBOR body of a response, for display.
+pub fn describe(m: &Message) -> (Code, Option<serde_json::Value>) {
+    let body = if m.payload.is_empty() {
+        None
+    } else {
+        message::payload(m).ok().map(|v| ssm_ocf::cbor::to_json(&v))
+    };
+    (m.code, body)
+}
+
+/// Parses a datagram's header only (for tests that count replies).
+pub fn is_coap(bytes: &[u8]) -> bool {
+    Packet::new_checked(bytes).is_ok()
+}

@@ -1,0 +1,551 @@
+//! The device runtime: sockets and persistence around the sans-IO
+//! [`ssm_ocf::device::Device`] and [`ssm_ocf::ssm::SsmReceiver`].
+//!
+//! * One unicast socket (ephemeral port, IPv6 dual-stack where available):
+//!   plain requests, pair-wise OSCORE requests (credtype 64, through an
+//!   [`OscoreResponder`] per peer), Observe notifications.
+//! * Per named interface, one multicast socket per group: `224.0.1.187`
+//!   and `ff02::158`, `ff03::158`, `ff05::158` on port 5683. SSM datagrams
+//!   are verified, the replay floor is persisted *before* the update is
+//!   applied, and nothing is ever sent back; plain multicast is discovery.
+use crate::multicast::{all_ocf_nodes, join_v4, join_v6, ALL_COAP_NODES_V4, COAP_PORT};
+use crate::netif::NetIf;
+use crate::random_bytes;
+use crate::responder::OscoreResponder;
+use crate::store::{atomic_write, FileSequenceStore};
+use ssm_coap::{Code, Message, MessageType, OptionNumber, Packet};
+use ssm_ocf::cred::{CredResource, CredType};
+use ssm_ocf::device::{reply, Device, RequestMeta, Security};
+use ssm_ocf::ssm::{DropCounters, DropReason, ReplayFloors, SsmReceiver};
+use ssm_oscore::{OscoreOption, ReplayState, SequenceNumber};
+use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::net::UdpSocket;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+/// How far ahead a device reserves its response sequence numbers.
+const SSN_K: u64 = 64;
+
+/// Where and how a device listens.
+#[derive(Debug, Clone)]
+pub struct DeviceConfig {
+    /// Interfaces to join the multicast groups on (never any other).
+    pub interfaces: Vec<String>,
+    /// Use IPv4 (224.0.1.187).
+    pub ipv4: bool,
+    /// Use IPv6 (ff0X::158); not possible on `lo`.
+    pub ipv6: bool,
+    /// IPv6 scopes to join (2, 3, 5).
+    pub ipv6_scopes: Vec<u8>,
+    /// Multicast port (5683).
+    pub port: u16,
+    /// Directory for persisted state (replay floors, sequence numbers).
+    pub state_dir: PathBuf,
+}
+
+impl DeviceConfig {
+    /// Loopback, IPv4 only, port 5683.
+    pub fn loopback(state_dir: PathBuf) -> Self {
+        DeviceConfig {
+            interfaces: vec!["lo".into()],
+            ipv4: true,
+            ipv6: false,
+            ipv6_scopes: vec![2, 3, 5],
+            port: COAP_PORT,
+            state_dir,
+        }
+    }
+}
+
+/// What a running device reports.
+#[derive(Debug, Clone)]
+pub enum DeviceEvent {
+    /// An SSM update was applied.
+    SsmApplied {
+        /// The resource.
+        href: String,
+        /// Its new representation (JSON).
+        state: serde_json::Value,
+        /// The client (credential subject).
+        from: Option<Uuid>,
+        /// The Partial IV.
+        piv: u64,
+    },
+    /// A unicast UPDATE changed a resource.
+    UnicastApplied {
+        /// The resource.
+        href: String,
+        /// Its new representation (JSON).
+        state: serde_json::Value,
+    },
+    /// A multicast datagram was dropped.
+    Dropped(DropReason),
+    /// A verified SSM update was not applied (resource not SSM-enabled,
+    /// bad body).
+    Refused(String),
+}
+
+struct State {
+    device: Device,
+    ssm: SsmReceiver,
+    pairwise: Vec<(
+        ssm_oscore::Id,
+        Option<Uuid>,
+        OscoreResponder<FileSequenceStore>,
+    )>,
+    drops: DropCounters,
+    floors_path: PathBuf,
+}
+
+/// A running device.
+pub struct DeviceHandle {
+    /// The unicast endpoints it announces.
+    pub endpoints: Vec<String>,
+    /// Its unicast socket address.
+    pub unicast: SocketAddr,
+    /// Device events.
+    pub events: broadcast::Sender<DeviceEvent>,
+    state: Arc<Mutex<State>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl DeviceHandle {
+    /// The representation of `href` now.
+    pub fn representation(&self, href: &str) -> Option<serde_json::Value> {
+        let st = self.state.lock().ok()?;
+        st.device
+            .representation(href)
+            .map(|v| ssm_ocf::cbor::to_json(&v))
+    }
+
+    /// Dropped multicast datagrams by reason.
+    pub fn drops(&self) -> DropCounters {
+        self.state
+            .lock()
+            .map(|s| s.drops.clone())
+            .unwrap_or_default()
+    }
+
+    /// Stops every task (sockets close).
+    pub fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for DeviceHandle {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The replay floors file of a device.
+pub fn floors_path(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join("ssm-replay-floors.json")
+}
+
+fn load_floors(path: &std::path::Path) -> io::Result<ReplayFloors> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => serde_json::from_str(&s).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(ReplayFloors::default()),
+        Err(e) => Err(e),
+    }
+}
+
+fn unicast_socket() -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = match Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)) {
+        Ok(s) => {
+            s.set_only_v6(false)?;
+            s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)).into())?;
+            s
+        }
+        Err(_) => {
+            // No IPv6 on this host.
+            let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            s.bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into())?;
+            s
+        }
+    };
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(s.into())
+}
+
+/// `addr` in the family of `socket` (IPv4 peers become v4-mapped on a
+/// dual-stack socket).
+pub fn for_socket(socket: &UdpSocket, addr: SocketAddr) -> SocketAddr {
+    match (socket.local_addr(), addr) {
+        (Ok(SocketAddr::V6(_)), SocketAddr::V4(a)) => {
+            SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0))
+        }
+        _ => addr,
+    }
+}
+
+/// Starts `device` with the OSCORE credentials in `creds`.
+pub async fn start(
+    mut device: Device,
+    creds: &CredResource,
+    config: &DeviceConfig,
+) -> io::Result<DeviceHandle> {
+    let bad = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+    std::fs::create_dir_all(&config.state_dir)?;
+    let oscore = creds.oscore_creds().map_err(|e| bad(e.to_string()))?;
+    let floors_path = floors_path(&config.state_dir);
+    let ssm =
+        SsmReceiver::new(&oscore, load_floors(&floors_path)?).map_err(|e| bad(e.to_string()))?;
+    let mut pairwise = Vec::new();
+    for c in oscore
+        .iter()
+        .filter(|c| c.credtype == CredType::PairwiseOscore)
+    {
+        let store = FileSequenceStore::new(config.state_dir.join(format!("ssn-{}", c.credid)));
+        let seq = SequenceNumber::resume(store.load()?, SSN_K);
+        // The unicast replay window is not persisted: after a restart the
+        // first request from each peer goes through an Echo round trip.
+        let ctx =
+            ssm_ocf::ssm::pairwise_context(c, seq, ReplayState::awaiting_echo(32)).map_err(bad)?;
+        pairwise.push((
+            *ctx.recipient.id(),
+            c.subject,
+            OscoreResponder::new(ctx, store),
+        ));
+    }
+
+    let unicast = Arc::new(unicast_socket()?);
+    let port = unicast.local_addr()?.port();
+    let mut mcast = Vec::new();
+    let mut endpoints = Vec::new();
+    for name in &config.interfaces {
+        let nif = NetIf::by_name(name)?;
+        let v6 = config.ipv6 && !nif.is_loopback();
+        if config.ipv4 {
+            mcast.push(join_v4(ALL_COAP_NODES_V4, config.port, nif.ipv4_addr()?)?);
+        }
+        if v6 {
+            for scope in &config.ipv6_scopes {
+                mcast.push(join_v6(all_ocf_nodes(*scope), config.port, nif.index)?);
+            }
+        }
+        endpoints.extend(nif.endpoints(
+            port,
+            config.ipv4,
+            v6 || (config.ipv6 && nif.is_loopback()),
+        ));
+    }
+    let any_v6 = config.ipv6
+        && config
+            .interfaces
+            .iter()
+            .any(|n| NetIf::by_name(n).map(|i| !i.is_loopback()).unwrap_or(false));
+    device.set_endpoints(endpoints.clone());
+    device.set_ssm_families(any_v6, config.ipv4);
+
+    let (events, _) = broadcast::channel(1024);
+    let state = Arc::new(Mutex::new(State {
+        device,
+        ssm,
+        pairwise,
+        drops: DropCounters::default(),
+        floors_path,
+    }));
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(unicast_loop(
+        unicast.clone(),
+        state.clone(),
+        events.clone(),
+    )));
+    for s in mcast {
+        tasks.push(tokio::spawn(multicast_loop(
+            s,
+            unicast.clone(),
+            state.clone(),
+            events.clone(),
+        )));
+    }
+    Ok(DeviceHandle {
+        endpoints,
+        unicast: unicast.local_addr()?,
+        events,
+        state,
+        tasks,
+    })
+}
+
+async fn send_all(socket: &UdpSocket, out: Vec<(SocketAddr, Vec<u8>)>) {
+    for (peer, bytes) in out {
+        if let Err(e) = socket.send_to(&bytes, for_socket(socket, peer)).await {
+            tracing::debug!(%peer, error = %e, "send failed");
+        }
+    }
+}
+
+/// Notifications for `href`, encoded with fresh Message IDs.
+fn notify(st: &mut State, href: &str) -> Vec<(SocketAddr, Vec<u8>)> {
+    st.device
+        .notifications(href)
+        .into_iter()
+        .filter_map(|(peer, mut m)| {
+            m.message_id = u16::from_be_bytes(random_bytes::<2>());
+            Some((peer.parse().ok()?, m.to_vec()))
+        })
+        .collect()
+}
+
+fn normalise(peer: SocketAddr) -> SocketAddr {
+    match peer {
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::from((IpAddr::V4(v4), a.port())),
+            None => peer,
+        },
+        v4 => v4,
+    }
+}
+
+async fn unicast_loop(
+    socket: Arc<UdpSocket>,
+    state: Arc<Mutex<State>>,
+    events: broadcast::Sender<DeviceEvent>,
+) {
+    let mut buf = vec![0u8; 1500];
+    loop {
+        let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+            return;
+        };
+        let peer = normalise(peer);
+        let out = {
+            let Ok(mut st) = state.lock() else { return };
+            handle_unicast(&mut st, &mut buf[..n], peer, &events)
+        };
+        send_all(&socket, out).await;
+    }
+}
+
+fn handle_unicast(
+    st: &mut State,
+    datagram: &mut [u8],
+    peer: SocketAddr,
+    events: &broadcast::Sender<DeviceEvent>,
+) -> Vec<(SocketAddr, Vec<u8>)> {
+    let (kid, ty, is_request, token) = match Packet::new_checked(&*datagram) {
+        Ok(p) => (
+            p.options()
+                .get(OptionNumber::OSCORE)
+                .and_then(|o| OscoreOption::parse(o.value).ok())
+                .and_then(|o| o.kid),
+            p.msg_type(),
+            p.code().is_request(),
+            p.token().to_vec(),
+        ),
+        Err(_) => return Vec::new(),
+    };
+    if ty == MessageType::Reset {
+        st.device.remove_observer(&peer.to_string(), &token);
+        return Vec::new();
+    }
+    if !is_request {
+        return Vec::new();
+    }
+    let mut changed = None;
+    let mut out = Vec::new();
+    if let Some(kid) = kid {
+        let State {
+            device, pairwise, ..
+        } = st;
+        let Some((_, subject, responder)) = pairwise.iter_mut().find(|(id, _, _)| *id == kid)
+        else {
+            // Unknown kid: 4.01 (RFC 8613 §8.2), plain.
+            if let Ok(req) = Message::parse(datagram) {
+                let mut r = reply(&req, Code::UNAUTHORIZED);
+                r.message_id = if r.ty == MessageType::Acknowledgement {
+                    r.message_id
+                } else {
+                    u16::from_be_bytes(random_bytes::<2>())
+                };
+                r.payload = b"Security context not found".to_vec();
+                out.push((peer, r.to_vec()));
+            }
+            return out;
+        };
+        let meta = RequestMeta {
+            multicast: false,
+            security: Security::Oscore {
+                subject: *subject,
+                credtype: CredType::PairwiseOscore,
+            },
+            peer: peer.to_string(),
+        };
+        let mid = u16::from_be_bytes(random_bytes::<2>());
+        let mut app = |req: &Message| {
+            let o = device.handle(req, &meta);
+            changed = o.changed;
+            o.response.unwrap_or_else(|| reply(req, Code::NOT_FOUND))
+        };
+        if let Some(bytes) = responder.handle(datagram, random_bytes::<8>(), mid, &mut app) {
+            out.push((peer, bytes));
+        }
+    } else {
+        let Ok(req) = Message::parse(datagram) else {
+            return out;
+        };
+        let meta = RequestMeta {
+            multicast: false,
+            security: Security::None,
+            peer: peer.to_string(),
+        };
+        let o = st.device.handle(&req, &meta);
+        changed = o.changed;
+        if let Some(mut r) = o.response {
+            if r.ty == MessageType::NonConfirmable {
+                r.message_id = u16::from_be_bytes(random_bytes::<2>());
+            }
+            out.push((peer, r.to_vec()));
+        }
+    }
+    if let Some(href) = changed {
+        let state = st
+            .device
+            .representation(&href)
+            .map(|v| ssm_ocf::cbor::to_json(&v))
+            .unwrap_or_default();
+        let _ = events.send(DeviceEvent::UnicastApplied {
+            href: href.clone(),
+            state,
+        });
+        out.extend(notify(st, &href));
+    }
+    out
+}
+
+async fn multicast_loop(
+    socket: UdpSocket,
+    unicast: Arc<UdpSocket>,
+    state: Arc<Mutex<State>>,
+    events: broadcast::Sender<DeviceEvent>,
+) {
+    let mut buf = vec![0u8; 1500];
+    loop {
+        let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+            return;
+        };
+        let peer = normalise(peer);
+        let out = {
+            let Ok(mut st) = state.lock() else { return };
+            // Persisting the floor blocks on fsync; let tokio move other
+            // tasks off this worker meanwhile.
+            blocking(|| handle_multicast(&mut st, &mut buf[..n], peer, &events))
+        };
+        send_all(&unicast, out).await;
+    }
+}
+
+fn handle_multicast(
+    st: &mut State,
+    datagram: &mut [u8],
+    peer: SocketAddr,
+    events: &broadcast::Sender<DeviceEvent>,
+) -> Vec<(SocketAddr, Vec<u8>)> {
+    let is_oscore = match Packet::new_checked(&*datagram) {
+        Ok(p) => p.options().get(OptionNumber::OSCORE).is_some(),
+        Err(_) => {
+            drop_one(st, DropReason::Malformed, events);
+            return Vec::new();
+        }
+    };
+    if !is_oscore {
+        let Ok(req) = Message::parse(datagram) else {
+            return Vec::new();
+        };
+        let meta = RequestMeta {
+            multicast: true,
+            security: Security::None,
+            peer: peer.to_string(),
+        };
+        let o = st.device.handle(&req, &meta);
+        return match o.response {
+            Some(mut r) => {
+                r.message_id = u16::from_be_bytes(random_bytes::<2>());
+                vec![(peer, r.to_vec())]
+            }
+            None => {
+                if req.code != Code::GET {
+                    drop_one(st, DropReason::Unprotected, events);
+                }
+                Vec::new()
+            }
+        };
+    }
+    // SSM: whatever happens below, nothing is sent to the peer.
+    match st.ssm.receive(datagram) {
+        Ok((accepted, persist)) => {
+            if persist {
+                let json = serde_json::to_vec(st.ssm.floors()).unwrap_or_default();
+                if let Err(e) = atomic_write(&st.floors_path, &json) {
+                    // Without a durable floor a restart could accept this
+                    // datagram again: do not apply it.
+                    tracing::error!(error = %e, "cannot persist the SSM replay floor; update not applied");
+                    return Vec::new();
+                }
+            }
+            match st.device.apply_ssm(&accepted) {
+                Ok(changed) => {
+                    let href = accepted.request.uri_path();
+                    let state = st
+                        .device
+                        .representation(&href)
+                        .map(|v| ssm_ocf::cbor::to_json(&v))
+                        .unwrap_or_default();
+                    let _ = events.send(DeviceEvent::SsmApplied {
+                        href: href.clone(),
+                        state,
+                        from: accepted.subject,
+                        piv: accepted.piv,
+                    });
+                    match changed {
+                        Some(h) => notify(st, &h),
+                        None => Vec::new(),
+                    }
+                }
+                Err(refusal) => {
+                    tracing::debug!(%refusal, "verified SSM update refused");
+                    let _ = events.send(DeviceEvent::Refused(refusal.to_string()));
+                    Vec::new()
+                }
+            }
+        }
+        Err(reason) => {
+            drop_one(st, reason, events);
+            Vec::new()
+        }
+    }
+}
+
+fn drop_one(st: &mut State, reason: DropReason, events: &broadcast::Sender<DeviceEvent>) {
+    st.drops.count(reason);
+    let n = st.drops.total();
+    // Rate-limited: the first few, then every 1000th.
+    if n <= 16 || n % 1000 == 0 {
+        tracing::debug!(?reason, total = n, "multicast datagram dropped");
+    }
+    let _ = events.send(DeviceEvent::Dropped(reason));
+}
+
+/// Runs `f`, which may block on fsync, telling a multi-thread runtime to
+/// move other tasks off this worker meanwhile.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}

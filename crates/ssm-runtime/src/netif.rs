@@ -1,0 +1,90 @@
+//! Named network interfaces: index and addresses. Multicast is only ever
+//! joined or sent on interfaces resolved here from a name someone gave.
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// An interface with its addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetIf {
+    /// Name, e.g. `lo` or `ssm0`.
+    pub name: String,
+    /// Index (for IPv6 multicast and zone IDs).
+    pub index: u32,
+    /// IPv4 addresses.
+    pub ipv4: Vec<Ipv4Addr>,
+    /// IPv6 addresses (link-local and others).
+    pub ipv6: Vec<Ipv6Addr>,
+}
+
+impl NetIf {
+    /// Resolves `name`; an error names the interfaces that exist.
+    pub fn by_name(name: &str) -> io::Result<NetIf> {
+        let all = if_addrs::get_if_addrs()?;
+        let mine: Vec<_> = all.iter().filter(|i| i.name == name).collect();
+        let index = mine.iter().find_map(|i| i.index).or_else(|| {
+            std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        });
+        let Some(index) = index else {
+            let mut names: Vec<_> = all.iter().map(|i| i.name.clone()).collect();
+            names.dedup();
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "no network interface {name:?} with an address (have: {})",
+                    names.join(", ")
+                ),
+            ));
+        };
+        let mut nif = NetIf {
+            name: name.into(),
+            index,
+            ipv4: Vec::new(),
+            ipv6: Vec::new(),
+        };
+        for i in mine {
+            match &i.addr {
+                if_addrs::IfAddr::V4(a) => nif.ipv4.push(a.ip),
+                if_addrs::IfAddr::V6(a) => nif.ipv6.push(a.ip),
+            }
+        }
+        Ok(nif)
+    }
+
+    /// The first IPv4 address (needed to join and send IPv4 multicast).
+    pub fn ipv4_addr(&self) -> io::Result<Ipv4Addr> {
+        self.ipv4.first().copied().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!("interface {} has no IPv4 address", self.name),
+            )
+        })
+    }
+
+    /// The loopback interface cannot carry IPv6 multicast on Linux.
+    pub fn is_loopback(&self) -> bool {
+        self.name == "lo" || self.ipv4.iter().any(|a| a.is_loopback())
+    }
+
+    /// `coap://` endpoints for a unicast port on this interface: every
+    /// IPv4 address, link-local IPv6 with a zone, other IPv6 as is.
+    pub fn endpoints(&self, port: u16, ipv4: bool, ipv6: bool) -> Vec<String> {
+        let mut eps = Vec::new();
+        if ipv6 {
+            for a in &self.ipv6 {
+                if a.segments()[0] & 0xffc0 == 0xfe80 {
+                    eps.push(format!("coap://[{a}%{}]:{port}", self.name));
+                } else {
+                    eps.push(format!("coap://[{a}]:{port}"));
+                }
+            }
+        }
+        if ipv4 {
+            eps.extend(self.ipv4.iter().map(|a| format!("coap://{a}:{port}")));
+        }
+        eps
+    }
+}
