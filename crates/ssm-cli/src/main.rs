@@ -1,7 +1,11 @@
 //! `ssm`: the ocf-ssm command line.
 use clap::{Parser, Subcommand};
 
+mod client;
+mod creds;
 mod demo;
+mod device;
+mod state;
 
 /// OCF Simple Secure Multicast: one OSCORE-protected multicast UPDATE
 /// switches every light of a group at once.
@@ -24,6 +28,17 @@ enum Command {
     ///
     /// Example: `ssm demo --lights 8 --json`
     Demo(demo::Args),
+    /// Run one light (OCF device with a binary switch that accepts SSM).
+    ///
+    /// Example: `ssm device --state-dir hall/light-0 --iface lo`
+    Device(device::Args),
+    /// Discover, read, update (unicast or SSM multicast) and observe.
+    ///
+    /// Example: `ssm client --state-dir hall/switch-0 update --multicast --value on`
+    Client(client::Args),
+    /// Credentials for trying SSM before onboarding.
+    #[command(subcommand)]
+    Creds(creds::Cmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +68,9 @@ fn main() -> std::process::ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
+            Command::Device(args) => device::run(args).await,
+            Command::Client(args) => client::run(args).await,
+            Command::Creds(cmd) => creds::run(cmd),
         }
     });
     match result {

@@ -51,6 +51,12 @@ impl NetIf {
                 if_addrs::IfAddr::V6(a) => nif.ipv6.push(a.ip),
             }
         }
+        // if-addrs omits link-local IPv6 addresses; Linux lists them all.
+        for a in proc_if_inet6(name) {
+            if !nif.ipv6.contains(&a) {
+                nif.ipv6.push(a);
+            }
+        }
         Ok(nif)
     }
 
@@ -87,4 +93,20 @@ impl NetIf {
         }
         eps
     }
+}
+
+/// IPv6 addresses of `name` from `/proc/net/if_inet6` (empty elsewhere).
+fn proc_if_inet6(name: &str) -> Vec<Ipv6Addr> {
+    let Ok(text) = std::fs::read_to_string("/proc/net/if_inet6") else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 6 || f[5] != name || f[0].len() != 32 {
+                return None;
+            }
+            u128::from_str_radix(f[0], 16).ok().map(Ipv6Addr::from)
+        })
+        .collect()
 }

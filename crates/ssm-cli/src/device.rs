@@ -1,0 +1,160 @@
+//! `ssm device`: run one light.
+use crate::state::{load_creds, load_identity};
+use anyhow::{Context, Result};
+use ssm_ocf::device::{Device, DeviceInfo};
+use ssm_ocf::switch::{BinarySwitch, HREF};
+use ssm_runtime::device::{start, DeviceConfig, DeviceEvent};
+use std::path::PathBuf;
+
+/// Options of `ssm device`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// State directory (device.json, creds.json, persisted counters).
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// Device name (stored on first start).
+    #[arg(long)]
+    name: Option<String>,
+    /// Interface to join the multicast groups on (repeatable). Only named
+    /// interfaces are ever used.
+    #[arg(long = "iface", default_value = "lo")]
+    ifaces: Vec<String>,
+    /// Disable IPv4 (224.0.1.187).
+    #[arg(long)]
+    no_ipv4: bool,
+    /// Disable IPv6 (ff02/ff03/ff05::158; never on lo).
+    #[arg(long)]
+    no_ipv6: bool,
+    /// Multicast port.
+    #[arg(long, default_value_t = ssm_runtime::multicast::COAP_PORT)]
+    port: u16,
+    /// href of the switch.
+    #[arg(long, default_value = HREF)]
+    href: String,
+    /// JSON lines on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(a: Args) -> Result<bool> {
+    let id = load_identity(&a.state_dir, a.name.as_deref().unwrap_or("light"))?;
+    let creds = load_creds(&a.state_dir)?;
+    let mut device = Device::new(DeviceInfo::light(&id.name, id.deviceuuid));
+    device.add_resource(&a.href, Box::new(BinarySwitch::default()), true);
+    let cfg = DeviceConfig {
+        interfaces: a.ifaces.clone(),
+        ipv4: !a.no_ipv4,
+        ipv6: !a.no_ipv6,
+        ipv6_scopes: vec![2, 3, 5],
+        port: a.port,
+        state_dir: a.state_dir.clone(),
+    };
+    let handle = start(device, &creds, &cfg)
+        .await
+        .with_context(|| format!("cannot start the device on {}", a.ifaces.join(",")))?;
+    let ssm_creds = creds.creds.iter().filter(|c| c.credtype == 256).count();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"event": "ready", "name": id.name, "di": id.deviceuuid, "endpoints": handle.endpoints, "unicast_port": handle.unicast.port(), "ssm_server_creds": ssm_creds})
+        );
+    } else {
+        println!("light '{}' ({}) ready", id.name, id.deviceuuid);
+        println!("  unicast: {}", handle.endpoints.join(", "));
+        println!(
+            "  SSM: {} on {} ({} SSM server credential(s))",
+            a.href,
+            a.ifaces.join(","),
+            ssm_creds
+        );
+        if ssm_creds == 0 {
+            println!("  warning: no SSM server credential (credtype 256) in creds.json: run `ssm creds generate`");
+        }
+    }
+    let mut events = handle.events.subscribe();
+    loop {
+        tokio::select! {
+            _ = shutdown() => break,
+            ev = events.recv() => match ev {
+                Ok(ev) => print_event(&ev, a.json),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(missed = n, "event output lagged"),
+                Err(_) => break,
+            },
+        }
+    }
+    if a.json {
+        let drops: serde_json::Map<String, serde_json::Value> = handle
+            .drops()
+            .0
+            .iter()
+            .map(|(r, n)| (format!("{r:?}"), (*n).into()))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"event": "stopped", "drops": drops})
+        );
+    }
+    Ok(true)
+}
+
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
+fn print_event(ev: &DeviceEvent, json: bool) {
+    match (ev, json) {
+        (
+            DeviceEvent::SsmApplied {
+                href,
+                state,
+                from,
+                piv,
+            },
+            true,
+        ) => {
+            println!(
+                "{}",
+                serde_json::json!({"event": "ssm_applied", "href": href, "state": state, "from": from, "piv": piv})
+            )
+        }
+        (
+            DeviceEvent::SsmApplied {
+                href,
+                state,
+                from,
+                piv,
+            },
+            false,
+        ) => {
+            println!(
+                "SSM update {href} -> {state} (from {}, seq {piv})",
+                from.map(|u| u.to_string()).unwrap_or_else(|| "?".into())
+            )
+        }
+        (DeviceEvent::UnicastApplied { href, state }, true) => println!(
+            "{}",
+            serde_json::json!({"event": "unicast_applied", "href": href, "state": state})
+        ),
+        (DeviceEvent::UnicastApplied { href, state }, false) => {
+            println!("unicast update {href} -> {state}")
+        }
+        (DeviceEvent::Dropped(r), true) => println!(
+            "{}",
+            serde_json::json!({"event": "dropped", "reason": format!("{r:?}")})
+        ),
+        (DeviceEvent::Dropped(r), false) => {
+            tracing::info!(reason = ?r, "multicast datagram dropped")
+        }
+        (DeviceEvent::Refused(why), true) => {
+            println!("{}", serde_json::json!({"event": "refused", "why": why}))
+        }
+        (DeviceEvent::Refused(why), false) => println!("verified SSM update refused: {why}"),
+    }
+}

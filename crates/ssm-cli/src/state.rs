@@ -1,0 +1,54 @@
+//! A device's or client's state directory: `device.json` (identity),
+//! `creds.json` (`/oic/sec/cred` in JSON), and the runtime's persisted
+//! sequence numbers and replay floors.
+use anyhow::{Context, Result};
+use ssm_ocf::cred::CredResource;
+use ssm_ocf::Uuid;
+use std::path::{Path, PathBuf};
+
+/// `device.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    /// `doxm.deviceuuid` / `/oic/d` `di`.
+    pub deviceuuid: Uuid,
+    /// Device name.
+    pub name: String,
+}
+
+pub fn identity_path(dir: &Path) -> PathBuf {
+    dir.join("device.json")
+}
+
+pub fn creds_path(dir: &Path) -> PathBuf {
+    dir.join("creds.json")
+}
+
+/// Loads the identity, creating one (random UUID) if missing.
+pub fn load_identity(dir: &Path, default_name: &str) -> Result<Identity> {
+    let p = identity_path(dir);
+    match std::fs::read_to_string(&p) {
+        Ok(s) => serde_json::from_str(&s)
+            .with_context(|| format!("{} is not a valid identity file", p.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let id = Identity {
+                deviceuuid: Uuid::new_v4(),
+                name: default_name.into(),
+            };
+            ssm_runtime::store::atomic_write(&p, serde_json::to_string_pretty(&id)?.as_bytes())?;
+            Ok(id)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
+    }
+}
+
+/// Loads `creds.json`; a missing file is an empty credential set.
+pub fn load_creds(dir: &Path) -> Result<CredResource> {
+    let p = creds_path(dir);
+    match std::fs::read_to_string(&p) {
+        Ok(s) => CredResource::from_json(&s).with_context(|| format!("in {}", p.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CredResource::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
+    }
+}
