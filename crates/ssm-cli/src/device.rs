@@ -116,6 +116,7 @@ fn print_event(ev: &DeviceEvent, json: bool) {
                 state,
                 from,
                 piv,
+                ..
             },
             true,
         ) => {
@@ -130,6 +131,7 @@ fn print_event(ev: &DeviceEvent, json: bool) {
                 state,
                 from,
                 piv,
+                ..
             },
             false,
         ) => {

@@ -73,6 +73,8 @@ pub enum DeviceEvent {
         from: Option<Uuid>,
         /// The Partial IV.
         piv: u64,
+        /// When it was applied.
+        at: std::time::Instant,
     },
     /// A unicast UPDATE changed a resource.
     UnicastApplied {
@@ -511,6 +513,7 @@ fn handle_multicast(
                         state,
                         from: accepted.subject,
                         piv: accepted.piv,
+                        at: std::time::Instant::now(),
                     });
                     match changed {
                         Some(h) => notify(st, &h),
