@@ -222,6 +222,7 @@ impl SsmReceiver {
                 Err(OscoreError::DecryptionFailed) => last = DropReason::DecryptionFailed,
                 Err(OscoreError::MalformedPlaintext) => last = DropReason::MalformedPlaintext,
                 Err(OscoreError::UnknownKid) => last = DropReason::UnknownKid,
+                Err(OscoreError::BadOuterCode) => last = DropReason::Malformed,
                 Err(_) => last = DropReason::BadOscoreOption,
             }
         }

@@ -21,6 +21,9 @@ pub enum Error {
     MissingPartialIv,
     /// A request with an empty payload (no ciphertext).
     MissingCiphertext,
+    /// An OSCORE request whose outer code is neither POST nor FETCH
+    /// (RFC 8613 §4.2).
+    BadOuterCode,
     /// No Recipient Context for this `kid` (and kid context).
     UnknownKid,
     /// The Partial IV was already received, or is below the window.
@@ -67,6 +70,7 @@ impl Error {
                 Some(Code::UNAUTHORIZED)
             }
             Error::DecryptionFailed | Error::MalformedPlaintext => Some(Code::BAD_REQUEST),
+            Error::BadOuterCode => Some(Code::METHOD_NOT_ALLOWED),
             _ => None,
         }
     }
@@ -104,6 +108,9 @@ impl fmt::Display for Error {
             Error::MissingKid => f.write_str("OSCORE request without kid"),
             Error::MissingPartialIv => f.write_str("OSCORE request without Partial IV"),
             Error::MissingCiphertext => f.write_str("OSCORE message without ciphertext"),
+            Error::BadOuterCode => {
+                f.write_str("OSCORE request with an outer code other than POST or FETCH")
+            }
             Error::UnknownKid => f.write_str("no security context for this kid"),
             Error::Replay => f.write_str("replayed Partial IV"),
             Error::DecryptionFailed => f.write_str("AEAD decryption failed"),

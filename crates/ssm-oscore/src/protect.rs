@@ -386,6 +386,9 @@ impl RecipientContext {
         datagram: &'a mut [u8],
     ) -> Result<Decrypted<'a>, Error> {
         let layout = Layout::read(datagram)?;
+        if layout.code != Code::POST && layout.code != Code::FETCH {
+            return Err(Error::BadOuterCode);
+        }
         let kid = layout.option.kid.ok_or(Error::MissingKid)?;
         let piv = layout.option.partial_iv.ok_or(Error::MissingPartialIv)?;
         if kid != self.id
@@ -460,6 +463,7 @@ impl RecipientContext {
 /// Offsets of a received OSCORE message.
 struct Layout {
     msg_type: MessageType,
+    code: Code,
     message_id: u16,
     token_len: usize,
     options_start: usize,
@@ -485,6 +489,7 @@ impl Layout {
         }
         Ok(Layout {
             msg_type: p.msg_type(),
+            code: p.code(),
             message_id: p.message_id(),
             token_len: p.token().len(),
             options_start: p.options_offset(),
