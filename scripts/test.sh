@@ -12,17 +12,29 @@ if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip'
     apt-get update -qq && apt-get install -y -qq python3 python3-venv >/dev/null
 fi
 
+if [ "$(id -u)" = 0 ] && ! command -v ip >/dev/null 2>&1; then
+    step "installing iproute2 (network namespaces for the multicast tests)"
+    apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null
+fi
+
 step "aiocoap 0.4.17 venv for the interop tests"
 SSM_AIOCOAP_PYTHON="$(bash interop/aiocoap/setup-venv.sh | tail -n 1)"
 export SSM_AIOCOAP_PYTHON
 
 step "aiocoap peer self-test"
-bash interop/aiocoap/selftest.sh "$(dirname "$(dirname "$SSM_AIOCOAP_PYTHON")")"
+venv="$(dirname "$(dirname "$SSM_AIOCOAP_PYTHON")")"
+bash interop/aiocoap/selftest.sh "$venv"
+bash interop/aiocoap/ssm_selftest.sh "$venv"
+
+if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1; then
+    step "network-namespace topology self-test (multicast across namespaces)"
+    bash tests/netns/topology.sh selftest
+fi
 
 step "OSCORE core builds without std"
 cargo build -q -p ssm-oscore --no-default-features
 
-step "workspace tests (unit, property, RFC 8613 vectors, loopback, aiocoap interop, demo)"
+step "workspace tests (unit, property, vectors, loopback, namespaces, aiocoap and iotivity-lite interop, demo)"
 cargo test --workspace
 
 step "benchmarks compile (run them with: cargo bench -p ssm-oscore)"
