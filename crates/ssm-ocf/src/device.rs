@@ -12,6 +12,7 @@ use crate::cred::CredType;
 use crate::discovery::{Endpoint, Link, BM_DISCOVERABLE, BM_OBSERVABLE, SSM_EP_V4, SSM_EP_V6};
 use crate::message::{self, check_version};
 use crate::resource::{Resource, UpdateError, IF_BASELINE, IF_LL, IF_R};
+use crate::security::{Access, Peer, SecurityState};
 use crate::ssm::Accepted;
 use ciborium::Value;
 use ssm_coap::{Code, Message, MessageType, OptionNumber, CONTENT_FORMAT_CBOR};
@@ -63,6 +64,31 @@ pub enum Security {
         /// 64 by unicast, 256 for SSM.
         credtype: CredType,
     },
+    /// A DTLS session authenticated with the owner (or another) PSK.
+    Dtls {
+        /// The peer (PSK identity).
+        subject: Option<Uuid>,
+    },
+    /// The DTLS session of a Random PIN owner transfer.
+    OwnerTransfer {
+        /// The owner PSK derived from that session.
+        owner_psk: [u8; 16],
+    },
+}
+
+impl Security {
+    /// The peer as the security resources see it.
+    pub fn peer(&self) -> Peer {
+        match self {
+            Security::None => Peer::Anonymous,
+            Security::Oscore { subject, .. } | Security::Dtls { subject } => {
+                Peer::Authenticated { subject: *subject }
+            }
+            Security::OwnerTransfer { owner_psk } => Peer::OwnerTransfer {
+                owner_psk: *owner_psk,
+            },
+        }
+    }
 }
 
 /// Request context supplied by the runtime.
@@ -83,6 +109,10 @@ pub struct Outcome {
     pub response: Option<Message>,
     /// The href whose state changed (notify its observers).
     pub changed: Option<String>,
+    /// The security resources changed: persist them before answering.
+    pub svr_changed: bool,
+    /// OSCORE credentials changed: rebuild the live contexts.
+    pub creds_changed: bool,
 }
 
 /// Why a verified SSM update was not applied.
@@ -97,6 +127,10 @@ pub enum SsmRefusal {
     /// The payload or a property is invalid.
     #[error("bad update: {0}")]
     Bad(String),
+    /// The ACL does not let the sender UPDATE it, or the device is not in
+    /// normal operation (RFNOP).
+    #[error("not authorised: {0}")]
+    Forbidden(String),
 }
 
 struct Entry {
@@ -120,6 +154,7 @@ pub struct Device {
     ssm_v6: bool,
     ssm_v4: bool,
     observers: Vec<Observer>,
+    security: Option<SecurityState>,
 }
 
 /// Longest list of observers kept (oldest dropped first).
@@ -135,12 +170,25 @@ impl Device {
             ssm_v6: true,
             ssm_v4: true,
             observers: Vec::new(),
+            security: None,
         }
     }
 
     /// The device data.
     pub fn info(&self) -> &DeviceInfo {
         &self.info
+    }
+
+    /// Enables the OCF security model with this state (the device's `di`
+    /// follows `doxm.deviceuuid`).
+    pub fn set_security(&mut self, s: SecurityState) {
+        self.info.di = s.device_uuid();
+        self.security = Some(s);
+    }
+
+    /// The security resources, if the security model is on.
+    pub fn security(&self) -> Option<&SecurityState> {
+        self.security.as_ref()
     }
 
     /// Hosts `resource` at `href`; `ssm` marks it as accepting SSM updates.
@@ -183,9 +231,45 @@ impl Device {
             .uri_queries()
             .find_map(|q| q.strip_prefix("if="))
             .map(String::from);
-        if meta.multicast && !(req.code == Code::GET && path == "/oic/res") {
+        let discovery_get =
+            req.code == Code::GET && (path == "/oic/res" || path == "/oic/sec/doxm");
+        if meta.multicast && !discovery_get {
             // Multicast: discovery only; SSM updates come through apply_ssm.
             return Outcome::default();
+        }
+        if path.starts_with("/oic/sec/") {
+            let Some(sec) = self.security.as_mut() else {
+                return self.error(req, meta, Code::NOT_FOUND);
+            };
+            let Some(o) = sec.handle(req, &meta.security.peer(), meta.multicast) else {
+                return Outcome::default();
+            };
+            if o.code == Code::BAD_REQUEST && meta.multicast {
+                return Outcome::default();
+            }
+            let mut r = reply(req, o.code);
+            if let Some(b) = &o.body {
+                message::set_payload(&mut r, b);
+            }
+            if path == "/oic/sec/doxm" {
+                // di tracks doxm.deviceuuid.
+                self.info.di = sec.device_uuid();
+            }
+            return Outcome {
+                response: Some(r),
+                changed: None,
+                svr_changed: o.persist,
+                creds_changed: o.creds_changed,
+            };
+        }
+        if let Some(sec) = &self.security {
+            let core = matches!(
+                path.as_str(),
+                "/oic/res" | "/oic/d" | "/oic/p" | "/introspection" | INTROSPECTION_DATA_HREF
+            );
+            if let Access::Denied(code) = sec.authorize(&meta.security.peer(), &path, req, core) {
+                return self.error(req, meta, code);
+            }
         }
         match path.as_str() {
             "/oic/res" => self.discovery(req, meta, iface.as_deref()),
@@ -201,6 +285,7 @@ impl Device {
                 Outcome {
                     response: Some(r),
                     changed: None,
+                    ..Default::default()
                 }
             }
             _ => self.application(req, meta, &path, iface.as_deref()),
@@ -214,6 +299,18 @@ impl Device {
         let req = &a.request;
         check_version(req).map_err(|c| SsmRefusal::Bad(format!("version options ({c})")))?;
         let path = req.uri_path();
+        if let Some(sec) = &self.security {
+            // Authorised as coming from the credential's subject.
+            let peer = Peer::Authenticated { subject: a.subject };
+            if let Access::Denied(code) = sec.authorize(&peer, &path, req, false) {
+                return Err(SsmRefusal::Forbidden(format!(
+                    "{code} for {} on {path}",
+                    a.subject
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "?".into())
+                )));
+            }
+        }
         let e = self
             .entries
             .iter_mut()
@@ -261,6 +358,7 @@ impl Device {
         Outcome {
             response: Some(reply(req, code)),
             changed: None,
+            ..Default::default()
         }
     }
 
@@ -367,6 +465,7 @@ impl Device {
         Outcome {
             response: Some(r),
             changed: None,
+            ..Default::default()
         }
     }
 
@@ -491,6 +590,7 @@ impl Device {
         Outcome {
             response: Some(r),
             changed: None,
+            ..Default::default()
         }
     }
 
@@ -546,10 +646,13 @@ impl Device {
                 Outcome {
                     response: Some(r),
                     changed: None,
+                    ..Default::default()
                 }
             }
             Code::POST => {
-                if meta.security == Security::None {
+                if self.security.is_none() && meta.security == Security::None {
+                    // Without the security model (credentials from a file),
+                    // UPDATE still needs an OSCORE-protected request.
                     return self.error(req, meta, Code::UNAUTHORIZED);
                 }
                 let body = match message::payload(req) {
@@ -568,6 +671,7 @@ impl Device {
                         Outcome {
                             response: Some(r),
                             changed: changed.then(|| path.to_string()),
+                            ..Default::default()
                         }
                     }
                     Err(_) => self.error(req, meta, Code::BAD_REQUEST),

@@ -24,6 +24,7 @@ pub mod discovery;
 pub mod message;
 pub mod provision;
 pub mod resource;
+pub mod security;
 pub mod ssm;
 pub mod switch;
 

@@ -144,3 +144,75 @@ pub fn generate_group(
     }
     (ls, cs)
 }
+
+/// The ACEs an onboarding tool gives a light: `anon-clear` may RETRIEVE the
+/// core resources; every client that holds an OSCORE or SSM credential for
+/// it (credtype 64 or 256 with that subject) may RETRIEVE, UPDATE and
+/// OBSERVE `app_hrefs`.
+pub fn default_aces(creds: &CredResource, app_hrefs: &[&str]) -> Vec<crate::security::acl2::Ace> {
+    use crate::security::acl2::*;
+    let mut aces = vec![Ace {
+        aceid: 0,
+        subject: AceSubject::ConnType {
+            conntype: ConnType::AnonClear,
+        },
+        resources: [
+            "/oic/res",
+            "/oic/d",
+            "/oic/p",
+            "/introspection",
+            "/oic/sec/sdi",
+        ]
+        .iter()
+        .map(|h| AceResource::Href {
+            href: h.to_string(),
+        })
+        .collect(),
+        permission: PERM_R,
+    }];
+    let mut clients: Vec<Uuid> = creds
+        .creds
+        .iter()
+        .filter(|c| matches!(c.credtype, 64 | 256))
+        .filter_map(|c| c.subjectuuid.parse().ok())
+        .collect();
+    clients.sort();
+    clients.dedup();
+    for c in clients {
+        aces.push(Ace {
+            aceid: 0,
+            subject: AceSubject::Uuid { uuid: c },
+            resources: app_hrefs
+                .iter()
+                .map(|h| AceResource::Href {
+                    href: h.to_string(),
+                })
+                .collect(),
+            permission: PERM_R | PERM_U | PERM_N,
+        });
+    }
+    aces
+}
+
+/// A device already owned by `owner` and in normal operation (RFNOP),
+/// holding `creds` and `aces`: what onboarding plus provisioning leave
+/// behind, for devices whose credentials come from a file.
+pub fn provisioned_state(
+    device_uuid: Uuid,
+    owner: Uuid,
+    creds: CredResource,
+    aces: Vec<crate::security::acl2::Ace>,
+) -> crate::security::SecurityState {
+    use crate::security::pstat::DeviceOnboardingState as Dos;
+    let mut s = crate::security::SecurityState::new(device_uuid);
+    s.doxm.owned = true;
+    s.doxm.devowneruuid = owner;
+    s.doxm.rowneruuid = owner;
+    s.pstat.rowneruuid = owner;
+    s.acl.rowneruuid = owner;
+    s.cred = creds;
+    s.cred.rowneruuid = owner.to_string();
+    s.acl.add(aces);
+    s.pstat.enter(Dos::Rfnop);
+    s
+}

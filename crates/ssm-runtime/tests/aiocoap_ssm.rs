@@ -24,16 +24,33 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn python() -> PathBuf {
     if let Ok(p) = std::env::var("SSM_AIOCOAP_PYTHON") {
         return PathBuf::from(p);
     }
-    let out = Command::new("bash").arg(repo().join("interop/aiocoap/setup-venv.sh")).stderr(Stdio::inherit()).output().unwrap();
-    assert!(out.status.success(), "setup-venv.sh failed: aiocoap is required for the interop tests");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().lines().last().unwrap().trim())
+    let out = Command::new("bash")
+        .arg(repo().join("interop/aiocoap/setup-venv.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "setup-venv.sh failed: aiocoap is required for the interop tests"
+    );
+    PathBuf::from(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .trim(),
+    )
 }
 
 fn aiocoap_context(dir: &Path, sender: &str, recipient: &str, secret: &[u8]) {
@@ -46,9 +63,18 @@ fn aiocoap_context(dir: &Path, sender: &str, recipient: &str, secret: &[u8]) {
 }
 
 fn run_py(py: &Path, script: &str, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(py).arg(repo().join("interop/aiocoap").join(script)).args(args).output().unwrap();
+    let out = Command::new(py)
+        .arg(repo().join("interop/aiocoap").join(script))
+        .args(args)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{script}: {e}: {text} {}", String::from_utf8_lossy(&out.stderr)))
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "{script}: {e}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,7 +84,10 @@ async fn aiocoap_and_our_ssm_interoperate() {
     let mut rng = |b: &mut [u8]| b.copy_from_slice(&random_bytes::<64>()[..b.len()]);
     let (lights, switches) = generate_group(3, 1, Uuid::new_v4(), &mut rng);
     let creds = switches[0].creds.oscore_creds().unwrap();
-    let ssm = creds.iter().find(|c| c.credtype == CredType::SsmClient).unwrap();
+    let ssm = creds
+        .iter()
+        .find(|c| c.credtype == CredType::SsmClient)
+        .unwrap();
     let sid = hex::encode(ssm.sender_id.unwrap().as_bytes());
     let other = "01aabbccddeeff";
 
@@ -75,44 +104,111 @@ async fn aiocoap_and_our_ssm_interoperate() {
     let mut events: Vec<_> = handles.iter().map(|h| h.events.subscribe()).collect();
     let ctx = dir.join("aiocoap-switch");
     aiocoap_context(&ctx, &sid, other, &ssm.secret);
-    let p = run_py(&py, "ssm_protect.py", &["--context", ctx.to_str().unwrap(), "--path", HREF, "--value", "true"]);
+    let p = run_py(
+        &py,
+        "ssm_protect.py",
+        &[
+            "--context",
+            ctx.to_str().unwrap(),
+            "--path",
+            HREF,
+            "--value",
+            "true",
+        ],
+    );
     let datagram = hex::decode(p["hex"].as_str().unwrap()).unwrap();
-    let targets = MulticastTargets::open(&MulticastScope { interfaces: vec!["lo".into()], ipv4: true, ipv6_scopes: vec![], port, hops: 1 }).unwrap();
+    let targets = MulticastTargets::open(&MulticastScope {
+        interfaces: vec!["lo".into()],
+        ipv4: true,
+        ipv6_scopes: vec![],
+        port,
+        hops: 1,
+    })
+    .unwrap();
     let (sock, dests) = &targets.targets[0];
     for (expect_applied, what) in [(true, "aiocoap's UPDATE"), (false, "its replay")] {
         sock.send_to(&datagram, dests[0]).await.unwrap();
         for rx in events.iter_mut() {
-            let ev = tokio::time::timeout(Duration::from_secs(3), rx.recv()).await.expect(what).unwrap();
+            let ev = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+                .await
+                .expect(what)
+                .unwrap();
             match (expect_applied, &ev) {
-                (true, DeviceEvent::SsmApplied { state, .. }) => assert_eq!(state, &serde_json::json!({"value": true})),
+                (true, DeviceEvent::SsmApplied { state, .. }) => {
+                    assert_eq!(state, &serde_json::json!({"value": true}))
+                }
                 (false, DeviceEvent::Dropped(DropReason::Replay)) => {}
                 _ => panic!("{what}: unexpected {ev:?}"),
             }
         }
     }
     for h in &handles {
-        assert_eq!(h.representation(HREF), Some(serde_json::json!({"value": true})));
+        assert_eq!(
+            h.representation(HREF),
+            Some(serde_json::json!({"value": true}))
+        );
     }
     drop(handles);
 
     // Our switch → aiocoap holding the recipient context.
     let mut sender = SsmSender::new(ssm, FileSequenceStore::new(dir.join("switch.ssn"))).unwrap();
-    sender.protect(&ssm_ocf::ssm::update_request(HREF, &cbor::map([("value", Value::Bool(true))]), 1, Token::default(), true)).unwrap();
-    let req = ssm_ocf::ssm::update_request(HREF, &cbor::map([("value", Value::Bool(false))]), 7, Token::new(&[7; 8]).unwrap(), true);
+    sender
+        .protect(&ssm_ocf::ssm::update_request(
+            HREF,
+            &cbor::map([("value", Value::Bool(true))]),
+            1,
+            Token::default(),
+            true,
+        ))
+        .unwrap();
+    let req = ssm_ocf::ssm::update_request(
+        HREF,
+        &cbor::map([("value", Value::Bool(false))]),
+        7,
+        Token::new(&[7; 8]).unwrap(),
+        true,
+    );
     let (ours, piv) = sender.protect(&req).unwrap();
     let rctx = dir.join("aiocoap-light");
     aiocoap_context(&rctx, other, &sid, &ssm.secret);
-    let u = run_py(&py, "ssm_unprotect.py", &["--context", rctx.to_str().unwrap(), "--hex", &hex::encode(&ours)]);
+    let u = run_py(
+        &py,
+        "ssm_unprotect.py",
+        &[
+            "--context",
+            rctx.to_str().unwrap(),
+            "--hex",
+            &hex::encode(&ours),
+        ],
+    );
     assert_eq!(u["ok"], true, "{u}");
     assert_eq!(u["code"], "POST");
     assert_eq!(u["uri_path"], HREF);
     assert_eq!(u["content_format"], 10000);
     assert_eq!(u["value"], false);
     assert_eq!(u["piv"], piv);
-    let nums: Vec<u64> = u["options"].as_array().unwrap().iter().map(|o| o[0].as_u64().unwrap()).collect();
-    assert_eq!(nums, [11, 12, 17, 258, 2049, 2053], "OCF and No-Response options inside the ciphertext");
+    let nums: Vec<u64> = u["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o[0].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        nums,
+        [11, 12, 17, 258, 2049, 2053],
+        "OCF and No-Response options inside the ciphertext"
+    );
     // aiocoap's replay protection agrees.
-    let again = run_py(&py, "ssm_unprotect.py", &["--context", rctx.to_str().unwrap(), "--hex", &hex::encode(&ours)]);
+    let again = run_py(
+        &py,
+        "ssm_unprotect.py",
+        &[
+            "--context",
+            rctx.to_str().unwrap(),
+            "--hex",
+            &hex::encode(&ours),
+        ],
+    );
     assert_eq!(again["ok"], false);
     std::fs::remove_dir_all(&dir).unwrap();
 }
