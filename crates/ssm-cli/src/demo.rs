@@ -115,10 +115,17 @@ pub async fn run(args: Args) -> Result<bool> {
     for (i, l) in lights.iter().enumerate() {
         let mut d = Device::new(DeviceInfo::light(&format!("light {i}"), l.uuid));
         d.add_resource(HREF, Box::new(BinarySwitch::default()), true);
+        let aces = ssm_ocf::provision::default_aces(&l.creds, &[HREF], true);
+        d.set_security(ssm_ocf::provision::provisioned_state(
+            l.uuid,
+            Uuid::new_v4(),
+            l.creds.clone(),
+            aces,
+        ));
         let mut cfg = DeviceConfig::loopback(dir.0.join(format!("light-{i}")));
         cfg.port = args.port;
         handles.push(
-            start(d, &l.creds, &cfg)
+            start(d, &cfg)
                 .await
                 .with_context(|| format!("cannot start light {i} on lo port {}", args.port))?,
         );

@@ -1,5 +1,5 @@
 //! `ssm device`: run one light.
-use crate::state::{load_creds, load_identity};
+use crate::state::{load_identity, load_security};
 use anyhow::{Context, Result};
 use ssm_ocf::device::{Device, DeviceInfo};
 use ssm_ocf::switch::{BinarySwitch, HREF};
@@ -38,9 +38,11 @@ pub struct Args {
 
 pub async fn run(a: Args) -> Result<bool> {
     let id = load_identity(&a.state_dir, a.name.as_deref().unwrap_or("light"))?;
-    let creds = load_creds(&a.state_dir)?;
+    let security = load_security(&a.state_dir, &id, &[a.href.as_str()])?;
+    let creds = security.cred.clone();
     let mut device = Device::new(DeviceInfo::light(&id.name, id.deviceuuid));
     device.add_resource(&a.href, Box::new(BinarySwitch::default()), true);
+    device.set_security(security);
     let cfg = DeviceConfig {
         interfaces: a.ifaces.clone(),
         ipv4: !a.no_ipv4,
@@ -49,7 +51,7 @@ pub async fn run(a: Args) -> Result<bool> {
         port: a.port,
         state_dir: a.state_dir.clone(),
     };
-    let handle = start(device, &creds, &cfg)
+    let handle = start(device, &cfg)
         .await
         .with_context(|| format!("cannot start the device on {}", a.ifaces.join(",")))?;
     let ssm_creds = creds.creds.iter().filter(|c| c.credtype == 256).count();

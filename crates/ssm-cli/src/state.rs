@@ -52,3 +52,26 @@ pub fn load_creds(dir: &Path) -> Result<CredResource> {
         Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
     }
 }
+
+/// The device's security resources: `svr.json` if present; otherwise built
+/// from `creds.json` as an owned device in normal operation with the
+/// default ACEs (and saved as `svr.json`); otherwise a new, unowned device
+/// waiting for an onboarding tool.
+pub fn load_security(
+    dir: &Path,
+    id: &Identity,
+    app_hrefs: &[&str],
+) -> Result<ssm_ocf::security::SecurityState> {
+    if let Some(s) = ssm_runtime::device::load_security(dir)? {
+        return Ok(s);
+    }
+    let creds = load_creds(dir)?;
+    if creds.creds.is_empty() {
+        return Ok(ssm_ocf::security::SecurityState::new(id.deviceuuid));
+    }
+    let owner: Uuid = creds.rowneruuid.parse().unwrap_or(Uuid::nil());
+    let aces = ssm_ocf::provision::default_aces(&creds, app_hrefs, true);
+    let s = ssm_ocf::provision::provisioned_state(id.deviceuuid, owner, creds, aces);
+    ssm_runtime::device::save_security(dir, &s)?;
+    Ok(s)
+}

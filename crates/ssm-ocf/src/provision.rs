@@ -148,8 +148,14 @@ pub fn generate_group(
 /// The ACEs an onboarding tool gives a light: `anon-clear` may RETRIEVE the
 /// core resources; every client that holds an OSCORE or SSM credential for
 /// it (credtype 64 or 256 with that subject) may RETRIEVE, UPDATE and
-/// OBSERVE `app_hrefs`.
-pub fn default_aces(creds: &CredResource, app_hrefs: &[&str]) -> Vec<crate::security::acl2::Ace> {
+/// OBSERVE `app_hrefs`. With `public_read`, anyone may also RETRIEVE and
+/// OBSERVE them (a light's on/off state is then visible on the network,
+/// never writable).
+pub fn default_aces(
+    creds: &CredResource,
+    app_hrefs: &[&str],
+    public_read: bool,
+) -> Vec<crate::security::acl2::Ace> {
     use crate::security::acl2::*;
     let mut aces = vec![Ace {
         aceid: 0,
@@ -170,6 +176,21 @@ pub fn default_aces(creds: &CredResource, app_hrefs: &[&str]) -> Vec<crate::secu
         .collect(),
         permission: PERM_R,
     }];
+    if public_read {
+        aces.push(Ace {
+            aceid: 0,
+            subject: AceSubject::ConnType {
+                conntype: ConnType::AnonClear,
+            },
+            resources: app_hrefs
+                .iter()
+                .map(|h| AceResource::Href {
+                    href: h.to_string(),
+                })
+                .collect(),
+            permission: PERM_R | PERM_N,
+        });
+    }
     let mut clients: Vec<Uuid> = creds
         .creds
         .iter()

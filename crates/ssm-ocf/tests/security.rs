@@ -383,7 +383,7 @@ fn ssm_updates_need_an_ace_for_the_sender() {
     only_first
         .creds
         .retain(|c| c.subjectuuid == clients[0].uuid.to_string());
-    let aces = default_aces(&only_first, &[HREF]);
+    let aces = default_aces(&only_first, &[HREF], false);
     let mut d = Device::new(DeviceInfo::light("l", l.uuid));
     d.add_resource(HREF, Box::new(BinarySwitch::default()), true);
     d.set_security(provisioned_state(

@@ -14,7 +14,7 @@ use crate::random_bytes;
 use crate::responder::OscoreResponder;
 use crate::store::{atomic_write, FileSequenceStore};
 use ssm_coap::{Code, Message, MessageType, OptionNumber, Packet};
-use ssm_ocf::cred::{CredResource, CredType};
+use ssm_ocf::cred::CredType;
 use ssm_ocf::device::{reply, Device, RequestMeta, Security};
 use ssm_ocf::ssm::{DropCounters, DropReason, ReplayFloors, SsmReceiver};
 use ssm_oscore::{OscoreOption, ReplayState, SequenceNumber};
@@ -100,6 +100,99 @@ struct State {
     )>,
     drops: DropCounters,
     floors_path: PathBuf,
+    state_dir: PathBuf,
+}
+
+/// The security state file of a device.
+pub fn svr_path(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join("svr.json")
+}
+
+/// Loads `svr.json`, if there is one.
+pub fn load_security(
+    state_dir: &std::path::Path,
+) -> io::Result<Option<ssm_ocf::security::SecurityState>> {
+    match std::fs::read_to_string(svr_path(state_dir)) {
+        Ok(s) => serde_json::from_str(&s)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("svr.json: {e}"))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Persists the security state atomically.
+pub fn save_security(
+    state_dir: &std::path::Path,
+    s: &ssm_ocf::security::SecurityState,
+) -> io::Result<()> {
+    atomic_write(
+        &svr_path(state_dir),
+        serde_json::to_string_pretty(s)
+            .map_err(io::Error::other)?
+            .as_bytes(),
+    )
+}
+
+type Pairwise = Vec<(
+    ssm_oscore::Id,
+    Option<Uuid>,
+    OscoreResponder<FileSequenceStore>,
+)>;
+
+/// Builds the live OSCORE contexts from the device's credentials.
+fn contexts(
+    device: &Device,
+    state_dir: &std::path::Path,
+    floors: ReplayFloors,
+) -> io::Result<(SsmReceiver, Pairwise)> {
+    let bad = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+    let creds = device
+        .security()
+        .map(|s| s.cred.clone())
+        .unwrap_or_default();
+    let oscore = creds.oscore_creds().map_err(|e| bad(e.to_string()))?;
+    let ssm = SsmReceiver::new(&oscore, floors).map_err(|e| bad(e.to_string()))?;
+    let mut pairwise = Vec::new();
+    for c in oscore
+        .iter()
+        .filter(|c| c.credtype == CredType::PairwiseOscore)
+    {
+        let store = FileSequenceStore::new(state_dir.join(format!("ssn-{}", c.credid)));
+        let seq = SequenceNumber::resume(store.load()?, SSN_K);
+        // The unicast replay window is not persisted: after a restart the
+        // first request from each peer goes through an Echo round trip.
+        let ctx =
+            ssm_ocf::ssm::pairwise_context(c, seq, ReplayState::awaiting_echo(32)).map_err(bad)?;
+        pairwise.push((
+            *ctx.recipient.id(),
+            c.subject,
+            OscoreResponder::new(ctx, store),
+        ));
+    }
+    Ok((ssm, pairwise))
+}
+
+/// After a request: persist changed security resources, rebuild contexts
+/// when OSCORE credentials changed. A failed write is logged and the
+/// in-memory state kept (the next change retries).
+fn after_request(st: &mut State, svr_changed: bool, creds_changed: bool) {
+    if svr_changed {
+        if let Some(sec) = st.device.security() {
+            if let Err(e) = save_security(&st.state_dir, sec) {
+                tracing::error!(error = %e, "cannot persist the security resources");
+            }
+        }
+    }
+    if creds_changed {
+        match contexts(&st.device, &st.state_dir, st.ssm.floors().clone()) {
+            Ok((ssm, pairwise)) => {
+                st.ssm = ssm;
+                st.pairwise = pairwise;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot rebuild OSCORE contexts"),
+        }
+    }
 }
 
 /// A running device.
@@ -195,36 +288,18 @@ pub fn for_socket(socket: &UdpSocket, addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Starts `device` with the OSCORE credentials in `creds`.
-pub async fn start(
-    mut device: Device,
-    creds: &CredResource,
-    config: &DeviceConfig,
-) -> io::Result<DeviceHandle> {
-    let bad = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+/// Starts `device`; its OSCORE contexts come from the credentials in its
+/// security state (`Device::set_security`).
+pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<DeviceHandle> {
     std::fs::create_dir_all(&config.state_dir)?;
-    let oscore = creds.oscore_creds().map_err(|e| bad(e.to_string()))?;
-    let floors_path = floors_path(&config.state_dir);
-    let ssm =
-        SsmReceiver::new(&oscore, load_floors(&floors_path)?).map_err(|e| bad(e.to_string()))?;
-    let mut pairwise = Vec::new();
-    for c in oscore
-        .iter()
-        .filter(|c| c.credtype == CredType::PairwiseOscore)
-    {
-        let store = FileSequenceStore::new(config.state_dir.join(format!("ssn-{}", c.credid)));
-        let seq = SequenceNumber::resume(store.load()?, SSN_K);
-        // The unicast replay window is not persisted: after a restart the
-        // first request from each peer goes through an Echo round trip.
-        let ctx =
-            ssm_ocf::ssm::pairwise_context(c, seq, ReplayState::awaiting_echo(32)).map_err(bad)?;
-        pairwise.push((
-            *ctx.recipient.id(),
-            c.subject,
-            OscoreResponder::new(ctx, store),
+    if device.security().is_none() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the device has no security state",
         ));
     }
-
+    let floors_path = floors_path(&config.state_dir);
+    let (ssm, pairwise) = contexts(&device, &config.state_dir, load_floors(&floors_path)?)?;
     let unicast = Arc::new(unicast_socket()?);
     let port = unicast.local_addr()?.port();
     let mut mcast = Vec::new();
@@ -261,6 +336,7 @@ pub async fn start(
         pairwise,
         drops: DropCounters::default(),
         floors_path,
+        state_dir: config.state_dir.clone(),
     }));
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(unicast_loop(
@@ -360,6 +436,7 @@ fn handle_unicast(
         return Vec::new();
     }
     let mut changed = None;
+    let mut svr = (false, false);
     let mut out = Vec::new();
     if let Some(kid) = kid {
         let State {
@@ -392,6 +469,7 @@ fn handle_unicast(
         let mut app = |req: &Message| {
             let o = device.handle(req, &meta);
             changed = o.changed;
+            svr = (o.svr_changed, o.creds_changed);
             o.response.unwrap_or_else(|| reply(req, Code::NOT_FOUND))
         };
         if let Some(bytes) = responder.handle(datagram, random_bytes::<8>(), mid, &mut app) {
@@ -408,6 +486,7 @@ fn handle_unicast(
         };
         let o = st.device.handle(&req, &meta);
         changed = o.changed;
+        svr = (o.svr_changed, o.creds_changed);
         if let Some(mut r) = o.response {
             if r.ty == MessageType::NonConfirmable {
                 r.message_id = u16::from_be_bytes(random_bytes::<2>());
@@ -415,6 +494,7 @@ fn handle_unicast(
             out.push((peer, r.to_vec()));
         }
     }
+    after_request(st, svr.0, svr.1);
     if let Some(href) = changed {
         let state = st
             .device

@@ -99,7 +99,7 @@ async fn aiocoap_and_our_ssm_interoperate() {
         d.add_resource(HREF, Box::new(BinarySwitch::default()), true);
         let mut cfg = DeviceConfig::loopback(dir.join(format!("light-{i}")));
         cfg.port = port;
-        handles.push(start(d, &l.creds, &cfg).await.unwrap());
+        handles.push(start(secured(d, l.uuid, &l.creds), &cfg).await.unwrap());
     }
     let mut events: Vec<_> = handles.iter().map(|h| h.events.subscribe()).collect();
     let ctx = dir.join("aiocoap-switch");
@@ -211,4 +211,18 @@ async fn aiocoap_and_our_ssm_interoperate() {
     );
     assert_eq!(again["ok"], false);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A device provisioned from its generated credentials (owned, RFNOP, the
+/// default ACEs with public read).
+fn secured(mut d: Device, uuid: Uuid, creds: &ssm_ocf::cred::CredResource) -> Device {
+    let hrefs = [HREF, "/plain"];
+    let aces = ssm_ocf::provision::default_aces(creds, &hrefs, true);
+    d.set_security(ssm_ocf::provision::provisioned_state(
+        uuid,
+        Uuid::from_u128(0x0b7),
+        creds.clone(),
+        aces,
+    ));
+    d
 }

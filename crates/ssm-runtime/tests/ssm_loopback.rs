@@ -41,7 +41,7 @@ async fn start_light(
     d.add_resource("/plain", Box::new(BinarySwitch::default()), false);
     let mut cfg = DeviceConfig::loopback(dir.join(format!("light-{i}")));
     cfg.port = port;
-    start(d, creds, &cfg).await.unwrap()
+    start(secured(d, uuid, creds), &cfg).await.unwrap()
 }
 
 fn value(v: bool) -> Value {
@@ -341,4 +341,18 @@ async fn unicast_update_needs_the_pairwise_context() {
     );
     drop(light);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A device provisioned from its generated credentials (owned, RFNOP, the
+/// default ACEs with public read).
+fn secured(mut d: Device, uuid: Uuid, creds: &ssm_ocf::cred::CredResource) -> Device {
+    let hrefs = [HREF, "/plain"];
+    let aces = ssm_ocf::provision::default_aces(creds, &hrefs, true);
+    d.set_security(ssm_ocf::provision::provisioned_state(
+        uuid,
+        Uuid::from_u128(0x0b7),
+        creds.clone(),
+        aces,
+    ));
+    d
 }
