@@ -11,6 +11,7 @@
 //!   `subjectuuid`.
 pub mod acl2;
 pub mod doxm;
+pub mod otm;
 pub mod pstat;
 mod svr;
 
