@@ -22,6 +22,7 @@ pub mod cred;
 pub mod device;
 pub mod discovery;
 pub mod message;
+pub mod obt;
 pub mod provision;
 pub mod resource;
 pub mod security;

@@ -26,15 +26,22 @@ fn fresh_id(
     used: &mut Vec<[u8; OSCORE_ID_LEN]>,
     random: &mut dyn FnMut(&mut [u8]),
 ) -> [u8; OSCORE_ID_LEN] {
-    loop {
-        let mut id = [0u8; OSCORE_ID_LEN];
-        random(&mut id);
-        id[0] = prefix;
-        if !used.contains(&id) {
-            used.push(id);
-            return id;
+    let mut id = [0u8; OSCORE_ID_LEN];
+    random(&mut id);
+    id[0] = prefix;
+    // On a collision (or a random source that repeats itself), step a
+    // counter through the low bytes: this always ends.
+    let base = id;
+    let mut n: u32 = 0;
+    while used.contains(&id) {
+        n += 1;
+        id = base;
+        for (b, c) in id[3..].iter_mut().zip(n.to_be_bytes()) {
+            *b ^= c;
         }
     }
+    used.push(id);
+    id
 }
 
 fn uuid(random: &mut dyn FnMut(&mut [u8])) -> Uuid {

@@ -13,6 +13,6 @@ pub mod acl2;
 pub mod doxm;
 pub mod otm;
 pub mod pstat;
-mod svr;
+pub mod svr;
 
 pub use svr::{Access, Peer, SecurityState, SvrOutcome};

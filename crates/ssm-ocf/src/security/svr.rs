@@ -153,9 +153,23 @@ impl SecurityState {
         self.pstat.enter(Dos::Rfotm);
     }
 
+    /// The owner-transfer session ended. If the device did not get past
+    /// RFOTM, everything the session wrote is undone: a device is never
+    /// left half-owned, and can be onboarded again.
+    pub fn owner_transfer_ended(&mut self) -> bool {
+        if self.pstat.dos == Dos::Rfotm && *self != SecurityState::new(self.doxm.deviceuuid) {
+            self.reset();
+            return true;
+        }
+        false
+    }
+
     fn is_owner(&self, peer: &Peer) -> bool {
         match peer {
-            Peer::OwnerTransfer { .. } => self.pstat.dos == Dos::Rfotm,
+            // The owner-transfer session (which the runtime only accepts in
+            // RFOTM) speaks for the owner until it closes, also after it
+            // moved the device on to RFPRO/RFNOP (steps 12–15).
+            Peer::OwnerTransfer { .. } => self.pstat.dos == Dos::Rfotm || self.doxm.owned,
             Peer::Authenticated { subject: Some(s) } => {
                 self.doxm.owned && *s == self.doxm.devowneruuid
             }

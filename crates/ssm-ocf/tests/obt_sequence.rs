@@ -1,0 +1,165 @@
+//! The onboarding tool's request sequences driven against a device model
+//! (the DTLS sessions are represented by the `Security` the transport would
+//! report): owner transfer, SSM provisioning, then a working SSM update; a
+//! sequence that breaks off leaves the device unowned and re-onboardable.
+use ciborium::Value;
+use ssm_coap::{Code, Token};
+use ssm_ocf::cbor;
+use ssm_ocf::cred::CredType;
+use ssm_ocf::device::{Device, DeviceInfo, RequestMeta, Security};
+use ssm_ocf::obt::{owner_transfer, provision, Channel, Sequence};
+use ssm_ocf::provision::{default_aces, generate_group};
+use ssm_ocf::security::pstat::DeviceOnboardingState as Dos;
+use ssm_ocf::security::SecurityState;
+use ssm_ocf::ssm::{sender_context, update_request, ReplayFloors, SsmReceiver};
+use ssm_ocf::switch::{BinarySwitch, HREF};
+use ssm_ocf::Uuid;
+use ssm_oscore::SequenceNumber;
+
+fn run(
+    seq: &mut Sequence,
+    d: &mut Device,
+    obt: Uuid,
+    psk: [u8; 16],
+    stop_after: Option<usize>,
+) -> Result<(), String> {
+    let mut n = 0;
+    while let Some(step) = seq.next_step().cloned() {
+        if Some(n) == stop_after {
+            return Err("connection lost".into());
+        }
+        let security = match step.channel {
+            Channel::Plain => Security::None,
+            Channel::OwnerTransfer => Security::OwnerTransfer { owner_psk: psk },
+            Channel::Owner => Security::Dtls { subject: Some(obt) },
+        };
+        let r = d
+            .handle(
+                &step.request,
+                &RequestMeta {
+                    multicast: false,
+                    security,
+                    peer: "obt".into(),
+                },
+            )
+            .response
+            .unwrap();
+        seq.on_response(&r).map_err(|e| e.to_string())?;
+        n += 1;
+    }
+    Ok(())
+}
+
+fn new_light(id: Uuid) -> Device {
+    let mut d = Device::new(DeviceInfo::light("l", id));
+    d.add_resource(HREF, Box::new(BinarySwitch::default()), true);
+    d.set_security(SecurityState::new(id));
+    d
+}
+
+#[test]
+fn onboard_provision_and_switch() {
+    let obt = Uuid::from_u128(0x0b7);
+    let psk = [9u8; 16];
+    let mut light = new_light(Uuid::from_u128(0xfac));
+    let new_id = Uuid::from_u128(0x11);
+
+    // Broken off after 5 steps (session lost): nothing of it remains.
+    let mut seq = owner_transfer(obt, new_id, (Uuid::from_u128(0xd0), "hall"));
+    assert!(run(&mut seq, &mut light, obt, psk, Some(5)).is_err());
+    let mut sec = light.security().unwrap().clone();
+    assert!(sec.owner_transfer_ended());
+    light.set_security(sec);
+    let s = light.security().unwrap();
+    assert_eq!(
+        (s.doxm.owned, s.pstat.dos, s.doxm.devowneruuid),
+        (false, Dos::Rfotm, Uuid::nil())
+    );
+
+    // A full owner transfer.
+    let mut seq = owner_transfer(obt, new_id, (Uuid::from_u128(0xd0), "hall"));
+    run(&mut seq, &mut light, obt, psk, None).unwrap();
+    assert!(seq.is_done());
+    let s = light.security().unwrap();
+    assert_eq!(
+        (
+            s.doxm.owned,
+            s.pstat.dos,
+            s.doxm.deviceuuid,
+            s.doxm.devowneruuid
+        ),
+        (true, Dos::Rfnop, new_id, obt)
+    );
+    assert_eq!(s.owner_psk(), Some(psk.to_vec()));
+    assert_eq!(s.sdi.name, "hall");
+    let mut sec = light.security().unwrap().clone();
+    assert!(!sec.owner_transfer_ended(), "a completed transfer is kept");
+
+    // SSM provisioning for one switch.
+    let mut n = 0u8;
+    let mut rng = |b: &mut [u8]| {
+        for x in b.iter_mut() {
+            n = n.wrapping_mul(29).wrapping_add(0x33);
+            *x = n;
+        }
+    };
+    let (lights, switches) = generate_group(1, 1, obt, &mut rng);
+    let creds: Vec<_> = lights[0]
+        .creds
+        .creds
+        .iter()
+        .filter(|c| c.credtype == 256)
+        .cloned()
+        .collect();
+    let aces = default_aces(&lights[0].creds, &[HREF], false);
+    let mut seq = provision(creds, aces);
+    run(&mut seq, &mut light, obt, psk, None).unwrap();
+    sec = light.security().unwrap().clone();
+    assert_eq!(sec.pstat.dos, Dos::Rfnop);
+    assert_eq!(
+        sec.cred.creds.iter().filter(|c| c.credtype == 256).count(),
+        1
+    );
+
+    // The switch's SSM update is accepted and authorised.
+    let mut rx =
+        SsmReceiver::new(&sec.cred.oscore_creds().unwrap(), ReplayFloors::default()).unwrap();
+    let cc = switches[0].creds.oscore_creds().unwrap();
+    let mut s = sender_context(
+        cc.iter()
+            .find(|c| c.credtype == CredType::SsmClient)
+            .unwrap(),
+        SequenceNumber::volatile(0),
+    )
+    .unwrap();
+    let m = update_request(
+        HREF,
+        &cbor::map([("value", Value::Bool(true))]),
+        1,
+        Token::default(),
+        true,
+    );
+    let mut out = vec![0u8; 256];
+    let (n, _) = s.protect_request(&m.to_vec(), &mut out).unwrap();
+    let (acc, _) = rx.receive(&mut out[..n]).unwrap();
+    assert_eq!(light.apply_ssm(&acc), Ok(Some(HREF.to_string())));
+
+    // Provisioning by someone who is not the owner fails at its first step.
+    let mut seq = provision(vec![], vec![]);
+    let step = seq.next_step().unwrap().clone();
+    let r = light
+        .handle(
+            &step.request,
+            &RequestMeta {
+                multicast: false,
+                security: Security::Dtls {
+                    subject: Some(Uuid::from_u128(5)),
+                },
+                peer: "x".into(),
+            },
+        )
+        .response
+        .unwrap();
+    assert_eq!(r.code, Code::FORBIDDEN);
+    assert!(seq.on_response(&r).is_err());
+}
