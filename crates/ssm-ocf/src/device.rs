@@ -71,8 +71,8 @@ pub enum Security {
     },
     /// The DTLS session of a Random PIN owner transfer.
     OwnerTransfer {
-        /// The owner PSK derived from that session.
-        owner_psk: [u8; 16],
+        /// What that session exported.
+        keys: crate::security::otm::OtmKeys,
     },
 }
 
@@ -84,9 +84,7 @@ impl Security {
             Security::Oscore { subject, .. } | Security::Dtls { subject } => {
                 Peer::Authenticated { subject: *subject }
             }
-            Security::OwnerTransfer { owner_psk } => Peer::OwnerTransfer {
-                owner_psk: *owner_psk,
-            },
+            Security::OwnerTransfer { keys } => Peer::OwnerTransfer { keys: *keys },
         }
     }
 }

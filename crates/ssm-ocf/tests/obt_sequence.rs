@@ -20,7 +20,6 @@ fn run(
     seq: &mut Sequence,
     d: &mut Device,
     obt: Uuid,
-    psk: [u8; 16],
     stop_after: Option<usize>,
 ) -> Result<(), String> {
     let mut n = 0;
@@ -30,7 +29,7 @@ fn run(
         }
         let security = match step.channel {
             Channel::Plain => Security::None,
-            Channel::OwnerTransfer => Security::OwnerTransfer { owner_psk: psk },
+            Channel::OwnerTransfer => Security::OwnerTransfer { keys: otm_keys() },
             Channel::Owner => Security::Dtls { subject: Some(obt) },
         };
         let r = d
@@ -60,13 +59,12 @@ fn new_light(id: Uuid) -> Device {
 #[test]
 fn onboard_provision_and_switch() {
     let obt = Uuid::from_u128(0x0b7);
-    let psk = [9u8; 16];
     let mut light = new_light(Uuid::from_u128(0xfac));
     let new_id = Uuid::from_u128(0x11);
 
     // Broken off after 5 steps (session lost): nothing of it remains.
     let mut seq = owner_transfer(obt, new_id, (Uuid::from_u128(0xd0), "hall"));
-    assert!(run(&mut seq, &mut light, obt, psk, Some(5)).is_err());
+    assert!(run(&mut seq, &mut light, obt, Some(5)).is_err());
     let mut sec = light.security().unwrap().clone();
     assert!(sec.owner_transfer_ended());
     light.set_security(sec);
@@ -78,7 +76,7 @@ fn onboard_provision_and_switch() {
 
     // A full owner transfer.
     let mut seq = owner_transfer(obt, new_id, (Uuid::from_u128(0xd0), "hall"));
-    run(&mut seq, &mut light, obt, psk, None).unwrap();
+    run(&mut seq, &mut light, obt, None).unwrap();
     assert!(seq.is_done());
     let s = light.security().unwrap();
     assert_eq!(
@@ -90,7 +88,10 @@ fn onboard_provision_and_switch() {
         ),
         (true, Dos::Rfnop, new_id, obt)
     );
-    assert_eq!(s.owner_psk(), Some(psk.to_vec()));
+    assert_eq!(
+        s.owner_psk(),
+        Some(otm_keys().owner_psk(&obt, &new_id).to_vec())
+    );
     assert_eq!(s.sdi.name, "hall");
     let mut sec = light.security().unwrap().clone();
     assert!(!sec.owner_transfer_ended(), "a completed transfer is kept");
@@ -113,7 +114,7 @@ fn onboard_provision_and_switch() {
         .collect();
     let aces = default_aces(&lights[0].creds, &[HREF], false);
     let mut seq = provision(creds, aces);
-    run(&mut seq, &mut light, obt, psk, None).unwrap();
+    run(&mut seq, &mut light, obt, None).unwrap();
     sec = light.security().unwrap().clone();
     assert_eq!(sec.pstat.dos, Dos::Rfnop);
     assert_eq!(
@@ -162,4 +163,13 @@ fn onboard_provision_and_switch() {
         .unwrap();
     assert_eq!(r.code, Code::FORBIDDEN);
     assert!(seq.on_response(&r).is_err());
+}
+
+fn otm_keys() -> ssm_ocf::security::otm::OtmKeys {
+    ssm_ocf::security::otm::OtmKeys {
+        master_secret: [1; 48],
+        client_random: [2; 32],
+        server_random: [3; 32],
+        key_block_len: 96,
+    }
 }

@@ -63,7 +63,17 @@ fn pin_and_owner_psk_match_an_independent_computation() {
             "PIN PSK for {pin}"
         );
         assert_eq!(
-            hex::encode(&owner_psk(&master, &crand, &srand, cipher, RDP_LABEL, &owner, &dev)[..]),
+            hex::encode(
+                &owner_psk(
+                    &master,
+                    &crand,
+                    &srand,
+                    ssm_ocf::security::otm::key_block_len(cipher),
+                    RDP_LABEL,
+                    &owner,
+                    &dev
+                )[..]
+            ),
             lines.next().unwrap(),
             "owner PSK for {cipher}"
         );

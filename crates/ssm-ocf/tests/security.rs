@@ -49,8 +49,7 @@ fn onboarding_sequence_and_access_rules() {
     d.set_security(SecurityState::new(factory_id));
     let anon = Security::None;
     let obt = Uuid::from_u128(0x0b7);
-    let psk = [0x42; 16];
-    let otm = Security::OwnerTransfer { owner_psk: psk };
+    let otm = Security::OwnerTransfer { keys: otm_keys() };
 
     // Unowned: doxm is open, filters work, application resources are not.
     assert_eq!(
@@ -218,6 +217,7 @@ fn onboarding_sequence_and_access_rules() {
         ),
         Code::CHANGED
     );
+    let psk = otm_keys().owner_psk(&obt, &new_id);
     assert_eq!(d.security().unwrap().owner_psk(), Some(psk.to_vec()));
     assert_eq!(d.info().di, new_id, "di follows doxm.deviceuuid");
     assert_eq!(
@@ -333,7 +333,7 @@ fn onboarding_sequence_and_access_rules() {
         cbor::get(first, "privatedata").is_none(),
         "RETRIEVE never returns private data"
     );
-    assert!(!r.payload.windows(4).any(|w| w == [0x42; 4]));
+    assert!(!r.payload.windows(16).any(|w| w == &psk[..]));
     assert_eq!(
         code(
             &mut d,
@@ -423,4 +423,13 @@ fn ssm_updates_need_an_ace_for_the_sender() {
         d.representation(HREF),
         Some(cbor::map([("value", Value::Bool(true))]))
     );
+}
+
+fn otm_keys() -> ssm_ocf::security::otm::OtmKeys {
+    ssm_ocf::security::otm::OtmKeys {
+        master_secret: [1; 48],
+        client_random: [2; 32],
+        server_random: [3; 32],
+        key_block_len: 96,
+    }
 }

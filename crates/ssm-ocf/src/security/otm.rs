@@ -83,12 +83,47 @@ pub fn key_block_len(openssl_cipher_name: &str) -> usize {
     }
 }
 
+/// What an owner-transfer DTLS session exported, to derive the owner PSK
+/// once the owner and device UUIDs are known (steps 4, 5 and 9).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct OtmKeys {
+    /// The session's master secret.
+    pub master_secret: [u8; 48],
+    /// ClientHello.random.
+    pub client_random: [u8; 32],
+    /// ServerHello.random.
+    pub server_random: [u8; 32],
+    /// [`key_block_len`] of the negotiated suite.
+    pub key_block_len: usize,
+}
+
+impl core::fmt::Debug for OtmKeys {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("OtmKeys(<secret>)")
+    }
+}
+
+impl OtmKeys {
+    /// The Random PIN owner PSK for `owner` and `device`.
+    pub fn owner_psk(&self, owner: &Uuid, device: &Uuid) -> Zeroizing<[u8; 16]> {
+        owner_psk(
+            &self.master_secret,
+            &self.client_random,
+            &self.server_random,
+            self.key_block_len,
+            RDP_LABEL,
+            owner,
+            device,
+        )
+    }
+}
+
 /// The owner PSK both sides derive from an owner-transfer session.
 pub fn owner_psk(
     master_secret: &[u8],
     client_random: &[u8; 32],
     server_random: &[u8; 32],
-    cipher: &str,
+    key_block_len: usize,
     label: &[u8],
     owner: &Uuid,
     device: &Uuid,
@@ -96,12 +131,7 @@ pub fn owner_psk(
     let mut seed = Vec::with_capacity(64);
     seed.extend_from_slice(server_random);
     seed.extend_from_slice(client_random);
-    let key_block = prf_sha256(
-        master_secret,
-        b"key expansion",
-        &seed,
-        key_block_len(cipher),
-    );
+    let key_block = prf_sha256(master_secret, b"key expansion", &seed, key_block_len);
     let mut ids = Vec::with_capacity(32);
     ids.extend_from_slice(owner.as_bytes());
     ids.extend_from_slice(device.as_bytes());

@@ -19,11 +19,11 @@ pub enum Peer {
         subject: Option<Uuid>,
     },
     /// The DTLS session of an owner transfer (Random PIN) in RFOTM: the
-    /// owner-to-be, who may write doxm/pstat/cred/acl2. `owner_psk` is the
-    /// owner PSK both sides derived from that session.
+    /// owner-to-be, who may write doxm/pstat/cred/acl2.
     OwnerTransfer {
-        /// The owner PSK derived from the session (never sent).
-        owner_psk: [u8; 16],
+        /// What the session exported (the owner PSK is derived from it
+        /// when the owner credential arrives; it is never sent).
+        keys: super::otm::OtmKeys,
     },
 }
 
@@ -494,9 +494,10 @@ impl SecurityState {
             // The owner credential of an owner transfer: the device puts in
             // the PSK it derived itself; the key never crosses the wire.
             if cred.cred_type() == CredType::PairwiseSymmetric {
-                if let Peer::OwnerTransfer { owner_psk } = peer {
+                if let Peer::OwnerTransfer { keys } = peer {
                     if cred.privatedata.as_ref().is_none_or(|p| p.data.is_empty()) {
-                        cred.privatedata = Some(PrivateData::raw(owner_psk));
+                        let psk = keys.owner_psk(&self.doxm.devowneruuid, &self.doxm.deviceuuid);
+                        cred.privatedata = Some(PrivateData::raw(&psk[..]));
                     }
                 }
             }
