@@ -226,8 +226,13 @@ pub fn owner_transfer(obt: Uuid, new_uuid: Uuid, domain: (Uuid, &str)) -> Sequen
 
 /// Provisioning over an owner session: RFPRO, the credentials, the ACEs,
 /// RFNOP (DIGEST §7).
-pub fn provision(creds: Vec<Credential>, aces: Vec<Ace>) -> Sequence {
+pub fn provision(mut creds: Vec<Credential>, aces: Vec<Ace>) -> Sequence {
     use Channel::*;
+    // The device numbers its credentials: an OBT-side credid could replace
+    // an unrelated credential (such as the owner's).
+    for c in creds.iter_mut() {
+        c.credid = 0;
+    }
     let mut steps = vec![Step {
         channel: Owner,
         what: "pstat RFPRO",
@@ -269,4 +274,17 @@ pub fn provision(creds: Vec<Credential>, aces: Vec<Ace>) -> Sequence {
         request: post("/oic/sec/pstat", dos(3)),
     });
     Sequence { steps, next: 0 }
+}
+
+/// Hard reset over an owner session: pstat RESET (the device wipes its
+/// credentials and ACEs and returns to RFOTM).
+pub fn hard_reset() -> Sequence {
+    Sequence {
+        steps: vec![Step {
+            channel: Channel::Owner,
+            what: "pstat RESET",
+            request: post("/oic/sec/pstat", dos(0)),
+        }],
+        next: 0,
+    }
 }

@@ -88,6 +88,15 @@ pub enum DeviceEvent {
     /// A verified SSM update was not applied (resource not SSM-enabled,
     /// bad body).
     Refused(String),
+    /// The Random PIN to give the onboarding tool (shown while unowned).
+    Pin(String),
+    /// The device was onboarded (owner transfer completed).
+    Owned {
+        /// Its new identity.
+        device_uuid: Uuid,
+        /// Its owner.
+        owner: Uuid,
+    },
 }
 
 struct State {
@@ -101,6 +110,29 @@ struct State {
     drops: DropCounters,
     floors_path: PathBuf,
     state_dir: PathBuf,
+    dtls: std::collections::HashMap<SocketAddr, DtlsPeer>,
+    pin: Option<String>,
+}
+
+/// Longest number of concurrent DTLS sessions a device keeps.
+pub const MAX_DTLS_SESSIONS: usize = 16;
+/// A DTLS session idle this long is dropped.
+pub const DTLS_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+struct DtlsPeer {
+    session: ssm_dtls::DtlsSession,
+    owner_transfer: bool,
+    last_active: std::time::Instant,
+}
+
+/// Converts a session's exported keys for the owner-PSK derivation.
+pub fn otm_keys(k: &ssm_dtls::KeyMaterial) -> ssm_ocf::security::otm::OtmKeys {
+    ssm_ocf::security::otm::OtmKeys {
+        master_secret: *k.master_secret,
+        client_random: k.client_random,
+        server_random: k.server_random,
+        key_block_len: ssm_ocf::security::otm::key_block_len(&k.cipher),
+    }
 }
 
 /// The security state file of a device.
@@ -214,6 +246,16 @@ impl DeviceHandle {
         st.device
             .representation(href)
             .map(|v| ssm_ocf::cbor::to_json(&v))
+    }
+
+    /// The Random PIN shown now (while unowned).
+    pub fn pin(&self) -> Option<String> {
+        self.state.lock().ok()?.pin.clone()
+    }
+
+    /// The security resources now.
+    pub fn security(&self) -> Option<ssm_ocf::security::SecurityState> {
+        self.state.lock().ok()?.device.security().cloned()
     }
 
     /// Dropped multicast datagrams by reason.
@@ -337,8 +379,22 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<Devi
         drops: DropCounters::default(),
         floors_path,
         state_dir: config.state_dir.clone(),
+        dtls: Default::default(),
+        pin: None,
     }));
+    {
+        let mut st = state
+            .lock()
+            .map_err(|_| io::Error::other("state poisoned"))?;
+        new_pin_if_needed(&mut st, &events);
+    }
+
     let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(dtls_timer_loop(
+        unicast.clone(),
+        state.clone(),
+        events.clone(),
+    )));
     tasks.push(tokio::spawn(unicast_loop(
         unicast.clone(),
         state.clone(),
@@ -404,7 +460,11 @@ async fn unicast_loop(
         let peer = normalise(peer);
         let out = {
             let Ok(mut st) = state.lock() else { return };
-            handle_unicast(&mut st, &mut buf[..n], peer, &events)
+            if matches!(buf.first(), Some(20..=25)) {
+                handle_dtls(&mut st, &buf[..n], peer, &events)
+            } else {
+                handle_unicast(&mut st, &mut buf[..n], peer, &events)
+            }
         };
         send_all(&socket, out).await;
     }
@@ -630,5 +690,233 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
+    }
+}
+
+/// Shows a new Random PIN while the device is unowned (RFOTM): as an event
+/// and in `<state_dir>/pin` (for headless setups).
+fn new_pin_if_needed(st: &mut State, events: &broadcast::Sender<DeviceEvent>) {
+    let unowned = st
+        .device
+        .security()
+        .is_some_and(|s| s.pstat.dos == ssm_ocf::security::pstat::DeviceOnboardingState::Rfotm);
+    if !unowned {
+        st.pin = None;
+        let _ = std::fs::remove_file(st.state_dir.join("pin"));
+        return;
+    }
+    let mut rng = |b: &mut [u8]| b.copy_from_slice(&random_bytes::<4>()[..b.len()]);
+    let pin = ssm_ocf::security::otm::random_pin(&mut rng);
+    if let Err(e) = atomic_write(&st.state_dir.join("pin"), pin.as_bytes()) {
+        tracing::warn!(error = %e, "cannot write the PIN file");
+    }
+    tracing::info!("Random PIN for onboarding: {pin}");
+    let _ = events.send(DeviceEvent::Pin(pin.clone()));
+    st.pin = Some(pin);
+}
+
+fn dtls_server_config(st: &State) -> Option<(ssm_dtls::DtlsConfig, bool)> {
+    let sec = st.device.security()?;
+    if sec.pstat.dos == ssm_ocf::security::pstat::DeviceOnboardingState::Rfotm {
+        let pin = st.pin.as_ref()?;
+        let id = sec.device_uuid();
+        let psk = ssm_ocf::security::otm::pin_psk(pin, &id);
+        return Some((
+            ssm_dtls::DtlsConfig::random_pin_server(*id.as_bytes(), *psk),
+            true,
+        ));
+    }
+    // Owner (and other) PSK sessions: the identity is the peer's UUID, the
+    // key its credtype-1 credential.
+    let creds: Vec<(Vec<u8>, Vec<u8>)> = sec
+        .cred
+        .creds
+        .iter()
+        .filter(|c| c.credtype == 1)
+        .filter_map(|c| {
+            let id: Uuid = c.subjectuuid.parse().ok()?;
+            Some((
+                id.as_bytes().to_vec(),
+                c.privatedata.as_ref()?.bytes().ok()?.to_vec(),
+            ))
+        })
+        .collect();
+    Some((
+        ssm_dtls::DtlsConfig::psk_server(move |identity: &[u8]| {
+            creds
+                .iter()
+                .find(|(i, _)| i == identity)
+                .map(|(_, k)| k.clone())
+        }),
+        false,
+    ))
+}
+
+fn handle_dtls(
+    st: &mut State,
+    datagram: &[u8],
+    peer: SocketAddr,
+    events: &broadcast::Sender<DeviceEvent>,
+) -> Vec<(SocketAddr, Vec<u8>)> {
+    if !st.dtls.contains_key(&peer) {
+        if st.dtls.len() >= MAX_DTLS_SESSIONS {
+            tracing::debug!(%peer, "too many DTLS sessions; datagram dropped");
+            return Vec::new();
+        }
+        let Some((cfg, otm)) = dtls_server_config(st) else {
+            return Vec::new();
+        };
+        match ssm_dtls::DtlsSession::server(&cfg) {
+            Ok(session) => {
+                st.dtls.insert(
+                    peer,
+                    DtlsPeer {
+                        session,
+                        owner_transfer: otm,
+                        last_active: std::time::Instant::now(),
+                    },
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create a DTLS session");
+                return Vec::new();
+            }
+        }
+    }
+    let mut requests = Vec::new();
+    let (security, mut out) = {
+        let Some(p) = st.dtls.get_mut(&peer) else {
+            return Vec::new();
+        };
+        p.last_active = std::time::Instant::now();
+        if let Err(e) = p.session.handle_datagram(datagram) {
+            tracing::debug!(%peer, error = %e, "DTLS");
+        }
+        while let Some(app) = p.session.poll_app_data() {
+            requests.push(app);
+        }
+        let security = match (p.owner_transfer, p.session.key_material()) {
+            (true, Some(k)) => Some(Security::OwnerTransfer { keys: otm_keys(&k) }),
+            (false, Some(_)) => Some(Security::Dtls {
+                subject: p
+                    .session
+                    .peer_identity()
+                    .and_then(|i| Uuid::from_slice(&i).ok()),
+            }),
+            _ => None,
+        };
+        let mut out = Vec::new();
+        while let Some(d) = p.session.poll_transmit() {
+            out.push((peer, d));
+        }
+        (security, out)
+    };
+    let Some(security) = security else { return out };
+    for app in requests {
+        let Ok(req) = Message::parse(&app) else {
+            continue;
+        };
+        let meta = RequestMeta {
+            multicast: false,
+            security: security.clone(),
+            peer: format!("dtls:{peer}"),
+        };
+        let was_owned = st.device.security().is_some_and(|s| {
+            s.doxm.owned && s.pstat.dos != ssm_ocf::security::pstat::DeviceOnboardingState::Rfotm
+        });
+        let o = st.device.handle(&req, &meta);
+        after_request(st, o.svr_changed, o.creds_changed);
+        let now_owned = st.device.security().map(|s| {
+            (
+                s.doxm.owned
+                    && s.pstat.dos != ssm_ocf::security::pstat::DeviceOnboardingState::Rfotm,
+                s.device_uuid(),
+                s.doxm.devowneruuid,
+            )
+        });
+        match now_owned {
+            Some((true, id, owner)) if !was_owned => {
+                let _ = events.send(DeviceEvent::Owned {
+                    device_uuid: id,
+                    owner,
+                });
+                new_pin_if_needed(st, events);
+            }
+            // Hard reset: unowned again, so a PIN is shown.
+            Some((false, _, _)) if was_owned => new_pin_if_needed(st, events),
+            _ => {}
+        }
+        if let Some(r) = o.response {
+            if let Some(p) = st.dtls.get_mut(&peer) {
+                if let Err(e) = p.session.send_app_data(&r.to_vec()) {
+                    tracing::debug!(%peer, error = %e, "DTLS send");
+                }
+                while let Some(d) = p.session.poll_transmit() {
+                    out.push((peer, d));
+                }
+            }
+        }
+        if let Some(href) = o.changed {
+            out.extend(notify(st, &href));
+        }
+    }
+    out
+}
+
+/// Drives DTLS retransmission timers and drops failed, closed and idle
+/// sessions. An owner-transfer session that ends before the device left
+/// RFOTM undoes what it wrote, and a new PIN is shown.
+async fn dtls_timer_loop(
+    socket: Arc<UdpSocket>,
+    state: Arc<Mutex<State>>,
+    events: broadcast::Sender<DeviceEvent>,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let out = {
+            let Ok(mut st) = state.lock() else { return };
+            let mut out = Vec::new();
+            let mut ended = Vec::new();
+            for (peer, p) in st.dtls.iter_mut() {
+                if p.session.next_timeout().is_some_and(|t| t.is_zero()) {
+                    let _ = p.session.handle_timeout();
+                }
+                while let Some(d) = p.session.poll_transmit() {
+                    out.push((*peer, d));
+                }
+                if p.session.is_failed()
+                    || p.session.is_closed()
+                    || p.last_active.elapsed() > DTLS_IDLE
+                {
+                    // A handshake that never completed (e.g. a wrong PIN)
+                    // wrote nothing; only an established owner-transfer
+                    // session can leave something to undo.
+                    ended.push((
+                        *peer,
+                        p.owner_transfer && p.session.key_material().is_some(),
+                    ));
+                }
+            }
+            for (peer, otm) in ended {
+                st.dtls.remove(&peer);
+                if otm {
+                    let mut undone = false;
+                    if let Some(mut sec) = st.device.security().cloned() {
+                        if sec.owner_transfer_ended() {
+                            undone = true;
+                            st.device.set_security(sec);
+                        }
+                    }
+                    if undone {
+                        after_request(&mut st, true, true);
+                        tracing::info!(%peer, "owner transfer did not complete; undone");
+                    }
+                    new_pin_if_needed(&mut st, &events);
+                }
+            }
+            out
+        };
+        send_all(&socket, out).await;
     }
 }

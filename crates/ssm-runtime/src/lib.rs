@@ -16,6 +16,7 @@ pub mod client;
 pub mod device;
 pub mod multicast;
 pub mod netif;
+pub mod obt;
 pub mod responder;
 pub mod store;
 pub mod udp;

@@ -34,6 +34,7 @@ pub enum AceSubject {
     /// `{uuid}`: one device.
     Uuid {
         /// The device UUID.
+        #[serde(with = "crate::security::uuid_text")]
         uuid: Uuid,
     },
     /// `{authority, role}`.
@@ -87,6 +88,7 @@ pub struct Acl2 {
     /// `aclist2`.
     pub aclist2: Vec<Ace>,
     /// `rowneruuid`.
+    #[serde(with = "crate::security::uuid_text")]
     pub rowneruuid: Uuid,
 }
 

@@ -22,10 +22,13 @@ pub struct Doxm {
     /// Owned.
     pub owned: bool,
     /// The device UUID (replaced by the OBT during owner transfer).
+    #[serde(with = "crate::security::uuid_text")]
     pub deviceuuid: Uuid,
     /// The owner.
+    #[serde(with = "crate::security::uuid_text")]
     pub devowneruuid: Uuid,
     /// Resource owner.
+    #[serde(with = "crate::security::uuid_text")]
     pub rowneruuid: Uuid,
 }
 

@@ -14,5 +14,6 @@ pub mod doxm;
 pub mod otm;
 pub mod pstat;
 pub mod svr;
+pub mod uuid_text;
 
 pub use svr::{Access, Peer, SecurityState, SvrOutcome};

@@ -82,6 +82,7 @@ pub struct Pstat {
     /// `sm`.
     pub sm: u32,
     /// `rowneruuid`.
+    #[serde(with = "crate::security::uuid_text")]
     pub rowneruuid: Uuid,
 }
 

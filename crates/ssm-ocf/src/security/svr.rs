@@ -99,6 +99,7 @@ impl SvrOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Sdi {
     /// Secure domain UUID.
+    #[serde(with = "crate::security::uuid_text")]
     pub uuid: Uuid,
     /// Domain name.
     pub name: String,

@@ -1,0 +1,239 @@
+//! The onboarding tool's runtime: it runs the sans-IO sequences of
+//! [`ssm_ocf::obt`] over plain CoAP and DTLS sessions to one device.
+use crate::client::request;
+use crate::device::otm_keys;
+use crate::random_bytes;
+use ssm_coap::{Code, Message, MessageType, Token};
+use ssm_dtls::{connect, send_pending, DtlsConfig, DtlsSession};
+use ssm_ocf::obt::{owner_transfer, Channel, Sequence};
+use ssm_ocf::security::otm::pin_psk;
+use ssm_ocf::{cbor, message, Uuid};
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::time::{timeout_at, Instant};
+
+/// How long a DTLS handshake may take (a wrong PIN shows as a timeout).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// How long one request may take (retransmissions included).
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Onboarding errors, each naming what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum ObtError {
+    /// Socket error.
+    #[error("network: {0}")]
+    Io(#[from] io::Error),
+    /// The DTLS handshake failed (for Random PIN: usually a wrong PIN).
+    #[error("secure session with {peer} failed ({reason}); for Random PIN check the PIN the device shows")]
+    Handshake {
+        /// Device.
+        peer: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The device refused a step.
+    #[error("{0}")]
+    Step(#[from] ssm_ocf::obt::StepError),
+    /// The device is already owned.
+    #[error("device {0} is already owned: hard-reset it first")]
+    AlreadyOwned(SocketAddr),
+    /// The device answered something unexpected.
+    #[error("device {0} answered unexpectedly: {1}")]
+    Protocol(SocketAddr, String),
+}
+
+/// A device after owner transfer.
+#[derive(Debug, Clone)]
+pub struct Onboarded {
+    /// Its new UUID.
+    pub device_uuid: Uuid,
+    /// The owner PSK (kept by the OBT as the device's credtype-1 credential).
+    pub owner_psk: [u8; 16],
+}
+
+/// A UUID with no zero byte: OpenSSL cuts PSK identities at a 0x00 byte,
+/// and DTLS identities in this domain are UUIDs.
+pub fn zero_free_uuid() -> Uuid {
+    let mut b = random_bytes::<16>();
+    for x in b.iter_mut() {
+        if *x == 0 {
+            *x = 0x5a;
+        }
+    }
+    // Setting the version and variant bits keeps those bytes non-zero.
+    uuid::Builder::from_random_bytes(b).into_uuid()
+}
+
+/// One CoAP request inside a DTLS session; returns the response.
+pub async fn dtls_request(
+    socket: &UdpSocket,
+    peer: SocketAddr,
+    s: &mut DtlsSession,
+    mut req: Message,
+) -> Result<Message, ObtError> {
+    req.ty = MessageType::Confirmable;
+    req.message_id = u16::from_be_bytes(random_bytes::<2>());
+    req.token = Token::new(&random_bytes::<8>()).unwrap_or_default();
+    s.send_app_data(&req.to_vec())
+        .map_err(|e| ObtError::Protocol(peer, e.to_string()))?;
+    send_pending(s, socket, peer)
+        .await
+        .map_err(|e| ObtError::Protocol(peer, e.to_string()))?;
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let wait = s
+            .next_timeout()
+            .map(|t| Instant::now() + t)
+            .unwrap_or(deadline)
+            .min(deadline);
+        match timeout_at(wait, socket.recv_from(&mut buf)).await {
+            Ok(r) => {
+                let (n, from) = r?;
+                if from != peer {
+                    continue;
+                }
+                let _ = s.handle_datagram(&buf[..n]);
+            }
+            Err(_) if Instant::now() >= deadline => {
+                return Err(ObtError::Protocol(
+                    peer,
+                    "no response in the secure session".into(),
+                ))
+            }
+            Err(_) => {
+                let _ = s.handle_timeout();
+            }
+        }
+        send_pending(s, socket, peer)
+            .await
+            .map_err(|e| ObtError::Protocol(peer, e.to_string()))?;
+        while let Some(app) = s.poll_app_data() {
+            if let Ok(m) = Message::parse(&app) {
+                if m.token == req.token && m.code.is_response() {
+                    return Ok(m);
+                }
+            }
+        }
+        if s.is_failed() || s.is_closed() {
+            return Err(ObtError::Protocol(peer, "secure session closed".into()));
+        }
+    }
+}
+
+async fn run(
+    seq: &mut Sequence,
+    socket: &UdpSocket,
+    peer: SocketAddr,
+    dtls: &mut Option<DtlsSession>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(), ObtError> {
+    while let Some(step) = seq.next_step().cloned() {
+        let resp = match step.channel {
+            Channel::Plain => {
+                request(socket, peer, step.request, Duration::from_millis(500), 5).await?
+            }
+            Channel::OwnerTransfer | Channel::Owner => {
+                let s = dtls
+                    .as_mut()
+                    .ok_or_else(|| ObtError::Protocol(peer, "no secure session".into()))?;
+                dtls_request(socket, peer, s, step.request).await?
+            }
+        };
+        seq.on_response(&resp)?;
+        let (d, t) = seq.progress();
+        progress(d, t);
+    }
+    Ok(())
+}
+
+/// Random PIN owner transfer of the device at `peer` (DIGEST §6). The
+/// device becomes `new_uuid`, owned by `obt`.
+pub async fn onboard(
+    peer: SocketAddr,
+    pin: &str,
+    obt: Uuid,
+    new_uuid: Uuid,
+    domain: (Uuid, &str),
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Onboarded, ObtError> {
+    let socket = crate::client::socket_for(peer).await?;
+    // The PIN PSK is salted with the device's current UUID.
+    let r = request(
+        &socket,
+        peer,
+        message::request(MessageType::Confirmable, Code::GET, "/oic/sec/doxm", None),
+        Duration::from_millis(500),
+        5,
+    )
+    .await?;
+    let doxm = message::payload(&r).map_err(|c| ObtError::Protocol(peer, format!("doxm: {c}")))?;
+    if cbor::get(&doxm, "owned").and_then(|v| v.as_bool()) == Some(true) {
+        return Err(ObtError::AlreadyOwned(peer));
+    }
+    let current: Uuid = cbor::get(&doxm, "deviceuuid")
+        .and_then(|v| v.as_text())
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ObtError::Protocol(peer, "doxm without deviceuuid".into()))?;
+    let mut seq = owner_transfer(obt, new_uuid, domain);
+    // Step 0 (plain): select Random PIN.
+    let first = seq
+        .next_step()
+        .cloned()
+        .ok_or_else(|| ObtError::Protocol(peer, "empty sequence".into()))?;
+    let resp = request(&socket, peer, first.request, Duration::from_millis(500), 5).await?;
+    seq.on_response(&resp)?;
+    let cfg = DtlsConfig::random_pin_client(*pin_psk(pin, &current))
+        .with_handshake_timeout(HANDSHAKE_TIMEOUT);
+    let session = connect(&socket, peer, &cfg, HANDSHAKE_TIMEOUT)
+        .await
+        .map_err(|e| ObtError::Handshake {
+            peer,
+            reason: e.to_string(),
+        })?;
+    let keys = otm_keys(
+        &session
+            .key_material()
+            .ok_or_else(|| ObtError::Protocol(peer, "no key material".into()))?,
+    );
+    let mut dtls = Some(session);
+    let result = run(&mut seq, &socket, peer, &mut dtls, progress).await;
+    if let Some(mut s) = dtls {
+        s.close();
+        let _ = send_pending(&mut s, &socket, peer).await;
+    }
+    result?;
+    Ok(Onboarded {
+        device_uuid: new_uuid,
+        owner_psk: *keys.owner_psk(&obt, &new_uuid),
+    })
+}
+
+/// Runs `seq` (provisioning) over an owner session (PSK identity = `obt`).
+pub async fn provision(
+    peer: SocketAddr,
+    obt: Uuid,
+    owner_psk: &[u8; 16],
+    mut seq: Sequence,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(), ObtError> {
+    let socket = crate::client::socket_for(peer).await?;
+    let cfg = DtlsConfig::psk_client(obt.as_bytes().to_vec(), owner_psk.to_vec())
+        .with_handshake_timeout(HANDSHAKE_TIMEOUT);
+    let session = connect(&socket, peer, &cfg, HANDSHAKE_TIMEOUT)
+        .await
+        .map_err(|e| ObtError::Handshake {
+            peer,
+            reason: e.to_string(),
+        })?;
+    let mut dtls = Some(session);
+    let result = run(&mut seq, &socket, peer, &mut dtls, progress).await;
+    if let Some(mut s) = dtls {
+        s.close();
+        let _ = send_pending(&mut s, &socket, peer).await;
+    }
+    result
+}
