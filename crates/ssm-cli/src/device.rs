@@ -112,6 +112,21 @@ async fn shutdown() {
 
 fn print_event(ev: &DeviceEvent, json: bool) {
     match (ev, json) {
+        (DeviceEvent::Pin(pin), true) => {
+            println!("{}", serde_json::json!({"event": "pin", "pin": pin}))
+        }
+        (DeviceEvent::Pin(pin), false) => {
+            println!("unowned: give the onboarding tool this PIN: {pin}")
+        }
+        (DeviceEvent::Owned { device_uuid, owner }, true) => {
+            println!(
+                "{}",
+                serde_json::json!({"event": "owned", "di": device_uuid, "owner": owner})
+            )
+        }
+        (DeviceEvent::Owned { device_uuid, owner }, false) => {
+            println!("onboarded: now {device_uuid}, owned by {owner}")
+        }
         (
             DeviceEvent::SsmApplied {
                 href,
