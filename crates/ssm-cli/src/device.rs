@@ -73,6 +73,9 @@ pub async fn run(a: Args) -> Result<bool> {
             println!("  warning: no SSM server credential (credtype 256) in creds.json: run `ssm creds generate`");
         }
     }
+    if let Some(pin) = handle.pin() {
+        print_event(&DeviceEvent::Pin(pin), a.json);
+    }
     let mut events = handle.events.subscribe();
     loop {
         tokio::select! {
