@@ -244,3 +244,71 @@ pub fn provisioned_state(
     s.pstat.enter(Dos::Rfnop);
     s
 }
+
+/// An SSM group as an onboarding tool keeps it: one secret, and a Sender
+/// ID per client (never reused).
+#[derive(Clone)]
+pub struct SsmGroup {
+    secret: zeroize::Zeroizing<[u8; MASTER_SECRET_LEN]>,
+    used: Vec<[u8; OSCORE_ID_LEN]>,
+    /// (client UUID, its Sender ID).
+    pub clients: Vec<(Uuid, [u8; OSCORE_ID_LEN])>,
+}
+
+impl std::fmt::Debug for SsmGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsmGroup")
+            .field("secret", &"<secret>")
+            .field("clients", &self.clients)
+            .finish()
+    }
+}
+
+impl SsmGroup {
+    /// A new group with a fresh secret.
+    pub fn new(random: &mut dyn FnMut(&mut [u8])) -> Self {
+        let mut secret = zeroize::Zeroizing::new([0u8; MASTER_SECRET_LEN]);
+        random(&mut secret[..]);
+        SsmGroup {
+            secret,
+            used: Vec::new(),
+            clients: Vec::new(),
+        }
+    }
+
+    /// Adds a client and returns its SSM client credential (credtype 128).
+    pub fn add_client(&mut self, client: Uuid, random: &mut dyn FnMut(&mut [u8])) -> Credential {
+        let sid = fresh_id(0x02, &mut self.used, random);
+        self.clients.push((client, sid));
+        Credential {
+            credid: 0,
+            subjectuuid: client_cred_subject(&sid).to_string(),
+            credtype: 128,
+            privatedata: Some(PrivateData::raw(&self.secret[..])),
+            oscore: Some(OscoreFields {
+                senderid: Some(hex::encode(sid)),
+                desc: Some("SSM".into()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// The SSM server credentials (credtype 256) a light needs: one per
+    /// client, subject = that client.
+    pub fn server_creds(&self) -> Vec<Credential> {
+        self.clients
+            .iter()
+            .map(|(client, sid)| Credential {
+                credid: 0,
+                subjectuuid: client.to_string(),
+                credtype: 256,
+                privatedata: Some(PrivateData::raw(&self.secret[..])),
+                oscore: Some(OscoreFields {
+                    recipientid: Some(hex::encode(sid)),
+                    desc: Some("SSM".into()),
+                    ..Default::default()
+                }),
+            })
+            .collect()
+    }
+}

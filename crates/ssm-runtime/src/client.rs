@@ -92,7 +92,22 @@ pub async fn discover(
     query: Option<&str>,
     wait: Duration,
 ) -> io::Result<Vec<(SocketAddr, Vec<Link>)>> {
-    let mut req = message::request(MessageType::NonConfirmable, Code::GET, "/oic/res", query);
+    Ok(multicast_get(targets, "/oic/res", query, wait)
+        .await?
+        .into_iter()
+        .filter_map(|(from, m)| message::payload(&m).ok().map(|p| (from, parse_links(&p))))
+        .collect())
+}
+
+/// NON `GET href?query` to every target; the successful unicast replies
+/// that arrive within `wait`, one per responder.
+pub async fn multicast_get(
+    targets: &MulticastTargets,
+    href: &str,
+    query: Option<&str>,
+    wait: Duration,
+) -> io::Result<Vec<(SocketAddr, Message)>> {
+    let mut req = message::request(MessageType::NonConfirmable, Code::GET, href, query);
     req.message_id = u16::from_be_bytes(random_bytes::<2>());
     req.token = Token::new(&random_bytes::<8>()).unwrap_or_default();
     let bytes = req.to_vec();
@@ -102,36 +117,24 @@ pub async fn discover(
         }
     }
     let deadline = Instant::now() + wait;
-    let mut found: Vec<(SocketAddr, Vec<Link>)> = Vec::new();
-    let mut futs = Vec::new();
+    let mut found: Vec<(SocketAddr, Message)> = Vec::new();
+    // Replies queue in each socket meanwhile; collecting one socket after
+    // the other until the shared deadline loses none.
     for (s, _) in &targets.targets {
-        futs.push(collect(s, &req, deadline));
-    }
-    for r in futures_join(futs).await {
-        for (from, links) in r? {
+        for (from, m) in collect(s, &req, deadline).await? {
             if !found.iter().any(|(f, _)| *f == from) {
-                found.push((from, links));
+                found.push((from, m));
             }
         }
     }
     Ok(found)
 }
 
-async fn futures_join<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
-    let mut out = Vec::new();
-    // Each future runs until the shared deadline; awaiting them in turn
-    // loses nothing because the replies queue in each socket meanwhile.
-    for f in futs {
-        out.push(f.await);
-    }
-    out
-}
-
 async fn collect(
     s: &UdpSocket,
     req: &Message,
     deadline: Instant,
-) -> io::Result<Vec<(SocketAddr, Vec<Link>)>> {
+) -> io::Result<Vec<(SocketAddr, Message)>> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 2048];
     while let Ok(r) = timeout_at(deadline, s.recv_from(&mut buf)).await {
@@ -151,8 +154,8 @@ async fn collect(
             );
             let _ = s.send_to(&ack.to_vec(), from).await;
         }
-        if let Ok(p) = message::payload(&m) {
-            out.push((from, parse_links(&p)));
+        if m.code.class() == 2 {
+            out.push((from, m));
         }
     }
     Ok(out)

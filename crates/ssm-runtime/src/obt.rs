@@ -237,3 +237,21 @@ pub async fn provision(
     }
     result
 }
+
+/// Unowned devices answering a multicast `GET /oic/sec/doxm?owned=FALSE`
+/// on the given targets: (unicast address, current device UUID).
+pub async fn discover_unowned(
+    targets: &crate::client::MulticastTargets,
+    wait: Duration,
+) -> io::Result<Vec<(SocketAddr, Uuid)>> {
+    let replies =
+        crate::client::multicast_get(targets, "/oic/sec/doxm", Some("owned=FALSE"), wait).await?;
+    Ok(replies
+        .into_iter()
+        .filter_map(|(from, m)| {
+            let d = message::payload(&m).ok()?;
+            let id = cbor::get(&d, "deviceuuid")?.as_text()?.parse().ok()?;
+            Some((from, id))
+        })
+        .collect())
+}
