@@ -145,15 +145,7 @@ async fn collect(
         if m.token != req.token || !m.code.is_response() {
             continue;
         }
-        if m.ty == MessageType::Confirmable {
-            let ack = Message::new(
-                MessageType::Acknowledgement,
-                Code::EMPTY,
-                m.message_id,
-                Token::default(),
-            );
-            let _ = s.send_to(&ack.to_vec(), from).await;
-        }
+        ack_if_confirmable(s, &m, from).await;
         if m.code.class() == 2 {
             out.push((from, m));
         }
@@ -194,17 +186,7 @@ pub async fn request(
                 continue;
             };
             if m.token == req.token && m.code.is_response() {
-                if m.ty == MessageType::Confirmable {
-                    let ack = Message::new(
-                        MessageType::Acknowledgement,
-                        Code::EMPTY,
-                        m.message_id,
-                        Token::default(),
-                    );
-                    socket
-                        .send_to(&ack.to_vec(), for_socket(socket, peer))
-                        .await?;
-                }
+                ack_if_confirmable(socket, &m, peer).await;
                 return Ok(m);
             }
         }
@@ -231,15 +213,7 @@ pub async fn next_notification(
         if m.token != *token || !m.code.is_response() {
             continue;
         }
-        if m.ty == MessageType::Confirmable {
-            let ack = Message::new(
-                MessageType::Acknowledgement,
-                Code::EMPTY,
-                m.message_id,
-                Token::default(),
-            );
-            socket.send_to(&ack.to_vec(), from).await?;
-        }
+        ack_if_confirmable(socket, &m, from).await;
         return Ok(Some(m));
     }
     Ok(None)
@@ -333,4 +307,18 @@ pub fn describe(m: &Message) -> (Code, Option<serde_json::Value>) {
 /// Parses a datagram's header only (for tests that count replies).
 pub fn is_coap(bytes: &[u8]) -> bool {
     Packet::new_checked(bytes).is_ok()
+}
+
+/// Acknowledges a confirmable response (RFC 7252 §4.2). Best effort: a lost
+/// ACK only makes the peer retransmit.
+async fn ack_if_confirmable(socket: &UdpSocket, m: &Message, to: SocketAddr) {
+    if m.ty == MessageType::Confirmable {
+        let ack = Message::new(
+            MessageType::Acknowledgement,
+            Code::EMPTY,
+            m.message_id,
+            Token::default(),
+        );
+        let _ = socket.send_to(&ack.to_vec(), for_socket(socket, to)).await;
+    }
 }
