@@ -31,6 +31,10 @@ pub struct Args {
     /// href of the switch.
     #[arg(long, default_value = HREF)]
     href: String,
+    /// `light` (hosts the switch resource) or `switch` (a wall switch: an
+    /// OCF device that only sends; onboard it, then use `ssm client`).
+    #[arg(long, default_value = "light")]
+    role: String,
     /// JSON lines on stdout.
     #[arg(long)]
     json: bool,
@@ -41,7 +45,9 @@ pub async fn run(a: Args) -> Result<bool> {
     let security = load_security(&a.state_dir, &id, &[a.href.as_str()])?;
     let creds = security.cred.clone();
     let mut device = Device::new(DeviceInfo::light(&id.name, id.deviceuuid));
-    device.add_resource(&a.href, Box::new(BinarySwitch::default()), true);
+    if a.role == "light" {
+        device.add_resource(&a.href, Box::new(BinarySwitch::default()), true);
+    }
     device.set_security(security);
     let cfg = DeviceConfig {
         interfaces: a.ifaces.clone(),

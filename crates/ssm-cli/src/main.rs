@@ -5,6 +5,7 @@ mod client;
 mod creds;
 mod demo;
 mod device;
+mod obt;
 mod state;
 
 /// OCF Simple Secure Multicast: one OSCORE-protected multicast UPDATE
@@ -36,6 +37,10 @@ enum Command {
     ///
     /// Example: `ssm client --state-dir hall/switch-0 update --multicast --value on`
     Client(client::Args),
+    /// The onboarding tool: secure domain, onboarding, SSM grants.
+    ///
+    /// Example: `ssm obt init && ssm obt discover && ssm obt onboard 127.0.0.1:40000 --pin 12345678`
+    Obt(obt::Args),
     /// Credentials for trying SSM before onboarding.
     #[command(subcommand)]
     Creds(creds::Cmd),
@@ -71,6 +76,7 @@ fn main() -> std::process::ExitCode {
             Command::Device(args) => device::run(args).await,
             Command::Client(args) => client::run(args).await,
             Command::Creds(cmd) => creds::run(cmd),
+            Command::Obt(args) => obt::run(args).await,
         }
     });
     match result {

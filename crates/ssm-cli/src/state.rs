@@ -43,8 +43,14 @@ pub fn load_identity(dir: &Path, default_name: &str) -> Result<Identity> {
     }
 }
 
-/// Loads `creds.json`; a missing file is an empty credential set.
+/// The device's credentials: from `svr.json` (provisioned by an OBT) if
+/// present, else `creds.json`; none is an empty set.
 pub fn load_creds(dir: &Path) -> Result<CredResource> {
+    if let Some(s) = ssm_runtime::device::load_security(dir)? {
+        if !s.cred.creds.is_empty() {
+            return Ok(s.cred);
+        }
+    }
     let p = creds_path(dir);
     match std::fs::read_to_string(&p) {
         Ok(s) => CredResource::from_json(&s).with_context(|| format!("in {}", p.display())),

@@ -1,0 +1,321 @@
+//! `ssm obt`: the onboarding tool.
+use anyhow::{anyhow, bail, Context, Result};
+use ssm_obt::store::{DeviceRecord, Store};
+use ssm_ocf::cred::{Credential, OscoreFields, PrivateData};
+use ssm_ocf::security::acl2::{Ace, AceResource, AceSubject, PERM_N, PERM_R, PERM_U};
+use ssm_ocf::switch::HREF;
+
+use ssm_runtime::client::{MulticastScope, MulticastTargets};
+use ssm_runtime::obt::{discover_unowned, onboard, provision, zero_free_uuid};
+use ssm_runtime::random_bytes;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options of `ssm obt`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The secure-domain store (default: ~/.local/share/ssm/domain.sqlite).
+    #[arg(long, global = true)]
+    domain: Option<PathBuf>,
+    /// JSON output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Cmd {
+    /// Create the secure domain (example: `ssm obt init --name hallway`).
+    Init {
+        /// Domain name.
+        #[arg(long, default_value = "ssm domain")]
+        name: String,
+    },
+    /// Find unowned devices by multicast on an interface.
+    Discover {
+        /// Interface (only named interfaces are used).
+        #[arg(long, default_value = "lo")]
+        iface: String,
+        /// Multicast port.
+        #[arg(long, default_value_t = ssm_runtime::multicast::COAP_PORT)]
+        port: u16,
+        /// Use IPv6 ff02::158 instead of IPv4 (not on lo).
+        #[arg(long)]
+        ipv6: bool,
+        /// How long to collect replies (ms).
+        #[arg(long, default_value_t = 1000)]
+        wait_ms: u64,
+    },
+    /// Onboard one device by Random PIN (example: `ssm obt onboard 127.0.0.1:40000 --pin 12345678 --name hall-1`).
+    Onboard {
+        /// The device's unicast endpoint (`coap://host:port` or `host:port`).
+        ep: String,
+        /// The PIN the device shows.
+        #[arg(long)]
+        pin: Option<String>,
+        /// Read the PIN from this file (headless devices write `<state>/pin`).
+        #[arg(long)]
+        pin_file: Option<PathBuf>,
+        /// Name to remember it by.
+        #[arg(long)]
+        name: Option<String>,
+        /// light or switch.
+        #[arg(long, default_value = "light")]
+        role: String,
+    },
+    /// List the devices of the domain.
+    List,
+    /// SSM group management.
+    #[command(subcommand)]
+    Ssm(SsmCmd),
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum SsmCmd {
+    /// Let a switch command lights by SSM (example: `ssm obt ssm grant hall-switch --all`).
+    Grant {
+        /// The switch (name or UUID).
+        client: String,
+        /// Lights (names or UUIDs).
+        lights: Vec<String>,
+        /// Every light of the domain.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+fn default_domain() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("ssm/domain.sqlite")
+}
+
+fn rng(b: &mut [u8]) {
+    for chunk in b.chunks_mut(32) {
+        let r = random_bytes::<32>();
+        chunk.copy_from_slice(&r[..chunk.len()]);
+    }
+}
+
+pub async fn run(a: Args) -> Result<bool> {
+    let path = a.domain.clone().unwrap_or_else(default_domain);
+    match a.cmd {
+        Cmd::Init { name } => {
+            let s = Store::init(&path, zero_free_uuid(), &name)?;
+            let (obt, _) = s.obt()?;
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"domain": path, "obt": obt, "name": name})
+                );
+            } else {
+                println!("domain '{name}' at {} (OBT {obt})", path.display());
+            }
+            Ok(true)
+        }
+        Cmd::Discover {
+            iface,
+            port,
+            ipv6,
+            wait_ms,
+        } => {
+            let scope = MulticastScope {
+                interfaces: vec![iface],
+                ipv4: !ipv6,
+                ipv6_scopes: if ipv6 { vec![2] } else { vec![] },
+                port,
+                hops: 1,
+            };
+            let targets = MulticastTargets::open(&scope)?;
+            let found = discover_unowned(&targets, Duration::from_millis(wait_ms)).await?;
+            if a.json {
+                let v: Vec<_> = found
+                    .iter()
+                    .map(|(ep, id)| serde_json::json!({"ep": ep.to_string(), "deviceuuid": id}))
+                    .collect();
+                println!("{}", serde_json::json!({"unowned": v}));
+            } else {
+                println!("{} unowned device(s)", found.len());
+                for (ep, id) in &found {
+                    println!("  {ep}  {id}");
+                }
+            }
+            Ok(true)
+        }
+        Cmd::Onboard {
+            ep,
+            pin,
+            pin_file,
+            name,
+            role,
+        } => {
+            let mut s = Store::open(&path)?;
+            let (obt, domain_name) = s.obt()?;
+            let pin = match (pin, pin_file) {
+                (Some(p), _) => p,
+                (None, Some(f)) => std::fs::read_to_string(&f)
+                    .with_context(|| format!("cannot read the PIN from {}", f.display()))?
+                    .trim()
+                    .to_string(),
+                (None, None) => {
+                    bail!("give the PIN the device shows: --pin 12345678 (or --pin-file)")
+                }
+            };
+            if pin.len() != 8 || !pin.bytes().all(|c| c.is_ascii_digit()) {
+                bail!("a Random PIN is 8 digits");
+            }
+            let peer = crate::client::parse_ep(&ep)?;
+            let new_id = zero_free_uuid();
+            let done = onboard(peer, &pin, obt, new_id, (obt, &domain_name), &mut |_, _| {})
+                .await
+                .with_context(|| format!("onboarding {ep}"))?;
+            let rec = DeviceRecord {
+                uuid: done.device_uuid,
+                name: name
+                    .unwrap_or_else(|| format!("{role}-{}", &done.device_uuid.to_string()[..8])),
+                endpoint: format!("coap://{peer}"),
+                role,
+                state: "owned".into(),
+            };
+            s.add_device(&rec, &done.owner_psk)?;
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"onboarded": rec.uuid, "name": rec.name, "ep": rec.endpoint})
+                );
+            } else {
+                println!("onboarded {} as {} ({})", ep, rec.name, rec.uuid);
+            }
+            Ok(true)
+        }
+        Cmd::List => {
+            let s = Store::open(&path)?;
+            let devs = s.devices()?;
+            if a.json {
+                let v: Vec<_> = devs.iter().map(|d| serde_json::json!({"uuid": d.uuid, "name": d.name, "role": d.role, "state": d.state, "ep": d.endpoint})).collect();
+                println!("{}", serde_json::json!({"devices": v}));
+            } else {
+                println!(
+                    "{:<20} {:<8} {:<12} {:<38} {}",
+                    "name", "role", "state", "uuid", "endpoint"
+                );
+                for d in &devs {
+                    println!(
+                        "{:<20} {:<8} {:<12} {:<38} {}",
+                        d.name, d.role, d.state, d.uuid, d.endpoint
+                    );
+                }
+            }
+            Ok(true)
+        }
+        Cmd::Ssm(SsmCmd::Grant {
+            client,
+            lights,
+            all,
+        }) => {
+            let mut s = Store::open(&path)?;
+            let (obt, _) = s.obt()?;
+            let c = s.device(&client)?;
+            let targets: Vec<DeviceRecord> = if all {
+                s.devices()?
+                    .into_iter()
+                    .filter(|d| d.role == "light")
+                    .collect()
+            } else {
+                lights
+                    .iter()
+                    .map(|l| s.device(l))
+                    .collect::<Result<_, _>>()?
+            };
+            if targets.is_empty() {
+                bail!("no lights to grant: name them or use --all");
+            }
+            let (secret, epoch) = s.group_secret(&mut rng)?;
+            let sid = s.sender_id(&c.uuid, epoch, &mut rng)?;
+            let sid_hex = hex::encode(sid);
+            let client_cred = Credential {
+                credid: 0,
+                subjectuuid: ssm_ocf::provision::client_cred_subject(&sid).to_string(),
+                credtype: 128,
+                privatedata: Some(PrivateData::raw(&secret[..])),
+                oscore: Some(OscoreFields {
+                    senderid: Some(sid_hex.clone()),
+                    desc: Some(format!("SSM epoch {epoch}")),
+                    ..Default::default()
+                }),
+            };
+            let cpeer = crate::client::parse_ep(&c.endpoint)?;
+            provision(
+                cpeer,
+                obt,
+                &*s.owner_psk(&c.uuid)?,
+                ssm_ocf::obt::provision(vec![client_cred], vec![]),
+                &mut |_, _| {},
+            )
+            .await
+            .with_context(|| format!("provisioning switch {}", c.name))?;
+            s.set_state(&c.uuid, "provisioned")?;
+            let mut failures = Vec::new();
+            for l in &targets {
+                let server = Credential {
+                    credid: 0,
+                    subjectuuid: c.uuid.to_string(),
+                    credtype: 256,
+                    privatedata: Some(PrivateData::raw(&secret[..])),
+                    oscore: Some(OscoreFields {
+                        recipientid: Some(sid_hex.clone()),
+                        desc: Some(format!("SSM epoch {epoch}")),
+                        ..Default::default()
+                    }),
+                };
+                let ace = Ace {
+                    aceid: 0,
+                    subject: AceSubject::Uuid { uuid: c.uuid },
+                    resources: vec![AceResource::Href { href: HREF.into() }],
+                    permission: PERM_R | PERM_U | PERM_N,
+                };
+                let peer = crate::client::parse_ep(&l.endpoint)?;
+                let r = provision(
+                    peer,
+                    obt,
+                    &*s.owner_psk(&l.uuid)?,
+                    ssm_ocf::obt::provision(vec![server], vec![ace]),
+                    &mut |_, _| {},
+                )
+                .await;
+                match r {
+                    Ok(()) => {
+                        s.grant(&c.uuid, &l.uuid)?;
+                        s.set_state(&l.uuid, "provisioned")?;
+                    }
+                    Err(e) => failures.push(format!("{}: {e}", l.name)),
+                }
+            }
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"client": c.uuid, "sender_id": sid_hex, "granted": targets.len() - failures.len(), "failed": failures})
+                );
+            } else {
+                println!(
+                    "{} may command {} light(s) by SSM (Sender ID {sid_hex})",
+                    c.name,
+                    targets.len() - failures.len()
+                );
+                for f in &failures {
+                    println!("  failed: {f}");
+                }
+            }
+            if !failures.is_empty() {
+                return Err(anyhow!(
+                    "{} light(s) not provisioned; re-run the same command to finish",
+                    failures.len()
+                ));
+            }
+            Ok(true)
+        }
+    }
+}
