@@ -247,19 +247,24 @@ pub async fn run(a: Args) -> Result<bool> {
                     ..Default::default()
                 }),
             };
+            // A pair-wise OSCORE context (credtype 64) per light, for
+            // unicast UPDATE and read-back.
+            let pairs: Vec<_> = targets.iter().map(|l| pairwise(c.uuid, l.uuid)).collect();
+            let mut switch_creds = vec![client_cred];
+            switch_creds.extend(pairs.iter().map(|(for_switch, _)| for_switch.clone()));
             let cpeer = crate::client::parse_ep(&c.endpoint)?;
             provision(
                 cpeer,
                 obt,
                 &*s.owner_psk(&c.uuid)?,
-                ssm_ocf::obt::provision(vec![client_cred], vec![]),
+                ssm_ocf::obt::provision(switch_creds, vec![]),
                 &mut |_, _| {},
             )
             .await
             .with_context(|| format!("provisioning switch {}", c.name))?;
             s.set_state(&c.uuid, "provisioned")?;
             let mut failures = Vec::new();
-            for l in &targets {
+            for (l, (_, for_light)) in targets.iter().zip(pairs.iter()) {
                 let server = Credential {
                     credid: 0,
                     subjectuuid: c.uuid.to_string(),
@@ -282,7 +287,7 @@ pub async fn run(a: Args) -> Result<bool> {
                     peer,
                     obt,
                     &*s.owner_psk(&l.uuid)?,
-                    ssm_ocf::obt::provision(vec![server], vec![ace]),
+                    ssm_ocf::obt::provision(vec![server, for_light.clone()], vec![ace]),
                     &mut |_, _| {},
                 )
                 .await;
@@ -318,4 +323,32 @@ pub async fn run(a: Args) -> Result<bool> {
             Ok(true)
         }
     }
+}
+
+/// A pair-wise OSCORE credential pair (credtype 64): (the switch's, the
+/// light's), with one fresh 32-byte secret and two fresh IDs (prefix 0x01).
+fn pairwise(switch: ssm_ocf::Uuid, light: ssm_ocf::Uuid) -> (Credential, Credential) {
+    let mut secret = [0u8; 32];
+    rng(&mut secret);
+    let mut a = [0u8; 7];
+    let mut b = [0u8; 7];
+    rng(&mut a);
+    rng(&mut b);
+    a[0] = 0x01;
+    b[0] = 0x01;
+    if a == b {
+        b[6] ^= 0xff;
+    }
+    let cred = |subject: ssm_ocf::Uuid, s: [u8; 7], r: [u8; 7]| Credential {
+        credid: 0,
+        subjectuuid: subject.to_string(),
+        credtype: 64,
+        privatedata: Some(PrivateData::raw(&secret)),
+        oscore: Some(OscoreFields {
+            senderid: Some(hex::encode(s)),
+            recipientid: Some(hex::encode(r)),
+            ..Default::default()
+        }),
+    };
+    (cred(light, a, b), cred(switch, b, a))
 }

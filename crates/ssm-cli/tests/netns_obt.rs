@@ -281,6 +281,35 @@ fn obt_commissions_lights_and_switches() {
             "light {i} applied switch 3's update"
         );
     }
+    // Unicast UPDATE with the pair-wise context the OBT provisioned.
+    let out = hosts[4].run(&[
+        "client",
+        "--state-dir",
+        dir.join("d3").to_str().unwrap(),
+        "update",
+        &devs[1].1,
+        "--value",
+        "off",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "unicast update: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["code"], "2.04", "{v}");
+    // Without credentials there is no secured UPDATE.
+    let out = hosts[4].run(&[
+        "client",
+        "--state-dir",
+        dir.join("nobody").to_str().unwrap(),
+        "update",
+        &devs[1].1,
+        "--value",
+        "on",
+    ]);
+    assert!(!out.status.success());
     // Switch 4 holds the group key for light 0 only: light 0 applies it,
     // lights 1 and 2 do not know its Sender ID (dropped, no verdict).
     send(&hosts[5], &dir.join("d4"), "off");
