@@ -47,10 +47,30 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         wait_ms: u64,
     },
-    /// Onboard one device by Random PIN (example: `ssm obt onboard 127.0.0.1:40000 --pin 12345678 --name hall-1`).
+    /// Onboard one device by Random PIN (example: `ssm obt onboard 127.0.0.1:40000 --pin 12345678 --name hall-1`),
+    /// or every unowned device on an interface with `--all --pins FILE`.
     Onboard {
         /// The device's unicast endpoint (`coap://host:port` or `host:port`).
-        ep: String,
+        ep: Option<String>,
+        /// Onboard every unowned device found on `--iface`.
+        #[arg(long)]
+        all: bool,
+        /// With --all: a file of `<device uuid> <PIN>` lines (the PINs the
+        /// devices show).
+        #[arg(long)]
+        pins: Option<PathBuf>,
+        /// With --all: interface to discover on.
+        #[arg(long, default_value = "lo")]
+        iface: String,
+        /// With --all: multicast port.
+        #[arg(long, default_value_t = ssm_runtime::multicast::COAP_PORT)]
+        port: u16,
+        /// With --all: use IPv6 ff02::158 (not on lo).
+        #[arg(long)]
+        ipv6: bool,
+        /// With --all: devices onboarded at once.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+        jobs: u32,
         /// The PIN the device shows.
         #[arg(long)]
         pin: Option<String>,
@@ -147,6 +167,12 @@ pub async fn run(a: Args) -> Result<bool> {
         }
         Cmd::Onboard {
             ep,
+            all,
+            pins,
+            iface,
+            port,
+            ipv6,
+            jobs,
             pin,
             pin_file,
             name,
@@ -154,6 +180,59 @@ pub async fn run(a: Args) -> Result<bool> {
         } => {
             let mut s = Store::open(&path)?;
             let (obt, domain_name) = s.obt()?;
+            if all {
+                let pins = pins.ok_or_else(|| {
+                    anyhow!("--all needs --pins FILE with `<device uuid> <PIN>` lines")
+                })?;
+                let table = std::fs::read_to_string(&pins)
+                    .with_context(|| format!("cannot read {}", pins.display()))?;
+                let scope = MulticastScope {
+                    interfaces: vec![iface],
+                    ipv4: !ipv6,
+                    ipv6_scopes: if ipv6 { vec![2] } else { vec![] },
+                    port,
+                    hops: 1,
+                };
+                let found = discover_unowned(
+                    &MulticastTargets::open(&scope)?,
+                    Duration::from_millis(1000),
+                )
+                .await?;
+                let report = bulk_onboard(
+                    &mut s,
+                    obt,
+                    &domain_name,
+                    &role,
+                    found,
+                    &table,
+                    jobs as usize,
+                    !a.json,
+                )
+                .await?;
+                let ok = report.iter().filter(|r| r.1.is_ok()).count();
+                if a.json {
+                    let v: Vec<_> = report
+                        .iter()
+                        .map(|(ep, r)| match r {
+                            Ok(u) => serde_json::json!({"ep": ep, "onboarded": u}),
+                            Err(e) => serde_json::json!({"ep": ep, "error": e}),
+                        })
+                        .collect();
+                    println!(
+                        "{}",
+                        serde_json::json!({"onboarded": ok, "failed": report.len() - ok, "devices": v})
+                    );
+                } else {
+                    println!("onboarded {ok} of {} device(s)", report.len());
+                    for (ep, r) in &report {
+                        if let Err(e) = r {
+                            println!("  failed {ep}: {e}");
+                        }
+                    }
+                }
+                return Ok(ok == report.len());
+            }
+            let ep = ep.ok_or_else(|| anyhow!("give the device endpoint, or --all"))?;
             let pin = match (pin, pin_file) {
                 (Some(p), _) => p,
                 (None, Some(f)) => std::fs::read_to_string(&f)
@@ -351,4 +430,87 @@ fn pairwise(switch: ssm_ocf::Uuid, light: ssm_ocf::Uuid) -> (Credential, Credent
         }),
     };
     (cred(light, a, b), cred(switch, b, a))
+}
+
+/// Onboards `found` devices with at most `jobs` at once, a progress bar on
+/// a terminal, and one store write per success (the store is only touched
+/// from this task). Returns (endpoint, uuid or reason) per device.
+#[allow(clippy::too_many_arguments)]
+async fn bulk_onboard(
+    s: &mut Store,
+    obt: ssm_ocf::Uuid,
+    domain_name: &str,
+    role: &str,
+    found: Vec<(std::net::SocketAddr, ssm_ocf::Uuid)>,
+    pins: &str,
+    jobs: usize,
+    show_progress: bool,
+) -> Result<Vec<(String, Result<ssm_ocf::Uuid, String>)>> {
+    let pin_of = |id: &ssm_ocf::Uuid| {
+        pins.lines().find_map(|l| {
+            let mut f = l.split_whitespace();
+            if f.next()? == id.to_string() {
+                f.next().map(String::from)
+            } else {
+                None
+            }
+        })
+    };
+    let bar = indicatif::ProgressBar::new(found.len() as u64);
+    if show_progress {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} onboarded")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(jobs));
+    let mut set = tokio::task::JoinSet::new();
+    let mut report = Vec::new();
+    for (peer, current) in found {
+        let Some(pin) = pin_of(&current) else {
+            report.push((
+                format!("coap://{peer}"),
+                Err(format!("no PIN for device {current} in the PIN file")),
+            ));
+            continue;
+        };
+        let sem = sem.clone();
+        let domain_name = domain_name.to_string();
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let r = onboard(
+                peer,
+                &pin,
+                obt,
+                zero_free_uuid(),
+                (obt, &domain_name),
+                &mut |_, _| {},
+            )
+            .await;
+            (peer, r)
+        });
+    }
+    while let Some(j) = set.join_next().await {
+        let (peer, r) = j.map_err(|e| anyhow!("onboarding task failed: {e}"))?;
+        let ep = format!("coap://{peer}");
+        match r {
+            Ok(done) => {
+                let rec = DeviceRecord {
+                    uuid: done.device_uuid,
+                    name: format!("{role}-{}", &done.device_uuid.to_string()[..8]),
+                    endpoint: ep.clone(),
+                    role: role.to_string(),
+                    state: "owned".into(),
+                };
+                s.add_device(&rec, &done.owner_psk)?;
+                report.push((ep, Ok(done.device_uuid)));
+            }
+            Err(e) => report.push((ep, Err(e.to_string()))),
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(report)
 }

@@ -129,7 +129,7 @@ async fn run(
     socket: &UdpSocket,
     peer: SocketAddr,
     dtls: &mut Option<DtlsSession>,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<(), ObtError> {
     while let Some(step) = seq.next_step().cloned() {
         let resp = match step.channel {
@@ -158,7 +158,7 @@ pub async fn onboard(
     obt: Uuid,
     new_uuid: Uuid,
     domain: (Uuid, &str),
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<Onboarded, ObtError> {
     let socket = crate::client::socket_for(peer).await?;
     // The PIN PSK is salted with the device's current UUID.
@@ -218,7 +218,7 @@ pub async fn provision(
     obt: Uuid,
     owner_psk: &[u8; 16],
     mut seq: Sequence,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<(), ObtError> {
     let socket = crate::client::socket_for(peer).await?;
     let cfg = DtlsConfig::psk_client(obt.as_bytes().to_vec(), owner_psk.to_vec())
