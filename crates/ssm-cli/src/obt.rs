@@ -34,15 +34,8 @@ enum Cmd {
     },
     /// Find unowned devices by multicast on an interface.
     Discover {
-        /// Interface (only named interfaces are used).
-        #[arg(long, default_value = "lo")]
-        iface: String,
-        /// Multicast port.
-        #[arg(long, default_value_t = ssm_runtime::multicast::COAP_PORT)]
-        port: u16,
-        /// Use IPv6 ff02::158 instead of IPv4 (not on lo).
-        #[arg(long)]
-        ipv6: bool,
+        #[command(flatten)]
+        link: Link,
         /// How long to collect replies (ms).
         #[arg(long, default_value_t = 1000)]
         wait_ms: u64,
@@ -59,15 +52,9 @@ enum Cmd {
         /// devices show).
         #[arg(long)]
         pins: Option<PathBuf>,
-        /// With --all: interface to discover on.
-        #[arg(long, default_value = "lo")]
-        iface: String,
-        /// With --all: multicast port.
-        #[arg(long, default_value_t = ssm_runtime::multicast::COAP_PORT)]
-        port: u16,
-        /// With --all: use IPv6 ff02::158 (not on lo).
-        #[arg(long)]
-        ipv6: bool,
+        /// With --all: where to discover.
+        #[command(flatten)]
+        link: Link,
         /// With --all: devices onboarded at once.
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
         jobs: u32,
@@ -89,6 +76,33 @@ enum Cmd {
     /// SSM group management.
     #[command(subcommand)]
     Ssm(SsmCmd),
+}
+
+/// Where the OBT looks for unowned devices.
+#[derive(clap::Args, Debug)]
+struct Link {
+    /// Interface (only named interfaces are used).
+    #[arg(long, default_value = "lo")]
+    iface: String,
+    /// Multicast port.
+    #[arg(long, default_value_t = ssm_runtime::multicast::COAP_PORT)]
+    port: u16,
+    /// Use IPv6 ff02::158 instead of IPv4 (not on lo).
+    #[arg(long)]
+    ipv6: bool,
+}
+
+impl Link {
+    async fn unowned(&self, wait: Duration) -> Result<Vec<(std::net::SocketAddr, ssm_ocf::Uuid)>> {
+        let scope = MulticastScope {
+            interfaces: vec![self.iface.clone()],
+            ipv4: !self.ipv6,
+            ipv6_scopes: if self.ipv6 { vec![2] } else { vec![] },
+            port: self.port,
+            hops: 1,
+        };
+        Ok(discover_unowned(&MulticastTargets::open(&scope)?, wait).await?)
+    }
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -136,21 +150,8 @@ pub async fn run(a: Args) -> Result<bool> {
             }
             Ok(true)
         }
-        Cmd::Discover {
-            iface,
-            port,
-            ipv6,
-            wait_ms,
-        } => {
-            let scope = MulticastScope {
-                interfaces: vec![iface],
-                ipv4: !ipv6,
-                ipv6_scopes: if ipv6 { vec![2] } else { vec![] },
-                port,
-                hops: 1,
-            };
-            let targets = MulticastTargets::open(&scope)?;
-            let found = discover_unowned(&targets, Duration::from_millis(wait_ms)).await?;
+        Cmd::Discover { link, wait_ms } => {
+            let found = link.unowned(Duration::from_millis(wait_ms)).await?;
             if a.json {
                 let v: Vec<_> = found
                     .iter()
@@ -169,9 +170,7 @@ pub async fn run(a: Args) -> Result<bool> {
             ep,
             all,
             pins,
-            iface,
-            port,
-            ipv6,
+            link,
             jobs,
             pin,
             pin_file,
@@ -186,18 +185,7 @@ pub async fn run(a: Args) -> Result<bool> {
                 })?;
                 let table = std::fs::read_to_string(&pins)
                     .with_context(|| format!("cannot read {}", pins.display()))?;
-                let scope = MulticastScope {
-                    interfaces: vec![iface],
-                    ipv4: !ipv6,
-                    ipv6_scopes: if ipv6 { vec![2] } else { vec![] },
-                    port,
-                    hops: 1,
-                };
-                let found = discover_unowned(
-                    &MulticastTargets::open(&scope)?,
-                    Duration::from_millis(1000),
-                )
-                .await?;
+                let found = link.unowned(Duration::from_millis(1000)).await?;
                 let report = bulk_onboard(
                     &mut s,
                     obt,
