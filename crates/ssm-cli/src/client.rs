@@ -156,6 +156,26 @@ pub fn parse_ep(ep: &str) -> Result<SocketAddr> {
     Ok(SocketAddr::new(ip, port))
 }
 
+/// A pair-wise OSCORE (credtype 64) client over `sock`, its sequence
+/// numbers kept in `state_dir/ssn-<credid>`.
+pub fn pairwise_client(
+    state_dir: &std::path::Path,
+    cred: &ssm_ocf::cred::OscoreCred,
+    sock: tokio::net::UdpSocket,
+) -> Result<ssm_runtime::udp::OscoreClient<FileSequenceStore>> {
+    let store = FileSequenceStore::new(state_dir.join(format!("ssn-{}", cred.credid)));
+    let seq = ssm_oscore::SequenceNumber::resume(store.load()?, ssm_runtime::client::SSN_K);
+    let ctx = ssm_ocf::ssm::pairwise_context(
+        cred,
+        seq,
+        ssm_oscore::ReplayState::Window(ssm_oscore::ReplayWindow::new(32)),
+    )
+    .map_err(|e| anyhow!(e))?;
+    let mut client = ssm_runtime::udp::OscoreClient::new(sock, ctx, store);
+    client.config.ack_timeout = Duration::from_millis(500);
+    Ok(client)
+}
+
 pub async fn run(a: Args) -> Result<bool> {
     let json = a.json;
     match a.cmd {
@@ -273,16 +293,7 @@ pub async fn run(a: Args) -> Result<bool> {
                 .iter()
                 .find(|c| c.credtype == CredType::PairwiseOscore && c.subject == Some(di))
                 .ok_or_else(|| anyhow!("no pair-wise OSCORE credential (credtype 64) for device {di}: use --multicast, or provision one"))?;
-            let store = FileSequenceStore::new(a.state_dir.join(format!("ssn-{}", cred.credid)));
-            let seq = ssm_oscore::SequenceNumber::resume(store.load()?, ssm_runtime::client::SSN_K);
-            let ctx = ssm_ocf::ssm::pairwise_context(
-                cred,
-                seq,
-                ssm_oscore::ReplayState::Window(ssm_oscore::ReplayWindow::new(32)),
-            )
-            .map_err(|e| anyhow!(e))?;
-            let mut client = ssm_runtime::udp::OscoreClient::new(sock, ctx, store);
-            client.config.ack_timeout = Duration::from_millis(500);
+            let mut client = pairwise_client(&a.state_dir, cred, sock)?;
             let r = client
                 .request(
                     peer,

@@ -108,7 +108,7 @@ pub async fn run(a: Args) -> Result<bool> {
     Ok(true)
 }
 
-async fn shutdown() {
+pub(crate) async fn shutdown() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(t) => t,
         Err(_) => return std::future::pending().await,

@@ -300,72 +300,10 @@ pub async fn run(a: Args) -> Result<bool> {
             if targets.is_empty() {
                 bail!("no lights to grant: name them or use --all");
             }
-            let (secret, epoch) = s.group_secret(&mut rng)?;
-            let sid = s.sender_id(&c.uuid, epoch, &mut rng)?;
-            let sid_hex = hex::encode(sid);
-            let client_cred = Credential {
-                credid: 0,
-                subjectuuid: ssm_ocf::provision::client_cred_subject(&sid).to_string(),
-                credtype: 128,
-                privatedata: Some(PrivateData::raw(&secret[..])),
-                oscore: Some(OscoreFields {
-                    senderid: Some(sid_hex.clone()),
-                    desc: Some(format!("SSM epoch {epoch}")),
-                    ..Default::default()
-                }),
-            };
-            // A pair-wise OSCORE context (credtype 64) per light, for
-            // unicast UPDATE and read-back.
-            let pairs: Vec<_> = targets.iter().map(|l| pairwise(c.uuid, l.uuid)).collect();
-            let mut switch_creds = vec![client_cred];
-            switch_creds.extend(pairs.iter().map(|(for_switch, _)| for_switch.clone()));
-            let cpeer = crate::client::parse_ep(&c.endpoint)?;
-            provision(
-                cpeer,
-                obt,
-                &*s.owner_psk(&c.uuid)?,
-                ssm_ocf::obt::provision(switch_creds, vec![]),
-                &mut |_, _| {},
-            )
-            .await
-            .with_context(|| format!("provisioning switch {}", c.name))?;
-            s.set_state(&c.uuid, "provisioned")?;
-            let mut failures = Vec::new();
-            for (l, (_, for_light)) in targets.iter().zip(pairs.iter()) {
-                let server = Credential {
-                    credid: 0,
-                    subjectuuid: c.uuid.to_string(),
-                    credtype: 256,
-                    privatedata: Some(PrivateData::raw(&secret[..])),
-                    oscore: Some(OscoreFields {
-                        recipientid: Some(sid_hex.clone()),
-                        desc: Some(format!("SSM epoch {epoch}")),
-                        ..Default::default()
-                    }),
-                };
-                let ace = Ace {
-                    aceid: 0,
-                    subject: AceSubject::Uuid { uuid: c.uuid },
-                    resources: vec![AceResource::Href { href: HREF.into() }],
-                    permission: PERM_R | PERM_U | PERM_N,
-                };
-                let peer = crate::client::parse_ep(&l.endpoint)?;
-                let r = provision(
-                    peer,
-                    obt,
-                    &*s.owner_psk(&l.uuid)?,
-                    ssm_ocf::obt::provision(vec![server, for_light.clone()], vec![ace]),
-                    &mut |_, _| {},
-                )
-                .await;
-                match r {
-                    Ok(()) => {
-                        s.grant(&c.uuid, &l.uuid)?;
-                        s.set_state(&l.uuid, "provisioned")?;
-                    }
-                    Err(e) => failures.push(format!("{}: {e}", l.name)),
-                }
-            }
+            let Granted {
+                sender_id: sid_hex,
+                failures,
+            } = grant_ssm(&mut s, obt, &c, &targets).await?;
             if a.json {
                 println!(
                     "{}",
@@ -390,6 +328,96 @@ pub async fn run(a: Args) -> Result<bool> {
             Ok(true)
         }
     }
+}
+
+/// What [`grant_ssm`] did.
+pub(crate) struct Granted {
+    /// The switch's SSM Sender ID (hex).
+    pub sender_id: String,
+    /// `name: reason` of every light not provisioned.
+    pub failures: Vec<String>,
+}
+
+/// Provisions the SSM client credential (and a pair-wise context per
+/// light) on switch `c`, and the SSM server credential, the pair-wise
+/// context and an ACE for `c` on every light of `targets`; records the
+/// grants. Shared by `ssm obt ssm grant` and `ssm demo`.
+pub(crate) async fn grant_ssm(
+    s: &mut Store,
+    obt: ssm_ocf::Uuid,
+    c: &DeviceRecord,
+    targets: &[DeviceRecord],
+) -> Result<Granted> {
+    let (secret, epoch) = s.group_secret(&mut rng)?;
+    let sid = s.sender_id(&c.uuid, epoch, &mut rng)?;
+    let sid_hex = hex::encode(sid);
+    let client_cred = Credential {
+        credid: 0,
+        subjectuuid: ssm_ocf::provision::client_cred_subject(&sid).to_string(),
+        credtype: 128,
+        privatedata: Some(PrivateData::raw(&secret[..])),
+        oscore: Some(OscoreFields {
+            senderid: Some(sid_hex.clone()),
+            desc: Some(format!("SSM epoch {epoch}")),
+            ..Default::default()
+        }),
+    };
+    // A pair-wise OSCORE context (credtype 64) per light, for
+    // unicast UPDATE and read-back.
+    let pairs: Vec<_> = targets.iter().map(|l| pairwise(c.uuid, l.uuid)).collect();
+    let mut switch_creds = vec![client_cred];
+    switch_creds.extend(pairs.iter().map(|(for_switch, _)| for_switch.clone()));
+    let cpeer = crate::client::parse_ep(&c.endpoint)?;
+    provision(
+        cpeer,
+        obt,
+        &*s.owner_psk(&c.uuid)?,
+        ssm_ocf::obt::provision(switch_creds, vec![]),
+        &mut |_, _| {},
+    )
+    .await
+    .with_context(|| format!("provisioning switch {}", c.name))?;
+    s.set_state(&c.uuid, "provisioned")?;
+    let mut failures = Vec::new();
+    for (l, (_, for_light)) in targets.iter().zip(pairs.iter()) {
+        let server = Credential {
+            credid: 0,
+            subjectuuid: c.uuid.to_string(),
+            credtype: 256,
+            privatedata: Some(PrivateData::raw(&secret[..])),
+            oscore: Some(OscoreFields {
+                recipientid: Some(sid_hex.clone()),
+                desc: Some(format!("SSM epoch {epoch}")),
+                ..Default::default()
+            }),
+        };
+        let ace = Ace {
+            aceid: 0,
+            subject: AceSubject::Uuid { uuid: c.uuid },
+            resources: vec![AceResource::Href { href: HREF.into() }],
+            permission: PERM_R | PERM_U | PERM_N,
+        };
+        let peer = crate::client::parse_ep(&l.endpoint)?;
+        let r = provision(
+            peer,
+            obt,
+            &*s.owner_psk(&l.uuid)?,
+            ssm_ocf::obt::provision(vec![server, for_light.clone()], vec![ace]),
+            &mut |_, _| {},
+        )
+        .await;
+        match r {
+            Ok(()) => {
+                s.grant(&c.uuid, &l.uuid)?;
+                s.set_state(&l.uuid, "provisioned")?;
+            }
+            Err(e) => failures.push(format!("{}: {e}", l.name)),
+        }
+    }
+    Ok(Granted {
+        sender_id: sid_hex,
+        failures,
+    })
 }
 
 /// A pair-wise OSCORE credential pair (credtype 64): (the switch's, the
@@ -424,7 +452,7 @@ fn pairwise(switch: ssm_ocf::Uuid, light: ssm_ocf::Uuid) -> (Credential, Credent
 /// a terminal, and one store write per success (the store is only touched
 /// from this task). Returns (endpoint, uuid or reason) per device.
 #[allow(clippy::too_many_arguments)]
-async fn bulk_onboard(
+pub(crate) async fn bulk_onboard(
     s: &mut Store,
     obt: ssm_ocf::Uuid,
     domain_name: &str,

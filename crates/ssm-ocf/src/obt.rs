@@ -224,8 +224,12 @@ pub fn owner_transfer(obt: Uuid, new_uuid: Uuid, domain: (Uuid, &str)) -> Sequen
     Sequence { steps, next: 0 }
 }
 
-/// Provisioning over an owner session: RFPRO, the credentials, the ACEs,
-/// RFNOP (DIGEST §7).
+/// Most credentials sent in one POST to `/oic/sec/cred` (each POST adds
+/// its credentials to the device's).
+pub const CREDS_PER_POST: usize = 4;
+
+/// Provisioning over an owner session: RFPRO, the credentials (in POSTs of
+/// at most [`CREDS_PER_POST`]), the ACEs, RFNOP (DIGEST §7).
 pub fn provision(mut creds: Vec<Credential>, aces: Vec<Ace>) -> Sequence {
     use Channel::*;
     // The device numbers its credentials: an OBT-side credid could replace
@@ -238,10 +242,12 @@ pub fn provision(mut creds: Vec<Credential>, aces: Vec<Ace>) -> Sequence {
         what: "pstat RFPRO",
         request: post("/oic/sec/pstat", dos(2)),
     }];
-    if !creds.is_empty() {
+    // A few credentials per POST: a switch granted on many lights gets a
+    // pair-wise credential per light, and one DTLS record holds < 1.4 kB.
+    for chunk in creds.chunks(CREDS_PER_POST) {
         let body = cred_value(
             &CredResource {
-                creds,
+                creds: chunk.to_vec(),
                 rowneruuid: String::new(),
             },
             true,

@@ -173,3 +173,53 @@ fn otm_keys() -> ssm_ocf::security::otm::OtmKeys {
         key_block_len: 96,
     }
 }
+
+/// A switch granted on many lights holds a pair-wise credential per light:
+/// they go in several small POSTs (one DTLS record each), and every one
+/// is kept.
+#[test]
+fn many_credentials_in_small_posts() {
+    let obt = Uuid::from_u128(0x0b7);
+    let mut d = new_light(Uuid::from_u128(0xfac));
+    let mut seq = owner_transfer(obt, Uuid::from_u128(0x12), (Uuid::from_u128(0xd0), "hall"));
+    run(&mut seq, &mut d, obt, None).unwrap();
+    let before = d.security().unwrap().cred.creds.len();
+    let mut n = 7u8;
+    let mut rng = |b: &mut [u8]| {
+        for x in b.iter_mut() {
+            n = n.wrapping_mul(29).wrapping_add(0x35);
+            *x = n;
+        }
+    };
+    let (_, switches) = generate_group(9, 1, obt, &mut rng);
+    let creds = switches[0].creds.creds.clone();
+    let k = creds.len();
+    assert!(
+        k > ssm_ocf::obt::CREDS_PER_POST,
+        "enough to need chunks: {k}"
+    );
+    let seq = provision(creds.clone(), vec![]);
+    let posts: Vec<usize> = seq_requests(seq)
+        .iter()
+        .filter(|r| r.uri_path() == "oic/sec/cred" || r.uri_path() == "/oic/sec/cred")
+        .map(|r| r.payload.len())
+        .collect();
+    assert_eq!(posts.len(), k.div_ceil(ssm_ocf::obt::CREDS_PER_POST));
+    assert!(posts.iter().all(|len| *len < 1400), "{posts:?}");
+    let mut seq = provision(creds, vec![]);
+    run(&mut seq, &mut d, obt, None).unwrap();
+    assert_eq!(d.security().unwrap().cred.creds.len(), before + k);
+}
+
+fn seq_requests(mut seq: Sequence) -> Vec<ssm_coap::Message> {
+    let mut out = Vec::new();
+    while let Some(step) = seq.next_step().cloned() {
+        out.push(step.request.clone());
+        // Pretend success to move on.
+        let ok = ssm_ocf::device::reply(&step.request, Code::CHANGED);
+        if seq.on_response(&ok).is_err() {
+            break;
+        }
+    }
+    out
+}
