@@ -225,7 +225,8 @@ pub async fn run(a: Args) -> Result<bool> {
                 Duration::from_millis(500),
                 4,
             )
-            .await?;
+            .await
+            .with_context(|| format!("RETRIEVE {href} from {ep}: is the device running? (`ssm client discover` lists endpoints)"))?;
             let (code, body) = describe(&r);
             if json {
                 println!(
@@ -283,7 +284,8 @@ pub async fn run(a: Args) -> Result<bool> {
                 Duration::from_millis(500),
                 4,
             )
-            .await?;
+            .await
+            .with_context(|| format!("{ep} did not answer: is the device running? (`ssm client discover` lists endpoints)"))?;
             let di: Uuid = message::payload(&d)
                 .ok()
                 .and_then(|v| cbor::get(&v, "di").and_then(|x| x.as_text().map(String::from)))
@@ -322,7 +324,8 @@ pub async fn run(a: Args) -> Result<bool> {
             let sock = socket_for(peer).await?;
             let mut reg = message::request(MessageType::Confirmable, Code::GET, &href, None);
             reg.add_option_uint(OptionNumber::OBSERVE, 0);
-            let first = request(&sock, peer, reg, Duration::from_millis(500), 4).await?;
+            let first = request(&sock, peer, reg, Duration::from_millis(500), 4).await
+            .with_context(|| format!("OBSERVE {href} on {ep}: is the device running? (`ssm client discover` lists endpoints)"))?;
             if first.option_uint(OptionNumber::OBSERVE).is_none() {
                 bail!("{ep} did not accept the observation ({})", first.code);
             }

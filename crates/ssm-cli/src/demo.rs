@@ -38,16 +38,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::Receiver;
 
-const EXAMPLES: &str = "\
-Examples:
-  ssm demo                        8 lights and a wall switch on lo
-  ssm demo --lights 32 --rounds 3
-  ssm demo --json | jq .latency_us
-  sudo ssm demo --ipv6            IPv6 ff02::158 in a network namespace";
-
 /// Options of `ssm demo`.
 #[derive(clap::Args, Debug)]
-#[command(after_help = EXAMPLES)]
 pub struct Args {
     /// Number of lights.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=200))]

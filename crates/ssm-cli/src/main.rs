@@ -1,17 +1,23 @@
 //! `ssm`: the ocf-ssm command line.
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod client;
 mod creds;
 mod demo;
 mod device;
+mod examples;
 mod obt;
 mod state;
 
 /// OCF Simple Secure Multicast: one OSCORE-protected multicast UPDATE
 /// switches every light of a group at once.
 #[derive(Parser)]
-#[command(name = "ssm", version, about, long_about = None)]
+#[command(
+    name = "ssm",
+    version,
+    after_help = "Start with `ssm demo`. Every subcommand has --help with examples, --json \
+for machines, and -v/-q (or SSM_LOG=debug) for logging."
+)]
 struct Cli {
     /// More log output (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -25,29 +31,38 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show SSM on this machine: lights and a wall switch on loopback.
-    ///
-    /// Example: `ssm demo --lights 8 --json`
+    /// Show SSM on this machine: lights and a wall switch are onboarded,
+    /// provisioned and switched by one multicast datagram per command.
     Demo(demo::Args),
-    /// Run one light (OCF device with a binary switch that accepts SSM).
-    ///
-    /// Example: `ssm device --state-dir hall/light-0 --iface lo`
+    /// Run one OCF device: a light (binary switch that accepts SSM) or a
+    /// wall switch.
     Device(device::Args),
     /// Discover, read, update (unicast or SSM multicast) and observe.
-    ///
-    /// Example: `ssm client --state-dir hall/switch-0 update --multicast --value on`
     Client(client::Args),
     /// The onboarding tool: secure domain, onboarding, SSM grants.
-    ///
-    /// Example: `ssm obt init && ssm obt discover && ssm obt onboard 127.0.0.1:40000 --pin 12345678`
     Obt(obt::Args),
-    /// Credentials for trying SSM before onboarding.
+    /// Credentials for trying SSM without an onboarding tool.
     #[command(subcommand)]
     Creds(creds::Cmd),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let matches = examples::attach(Cli::command()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Command::Completions { shell } = cli.command {
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "ssm", &mut script);
+        // A closed pipe (`| head`) is not an error worth a panic.
+        use std::io::Write;
+        let _ = std::io::stdout().write_all(&script);
+        return std::process::ExitCode::SUCCESS;
+    }
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -77,6 +92,7 @@ fn main() -> std::process::ExitCode {
             Command::Client(args) => client::run(args).await,
             Command::Creds(cmd) => creds::run(cmd),
             Command::Obt(args) => obt::run(args).await,
+            Command::Completions { .. } => Ok(true),
         }
     });
     match result {

@@ -1,0 +1,153 @@
+//! The examples every `--help` ends with, in one table so they stay
+//! consistent with each other and with README.md. `tests/cli.rs` checks
+//! that every subcommand has some; add a line here with a new subcommand.
+use clap::Command;
+
+/// (subcommand path, example lines).
+pub const EXAMPLES: &[(&str, &[&str])] = &[
+    (
+        "demo",
+        &[
+            "ssm demo                          # 8 lights + 1 switch on lo, onboarded and switched",
+            "ssm demo --lights 32 --rounds 3",
+            "ssm demo --json | jq .latency_us",
+            "sudo ssm demo --ipv6              # IPv6 ff02::158 in a network namespace",
+        ],
+    ),
+    (
+        "device",
+        &[
+            "ssm device --state-dir hall/light-0              # unowned: prints its Random PIN",
+            "ssm device --state-dir hall/switch-0 --role switch",
+            "ssm device --state-dir light --iface eth1 --no-ipv4 --json",
+        ],
+    ),
+    (
+        "client",
+        &[
+            "ssm client discover",
+            "ssm client --state-dir hall/switch-0 update --multicast --value on",
+        ],
+    ),
+    (
+        "client discover",
+        &[
+            "ssm client discover --iface lo --port 5683",
+            "ssm client discover --json",
+        ],
+    ),
+    ("client get", &["ssm client get coap://127.0.0.1:40000"]),
+    (
+        "client update",
+        &[
+            "ssm client --state-dir hall/switch-0 update --multicast --value on",
+            "ssm client --state-dir hall/switch-0 update coap://127.0.0.1:40000 --value off",
+        ],
+    ),
+    (
+        "client observe",
+        &["ssm client observe coap://127.0.0.1:40000 --count 3"],
+    ),
+    (
+        "obt",
+        &[
+            "ssm obt init --name hallway",
+            "ssm obt discover",
+            "ssm obt onboard --all --pins pins.txt",
+            "ssm obt ssm grant hall-switch --all",
+        ],
+    ),
+    (
+        "obt init",
+        &["ssm obt init --name hallway", "ssm obt --domain /tmp/d.sqlite init"],
+    ),
+    ("obt discover", &["ssm obt discover --iface lo --json"]),
+    (
+        "obt onboard",
+        &[
+            "ssm obt onboard 127.0.0.1:40000 --pin 12345678 --name hall-1",
+            "ssm obt onboard 127.0.0.1:40001 --pin-file hall/switch-0/pin --role switch --name hall-switch",
+            "ssm obt onboard --all --pins pins.txt --jobs 8",
+        ],
+    ),
+    ("obt list", &["ssm obt list", "ssm obt list --json"]),
+    ("obt ssm", &["ssm obt ssm grant hall-switch --all"]),
+    (
+        "obt ssm grant",
+        &[
+            "ssm obt ssm grant hall-switch --all",
+            "ssm obt ssm grant hall-switch hall-1 hall-2",
+        ],
+    ),
+    (
+        "creds",
+        &["ssm creds generate --out hall --lights 3 --switches 1"],
+    ),
+    (
+        "creds generate",
+        &["ssm creds generate --out hall --lights 3 --switches 1 --force"],
+    ),
+    (
+        "completions",
+        &[
+            "ssm completions bash > ~/.local/share/bash-completion/completions/ssm",
+            "ssm completions zsh > ~/.zfunc/_ssm",
+        ],
+    ),
+];
+
+/// The examples of `path` (space-separated subcommand names).
+pub fn of(path: &str) -> Option<&'static [&'static str]> {
+    EXAMPLES.iter().find(|(p, _)| *p == path).map(|(_, e)| *e)
+}
+
+/// `cmd` with every subcommand's examples as its after-help text.
+pub fn attach(cmd: Command) -> Command {
+    attach_under(cmd, "")
+}
+
+fn attach_under(cmd: Command, prefix: &str) -> Command {
+    cmd.mut_subcommands(|c| {
+        let path = if prefix.is_empty() {
+            c.get_name().to_string()
+        } else {
+            format!("{prefix} {}", c.get_name())
+        };
+        let c = match of(&path) {
+            Some(lines) => {
+                let mut text = String::from("Examples:\n");
+                for l in lines {
+                    text.push_str("  ");
+                    text.push_str(l);
+                    text.push('\n');
+                }
+                c.after_help(text)
+            }
+            None => c,
+        };
+        attach_under(c, &path)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every row names a real subcommand (no stale examples).
+    #[test]
+    fn every_example_names_a_subcommand() {
+        let cmd = crate::Cli::command();
+        for (path, lines) in super::EXAMPLES {
+            let mut c = &cmd;
+            for name in path.split(' ') {
+                c = c
+                    .find_subcommand(name)
+                    .unwrap_or_else(|| panic!("no subcommand `ssm {path}`"));
+            }
+            assert!(!lines.is_empty());
+            assert!(lines
+                .iter()
+                .all(|l| l.starts_with("ssm ") || l.starts_with("sudo ssm ")));
+        }
+    }
+}
