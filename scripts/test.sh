@@ -37,5 +37,11 @@ cargo build -q -p ssm-oscore --no-default-features
 step "workspace tests (unit, property, vectors, loopback, namespaces, aiocoap and iotivity-lite interop, demo)"
 cargo test --workspace
 
+step "library docs build without warnings (rustdoc)"
+RUSTDOCFLAGS="-D warnings" cargo doc -q --workspace --no-deps
+
+step "library example: your own SSM device type (crates/ssm-runtime/examples/dimmer.rs)"
+cargo run -q -p ssm-runtime --example dimmer
+
 step "benchmarks compile (run them with: cargo bench -p ssm-oscore)"
 cargo bench -q -p ssm-oscore --no-run

@@ -1,3 +1,8 @@
+//! The security state of one device (`doxm`, `pstat`, `cred`, `acl2`,
+//! `sdi`) and the request handling of the security virtual resources
+//! (OCF Security: owner transfer states, owner-only writes, ACE
+//! evaluation; DIGEST §5–§7): [`SecurityState::authorize`] decides every
+//! request, [`SecurityState::handle`] serves `/oic/sec/*`.
 use super::acl2::{Ace, Acl2, Requester, PERM_D, PERM_N, PERM_R, PERM_U};
 use super::doxm::Doxm;
 use super::pstat::{DeviceOnboardingState as Dos, Pstat};
