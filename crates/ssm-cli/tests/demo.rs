@@ -174,3 +174,55 @@ fn demo_ipv6_in_a_namespace() {
         "namespace {ns} left behind: {list}"
     );
 }
+
+/// Ctrl-C in the middle (onboarding 100 lights): a clear message, a
+/// non-zero exit, no temporary state left behind.
+#[test]
+fn demo_interrupted_cleans_up() {
+    use std::io::{BufRead, BufReader};
+    let dir = scratch("sigint");
+    let tmp = dir.0.join("home");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ssm"))
+        .args(["demo", "--lights", "100", "--port", &port(3)])
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ssm demo");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for l in lines.by_ref().take(5) {
+        let l = l.unwrap();
+        let discovered = l.contains("discovered");
+        seen.push(l);
+        if discovered {
+            break;
+        }
+    }
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("discovered 101 unowned devices")),
+        "{seen:?}"
+    );
+    // While the OBT onboards them.
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{rest:?}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(
+        !rest.iter().any(|l| l.contains("summary")),
+        "stopped before the end: {rest:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
