@@ -369,17 +369,22 @@ async fn demo(args: &Args, dir: &Path) -> Result<bool> {
         resources: vec![AceResource::Href { href: HREF.into() }],
         permission: PERM_R | PERM_N,
     };
+    // Eight at a time, like the onboarding.
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
+    let mut set = tokio::task::JoinSet::new();
     for l in &lights {
         let rec = l.record.as_ref().context("light without record")?;
-        provision(
-            l.peer,
-            obt,
-            &*store.owner_psk(&rec.uuid)?,
-            ssm_ocf::obt::provision(vec![], vec![display_ace.clone()]),
-            &mut |_, _| {},
-        )
-        .await
-        .with_context(|| format!("provisioning the display ACE on {}", l.name))?;
+        let psk = *store.owner_psk(&rec.uuid)?;
+        let (peer, name, ace, sem) = (l.peer, l.name.clone(), display_ace.clone(), sem.clone());
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let seq = ssm_ocf::obt::provision(vec![], vec![ace]);
+            let r = provision(peer, obt, &psk, seq, &mut |_, _| {}).await;
+            r.with_context(|| format!("provisioning the display ACE on {name}"))
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.map_err(|e| anyhow!("provisioning task failed: {e}"))??;
     }
     let grant_time = t_grant.elapsed();
     out.say(format!(
