@@ -214,7 +214,7 @@ async fn demo(args: &Args, dir: &Path) -> Result<bool> {
         d.set_security(SecurityState::new(uuid));
         let handle = start(d, &cfg(&name))
             .await
-            .with_context(|| format!("cannot start {name} on {iface} port {}", args.port))?;
+            .with_context(|| format!("cannot start {name} on {iface} port {} (another --port?)", args.port))?;
         let pin = handle
             .pin()
             .ok_or_else(|| anyhow!("{name} shows no Random PIN"))?;
