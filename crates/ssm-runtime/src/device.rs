@@ -90,6 +90,12 @@ pub enum DeviceEvent {
     Refused(String),
     /// The Random PIN to give the onboarding tool (shown while unowned).
     Pin(String),
+    /// A provisioning session ended: the device went from RFPRO back to
+    /// RFNOP, holding `creds` credentials.
+    Provisioned {
+        /// Number of credentials it holds now.
+        creds: usize,
+    },
     /// The device was onboarded (owner transfer completed).
     Owned {
         /// Its new identity.
@@ -824,7 +830,19 @@ fn handle_dtls(
         let was_owned = st.device.security().is_some_and(|s| {
             s.doxm.owned && s.pstat.dos != ssm_ocf::security::pstat::DeviceOnboardingState::Rfotm
         });
+        let dos_before = st.device.security().map(|s| s.pstat.dos);
         let o = st.device.handle(&req, &meta);
+        let dos_after = st.device.security().map(|s| s.pstat.dos);
+        if dos_before == Some(ssm_ocf::security::pstat::DeviceOnboardingState::Rfpro)
+            && dos_after == Some(ssm_ocf::security::pstat::DeviceOnboardingState::Rfnop)
+        {
+            let creds = st
+                .device
+                .security()
+                .map(|s| s.cred.creds.len())
+                .unwrap_or(0);
+            let _ = events.send(DeviceEvent::Provisioned { creds });
+        }
         after_request(st, o.svr_changed, o.creds_changed);
         let now_owned = st.device.security().map(|s| {
             (

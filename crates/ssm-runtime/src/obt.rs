@@ -160,6 +160,25 @@ pub async fn onboard(
     domain: (Uuid, &str),
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<Onboarded, ObtError> {
+    onboard_with(peer, pin, obt, new_uuid, domain, progress, &mut |_| Ok(())).await
+}
+
+/// [`onboard`], calling `record` with the device's new identity and owner
+/// PSK once the PIN session stands and before the device is changed. An
+/// OBT stores it there (as "onboarding"), so that however the transfer
+/// ends, even by a crash of the OBT, no device is owned by an OBT that does
+/// not know its key. An error from `record` stops the transfer before it
+/// starts.
+#[allow(clippy::too_many_arguments)]
+pub async fn onboard_with(
+    peer: SocketAddr,
+    pin: &str,
+    obt: Uuid,
+    new_uuid: Uuid,
+    domain: (Uuid, &str),
+    progress: &mut (dyn FnMut(usize, usize) + Send),
+    record: &mut (dyn FnMut(&Onboarded) -> Result<(), String> + Send),
+) -> Result<Onboarded, ObtError> {
     let socket = crate::client::socket_for(peer).await?;
     // The PIN PSK is salted with the device's current UUID.
     let r = request(
@@ -199,17 +218,21 @@ pub async fn onboard(
             .key_material()
             .ok_or_else(|| ObtError::Protocol(peer, "no key material".into()))?,
     );
+    let done = Onboarded {
+        device_uuid: new_uuid,
+        owner_psk: *keys.owner_psk(&obt, &new_uuid),
+    };
     let mut dtls = Some(session);
-    let result = run(&mut seq, &socket, peer, &mut dtls, progress).await;
+    let result = match record(&done) {
+        Ok(()) => run(&mut seq, &socket, peer, &mut dtls, progress).await,
+        Err(e) => Err(ObtError::Protocol(peer, format!("not recorded: {e}"))),
+    };
     if let Some(mut s) = dtls {
         s.close();
         let _ = send_pending(&mut s, &socket, peer).await;
     }
     result?;
-    Ok(Onboarded {
-        device_uuid: new_uuid,
-        owner_psk: *keys.owner_psk(&obt, &new_uuid),
-    })
+    Ok(done)
 }
 
 /// Runs `seq` (provisioning) over an owner session (PSK identity = `obt`).
@@ -220,6 +243,22 @@ pub async fn provision(
     mut seq: Sequence,
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<(), ObtError> {
+    let (socket, session) = owner_session(peer, obt, owner_psk).await?;
+    let mut dtls = Some(session);
+    let result = run(&mut seq, &socket, peer, &mut dtls, progress).await;
+    if let Some(mut s) = dtls {
+        s.close();
+        let _ = send_pending(&mut s, &socket, peer).await;
+    }
+    result
+}
+
+/// Opens an owner session (PSK identity = `obt`) to `peer`.
+async fn owner_session(
+    peer: SocketAddr,
+    obt: Uuid,
+    owner_psk: &[u8; 16],
+) -> Result<(UdpSocket, DtlsSession), ObtError> {
     let socket = crate::client::socket_for(peer).await?;
     let cfg = DtlsConfig::psk_client(obt.as_bytes().to_vec(), owner_psk.to_vec())
         .with_handshake_timeout(HANDSHAKE_TIMEOUT);
@@ -229,13 +268,107 @@ pub async fn provision(
             peer,
             reason: e.to_string(),
         })?;
+    Ok((socket, session))
+}
+
+/// Brings the device at `peer` to exactly `creds` (its managed credentials:
+/// types 64, 128, 256) and `aces` (its UUID-subject ACEs) in one owner
+/// session: it reads `/oic/sec/cred` and `/oic/sec/acl2`, then deletes,
+/// adds and leaves alone as [`ssm_ocf::obt::reconcile`] plans, inside
+/// RFPRO → RFNOP. Idempotent: re-running it after any interruption
+/// finishes the job.
+pub async fn sync_device(
+    peer: SocketAddr,
+    obt: Uuid,
+    owner_psk: &[u8; 16],
+    creds: &[ssm_ocf::cred::Credential],
+    aces: &[ssm_ocf::security::acl2::Ace],
+    progress: &mut (dyn FnMut(usize, usize) + Send),
+) -> Result<ssm_ocf::obt::Reconciliation, ObtError> {
+    let (socket, session) = owner_session(peer, obt, owner_psk).await?;
     let mut dtls = Some(session);
-    let result = run(&mut seq, &socket, peer, &mut dtls, progress).await;
+    let result = async {
+        let s = dtls.as_mut().expect("session");
+        let [get_cred, get_acl] = ssm_ocf::obt::read_state();
+        let mut answers = Vec::new();
+        for req in [get_cred, get_acl] {
+            let r = dtls_request(&socket, peer, s, req).await?;
+            if r.code != Code::CONTENT {
+                return Err(ObtError::Protocol(peer, format!("read state: {}", r.code)));
+            }
+            answers.push(
+                message::payload(&r)
+                    .map_err(|c| ObtError::Protocol(peer, format!("read state: {c}")))?,
+            );
+        }
+        let (mut seq, plan) = ssm_ocf::obt::reconcile(&answers[0], &answers[1], creds, aces)
+            .ok_or_else(|| {
+                ObtError::Protocol(peer, "cannot decode its /oic/sec/cred or acl2".into())
+            })?;
+        run(&mut seq, &socket, peer, &mut dtls, progress).await?;
+        Ok(plan)
+    }
+    .await;
     if let Some(mut s) = dtls {
         s.close();
         let _ = send_pending(&mut s, &socket, peer).await;
     }
     result
+}
+
+/// Hard reset of an owned device (pstat RESET over an owner session): it
+/// wipes its credentials and ACEs and returns to RFOTM with a new PIN.
+pub async fn hard_reset(peer: SocketAddr, obt: Uuid, owner_psk: &[u8; 16]) -> Result<(), ObtError> {
+    provision(
+        peer,
+        obt,
+        owner_psk,
+        ssm_ocf::obt::hard_reset(),
+        &mut |_, _| {},
+    )
+    .await
+}
+
+/// Whether `owner_psk` opens an owner session with the device at `peer`
+/// (used to settle an onboarding the OBT did not see finish).
+pub async fn owns(peer: SocketAddr, obt: Uuid, owner_psk: &[u8; 16]) -> Result<bool, ObtError> {
+    match owner_session(peer, obt, owner_psk).await {
+        Ok((socket, mut s)) => {
+            let r = dtls_request(
+                &socket,
+                peer,
+                &mut s,
+                message::request(MessageType::Confirmable, Code::GET, "/oic/sec/pstat", None),
+            )
+            .await;
+            s.close();
+            let _ = send_pending(&mut s, &socket, peer).await;
+            Ok(r.map(|m| m.code == Code::CONTENT).unwrap_or(false))
+        }
+        Err(ObtError::Handshake { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every device answering a multicast `GET /oic/sec/doxm` on the given
+/// targets: (unicast address, device UUID, owned).
+pub async fn discover_devices(
+    targets: &crate::client::MulticastTargets,
+    wait: Duration,
+) -> io::Result<Vec<(SocketAddr, Uuid, bool)>> {
+    let replies = crate::client::multicast_get(targets, "/oic/sec/doxm", None, wait).await?;
+    let mut out: Vec<(SocketAddr, Uuid, bool)> = replies
+        .into_iter()
+        .filter_map(|(from, m)| {
+            let d = message::payload(&m).ok()?;
+            let id = cbor::get(&d, "deviceuuid")?.as_text()?.parse().ok()?;
+            let owned = cbor::get(&d, "owned")?.as_bool()?;
+            Some((from, id, owned))
+        })
+        .collect();
+    out.sort_by_key(|d| d.1);
+    out.dedup_by_key(|d| d.1);
+    Ok(out)
 }
 
 /// Unowned devices answering a multicast `GET /oic/sec/doxm?owned=FALSE`
