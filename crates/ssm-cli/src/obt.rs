@@ -75,8 +75,8 @@ enum Cmd {
         /// Onboard every unowned device found on `--iface`.
         #[arg(long)]
         all: bool,
-        /// With --all: a file of `<device uuid> <PIN>` lines (the PINs the
-        /// devices show).
+        /// With --all: a file of `<device uuid> <PIN> [name] [light|switch]`
+        /// lines (the PINs the devices show; a commissioning sheet).
         #[arg(long)]
         pins: Option<PathBuf>,
         /// With --all: where to discover.
@@ -94,7 +94,7 @@ enum Cmd {
         /// Name to remember it by.
         #[arg(long)]
         name: Option<String>,
-        /// light or switch.
+        /// light or switch (with --all: for rows of the PIN file that name no role).
         #[arg(long, default_value = "light", value_parser = ["light", "switch"])]
         role: String,
     },
@@ -354,6 +354,14 @@ async fn sync_devices(
                         let ep = format!("coap://{addr}");
                         todo.push((r, ep));
                     }
+                    Some(_) => {
+                        bar.inc(1);
+                        results.push(Synced {
+                            name: r.name.clone(),
+                            uuid: r.uuid,
+                            outcome: Err(why),
+                        });
+                    }
                     _ => {
                         bar.inc(1);
                         results.push(Synced {
@@ -445,8 +453,7 @@ async fn onboard_many(
     s: Store,
     obt: Uuid,
     domain_name: &str,
-    role: &str,
-    work: Vec<(std::net::SocketAddr, String, Option<String>)>,
+    work: Vec<(std::net::SocketAddr, String, Option<String>, String)>,
     jobs: usize,
     show_progress: bool,
 ) -> Result<(Store, Vec<(String, Result<Uuid, String>)>)> {
@@ -454,10 +461,9 @@ async fn onboard_many(
     let bar = progress_bar(work.len(), show_progress, "onboarded");
     let sem = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
     let mut set = tokio::task::JoinSet::new();
-    for (peer, pin, name) in work {
+    for (peer, pin, name, role) in work {
         let sem = sem.clone();
         let domain_name = domain_name.to_string();
-        let role = role.to_string();
         let store = store.clone();
         set.spawn(async move {
             let _permit = sem.acquire_owned().await;
@@ -574,7 +580,21 @@ fn lights_of(s: &Store, lights: &[String], all: bool) -> Result<Vec<DeviceRecord
     Ok(v)
 }
 
+/// Runs `ssm obt …`; with `--json` an error is also printed as
+/// `{"error": "…", "exit": N}` on stdout.
 pub async fn run(a: Args) -> Result<bool> {
+    let json = a.json;
+    let r = run_inner(a).await;
+    if let (true, Err(e)) = (json, &r) {
+        println!(
+            "{}",
+            serde_json::json!({"error": format!("{e:#}"), "exit": exit_code(e)})
+        );
+    }
+    r
+}
+
+async fn run_inner(a: Args) -> Result<bool> {
     let path = a.domain.clone().unwrap_or_else(default_domain);
     match a.cmd {
         Cmd::Init { name } => {
@@ -591,13 +611,13 @@ pub async fn run(a: Args) -> Result<bool> {
             Ok(true)
         }
         Cmd::Discover { link, wait_ms } => {
-            let found = discover_devices(&link.targets()?, Duration::from_millis(wait_ms)).await?;
             // Owned devices of this domain: by name, endpoint refreshed.
             let mut store = if path.exists() {
                 Some(Store::open(&path)?)
             } else {
                 None
             };
+            let found = discover_devices(&link.targets()?, Duration::from_millis(wait_ms)).await?;
             let mut rows = Vec::new();
             for (ep, id, owned) in &found {
                 let known = store.as_ref().and_then(|s| s.device(&id.to_string()).ok());
@@ -655,18 +675,33 @@ pub async fn run(a: Args) -> Result<bool> {
                 })?;
                 let table = std::fs::read_to_string(&pins)
                     .with_context(|| format!("cannot read {}", pins.display()))?;
-                let pin_of = |id: &Uuid| {
+                // `<device uuid> <PIN> [name] [light|switch]` per line.
+                let row_of = |id: &Uuid| {
                     table.lines().find_map(|l| {
-                        let mut f = l.split_whitespace();
-                        (f.next()? == id.to_string()).then(|| f.next().map(String::from))?
+                        let f: Vec<&str> = l.split_whitespace().collect();
+                        (f.first() == Some(&id.to_string().as_str()) && f.len() >= 2).then(|| {
+                            (
+                                f[1].to_string(),
+                                f.get(2).map(|s| s.to_string()),
+                                f.get(3).map(|s| s.to_string()),
+                            )
+                        })
                     })
                 };
                 let found = link.unowned(Duration::from_millis(1000)).await?;
                 let mut work = Vec::new();
                 let mut missing = Vec::new();
                 for (peer, current) in found {
-                    match pin_of(&current) {
-                        Some(p) => work.push((peer, p, None)),
+                    match row_of(&current) {
+                        Some((_, _, Some(r))) if r != "light" && r != "switch" => missing.push((
+                            format!("coap://{peer}"),
+                            Err(format!(
+                                "role {r:?} for device {current} in the PIN file: light or switch"
+                            )),
+                        )),
+                        Some((p, n, r)) => {
+                            work.push((peer, p, n, r.unwrap_or_else(|| role.clone())))
+                        }
                         None => missing.push((
                             format!("coap://{peer}"),
                             Err(format!("no PIN for device {current} in the PIN file")),
@@ -678,19 +713,11 @@ pub async fn run(a: Args) -> Result<bool> {
                 let ep = ep.ok_or_else(|| anyhow!("give the device endpoint, or --all"))?;
                 let pin = read_pin(pin, pin_file)?;
                 let peer = crate::client::parse_ep(&ep)?;
-                (vec![(peer, pin, name)], Vec::new())
+                (vec![(peer, pin, name, role.clone())], Vec::new())
             };
             let (work, mut report) = work;
-            let (mut s, done) = onboard_many(
-                s,
-                obt,
-                &domain_name,
-                &role,
-                work,
-                jobs as usize,
-                !a.json && all,
-            )
-            .await?;
+            let (mut s, done) =
+                onboard_many(s, obt, &domain_name, work, jobs as usize, !a.json && all).await?;
             report.extend(done);
             // Interrupted earlier onboardings the devices confirmed: finish them.
             let synced = sync_devices(&mut s, obt, &settled, &link, jobs as usize, false).await?;

@@ -224,8 +224,12 @@ pub fn owner_transfer(obt: Uuid, new_uuid: Uuid, domain: (Uuid, &str)) -> Sequen
     Sequence { steps, next: 0 }
 }
 
-/// Provisioning over an owner session: RFPRO, the credentials, the ACEs,
-/// RFNOP (DIGEST §7).
+/// At most this many bytes of credentials per POST, so that a request
+/// fits one DTLS record in a 1280-byte IPv6 datagram.
+pub const MAX_BATCH_BYTES: usize = 900;
+
+/// Provisioning over an owner session: RFPRO, the credentials (in batches
+/// of at most [`MAX_BATCH_BYTES`]), the ACEs, RFNOP (DIGEST §7).
 pub fn provision(mut creds: Vec<Credential>, aces: Vec<Ace>) -> Sequence {
     use Channel::*;
     // The device numbers its credentials: an OBT-side credid could replace
@@ -238,33 +242,52 @@ pub fn provision(mut creds: Vec<Credential>, aces: Vec<Ace>) -> Sequence {
         what: "pstat RFPRO",
         request: post("/oic/sec/pstat", dos(2)),
     }];
-    if !creds.is_empty() {
-        let body = cred_value(
+    // One POST per batch of credentials that fits a datagram (a switch
+    // granted many lights holds a pair-wise credential per light).
+    let encoded: Vec<Value> = match cbor::get(
+        &cred_value(
             &CredResource {
                 creds,
                 rowneruuid: String::new(),
             },
             true,
-        );
-        let only_creds = cbor::map([(
-            "creds",
-            cbor::get(&body, "creds")
-                .cloned()
-                .unwrap_or(Value::Array(vec![])),
-        )]);
-        steps.push(Step {
-            channel: Owner,
-            what: "credentials",
-            request: post("/oic/sec/cred", only_creds),
-        });
+        ),
+        "creds",
+    ) {
+        Some(Value::Array(a)) => a.clone(),
+        _ => Vec::new(),
+    };
+    let mut batch: Vec<Value> = Vec::new();
+    let mut size = 0;
+    let flush = |batch: &mut Vec<Value>, steps: &mut Vec<Step>| {
+        if !batch.is_empty() {
+            steps.push(Step {
+                channel: Owner,
+                what: "credentials",
+                request: post(
+                    "/oic/sec/cred",
+                    cbor::map([("creds", Value::Array(std::mem::take(batch)))]),
+                ),
+            });
+        }
+    };
+    for c in encoded {
+        let n = cbor::encode(&c).len();
+        if size + n > MAX_BATCH_BYTES && !batch.is_empty() {
+            flush(&mut batch, &mut steps);
+            size = 0;
+        }
+        size += n;
+        batch.push(c);
     }
-    if !aces.is_empty() {
+    flush(&mut batch, &mut steps);
+    for chunk in aces.chunks(8) {
         steps.push(Step {
             channel: Owner,
             what: "ACEs",
             request: post(
                 "/oic/sec/acl2",
-                cbor::map([("aclist2", Value::serialized(&aces).unwrap_or(Value::Null))]),
+                cbor::map([("aclist2", Value::serialized(chunk).unwrap_or(Value::Null))]),
             ),
         });
     }
@@ -594,6 +617,37 @@ mod tests {
         assert_eq!((plan.creds_removed.len(), plan.aces_removed.len()), (1, 1));
         run(&mut dev, &mut seq, owner);
         assert_eq!(dev.cred.creds.len(), 2);
+    }
+
+    #[test]
+    fn many_credentials_are_sent_in_datagram_sized_batches() {
+        let owner = Uuid::from_u128(0x0b7);
+        let mut dev = owned_device(owner);
+        let want: Vec<Credential> = (0..40u128)
+            .map(|i| ssm_server(Uuid::from_u128(0x100 + i), &format!("02{:012x}", i), 1))
+            .collect();
+        let aces: Vec<Ace> = (0..20u128)
+            .map(|i| ace(Uuid::from_u128(0x100 + i)))
+            .collect();
+        let mut seq = provision(want, aces);
+        for step in &seq.steps {
+            assert!(
+                step.request.to_vec().len() <= 1100,
+                "{} bytes",
+                step.request.to_vec().len()
+            );
+        }
+        assert!(seq.steps.len() > 6);
+        run(&mut dev, &mut seq, owner);
+        assert_eq!(dev.cred.creds.len(), 41);
+        assert_eq!(
+            dev.acl
+                .aclist2
+                .iter()
+                .filter(|a| matches!(a.subject, AceSubject::Uuid { .. }))
+                .count(),
+            20
+        );
     }
 
     #[test]

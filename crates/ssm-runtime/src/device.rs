@@ -26,6 +26,11 @@ use tokio::net::UdpSocket;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+/// Largest response payload sent in one piece; larger ones (a switch's
+/// `/oic/sec/cred` with a pair-wise credential per light) go block-wise
+/// (RFC 7959 Block2).
+const BLOCK_SIZE: usize = 1024;
+
 /// How far ahead a device reserves its response sequence numbers.
 const SSN_K: u64 = 64;
 
@@ -553,7 +558,8 @@ fn handle_unicast(
         let o = st.device.handle(&req, &meta);
         changed = o.changed;
         svr = (o.svr_changed, o.creds_changed);
-        if let Some(mut r) = o.response {
+        if let Some(r) = o.response {
+            let mut r = ssm_ocf::message::apply_block2(&req, r, BLOCK_SIZE);
             if r.ty == MessageType::NonConfirmable {
                 r.message_id = u16::from_be_bytes(random_bytes::<2>());
             }
@@ -865,6 +871,7 @@ fn handle_dtls(
             _ => {}
         }
         if let Some(r) = o.response {
+            let r = ssm_ocf::message::apply_block2(&req, r, BLOCK_SIZE);
             if let Some(p) = st.dtls.get_mut(&peer) {
                 if let Err(e) = p.session.send_app_data(&r.to_vec()) {
                     tracing::debug!(%peer, error = %e, "DTLS send");

@@ -27,7 +27,7 @@ pub enum ObtError {
     #[error("network: {0}")]
     Io(#[from] io::Error),
     /// The DTLS handshake failed (for Random PIN: usually a wrong PIN).
-    #[error("secure session with {peer} failed ({reason}); for Random PIN check the PIN the device shows")]
+    #[error("secure session with {peer} failed ({reason}): is the device on and reachable? (when onboarding: check the PIN it shows)")]
     Handshake {
         /// Device.
         peer: SocketAddr,
@@ -67,8 +67,53 @@ pub fn zero_free_uuid() -> Uuid {
     uuid::Builder::from_random_bytes(b).into_uuid()
 }
 
-/// One CoAP request inside a DTLS session; returns the response.
+/// One CoAP request inside a DTLS session; returns the response, with a
+/// block-wise (Block2) response reassembled (at most 64 blocks).
 pub async fn dtls_request(
+    socket: &UdpSocket,
+    peer: SocketAddr,
+    s: &mut DtlsSession,
+    req: Message,
+) -> Result<Message, ObtError> {
+    let mut resp = dtls_request_once(socket, peer, s, req.clone()).await?;
+    let mut next = 0;
+    while let Some((num, more, size)) = message::block2(&resp) {
+        if num != next || !more {
+            if num != next {
+                return Err(ObtError::Protocol(
+                    peer,
+                    format!("block {num}, expected {next}"),
+                ));
+            }
+            resp.remove_option(ssm_coap::OptionNumber::BLOCK2);
+            resp.remove_option(ssm_coap::OptionNumber::SIZE2);
+            break;
+        }
+        if next >= 64 {
+            return Err(ObtError::Protocol(
+                peer,
+                "response of more than 64 blocks".into(),
+            ));
+        }
+        next += 1;
+        let mut more_req = req.clone();
+        let szx = (size / 16).trailing_zeros();
+        more_req.set_option_uint(ssm_coap::OptionNumber::BLOCK2, (next << 4) | szx);
+        let part = dtls_request_once(socket, peer, s, more_req).await?;
+        if part.code != resp.code {
+            return Err(ObtError::Protocol(
+                peer,
+                format!("block {next}: {}", part.code),
+            ));
+        }
+        let payload = [resp.payload.as_slice(), part.payload.as_slice()].concat();
+        resp = part;
+        resp.payload = payload;
+    }
+    Ok(resp)
+}
+
+async fn dtls_request_once(
     socket: &UdpSocket,
     peer: SocketAddr,
     s: &mut DtlsSession,
