@@ -129,6 +129,10 @@ struct State {
 pub const MAX_DTLS_SESSIONS: usize = 16;
 /// A DTLS session idle this long is dropped.
 pub const DTLS_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+/// An owner transfer silent this long is abandoned (its OBT went away):
+/// what it wrote is undone and a new PIN is shown. A transfer takes well
+/// under a second; the OBT waits at most 10 s for one answer.
+pub const OTM_IDLE: std::time::Duration = std::time::Duration::from_secs(12);
 
 struct DtlsPeer {
     session: ssm_dtls::DtlsSession,
@@ -912,7 +916,12 @@ async fn dtls_timer_loop(
                 }
                 if p.session.is_failed()
                     || p.session.is_closed()
-                    || p.last_active.elapsed() > DTLS_IDLE
+                    || p.last_active.elapsed()
+                        > if p.owner_transfer {
+                            OTM_IDLE
+                        } else {
+                            DTLS_IDLE
+                        }
                 {
                     // A handshake that never completed (e.g. a wrong PIN)
                     // wrote nothing; only an established owner-transfer
