@@ -231,7 +231,7 @@ pub async fn onboard_with(
         peer,
         message::request(MessageType::Confirmable, Code::GET, "/oic/sec/doxm", None),
         Duration::from_millis(500),
-        5,
+        3,
     )
     .await?;
     let doxm = message::payload(&r).map_err(|c| ObtError::Protocol(peer, format!("doxm: {c}")))?;
