@@ -12,7 +12,7 @@
 //!    multicast UPDATE; every light applies it; its state is confirmed by a
 //!    unicast RETRIEVE (pair-wise OSCORE) and by an OBSERVE notification.
 //! 4. A replayed and a forged datagram are shown rejected by every light.
-use crate::obt::{bulk_onboard, grant_ssm};
+use crate::obt::{onboard_many, sync_devices, Link};
 use anyhow::{anyhow, bail, Context, Result};
 use ciborium::Value;
 use ssm_coap::{Code, Message, MessageType, OptionNumber, Token};
@@ -204,7 +204,7 @@ async fn demo(args: &Args, dir: &Path) -> Result<bool> {
         "ssm demo: {n} lights and 1 wall switch, {transport}"
     ));
     let mut lights = Vec::new();
-    let mut pins = String::new();
+    let mut pins: HashMap<Uuid, String> = HashMap::new();
     let mut by_uuid: HashMap<Uuid, Option<usize>> = HashMap::new();
     for i in 0..n {
         let name = format!("light-{i}");
@@ -212,13 +212,16 @@ async fn demo(args: &Args, dir: &Path) -> Result<bool> {
         let mut d = Device::new(DeviceInfo::light(&name, uuid));
         d.add_resource(HREF, Box::new(BinarySwitch::default()), true);
         d.set_security(SecurityState::new(uuid));
-        let handle = start(d, &cfg(&name))
-            .await
-            .with_context(|| format!("cannot start {name} on {iface} port {} (another --port?)", args.port))?;
+        let handle = start(d, &cfg(&name)).await.with_context(|| {
+            format!(
+                "cannot start {name} on {iface} port {} (another --port?)",
+                args.port
+            )
+        })?;
         let pin = handle
             .pin()
             .ok_or_else(|| anyhow!("{name} shows no Random PIN"))?;
-        pins.push_str(&format!("{uuid} {pin}\n"));
+        pins.insert(uuid, pin);
         by_uuid.insert(uuid, Some(i));
         lights.push(Light {
             name,
@@ -236,18 +239,18 @@ async fn demo(args: &Args, dir: &Path) -> Result<bool> {
     let switch = start(d, &cfg("wall-switch"))
         .await
         .with_context(|| format!("cannot start the wall switch on {iface}"))?;
-    pins.push_str(&format!(
-        "{switch_uuid} {}\n",
+    pins.insert(
+        switch_uuid,
         switch
             .pin()
-            .ok_or_else(|| anyhow!("the switch shows no Random PIN"))?
-    ));
+            .ok_or_else(|| anyhow!("the switch shows no Random PIN"))?,
+    );
     by_uuid.insert(switch_uuid, None);
     let mut events: Vec<_> = lights.iter().map(|l| l.handle.events.subscribe()).collect();
 
     // 2. The onboarding tool: a fresh domain, discovery, Random PIN.
     let domain = dir.join("domain.sqlite");
-    let mut store = Store::init(&domain, zero_free_uuid(), "ssm demo")
+    let store = Store::init(&domain, zero_free_uuid(), "ssm demo")
         .with_context(|| format!("cannot create the domain {}", domain.display()))?;
     let (obt, domain_name) = store.obt()?;
     let scope = MulticastScope {
@@ -291,36 +294,21 @@ async fn demo(args: &Args, dir: &Path) -> Result<bool> {
         ms(discover_time)
     ));
     let t_onboard = Instant::now();
+    // What the person commissioning reads off each device: its PIN; the
+    // domain gets the names shown in the table below.
     let show_progress = !args.json && std::io::stderr().is_terminal();
-    let mut report = bulk_onboard(
-        &mut store,
-        obt,
-        &domain_name,
-        "switch",
-        vec![(found[&switch_uuid], switch_uuid)],
-        &pins,
-        1,
-        false,
-    )
-    .await?;
-    let light_eps: Vec<_> = found
+    let work: Vec<_> = found
         .iter()
-        .filter(|(id, _)| **id != switch_uuid)
-        .map(|(id, ep)| (*ep, *id))
+        .map(|(id, ep)| {
+            let (name, role) = match by_uuid[id] {
+                Some(i) => (lights[i].name.clone(), "light"),
+                None => ("wall-switch".to_string(), "switch"),
+            };
+            (*ep, pins[id].clone(), Some(name), role.to_string())
+        })
         .collect();
-    report.extend(
-        bulk_onboard(
-            &mut store,
-            obt,
-            &domain_name,
-            "light",
-            light_eps,
-            &pins,
-            8,
-            show_progress,
-        )
-        .await?,
-    );
+    let (mut store, report) =
+        onboard_many(store, obt, &domain_name, work, 8, show_progress).await?;
     let failed: Vec<String> = report
         .iter()
         .filter_map(|(ep, r)| r.as_ref().err().map(|e| format!("{ep}: {e}")))
@@ -354,13 +342,29 @@ async fn demo(args: &Args, dir: &Path) -> Result<bool> {
         ms(onboard_time)
     ));
 
-    // 3. SSM provisioning: the group key and a grant of the switch on
-    // every light; and a read/observe ACE for the status display below.
+    // 3. SSM provisioning, as `ssm obt ssm grant wall-switch --all`: the
+    // domain records the grant (group key, the switch's Sender ID), then
+    // every affected device is brought up to date; and a read/observe ACE
+    // for the status display below.
     let t_grant = Instant::now();
-    let granted = grant_ssm(&mut store, obt, &switch_rec, &light_recs).await?;
-    if !granted.failures.is_empty() {
-        bail!("SSM grant failed: {}", granted.failures.join("; "));
+    let ids: Vec<Uuid> = light_recs.iter().map(|r| r.uuid).collect();
+    let affected = store.grant_lights(&switch_rec.uuid, &ids, &mut rng)?;
+    let link = Link {
+        iface: iface.clone(),
+        port: args.port,
+        ipv6: v6,
+    };
+    let synced = sync_devices(&mut store, obt, &affected, &link, 8, false).await?;
+    let failures: Vec<String> = synced
+        .iter()
+        .filter_map(|r| r.outcome.as_ref().err().map(|e| format!("{}: {e}", r.name)))
+        .collect();
+    if !failures.is_empty() {
+        bail!("SSM provisioning failed: {}", failures.join("; "));
     }
+    let sender_id = store
+        .current_sender_id(&switch_rec.uuid)?
+        .context("the domain gave the switch no Sender ID")?;
     let display_ace = Ace {
         aceid: 0,
         subject: AceSubject::ConnType {
@@ -391,7 +395,7 @@ async fn demo(args: &Args, dir: &Path) -> Result<bool> {
         "provisioned SSM in {:.0} ms: switch {} (Sender ID {}) may command all {n} lights",
         ms(grant_time),
         switch_rec.name,
-        granted.sender_id
+        sender_id
     ));
 
     // The switch's application uses the credentials the OBT gave it.
@@ -580,7 +584,7 @@ async fn demo(args: &Args, dir: &Path) -> Result<bool> {
                 "domain": {"obt": obt, "devices": store.devices()?.len()},
                 "onboarded": {"lights": light_recs.len(), "switches": 1, "method": "random-pin",
                               "discover_ms": ms(discover_time), "onboard_ms": ms(onboard_time)},
-                "granted": light_recs.len() - granted.failures.len(), "sender_id": granted.sender_id,
+                "granted": ids.len(), "sender_id": sender_id,
                 "lights_switched": lights_switched,
                 "all_switched": lights_switched == n,
                 "notify_ok": commands.iter().all(|c| c["notify_ok"] == true),
@@ -664,6 +668,12 @@ async fn notifications(
         }
     }
     Ok(got)
+}
+
+fn rng(b: &mut [u8]) {
+    for chunk in b.chunks_mut(32) {
+        chunk.copy_from_slice(&random_bytes::<32>()[..chunk.len()]);
+    }
 }
 
 fn hex_id() -> String {

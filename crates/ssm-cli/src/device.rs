@@ -136,6 +136,15 @@ fn print_event(ev: &DeviceEvent, json: bool) {
         (DeviceEvent::Owned { device_uuid, owner }, false) => {
             println!("onboarded: now {device_uuid}, owned by {owner}")
         }
+        (DeviceEvent::Provisioned { creds }, true) => {
+            println!(
+                "{}",
+                serde_json::json!({"event": "provisioned", "creds": creds})
+            )
+        }
+        (DeviceEvent::Provisioned { creds }, false) => {
+            println!("provisioned: holds {creds} credential(s)")
+        }
         (
             DeviceEvent::SsmApplied {
                 href,

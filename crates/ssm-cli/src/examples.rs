@@ -67,11 +67,31 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
         &[
             "ssm obt onboard 127.0.0.1:40000 --pin 12345678 --name hall-1",
             "ssm obt onboard 127.0.0.1:40001 --pin-file hall/switch-0/pin --role switch --name hall-switch",
-            "ssm obt onboard --all --pins pins.txt --jobs 8",
+            "ssm obt onboard --all --pins pins.txt --jobs 8   # lines: <uuid> <PIN> [name] [role]",
         ],
     ),
     ("obt list", &["ssm obt list", "ssm obt list --json"]),
-    ("obt ssm", &["ssm obt ssm grant hall-switch --all"]),
+    ("obt show", &["ssm obt show hall-1", "ssm obt show hall-switch --json"]),
+    (
+        "obt offboard",
+        &["ssm obt offboard hall-2          # hard reset, forget, rekey the group"],
+    ),
+    (
+        "obt sync",
+        &[
+            "ssm obt sync                     # every stale device",
+            "ssm obt sync hall-1 hall-2",
+            "ssm obt sync --all --jobs 16",
+        ],
+    ),
+    (
+        "obt ssm",
+        &[
+            "ssm obt ssm grant hall-switch --all",
+            "ssm obt ssm revoke hall-switch hall-2",
+            "ssm obt ssm rekey",
+        ],
+    ),
     (
         "obt ssm grant",
         &[
@@ -79,6 +99,14 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
             "ssm obt ssm grant hall-switch hall-1 hall-2",
         ],
     ),
+    (
+        "obt ssm revoke",
+        &[
+            "ssm obt ssm revoke hall-switch hall-2",
+            "ssm obt ssm revoke hall-switch --all   # leaves the group: rekeyed",
+        ],
+    ),
+    ("obt ssm rekey", &["ssm obt ssm rekey", "ssm obt ssm rekey --json"]),
     (
         "creds",
         &["ssm creds generate --out hall --lights 3 --switches 1"],

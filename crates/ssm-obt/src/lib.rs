@@ -9,4 +9,5 @@
 //! lock on `<domain>.lock`). Every multi-step change is one transaction.
 #![forbid(unsafe_code)]
 
+pub mod plan;
 pub mod store;

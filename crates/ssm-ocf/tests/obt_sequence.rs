@@ -194,17 +194,14 @@ fn many_credentials_in_small_posts() {
     let (_, switches) = generate_group(9, 1, obt, &mut rng);
     let creds = switches[0].creds.creds.clone();
     let k = creds.len();
-    assert!(
-        k > ssm_ocf::obt::CREDS_PER_POST,
-        "enough to need chunks: {k}"
-    );
+    assert!(k > 4, "enough to need several POSTs: {k}");
     let seq = provision(creds.clone(), vec![]);
     let posts: Vec<usize> = seq_requests(seq)
         .iter()
         .filter(|r| r.uri_path() == "oic/sec/cred" || r.uri_path() == "/oic/sec/cred")
         .map(|r| r.payload.len())
         .collect();
-    assert_eq!(posts.len(), k.div_ceil(ssm_ocf::obt::CREDS_PER_POST));
+    assert!(posts.len() > 1, "{posts:?}");
     assert!(posts.iter().all(|len| *len < 1400), "{posts:?}");
     let mut seq = provision(creds, vec![]);
     run(&mut seq, &mut d, obt, None).unwrap();

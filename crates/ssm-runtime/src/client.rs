@@ -176,6 +176,8 @@ pub async fn request(
     let bytes = req.to_vec();
     let mut buf = vec![0u8; 2048];
     let mut wait = ack_timeout;
+    let mut garbage = 0u32;
+    let started = Instant::now();
     for _ in 0..attempts.max(1) {
         socket.send_to(&bytes, for_socket(socket, peer)).await?;
         let deadline = Instant::now() + wait;
@@ -183,6 +185,7 @@ pub async fn request(
         while let Ok(r) = timeout_at(deadline, socket.recv_from(&mut buf)).await {
             let (n, _) = r?;
             let Ok(m) = Message::parse(&buf[..n]) else {
+                garbage += 1;
                 continue;
             };
             if m.token == req.token && m.code.is_response() {
@@ -191,9 +194,21 @@ pub async fn request(
             }
         }
     }
+    if garbage > 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{peer} answered {garbage} datagram(s) that are not CoAP: is it an OCF device?"
+            ),
+        ));
+    }
     Err(io::Error::new(
         io::ErrorKind::TimedOut,
-        format!("no response from {peer}"),
+        format!(
+            "no response from {peer} ({} attempt(s) in {:.1} s): is the device on, and is this its address?",
+            attempts.max(1),
+            started.elapsed().as_secs_f32()
+        ),
     ))
 }
 

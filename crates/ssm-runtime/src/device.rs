@@ -26,6 +26,11 @@ use tokio::net::UdpSocket;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+/// Largest response payload sent in one piece; larger ones (a switch's
+/// `/oic/sec/cred` with a pair-wise credential per light) go block-wise
+/// (RFC 7959 Block2).
+const BLOCK_SIZE: usize = 1024;
+
 /// How far ahead a device reserves its response sequence numbers.
 const SSN_K: u64 = 64;
 
@@ -90,6 +95,12 @@ pub enum DeviceEvent {
     Refused(String),
     /// The Random PIN to give the onboarding tool (shown while unowned).
     Pin(String),
+    /// A provisioning session ended: the device went from RFPRO back to
+    /// RFNOP, holding `creds` credentials.
+    Provisioned {
+        /// Number of credentials it holds now.
+        creds: usize,
+    },
     /// The device was onboarded (owner transfer completed).
     Owned {
         /// Its new identity.
@@ -118,6 +129,10 @@ struct State {
 pub const MAX_DTLS_SESSIONS: usize = 16;
 /// A DTLS session idle this long is dropped.
 pub const DTLS_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+/// An owner transfer silent this long is abandoned (its OBT went away):
+/// what it wrote is undone and a new PIN is shown. A transfer takes well
+/// under a second; the OBT waits at most 10 s for one answer.
+pub const OTM_IDLE: std::time::Duration = std::time::Duration::from_secs(12);
 
 struct DtlsPeer {
     session: ssm_dtls::DtlsSession,
@@ -547,7 +562,8 @@ fn handle_unicast(
         let o = st.device.handle(&req, &meta);
         changed = o.changed;
         svr = (o.svr_changed, o.creds_changed);
-        if let Some(mut r) = o.response {
+        if let Some(r) = o.response {
+            let mut r = ssm_ocf::message::apply_block2(&req, r, BLOCK_SIZE);
             if r.ty == MessageType::NonConfirmable {
                 r.message_id = u16::from_be_bytes(random_bytes::<2>());
             }
@@ -824,7 +840,19 @@ fn handle_dtls(
         let was_owned = st.device.security().is_some_and(|s| {
             s.doxm.owned && s.pstat.dos != ssm_ocf::security::pstat::DeviceOnboardingState::Rfotm
         });
+        let dos_before = st.device.security().map(|s| s.pstat.dos);
         let o = st.device.handle(&req, &meta);
+        let dos_after = st.device.security().map(|s| s.pstat.dos);
+        if dos_before == Some(ssm_ocf::security::pstat::DeviceOnboardingState::Rfpro)
+            && dos_after == Some(ssm_ocf::security::pstat::DeviceOnboardingState::Rfnop)
+        {
+            let creds = st
+                .device
+                .security()
+                .map(|s| s.cred.creds.len())
+                .unwrap_or(0);
+            let _ = events.send(DeviceEvent::Provisioned { creds });
+        }
         after_request(st, o.svr_changed, o.creds_changed);
         let now_owned = st.device.security().map(|s| {
             (
@@ -847,6 +875,7 @@ fn handle_dtls(
             _ => {}
         }
         if let Some(r) = o.response {
+            let r = ssm_ocf::message::apply_block2(&req, r, BLOCK_SIZE);
             if let Some(p) = st.dtls.get_mut(&peer) {
                 if let Err(e) = p.session.send_app_data(&r.to_vec()) {
                     tracing::debug!(%peer, error = %e, "DTLS send");
@@ -887,7 +916,12 @@ async fn dtls_timer_loop(
                 }
                 if p.session.is_failed()
                     || p.session.is_closed()
-                    || p.last_active.elapsed() > DTLS_IDLE
+                    || p.last_active.elapsed()
+                        > if p.owner_transfer {
+                            OTM_IDLE
+                        } else {
+                            DTLS_IDLE
+                        }
                 {
                     // A handshake that never completed (e.g. a wrong PIN)
                     // wrote nothing; only an established owner-transfer

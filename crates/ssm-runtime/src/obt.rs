@@ -27,7 +27,7 @@ pub enum ObtError {
     #[error("network: {0}")]
     Io(#[from] io::Error),
     /// The DTLS handshake failed (for Random PIN: usually a wrong PIN).
-    #[error("secure session with {peer} failed ({reason}); for Random PIN check the PIN the device shows")]
+    #[error("secure session with {peer} failed ({reason}): is the device on and reachable? (when onboarding: check the PIN it shows)")]
     Handshake {
         /// Device.
         peer: SocketAddr,
@@ -67,8 +67,53 @@ pub fn zero_free_uuid() -> Uuid {
     uuid::Builder::from_random_bytes(b).into_uuid()
 }
 
-/// One CoAP request inside a DTLS session; returns the response.
+/// One CoAP request inside a DTLS session; returns the response, with a
+/// block-wise (Block2) response reassembled (at most 64 blocks).
 pub async fn dtls_request(
+    socket: &UdpSocket,
+    peer: SocketAddr,
+    s: &mut DtlsSession,
+    req: Message,
+) -> Result<Message, ObtError> {
+    let mut resp = dtls_request_once(socket, peer, s, req.clone()).await?;
+    let mut next = 0;
+    while let Some((num, more, size)) = message::block2(&resp) {
+        if num != next || !more {
+            if num != next {
+                return Err(ObtError::Protocol(
+                    peer,
+                    format!("block {num}, expected {next}"),
+                ));
+            }
+            resp.remove_option(ssm_coap::OptionNumber::BLOCK2);
+            resp.remove_option(ssm_coap::OptionNumber::SIZE2);
+            break;
+        }
+        if next >= 64 {
+            return Err(ObtError::Protocol(
+                peer,
+                "response of more than 64 blocks".into(),
+            ));
+        }
+        next += 1;
+        let mut more_req = req.clone();
+        let szx = (size / 16).trailing_zeros();
+        more_req.set_option_uint(ssm_coap::OptionNumber::BLOCK2, (next << 4) | szx);
+        let part = dtls_request_once(socket, peer, s, more_req).await?;
+        if part.code != resp.code {
+            return Err(ObtError::Protocol(
+                peer,
+                format!("block {next}: {}", part.code),
+            ));
+        }
+        let payload = [resp.payload.as_slice(), part.payload.as_slice()].concat();
+        resp = part;
+        resp.payload = payload;
+    }
+    Ok(resp)
+}
+
+async fn dtls_request_once(
     socket: &UdpSocket,
     peer: SocketAddr,
     s: &mut DtlsSession,
@@ -160,6 +205,25 @@ pub async fn onboard(
     domain: (Uuid, &str),
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<Onboarded, ObtError> {
+    onboard_with(peer, pin, obt, new_uuid, domain, progress, &mut |_| Ok(())).await
+}
+
+/// [`onboard`], calling `record` with the device's new identity and owner
+/// PSK once the PIN session stands and before the device is changed. An
+/// OBT stores it there (as "onboarding"), so that however the transfer
+/// ends, even by a crash of the OBT, no device is owned by an OBT that does
+/// not know its key. An error from `record` stops the transfer before it
+/// starts.
+#[allow(clippy::too_many_arguments)]
+pub async fn onboard_with(
+    peer: SocketAddr,
+    pin: &str,
+    obt: Uuid,
+    new_uuid: Uuid,
+    domain: (Uuid, &str),
+    progress: &mut (dyn FnMut(usize, usize) + Send),
+    record: &mut (dyn FnMut(&Onboarded) -> Result<(), String> + Send),
+) -> Result<Onboarded, ObtError> {
     let socket = crate::client::socket_for(peer).await?;
     // The PIN PSK is salted with the device's current UUID.
     let r = request(
@@ -167,7 +231,7 @@ pub async fn onboard(
         peer,
         message::request(MessageType::Confirmable, Code::GET, "/oic/sec/doxm", None),
         Duration::from_millis(500),
-        5,
+        3,
     )
     .await?;
     let doxm = message::payload(&r).map_err(|c| ObtError::Protocol(peer, format!("doxm: {c}")))?;
@@ -199,17 +263,21 @@ pub async fn onboard(
             .key_material()
             .ok_or_else(|| ObtError::Protocol(peer, "no key material".into()))?,
     );
+    let done = Onboarded {
+        device_uuid: new_uuid,
+        owner_psk: *keys.owner_psk(&obt, &new_uuid),
+    };
     let mut dtls = Some(session);
-    let result = run(&mut seq, &socket, peer, &mut dtls, progress).await;
+    let result = match record(&done) {
+        Ok(()) => run(&mut seq, &socket, peer, &mut dtls, progress).await,
+        Err(e) => Err(ObtError::Protocol(peer, format!("not recorded: {e}"))),
+    };
     if let Some(mut s) = dtls {
         s.close();
         let _ = send_pending(&mut s, &socket, peer).await;
     }
     result?;
-    Ok(Onboarded {
-        device_uuid: new_uuid,
-        owner_psk: *keys.owner_psk(&obt, &new_uuid),
-    })
+    Ok(done)
 }
 
 /// Runs `seq` (provisioning) over an owner session (PSK identity = `obt`).
@@ -220,6 +288,22 @@ pub async fn provision(
     mut seq: Sequence,
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<(), ObtError> {
+    let (socket, session) = owner_session(peer, obt, owner_psk).await?;
+    let mut dtls = Some(session);
+    let result = run(&mut seq, &socket, peer, &mut dtls, progress).await;
+    if let Some(mut s) = dtls {
+        s.close();
+        let _ = send_pending(&mut s, &socket, peer).await;
+    }
+    result
+}
+
+/// Opens an owner session (PSK identity = `obt`) to `peer`.
+async fn owner_session(
+    peer: SocketAddr,
+    obt: Uuid,
+    owner_psk: &[u8; 16],
+) -> Result<(UdpSocket, DtlsSession), ObtError> {
     let socket = crate::client::socket_for(peer).await?;
     let cfg = DtlsConfig::psk_client(obt.as_bytes().to_vec(), owner_psk.to_vec())
         .with_handshake_timeout(HANDSHAKE_TIMEOUT);
@@ -229,13 +313,107 @@ pub async fn provision(
             peer,
             reason: e.to_string(),
         })?;
+    Ok((socket, session))
+}
+
+/// Brings the device at `peer` to exactly `creds` (its managed credentials:
+/// types 64, 128, 256) and `aces` (its UUID-subject ACEs) in one owner
+/// session: it reads `/oic/sec/cred` and `/oic/sec/acl2`, then deletes,
+/// adds and leaves alone as [`ssm_ocf::obt::reconcile`] plans, inside
+/// RFPRO → RFNOP. Idempotent: re-running it after any interruption
+/// finishes the job.
+pub async fn sync_device(
+    peer: SocketAddr,
+    obt: Uuid,
+    owner_psk: &[u8; 16],
+    creds: &[ssm_ocf::cred::Credential],
+    aces: &[ssm_ocf::security::acl2::Ace],
+    progress: &mut (dyn FnMut(usize, usize) + Send),
+) -> Result<ssm_ocf::obt::Reconciliation, ObtError> {
+    let (socket, session) = owner_session(peer, obt, owner_psk).await?;
     let mut dtls = Some(session);
-    let result = run(&mut seq, &socket, peer, &mut dtls, progress).await;
+    let result = async {
+        let s = dtls.as_mut().expect("session");
+        let [get_cred, get_acl] = ssm_ocf::obt::read_state();
+        let mut answers = Vec::new();
+        for req in [get_cred, get_acl] {
+            let r = dtls_request(&socket, peer, s, req).await?;
+            if r.code != Code::CONTENT {
+                return Err(ObtError::Protocol(peer, format!("read state: {}", r.code)));
+            }
+            answers.push(
+                message::payload(&r)
+                    .map_err(|c| ObtError::Protocol(peer, format!("read state: {c}")))?,
+            );
+        }
+        let (mut seq, plan) = ssm_ocf::obt::reconcile(&answers[0], &answers[1], creds, aces)
+            .ok_or_else(|| {
+                ObtError::Protocol(peer, "cannot decode its /oic/sec/cred or acl2".into())
+            })?;
+        run(&mut seq, &socket, peer, &mut dtls, progress).await?;
+        Ok(plan)
+    }
+    .await;
     if let Some(mut s) = dtls {
         s.close();
         let _ = send_pending(&mut s, &socket, peer).await;
     }
     result
+}
+
+/// Hard reset of an owned device (pstat RESET over an owner session): it
+/// wipes its credentials and ACEs and returns to RFOTM with a new PIN.
+pub async fn hard_reset(peer: SocketAddr, obt: Uuid, owner_psk: &[u8; 16]) -> Result<(), ObtError> {
+    provision(
+        peer,
+        obt,
+        owner_psk,
+        ssm_ocf::obt::hard_reset(),
+        &mut |_, _| {},
+    )
+    .await
+}
+
+/// Whether `owner_psk` opens an owner session with the device at `peer`
+/// (used to settle an onboarding the OBT did not see finish).
+pub async fn owns(peer: SocketAddr, obt: Uuid, owner_psk: &[u8; 16]) -> Result<bool, ObtError> {
+    match owner_session(peer, obt, owner_psk).await {
+        Ok((socket, mut s)) => {
+            let r = dtls_request(
+                &socket,
+                peer,
+                &mut s,
+                message::request(MessageType::Confirmable, Code::GET, "/oic/sec/pstat", None),
+            )
+            .await;
+            s.close();
+            let _ = send_pending(&mut s, &socket, peer).await;
+            Ok(r.map(|m| m.code == Code::CONTENT).unwrap_or(false))
+        }
+        Err(ObtError::Handshake { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every device answering a multicast `GET /oic/sec/doxm` on the given
+/// targets: (unicast address, device UUID, owned).
+pub async fn discover_devices(
+    targets: &crate::client::MulticastTargets,
+    wait: Duration,
+) -> io::Result<Vec<(SocketAddr, Uuid, bool)>> {
+    let replies = crate::client::multicast_get(targets, "/oic/sec/doxm", None, wait).await?;
+    let mut out: Vec<(SocketAddr, Uuid, bool)> = replies
+        .into_iter()
+        .filter_map(|(from, m)| {
+            let d = message::payload(&m).ok()?;
+            let id = cbor::get(&d, "deviceuuid")?.as_text()?.parse().ok()?;
+            let owned = cbor::get(&d, "owned")?.as_bool()?;
+            Some((from, id, owned))
+        })
+        .collect();
+    out.sort_by_key(|d| d.1);
+    out.dedup_by_key(|d| d.1);
+    Ok(out)
 }
 
 /// Unowned devices answering a multicast `GET /oic/sec/doxm?owned=FALSE`

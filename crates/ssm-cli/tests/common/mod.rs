@@ -1,0 +1,287 @@
+//! Shared by the `ssm obt` process tests: hosts (a network namespace when
+//! root, else this host on `lo`), device processes with their JSON events,
+//! and bounded waits.
+#![allow(dead_code)]
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+pub fn ssm() -> &'static str {
+    env!("CARGO_BIN_EXE_ssm")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+        && Command::new("ip").arg("-V").output().is_ok()
+}
+
+/// Namespaces made by `tests/netns/topology.sh`, deleted on drop.
+pub struct Topology(pub String);
+impl Drop for Topology {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo().join("tests/netns/topology.sh"))
+            .args(["down", &self.0])
+            .status();
+    }
+}
+
+/// `n` hosts: namespaces PREFIX-n0.. on a bridge (interface `ssm0`) when
+/// root, else `n` times this host (interface `lo`).
+pub fn hosts(prefix: &str, n: usize) -> (Option<Topology>, Vec<Host>, &'static str) {
+    if is_root() {
+        let out = Command::new("bash")
+            .arg(repo().join("tests/netns/topology.sh"))
+            .args(["up", prefix, &n.to_string()])
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "topology up");
+        let hosts = (0..n)
+            .map(|i| Host(Some(format!("{prefix}-n{i}"))))
+            .collect();
+        (Some(Topology(prefix.to_string())), hosts, "ssm0")
+    } else {
+        eprintln!("not root: running on lo with IPv4 multicast instead of namespaces");
+        (None, (0..n).map(|_| Host(None)).collect(), "lo")
+    }
+}
+
+#[derive(Clone)]
+pub struct Host(pub Option<String>);
+impl Host {
+    pub fn cmd(&self) -> Command {
+        match &self.0 {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, ssm()]);
+                c
+            }
+            None => Command::new(ssm()),
+        }
+    }
+    /// Runs `ssm args…` to the end (at most 90 s).
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut c = self.cmd();
+        c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let start = Instant::now();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return child.wait_with_output().unwrap();
+            }
+            if start.elapsed() > Duration::from_secs(90) {
+                let _ = child.kill();
+                panic!("timed out: {args:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    /// Runs and parses the JSON it prints; panics with stderr on failure
+    /// unless `may_fail`.
+    pub fn json(&self, args: &[&str], may_fail: bool) -> (Option<i32>, Value) {
+        let out = self.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            may_fail || out.status.success(),
+            "{args:?} failed: {err}\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let v = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {err}"));
+        (out.status.code(), v)
+    }
+}
+
+/// A device process and its JSON events.
+pub struct Dev {
+    pub child: Child,
+    /// Its unicast endpoint (link-local on `ssm0`, or 127.0.0.1).
+    pub ep: String,
+    pub di: String,
+    pub events: Receiver<Value>,
+}
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+impl Dev {
+    /// SIGKILL (no clean stop).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+    pub fn drain(&self) {
+        while self.events.try_recv().is_ok() {}
+    }
+    /// The next event named `name` before `deadline`.
+    pub fn next(&self, name: &str, deadline: Instant) -> Option<Value> {
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.events.recv_timeout(left) {
+                Ok(v) if v["event"] == name => return Some(v),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+}
+
+pub fn start(host: &Host, dir: &Path, iface: &str, role: &str, port: u16) -> Dev {
+    let mut c = host.cmd();
+    c.args(["device", "--json", "--iface", iface, "--role", role])
+        .args(["--port", &port.to_string(), "--state-dir"])
+        .arg(dir);
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut lines = BufReader::new(out).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    let ready: Value = serde_json::from_str(&first).unwrap_or_else(|_| {
+        let _ = child.kill();
+        panic!("device in {} did not start: {first:?}", dir.display())
+    });
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&l) {
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let eps: Vec<String> = ready["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect();
+    let ep = eps
+        .iter()
+        .find(|e| e.contains('%'))
+        .or_else(|| eps.iter().find(|e| e.contains("127.0.0.1")))
+        .unwrap()
+        .clone();
+    Dev {
+        child,
+        ep,
+        di: ready["di"].as_str().unwrap().to_string(),
+        events: rx,
+    }
+}
+
+/// Link flags for `ssm obt` and `ssm client` on `iface`.
+pub fn link_args(iface: &str, port: u16) -> Vec<String> {
+    let mut v = vec![
+        "--iface".to_string(),
+        iface.to_string(),
+        "--port".into(),
+        port.to_string(),
+    ];
+    if iface != "lo" {
+        v.push("--ipv6".into());
+    }
+    v
+}
+
+/// One SSM UPDATE by multicast from the client whose state is `state`.
+pub fn send(host: &Host, state: &Path, iface: &str, port: u16, value: &str) {
+    let port = port.to_string();
+    let mut a = vec![
+        "client",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "update",
+        "--multicast",
+        "--iface",
+        iface,
+        "--port",
+        &port,
+        "--value",
+        value,
+    ];
+    if iface != "lo" {
+        a.extend(["--no-ipv4", "--scopes", "2"]);
+    }
+    let out = host.run(&a);
+    assert!(
+        out.status.success(),
+        "send: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// For each device: did it apply an SSM update before `deadline`?
+pub fn applied(devs: &[&Dev], deadline: Instant) -> Vec<bool> {
+    devs.iter()
+        .map(|d| d.next("ssm_applied", deadline).is_some())
+        .collect()
+}
+
+/// The managed credential types (64, 128, 256) in a device's svr.json.
+pub fn managed_creds(state: &Path) -> Vec<u64> {
+    fn walk(v: &Value, out: &mut Vec<u64>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(t) = m.get("credtype").and_then(Value::as_u64) {
+                    if [64, 128, 256].contains(&t) {
+                        out.push(t);
+                    }
+                }
+                m.values().for_each(|x| walk(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let text = std::fs::read_to_string(state.join("svr.json")).unwrap_or_default();
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let mut out = Vec::new();
+    walk(&v, &mut out);
+    out
+}
+
+/// `<uuid> <PIN> <name> <role>` lines for the devices still unowned.
+pub fn pin_sheet(dir: &Path, devs: &[(&Dev, String, &str)]) -> PathBuf {
+    let mut s = String::new();
+    for (d, name, role) in devs {
+        let sd = dir.join(name);
+        if let Ok(pin) = std::fs::read_to_string(sd.join("pin")) {
+            s.push_str(&format!("{} {} {name} {role}\n", d.di, pin.trim()));
+        }
+    }
+    let p = dir.join("pins.txt");
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+/// Copies a state directory (a stolen device's files).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
