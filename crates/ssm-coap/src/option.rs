@@ -9,33 +9,33 @@ use core::fmt;
 pub struct OptionNumber(pub u16);
 
 impl OptionNumber {
-    /// If-Match (1).
+    /// If-Match (1), RFC 7252 §5.10.8.1.
     pub const IF_MATCH: Self = Self(1);
-    /// Uri-Host (3).
+    /// Uri-Host (3), RFC 7252 §5.10.1.
     pub const URI_HOST: Self = Self(3);
-    /// ETag (4).
+    /// ETag (4), RFC 7252 §5.10.6.
     pub const ETAG: Self = Self(4);
-    /// If-None-Match (5).
+    /// If-None-Match (5), RFC 7252 §5.10.8.2.
     pub const IF_NONE_MATCH: Self = Self(5);
     /// Observe (6), RFC 7641.
     pub const OBSERVE: Self = Self(6);
-    /// Uri-Port (7).
+    /// Uri-Port (7), RFC 7252 §5.10.1.
     pub const URI_PORT: Self = Self(7);
-    /// Location-Path (8).
+    /// Location-Path (8), RFC 7252 §5.10.7.
     pub const LOCATION_PATH: Self = Self(8);
     /// OSCORE (9), RFC 8613.
     pub const OSCORE: Self = Self(9);
-    /// Uri-Path (11).
+    /// Uri-Path (11), RFC 7252 §5.10.1.
     pub const URI_PATH: Self = Self(11);
-    /// Content-Format (12).
+    /// Content-Format (12), RFC 7252 §5.10.3.
     pub const CONTENT_FORMAT: Self = Self(12);
-    /// Max-Age (14).
+    /// Max-Age (14), RFC 7252 §5.10.5.
     pub const MAX_AGE: Self = Self(14);
-    /// Uri-Query (15).
+    /// Uri-Query (15), RFC 7252 §5.10.1.
     pub const URI_QUERY: Self = Self(15);
-    /// Accept (17).
+    /// Accept (17), RFC 7252 §5.10.4.
     pub const ACCEPT: Self = Self(17);
-    /// Location-Query (20).
+    /// Location-Query (20), RFC 7252 §5.10.7.
     pub const LOCATION_QUERY: Self = Self(20);
     /// Block2 (23), RFC 7959.
     pub const BLOCK2: Self = Self(23);
@@ -43,11 +43,11 @@ impl OptionNumber {
     pub const BLOCK1: Self = Self(27);
     /// Size2 (28), RFC 7959.
     pub const SIZE2: Self = Self(28);
-    /// Proxy-Uri (35).
+    /// Proxy-Uri (35), RFC 7252 §5.10.2.
     pub const PROXY_URI: Self = Self(35);
-    /// Proxy-Scheme (39).
+    /// Proxy-Scheme (39), RFC 7252 §5.10.2.
     pub const PROXY_SCHEME: Self = Self(39);
-    /// Size1 (60).
+    /// Size1 (60), RFC 7252 §5.10.9.
     pub const SIZE1: Self = Self(60);
     /// Echo (252), RFC 9175.
     pub const ECHO: Self = Self(252);
@@ -55,9 +55,9 @@ impl OptionNumber {
     pub const NO_RESPONSE: Self = Self(258);
     /// Request-Tag (292), RFC 9175.
     pub const REQUEST_TAG: Self = Self(292);
-    /// OCF-Accept-Content-Format-Version (2049).
+    /// OCF-Accept-Content-Format-Version (2049), OCF Core (DIGEST §1).
     pub const OCF_ACCEPT_CONTENT_FORMAT_VERSION: Self = Self(2049);
-    /// OCF-Content-Format-Version (2053).
+    /// OCF-Content-Format-Version (2053), OCF Core (DIGEST §1).
     pub const OCF_CONTENT_FORMAT_VERSION: Self = Self(2053);
 
     /// Critical options have an odd number (RFC 7252 §5.4.1).
