@@ -116,10 +116,7 @@ enum Cmd {
         /// Name or UUID.
         device: String,
         #[command(flatten)]
-        link: Link,
-        /// Devices worked on at once.
-        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
-        jobs: u32,
+        work: Work,
     },
     /// Bring devices up to date with the domain (default: every stale one;
     /// devices that moved are found again by multicast on `--iface`).
@@ -132,14 +129,21 @@ enum Cmd {
         #[arg(long)]
         all: bool,
         #[command(flatten)]
-        link: Link,
-        /// Devices worked on at once.
-        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
-        jobs: u32,
+        work: Work,
     },
     /// SSM group management: grant, revoke, rekey.
     #[command(subcommand)]
     Ssm(SsmCmd),
+}
+
+/// Where and how many devices at once (every command that changes devices).
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct Work {
+    #[command(flatten)]
+    link: Link,
+    /// Devices worked on at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    jobs: u32,
 }
 
 /// Where the OBT looks for devices.
@@ -185,10 +189,7 @@ enum SsmCmd {
         #[arg(long)]
         all: bool,
         #[command(flatten)]
-        link: Link,
-        /// Devices worked on at once.
-        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
-        jobs: u32,
+        work: Work,
     },
     /// Take lights from a switch; a switch left with none leaves the group,
     /// which is rekeyed (example: `ssm obt ssm revoke hall-switch light-2`).
@@ -201,18 +202,12 @@ enum SsmCmd {
         #[arg(long)]
         all: bool,
         #[command(flatten)]
-        link: Link,
-        /// Devices worked on at once.
-        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
-        jobs: u32,
+        work: Work,
     },
     /// A new group key (new epoch) for every member (example: `ssm obt ssm rekey`).
     Rekey {
         #[command(flatten)]
-        link: Link,
-        /// Devices worked on at once.
-        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
-        jobs: u32,
+        work: Work,
     },
 }
 
@@ -857,7 +852,10 @@ async fn run_inner(a: Args) -> Result<bool> {
             }
             Ok(true)
         }
-        Cmd::Offboard { device, link, jobs } => {
+        Cmd::Offboard {
+            device,
+            work: Work { link, jobs },
+        } => {
             let mut s = Store::open(&path)?;
             let (obt, _) = s.obt()?;
             let d = s.device(&device)?;
@@ -898,8 +896,7 @@ async fn run_inner(a: Args) -> Result<bool> {
         Cmd::Sync {
             devices,
             all,
-            link,
-            jobs,
+            work: Work { link, jobs },
         } => {
             let mut s = Store::open(&path)?;
             let (obt, _) = s.obt()?;
@@ -926,8 +923,7 @@ async fn run_inner(a: Args) -> Result<bool> {
             client,
             lights,
             all,
-            link,
-            jobs,
+            work: Work { link, jobs },
         }) => {
             let mut s = Store::open(&path)?;
             let (obt, _) = s.obt()?;
@@ -965,8 +961,7 @@ async fn run_inner(a: Args) -> Result<bool> {
             client,
             lights,
             all,
-            link,
-            jobs,
+            work: Work { link, jobs },
         }) => {
             let mut s = Store::open(&path)?;
             let (obt, _) = s.obt()?;
@@ -1001,7 +996,9 @@ async fn run_inner(a: Args) -> Result<bool> {
                 serde_json::json!({"client": c.uuid, "revoked": ids.len(), "epoch": epoch}),
             ))
         }
-        Cmd::Ssm(SsmCmd::Rekey { link, jobs }) => {
+        Cmd::Ssm(SsmCmd::Rekey {
+            work: Work { link, jobs },
+        }) => {
             let mut s = Store::open(&path)?;
             let (obt, _) = s.obt()?;
             if s.group()?.is_none() {

@@ -437,100 +437,6 @@ impl Store {
         Ok(out)
     }
 
-    /// The SSM group secret, created on first use (epoch 1).
-    pub fn group_secret(
-        &mut self,
-        random: &mut dyn FnMut(&mut [u8]),
-    ) -> Result<(Zeroizing<[u8; 32]>, i64), StoreError> {
-        let sq = |e| StoreError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        };
-        let row: Option<(Vec<u8>, i64)> = self
-            .conn
-            .query_row(
-                "SELECT secret, epoch FROM ssm_group WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(sq)?;
-        let (secret, epoch) = match row {
-            Some(r) => r,
-            None => {
-                let mut s = [0u8; 32];
-                random(&mut s);
-                self.conn
-                    .execute(
-                        "INSERT INTO ssm_group (id, secret, epoch) VALUES (1, ?1, 1)",
-                        params![&s[..]],
-                    )
-                    .map_err(sq)?;
-                self.audit("ssm-group", "created (epoch 1)")?;
-                (s.to_vec(), 1)
-            }
-        };
-        let mut out = Zeroizing::new([0u8; 32]);
-        out.copy_from_slice(&secret);
-        Ok((out, epoch))
-    }
-
-    /// The Sender ID of `client` in the current epoch, allocating one (never
-    /// reused, across epochs too) if it has none.
-    pub fn sender_id(
-        &mut self,
-        client: &Uuid,
-        epoch: i64,
-        random: &mut dyn FnMut(&mut [u8]),
-    ) -> Result<[u8; 7], StoreError> {
-        let sq = |e| StoreError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        };
-        let existing: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT sender_id FROM sender_ids WHERE client_uuid = ?1 AND epoch = ?2 AND revoked = 0",
-                params![client.to_string(), epoch],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(sq)?;
-        if let Some(h) = existing {
-            let mut id = [0u8; 7];
-            hex::decode_to_slice(&h, &mut id).map_err(|_| StoreError::UnknownDevice(h.clone()))?;
-            return Ok(id);
-        }
-        loop {
-            let mut id = [0u8; 7];
-            random(&mut id);
-            id[0] = 0x02;
-            let h = hex::encode(id);
-            let n = self
-                .conn
-                .execute("INSERT OR IGNORE INTO sender_ids (sender_id, client_uuid, epoch) VALUES (?1, ?2, ?3)", params![h, client.to_string(), epoch])
-                .map_err(sq)?;
-            if n == 1 {
-                self.audit("sender-id", &format!("{h} for {client} (epoch {epoch})"))?;
-                return Ok(id);
-            }
-        }
-    }
-
-    /// Records that `client` may command `light`.
-    pub fn grant(&mut self, client: &Uuid, light: &Uuid) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT OR IGNORE INTO grants (client_uuid, light_uuid) VALUES (?1, ?2)",
-                params![client.to_string(), light.to_string()],
-            )
-            .map_err(|e| StoreError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            })?;
-        self.audit("grant", &format!("{client} -> {light}"))
-    }
-
     /// Every (client, light) grant.
     pub fn grants(&self) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
         let sq = |e| StoreError::Sqlite {
@@ -955,20 +861,19 @@ mod tests {
                 last_seen: None,
             };
             s.add_device(&d, &[7; 16]).unwrap();
-            let (sec, epoch) = s.group_secret(&mut rng).unwrap();
-            assert_eq!(epoch, 1);
-            let id1 = s.sender_id(&Uuid::from_u128(9), epoch, &mut rng).unwrap();
+            s.grant_lights(&Uuid::from_u128(9), &[d.uuid], &mut rng)
+                .unwrap();
+            let g = s.group().unwrap().unwrap();
+            assert_eq!(g.epoch, 1);
+            let id1 = s.current_sender_id(&Uuid::from_u128(9)).unwrap().unwrap();
+            s.grant_lights(&Uuid::from_u128(9), &[d.uuid], &mut rng)
+                .unwrap();
             assert_eq!(
-                s.sender_id(&Uuid::from_u128(9), epoch, &mut rng).unwrap(),
+                s.current_sender_id(&Uuid::from_u128(9)).unwrap().unwrap(),
                 id1,
                 "stable"
             );
-            assert_ne!(
-                s.sender_id(&Uuid::from_u128(10), epoch, &mut rng).unwrap(),
-                id1
-            );
-            assert_eq!(s.group_secret(&mut rng).unwrap().0, sec);
-            s.grant(&Uuid::from_u128(9), &d.uuid).unwrap();
+            assert_eq!(*s.group().unwrap().unwrap().secret, *g.secret);
         }
         let s = Store::open(&p).unwrap();
         assert_eq!(s.obt().unwrap().0, obt);
