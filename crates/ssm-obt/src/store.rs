@@ -102,6 +102,14 @@ impl std::fmt::Debug for GroupState {
     }
 }
 
+/// Maps a SQLite error to one naming the domain file.
+fn sqlite_err(path: PathBuf) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sqlite {
+        path: path.clone(),
+        source,
+    }
+}
+
 fn audit_on(c: &Connection, action: &str, detail: &str) -> rusqlite::Result<()> {
     c.execute(
         "INSERT INTO audit (action, detail) VALUES (?1, ?2)",
@@ -211,16 +219,13 @@ impl Store {
             std::fs::create_dir_all(dir)?;
         }
         let s = Self::open_inner(path, true)?;
-        let sq = |e| StoreError::Sqlite {
-            path: path.to_path_buf(),
-            source: e,
-        };
+        let sq = sqlite_err(path.to_path_buf());
         s.conn
             .execute(
                 "INSERT OR IGNORE INTO obt (id, uuid, name) VALUES (1, ?1, ?2)",
                 params![obt_uuid.to_string(), name],
             )
-            .map_err(sq)?;
+            .map_err(&sq)?;
         s.audit("init", &format!("domain {name}, OBT {obt_uuid}"))?;
         Ok(s)
     }
@@ -235,20 +240,17 @@ impl Store {
 
     fn open_inner(path: &Path, create: bool) -> Result<Store, StoreError> {
         let lock = lock(path)?;
-        let sq = |e| StoreError::Sqlite {
-            path: path.to_path_buf(),
-            source: e,
-        };
-        let conn = Connection::open(path).map_err(sq)?;
+        let sq = sqlite_err(path.to_path_buf());
+        let conn = Connection::open(path).map_err(&sq)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(sq)?;
+            .map_err(&sq)?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sq)?;
+            .map_err(&sq)?;
         conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sq)?;
+            .map_err(&sq)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(sq)?;
+            .map_err(&sq)?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::TooNew {
                 path: path.to_path_buf(),
@@ -268,10 +270,7 @@ impl Store {
     }
 
     fn migrate(&self, from: i64) -> Result<(), StoreError> {
-        let sq = |e| StoreError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        };
+        let sq = sqlite_err(self.path.clone());
         if from < 1 {
             self.conn
                 .execute_batch(
@@ -288,7 +287,7 @@ impl Store {
                      PRAGMA user_version = 1;
                      COMMIT;",
                 )
-                .map_err(sq)?;
+                .map_err(&sq)?;
         }
         if from < 2 {
             self.conn
@@ -301,7 +300,7 @@ impl Store {
                      PRAGMA user_version = 2;
                      COMMIT;",
                 )
-                .map_err(sq)?;
+                .map_err(&sq)?;
         }
         Ok(())
     }
@@ -321,16 +320,13 @@ impl Store {
 
     /// The OBT's identity.
     pub fn obt(&self) -> Result<(Uuid, String), StoreError> {
-        let sq = |e| StoreError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        };
+        let sq = sqlite_err(self.path.clone());
         let (u, n): (String, String) = self
             .conn
             .query_row("SELECT uuid, name FROM obt WHERE id = 1", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
-            .map_err(sq)?;
+            .map_err(&sq)?;
         Ok((
             u.parse()
                 .map_err(|_| StoreError::Missing(self.path.clone()))?,
@@ -340,17 +336,13 @@ impl Store {
 
     /// Records an onboarded device (one transaction with its audit entry).
     pub fn add_device(&mut self, d: &DeviceRecord, owner_psk: &[u8; 16]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let sq = |e| StoreError::Sqlite {
-            path: path.clone(),
-            source: e,
-        };
-        let tx = self.conn.transaction().map_err(sq)?;
+        let sq = sqlite_err(self.path.clone());
+        let tx = self.conn.transaction().map_err(&sq)?;
         tx.execute(
             "INSERT OR REPLACE INTO devices (uuid, name, endpoint, role, state, owner_psk, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![d.uuid.to_string(), d.name, d.endpoint, d.role, d.state, &owner_psk[..], d.last_seen],
         )
-        .map_err(sq)?;
+        .map_err(&sq)?;
         audit_on(
             &tx,
             if d.state == "onboarding" {
@@ -360,8 +352,8 @@ impl Store {
             },
             &format!("{} {} ({}) at {}", d.role, d.uuid, d.name, d.endpoint),
         )
-        .map_err(sq)?;
-        tx.commit().map_err(sq)
+        .map_err(&sq)?;
+        tx.commit().map_err(&sq)
     }
 
     /// Updates a device's state (and audits it).
@@ -384,14 +376,11 @@ impl Store {
 
     /// Every device.
     pub fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
-        let sq = |e| StoreError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        };
+        let sq = sqlite_err(self.path.clone());
         let mut st = self
             .conn
             .prepare("SELECT uuid, name, endpoint, role, state, last_seen FROM devices ORDER BY role, name")
-            .map_err(sq)?;
+            .map_err(&sq)?;
         let rows = st
             .query_map([], |r| {
                 Ok(DeviceRecord {
@@ -403,8 +392,8 @@ impl Store {
                     last_seen: r.get(5)?,
                 })
             })
-            .map_err(sq)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(sq)
+            .map_err(&sq)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(&sq)
     }
 
     /// A device by UUID or name.
@@ -439,17 +428,14 @@ impl Store {
 
     /// Every (client, light) grant.
     pub fn grants(&self) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
-        let sq = |e| StoreError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        };
+        let sq = sqlite_err(self.path.clone());
         let mut st = self
             .conn
             .prepare("SELECT client_uuid, light_uuid FROM grants")
-            .map_err(sq)?;
+            .map_err(&sq)?;
         let rows = st
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(sq)?;
+            .map_err(&sq)?;
         Ok(rows
             .filter_map(|r| r.ok())
             .filter_map(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
@@ -508,16 +494,12 @@ impl Store {
         lights: &[Uuid],
         random: &mut dyn FnMut(&mut [u8]),
     ) -> Result<Vec<Uuid>, StoreError> {
-        let path = self.path.clone();
-        let sq = |e| StoreError::Sqlite {
-            path: path.clone(),
-            source: e,
-        };
-        let tx = self.conn.transaction().map_err(sq)?;
+        let sq = sqlite_err(self.path.clone());
+        let tx = self.conn.transaction().map_err(&sq)?;
         let epoch: Option<i64> = tx
             .query_row("SELECT epoch FROM ssm_group WHERE id = 1", [], |r| r.get(0))
             .optional()
-            .map_err(sq)?;
+            .map_err(&sq)?;
         let epoch = match epoch {
             Some(e) => e,
             None => {
@@ -527,8 +509,8 @@ impl Store {
                     "INSERT INTO ssm_group (id, secret, epoch) VALUES (1, ?1, 1)",
                     params![&secret[..]],
                 )
-                .map_err(sq)?;
-                audit_on(&tx, "ssm-group", "created (epoch 1)").map_err(sq)?;
+                .map_err(&sq)?;
+                audit_on(&tx, "ssm-group", "created (epoch 1)").map_err(&sq)?;
                 1
             }
         };
@@ -538,7 +520,7 @@ impl Store {
                 params![client.to_string(), epoch],
                 |r| r.get::<_, i64>(0),
             )
-            .map_err(sq)?
+            .map_err(&sq)?
             > 0;
         if !has_id {
             loop {
@@ -548,14 +530,14 @@ impl Store {
                         "INSERT OR IGNORE INTO sender_ids (sender_id, client_uuid, epoch) VALUES (?1, ?2, ?3)",
                         params![h, client.to_string(), epoch],
                     )
-                    .map_err(sq)?;
+                    .map_err(&sq)?;
                 if n == 1 {
                     audit_on(
                         &tx,
                         "sender-id",
                         &format!("{h} for {client} (epoch {epoch})"),
                     )
-                    .map_err(sq)?;
+                    .map_err(&sq)?;
                     break;
                 }
             }
@@ -567,7 +549,7 @@ impl Store {
                     "INSERT OR IGNORE INTO grants (client_uuid, light_uuid) VALUES (?1, ?2)",
                     params![client.to_string(), light.to_string()],
                 )
-                .map_err(sq)?;
+                .map_err(&sq)?;
             loop {
                 let mut secret = Zeroizing::new([0u8; 32]);
                 random(&mut secret[..]);
@@ -587,12 +569,12 @@ impl Store {
                 }
             }
             if new == 1 {
-                audit_on(&tx, "grant", &format!("{client} -> {light}")).map_err(sq)?;
+                audit_on(&tx, "grant", &format!("{client} -> {light}")).map_err(&sq)?;
             }
             affected.push(*light);
         }
-        mark_stale(&tx, &affected).map_err(sq)?;
-        tx.commit().map_err(sq)?;
+        mark_stale(&tx, &affected).map_err(&sq)?;
+        tx.commit().map_err(&sq)?;
         Ok(affected)
     }
 
@@ -607,12 +589,8 @@ impl Store {
         lights: &[Uuid],
         random: &mut dyn FnMut(&mut [u8]),
     ) -> Result<(Vec<Uuid>, Option<i64>), StoreError> {
-        let path = self.path.clone();
-        let sq = |e| StoreError::Sqlite {
-            path: path.clone(),
-            source: e,
-        };
-        let tx = self.conn.transaction().map_err(sq)?;
+        let sq = sqlite_err(self.path.clone());
+        let tx = self.conn.transaction().map_err(&sq)?;
         let mut affected = vec![*client];
         for light in lights {
             let n = tx
@@ -620,14 +598,14 @@ impl Store {
                     "DELETE FROM grants WHERE client_uuid = ?1 AND light_uuid = ?2",
                     params![client.to_string(), light.to_string()],
                 )
-                .map_err(sq)?;
+                .map_err(&sq)?;
             tx.execute(
                 "DELETE FROM pairwise WHERE client_uuid = ?1 AND light_uuid = ?2",
                 params![client.to_string(), light.to_string()],
             )
-            .map_err(sq)?;
+            .map_err(&sq)?;
             if n > 0 {
-                audit_on(&tx, "revoke", &format!("{client} -/-> {light}")).map_err(sq)?;
+                audit_on(&tx, "revoke", &format!("{client} -/-> {light}")).map_err(&sq)?;
             }
             affected.push(*light);
         }
@@ -637,19 +615,19 @@ impl Store {
                 params![client.to_string()],
                 |r| r.get(0),
             )
-            .map_err(sq)?;
+            .map_err(&sq)?;
         let mut epoch = None;
         if left == 0 && !lights.is_empty() {
             tx.execute(
                 "UPDATE sender_ids SET revoked = 1 WHERE client_uuid = ?1",
                 params![client.to_string()],
             )
-            .map_err(sq)?;
-            epoch = Some(rekey_on(&tx, random, &format!("{client} left the group")).map_err(sq)?);
-            affected.extend(members(&tx).map_err(sq)?);
+            .map_err(&sq)?;
+            epoch = Some(rekey_on(&tx, random, &format!("{client} left the group")).map_err(&sq)?);
+            affected.extend(members(&tx).map_err(&sq)?);
         }
-        mark_stale(&tx, &affected).map_err(sq)?;
-        tx.commit().map_err(sq)?;
+        mark_stale(&tx, &affected).map_err(&sq)?;
+        tx.commit().map_err(&sq)?;
         affected.sort();
         affected.dedup();
         Ok((affected, epoch))
@@ -662,15 +640,11 @@ impl Store {
         random: &mut dyn FnMut(&mut [u8]),
         why: &str,
     ) -> Result<(i64, Vec<Uuid>), StoreError> {
-        let path = self.path.clone();
-        let sq = |e| StoreError::Sqlite {
-            path: path.clone(),
-            source: e,
-        };
-        let tx = self.conn.transaction().map_err(sq)?;
-        let epoch = rekey_on(&tx, random, why).map_err(sq)?;
-        let m = members(&tx).map_err(sq)?;
-        tx.commit().map_err(sq)?;
+        let sq = sqlite_err(self.path.clone());
+        let tx = self.conn.transaction().map_err(&sq)?;
+        let epoch = rekey_on(&tx, random, why).map_err(&sq)?;
+        let m = members(&tx).map_err(&sq)?;
+        tx.commit().map_err(&sq)?;
         Ok((epoch, m))
     }
 
@@ -684,17 +658,13 @@ impl Store {
         uuid: &Uuid,
         random: &mut dyn FnMut(&mut [u8]),
     ) -> Result<(Option<i64>, Vec<Uuid>), StoreError> {
-        let path = self.path.clone();
-        let sq = |e| StoreError::Sqlite {
-            path: path.clone(),
-            source: e,
-        };
-        let tx = self.conn.transaction().map_err(sq)?;
+        let sq = sqlite_err(self.path.clone());
+        let tx = self.conn.transaction().map_err(&sq)?;
         let u = uuid.to_string();
-        let was_member = members(&tx).map_err(sq)?.contains(uuid);
+        let was_member = members(&tx).map_err(&sq)?.contains(uuid);
         let n = tx
             .execute("DELETE FROM devices WHERE uuid = ?1", params![u])
-            .map_err(sq)?;
+            .map_err(&sq)?;
         if n == 0 {
             return Err(StoreError::UnknownDevice(u));
         }
@@ -702,25 +672,25 @@ impl Store {
             "DELETE FROM grants WHERE client_uuid = ?1 OR light_uuid = ?1",
             params![u],
         )
-        .map_err(sq)?;
+        .map_err(&sq)?;
         tx.execute(
             "DELETE FROM pairwise WHERE client_uuid = ?1 OR light_uuid = ?1",
             params![u],
         )
-        .map_err(sq)?;
+        .map_err(&sq)?;
         tx.execute(
             "UPDATE sender_ids SET revoked = 1 WHERE client_uuid = ?1",
             params![u],
         )
-        .map_err(sq)?;
-        audit_on(&tx, "offboard", &u).map_err(sq)?;
+        .map_err(&sq)?;
+        audit_on(&tx, "offboard", &u).map_err(&sq)?;
         let epoch = if was_member {
-            Some(rekey_on(&tx, random, &format!("{u} removed")).map_err(sq)?)
+            Some(rekey_on(&tx, random, &format!("{u} removed")).map_err(&sq)?)
         } else {
             None
         };
-        let m = members(&tx).map_err(sq)?;
-        tx.commit().map_err(sq)?;
+        let m = members(&tx).map_err(&sq)?;
+        tx.commit().map_err(&sq)?;
         Ok((epoch, m))
     }
 
@@ -740,19 +710,15 @@ impl Store {
     /// Removes the record of an onboarding that did not happen (the device
     /// refused the stored key: it undid the transfer).
     pub fn forget_onboarding(&mut self, uuid: &Uuid) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let sq = |e| StoreError::Sqlite {
-            path: path.clone(),
-            source: e,
-        };
-        let tx = self.conn.transaction().map_err(sq)?;
+        let sq = sqlite_err(self.path.clone());
+        let tx = self.conn.transaction().map_err(&sq)?;
         tx.execute(
             "DELETE FROM devices WHERE uuid = ?1 AND state = 'onboarding'",
             params![uuid.to_string()],
         )
-        .map_err(sq)?;
-        audit_on(&tx, "onboarding-undone", &uuid.to_string()).map_err(sq)?;
-        tx.commit().map_err(sq)
+        .map_err(&sq)?;
+        audit_on(&tx, "onboarding-undone", &uuid.to_string()).map_err(&sq)?;
+        tx.commit().map_err(&sq)
     }
 
     /// The pair-wise keys a device takes part in (as switch or light).
