@@ -37,5 +37,8 @@ cargo build -q -p ssm-oscore --no-default-features
 step "workspace tests (unit, property, vectors, loopback, namespaces, aiocoap and iotivity-lite interop, demo)"
 cargo test --workspace
 
+step "fuzzing: every cargo-fuzz target for 15 s (long runs: see FUZZING.md)"
+bash scripts/fuzz.sh 15
+
 step "benchmarks compile (run them with: cargo bench -p ssm-oscore)"
 cargo bench -q -p ssm-oscore --no-run
