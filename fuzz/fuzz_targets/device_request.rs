@@ -25,7 +25,10 @@ fn records(data: &[u8]) -> Vec<(u8, &[u8])> {
     out
 }
 
+static SELF_CHECK: std::sync::Once = std::sync::Once::new();
+
 fuzz_target!(|data: &[u8]| {
+    SELF_CHECK.call_once(ssm_fuzz::self_check);
     let (mut device, mut rx) = ssm_fuzz::light();
     for (mode, datagram) in records(data) {
         let meta = ssm_fuzz::meta(mode);

@@ -100,6 +100,25 @@ pub fn light() -> (Device, SsmReceiver) {
     (d, rx)
 }
 
+/// The first captured SSM datagram (`iotivity-lite-ssm.json`, ssn 0).
+pub const CAPTURED_UPDATE: &str = "580238144ccf431a636fe4b8990900029e1b4b90f1cdfff1eeed527e41e09783303c698216de8d52b6277146a8cce42f2236bf375d9c6fa0254d80aeb74bc0";
+
+/// Panics unless the fixture light accepts and applies the captured
+/// datagram: run once per fuzzing process, so a fixture that silently
+/// stopped matching the seeds (fuzzing only the reject path) is caught.
+pub fn self_check() {
+    let (mut d, mut rx) = light();
+    let mut b = h(CAPTURED_UPDATE);
+    let (a, _) = rx
+        .receive(&mut b)
+        .expect("fixture: captured datagram verifies");
+    assert_eq!(
+        d.apply_ssm(&a)
+            .expect("fixture: captured datagram is applied"),
+        Some("/lights".to_string())
+    );
+}
+
 /// The SSM receiver of `d`'s current credentials (as the runtime rebuilds
 /// it after a cred change).
 pub fn receiver(d: &Device) -> SsmReceiver {
