@@ -41,7 +41,8 @@ pub struct Args {
     #[arg(long, default_value_t = COAP_PORT)]
     port: u16,
     /// Keep the devices' state here (default: a temporary directory,
-    /// removed at the end).
+    /// removed at the end): `light-N/svr.json` and `switch-0/creds.json`
+    /// hold the generated credentials.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Machine-readable output.
@@ -123,6 +124,14 @@ pub async fn run(args: Args) -> Result<bool> {
             aces,
         ));
         let mut cfg = DeviceConfig::loopback(dir.0.join(format!("light-{i}")));
+        if args.data_dir.is_some() {
+            // A kept data dir is a set of real state dirs: `svr.json` per
+            // light (what `ssm device --state-dir` would load).
+            std::fs::create_dir_all(&cfg.state_dir)?;
+            if let Some(s) = d.security() {
+                ssm_runtime::device::save_security(&cfg.state_dir, s)?;
+            }
+        }
         cfg.port = args.port;
         handles.push(
             start(d, &cfg)
@@ -131,6 +140,14 @@ pub async fn run(args: Args) -> Result<bool> {
         );
     }
     let mut events: Vec<_> = handles.iter().map(|h| h.events.subscribe()).collect();
+    if args.data_dir.is_some() {
+        let sd = dir.0.join("switch-0");
+        std::fs::create_dir_all(&sd)?;
+        ssm_runtime::store::atomic_write(
+            &sd.join("creds.json"),
+            switches[0].creds.to_json().as_bytes(),
+        )?;
+    }
     let creds = switches[0].creds.oscore_creds()?;
     let cred = creds
         .iter()
