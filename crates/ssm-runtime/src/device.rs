@@ -108,6 +108,8 @@ struct State {
         OscoreResponder<FileSequenceStore>,
     )>,
     drops: DropCounters,
+    /// Verified SSM updates applied (or already in that state).
+    ssm_applied: u64,
     floors_path: PathBuf,
     state_dir: PathBuf,
     dtls: std::collections::HashMap<SocketAddr, DtlsPeer>,
@@ -266,6 +268,12 @@ impl DeviceHandle {
             .unwrap_or_default()
     }
 
+    /// SSM updates applied since start (counted even when the event
+    /// stream lags).
+    pub fn ssm_applied(&self) -> u64 {
+        self.state.lock().map(|s| s.ssm_applied).unwrap_or(0)
+    }
+
     /// Stops every task (sockets close).
     pub fn stop(self) {
         for t in &self.tasks {
@@ -377,6 +385,7 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<Devi
         ssm,
         pairwise,
         drops: DropCounters::default(),
+        ssm_applied: 0,
         floors_path,
         state_dir: config.state_dir.clone(),
         dtls: Default::default(),
@@ -584,9 +593,7 @@ async fn multicast_loop(
         let peer = normalise(peer);
         let out = {
             let Ok(mut st) = state.lock() else { return };
-            // Persisting the floor blocks on fsync; let tokio move other
-            // tasks off this worker meanwhile.
-            blocking(|| handle_multicast(&mut st, &mut buf[..n], peer, &events))
+            handle_multicast(&mut st, &mut buf[..n], peer, &events)
         };
         send_all(&unicast, out).await;
     }
@@ -633,7 +640,10 @@ fn handle_multicast(
         Ok((accepted, persist)) => {
             if persist {
                 let json = serde_json::to_vec(st.ssm.floors()).unwrap_or_default();
-                if let Err(e) = atomic_write(&st.floors_path, &json) {
+                // Persisting the floor blocks on fsync; let tokio move other
+                // tasks off this worker meanwhile. Only here: a datagram
+                // that is dropped costs no hand-off (floods stay cheap).
+                if let Err(e) = blocking(|| atomic_write(&st.floors_path, &json)) {
                     // Without a durable floor a restart could accept this
                     // datagram again: do not apply it.
                     tracing::error!(error = %e, "cannot persist the SSM replay floor; update not applied");
@@ -642,6 +652,7 @@ fn handle_multicast(
             }
             match st.device.apply_ssm(&accepted) {
                 Ok(changed) => {
+                    st.ssm_applied += 1;
                     let href = accepted.request.uri_path();
                     let state = st
                         .device
