@@ -48,9 +48,12 @@ fn kid_piv(d: &[u8]) -> Option<(Vec<u8>, u64)> {
     Some((o.kid?.as_bytes().to_vec(), o.partial_iv?.value()))
 }
 
+/// (kid, Partial IV) pairs as seen on the wire.
+type Seen = Arc<Mutex<Vec<(Vec<u8>, u64)>>>;
+
 /// A listener on lo joined to the group, collecting every (kid, PIV).
 struct Wire {
-    seen: Arc<Mutex<Vec<(Vec<u8>, u64)>>>,
+    seen: Seen,
     other: Arc<Mutex<u64>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
