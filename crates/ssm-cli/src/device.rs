@@ -60,6 +60,9 @@ pub async fn run(a: Args) -> Result<bool> {
     let handle = start(device, &cfg)
         .await
         .with_context(|| format!("cannot start the device on {}", a.ifaces.join(",")))?;
+    // Subscribed before `ready` is printed: whoever starts sending on
+    // `ready` sees every event.
+    let mut events = handle.events.subscribe();
     let ssm_creds = creds.creds.iter().filter(|c| c.credtype == 256).count();
     if a.json {
         println!(
@@ -82,7 +85,6 @@ pub async fn run(a: Args) -> Result<bool> {
     if let Some(pin) = handle.pin() {
         print_event(&DeviceEvent::Pin(pin), a.json);
     }
-    let mut events = handle.events.subscribe();
     // Drops are printed coalesced (one line per reason and 10 ms, with a
     // count): a flood must not turn into one write per datagram.
     // 10 ms keeps the counts timely for whoever watches them.

@@ -348,6 +348,16 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<Devi
             "the device has no security state",
         ));
     }
+    // A crash in the middle of an owner transfer left part of it on disk
+    // (every step is persisted): undo it as the end of the session would
+    // have, so the device is never half-owned and can be onboarded again.
+    if let Some(mut s) = device.security().cloned() {
+        if s.owner_transfer_ended() {
+            tracing::warn!("an owner transfer was interrupted: back to unowned (RFOTM)");
+            save_security(&config.state_dir, &s)?;
+            device.set_security(s);
+        }
+    }
     let floors_path = floors_path(&config.state_dir);
     let (ssm, pairwise) = contexts(&device, &config.state_dir, load_floors(&floors_path)?)?;
     let unicast = Arc::new(unicast_socket()?);
