@@ -23,8 +23,8 @@
 //!
 //! A message from a revoked client after rekey is covered with the OBT's
 //! offboarding (issue 5), not here.
-mod common;
-use common::*;
+mod netkit;
+use netkit::*;
 use serde_json::Value;
 use ssm_ocf::cred::CredType;
 use std::collections::BTreeMap;

@@ -10,8 +10,8 @@
 //! `SSM_FLOOD_RANDOM=1000000 SSM_FLOOD_REPLAYS=100000 cargo test --release
 //! -p ssm-cli --test flood -- --nocapture`.
 //! Not root: over IPv4 on `lo` (loudly).
-mod common;
-use common::*;
+mod netkit;
+use netkit::*;
 use serde_json::Value;
 use ssm_ocf::cred::CredType;
 use std::net::Ipv4Addr;
