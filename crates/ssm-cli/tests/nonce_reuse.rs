@@ -11,8 +11,8 @@
 //! and after the K-ahead reservation and its fsync). Both share one state
 //! dir, as a real switch's processes would.
 //!
-//! CI runs `SSM_NONCE_RUNS` (default 400) kills; the 1,000 is
-//! `SSM_NONCE_RUNS=1000 cargo test -p ssm-cli --test nonce_reuse`.
+//! CI runs the 1,000 kills of the switch (`SSM_NONCE_RUNS`) and a
+//! quarter as many of a light answering with Partial IVs of its own.
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::process::{Command, Stdio};
@@ -303,4 +303,141 @@ fn nonce_child_sender() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     });
+}
+
+/// A light's own Partial IVs: after a restart its pair-wise responder
+/// answers every request of unknown freshness with a 4.01 Echo challenge
+/// protected under a Partial IV of its own (RFC 8613 App. B.1.2). The light
+/// is killed at random moments while requests keep coming; every Partial IV
+/// it ever put on a response is unique.
+#[test]
+fn killed_lights_never_reuse_a_response_partial_iv() {
+    let runs: u64 = std::env::var("SSM_NONCE_RUNS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|n| n / 4)
+        .unwrap_or(250);
+    let dir = std::env::temp_dir().join(format!("ssm-nonce-light-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ssm = env!("CARGO_BIN_EXE_ssm");
+    let out = Command::new(ssm)
+        .args([
+            "creds",
+            "generate",
+            "--lights",
+            "1",
+            "--switches",
+            "1",
+            "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let cred = ssm_ocf::cred::CredResource::from_json(
+        &std::fs::read_to_string(dir.join("switch-0/creds.json")).unwrap(),
+    )
+    .unwrap()
+    .oscore_creds()
+    .unwrap()
+    .into_iter()
+    .find(|c| c.credtype == ssm_ocf::cred::CredType::PairwiseOscore)
+    .unwrap();
+    let mut ctx = ssm_ocf::ssm::pairwise_context(
+        &cred,
+        ssm_oscore::SequenceNumber::volatile(0),
+        ssm_oscore::ReplayState::Window(ssm_oscore::ReplayWindow::new(32)),
+    )
+    .unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    let mut rng = Rng(seed);
+    let port = port() + 2;
+    let mut seen: HashMap<u64, u32> = HashMap::new();
+    let mut responses = 0u64;
+    let mut buf = [0u8; 1500];
+    let mut drain = |seen: &mut HashMap<u64, u32>, responses: &mut u64| {
+        while let Ok((n, _)) = sock.recv_from(&mut buf) {
+            let Ok(p) = ssm_coap::Packet::new_checked(&buf[..n]) else {
+                continue;
+            };
+            let Some(o) = p.options().get(ssm_coap::OptionNumber::OSCORE) else {
+                continue;
+            };
+            if let Some(piv) = ssm_oscore::OscoreOption::parse(o.value)
+                .ok()
+                .and_then(|o| o.partial_iv)
+            {
+                *seen.entry(piv.value()).or_default() += 1;
+                *responses += 1;
+            }
+        }
+    };
+    let started = Instant::now();
+    for i in 0..runs {
+        let mut child = Command::new(ssm)
+            .args([
+                "device",
+                "--json",
+                "--port",
+                &port.to_string(),
+                "--state-dir",
+            ])
+            .arg(dir.join("light-0"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines =
+            std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        let ready: serde_json::Value =
+            serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        let to = std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            ready["unicast_port"].as_u64().unwrap() as u16,
+        ));
+        let until = Instant::now() + Duration::from_micros(rng.below(30_000));
+        let mut k = 0u16;
+        loop {
+            let mut m = ssm_ocf::message::request(
+                ssm_coap::MessageType::Confirmable,
+                ssm_coap::Code::GET,
+                ssm_ocf::switch::HREF,
+                None,
+            );
+            m.message_id = (i as u16).wrapping_mul(97).wrapping_add(k);
+            k = k.wrapping_add(1);
+            let mut out = vec![0u8; 256];
+            let (n, _) = ctx.sender.protect_request(&m.to_vec(), &mut out).unwrap();
+            let _ = sock.send_to(&out[..n], to);
+            std::thread::sleep(Duration::from_micros(700));
+            drain(&mut seen, &mut responses);
+            if Instant::now() >= until {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        std::thread::sleep(Duration::from_millis(5));
+        drain(&mut seen, &mut responses);
+    }
+    let dups: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).collect();
+    eprintln!(
+        "nonce_reuse (light): {runs} kills in {:.1} s, {responses} responses with the light's own Partial IV, highest {}, {} reused",
+        started.elapsed().as_secs_f64(),
+        seen.keys().max().copied().unwrap_or(0),
+        dups.len()
+    );
+    assert!(dups.is_empty(), "the light reused Partial IVs: {dups:?}");
+    assert!(
+        responses >= runs,
+        "too few responses ({responses}) to prove anything"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
