@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Writes the committed seed corpora (fuzz/corpus/<target>/seed-*) from the
+"""Writes the hand-made seeds (fuzz/corpus/<target>/seed-NN) from the
 real datagrams in shared/vectors: the iotivity-lite SSM capture and the
 RFC 8613 Appendix C test vectors. Rerun after changing the vectors:
     python3 fuzz/seeds.py [VECTORS_DIR]
+The seed-cmin-* files next to them are the minimised corpus of a long run
+(cargo fuzz cmin), kept as they are.
 """
 import json, os, struct, sys
 
@@ -151,7 +153,7 @@ for target, seeds in corpora.items():
     d = os.path.join(here, "corpus", target)
     os.makedirs(d, exist_ok=True)
     for f in os.listdir(d):
-        if f.startswith("seed-"):
+        if f.startswith("seed-") and not f.startswith("seed-cmin-"):
             os.remove(os.path.join(d, f))
     for i, s in enumerate(seeds):
         with open(os.path.join(d, "seed-%02d" % i), "wb") as f:

@@ -244,7 +244,12 @@ fn killed_during_onboarding_never_half_owned_never_loses_an_acknowledged_onboard
 
         // Restart on the same state: it must load.
         let dev = Dev::start(&sd, port);
-        let s = security(&sd);
+        // No svr.json: killed before its first write, an untouched device.
+        let s = if sd.join("svr.json").exists() {
+            security(&sd)
+        } else {
+            SecurityState::new(dev.ready["di"].as_str().unwrap().parse().unwrap())
+        };
         let fresh = SecurityState::new(s.device_uuid());
         let unowned = s.pstat.dos == Dos::Rfotm
             && !s.doxm.owned
