@@ -43,5 +43,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc -q --workspace --no-deps
 step "library example: your own SSM device type (crates/ssm-runtime/examples/dimmer.rs)"
 cargo run -q -p ssm-runtime --example dimmer
 
+step "fuzzing: every cargo-fuzz target for 15 s (long runs: see FUZZING.md)"
+bash scripts/fuzz.sh 15
+
 step "benchmarks compile (run them with: cargo bench -p ssm-oscore)"
 cargo bench -q -p ssm-oscore --no-run

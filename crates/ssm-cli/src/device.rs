@@ -60,6 +60,9 @@ pub async fn run(a: Args) -> Result<bool> {
     let handle = start(device, &cfg)
         .await
         .with_context(|| format!("cannot start the device on {}", a.ifaces.join(",")))?;
+    // Subscribed before `ready` is printed: whoever starts sending on
+    // `ready` sees every event.
+    let mut events = handle.events.subscribe();
     let ssm_creds = creds.creds.iter().filter(|c| c.credtype == 256).count();
     if a.json {
         println!(
@@ -82,17 +85,34 @@ pub async fn run(a: Args) -> Result<bool> {
     if let Some(pin) = handle.pin() {
         print_event(&DeviceEvent::Pin(pin), a.json);
     }
-    let mut events = handle.events.subscribe();
+    // Drops are printed coalesced (one line per reason and 10 ms, with a
+    // count): a flood must not turn into one write per datagram.
+    // 10 ms keeps the counts timely for whoever watches them.
+    let mut drops: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut flush = tokio::time::interval(std::time::Duration::from_millis(10));
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown() => break,
+            _ = flush.tick(), if !drops.is_empty() => print_drops(&mut drops, a.json),
             ev = events.recv() => match ev {
-                Ok(ev) => print_event(&ev, a.json),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(missed = n, "event output lagged"),
+                Ok(DeviceEvent::Dropped(r)) => *drops.entry(format!("{r:?}")).or_default() += 1,
+                Ok(ev) => {
+                    print_drops(&mut drops, a.json);
+                    print_event(&ev, a.json)
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "event output lagged");
+                    if a.json {
+                        // Counters stay exact: see the `stopped` event.
+                        println!("{}", serde_json::json!({"event": "lagged", "missed": n}));
+                    }
+                }
                 Err(_) => break,
             },
         }
     }
+    print_drops(&mut drops, a.json);
     if a.json {
         let drops: serde_json::Map<String, serde_json::Value> = handle
             .drops()
@@ -102,7 +122,7 @@ pub async fn run(a: Args) -> Result<bool> {
             .collect();
         println!(
             "{}",
-            serde_json::json!({"event": "stopped", "drops": drops})
+            serde_json::json!({"event": "stopped", "drops": drops, "ssm_applied": handle.ssm_applied()})
         );
     }
     Ok(true)
@@ -116,6 +136,20 @@ pub(crate) async fn shutdown() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},
+    }
+}
+
+/// Prints and clears the drop counts gathered since the last call.
+fn print_drops(drops: &mut std::collections::BTreeMap<String, u64>, json: bool) {
+    for (reason, count) in std::mem::take(drops) {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"event": "dropped", "reason": reason, "count": count})
+            );
+        } else {
+            tracing::info!(%reason, count, "multicast datagrams dropped");
+        }
     }
 }
 
@@ -182,12 +216,9 @@ fn print_event(ev: &DeviceEvent, json: bool) {
         (DeviceEvent::UnicastApplied { href, state }, false) => {
             println!("unicast update {href} -> {state}")
         }
-        (DeviceEvent::Dropped(r), true) => println!(
-            "{}",
-            serde_json::json!({"event": "dropped", "reason": format!("{r:?}")})
-        ),
-        (DeviceEvent::Dropped(r), false) => {
-            tracing::info!(reason = ?r, "multicast datagram dropped")
+        (DeviceEvent::Dropped(r), _) => {
+            let mut one = std::collections::BTreeMap::from([(format!("{r:?}"), 1)]);
+            print_drops(&mut one, json)
         }
         (DeviceEvent::Refused(why), true) => {
             println!("{}", serde_json::json!({"event": "refused", "why": why}))

@@ -119,6 +119,8 @@ struct State {
         OscoreResponder<FileSequenceStore>,
     )>,
     drops: DropCounters,
+    /// Verified SSM updates applied (or already in that state).
+    ssm_applied: u64,
     floors_path: PathBuf,
     state_dir: PathBuf,
     dtls: std::collections::HashMap<SocketAddr, DtlsPeer>,
@@ -281,6 +283,12 @@ impl DeviceHandle {
             .unwrap_or_default()
     }
 
+    /// SSM updates applied since start (counted even when the event
+    /// stream lags).
+    pub fn ssm_applied(&self) -> u64 {
+        self.state.lock().map(|s| s.ssm_applied).unwrap_or(0)
+    }
+
     /// Stops every task (sockets close).
     pub fn stop(self) {
         for t in &self.tasks {
@@ -355,6 +363,16 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<Devi
             "the device has no security state",
         ));
     }
+    // A crash in the middle of an owner transfer left part of it on disk
+    // (every step is persisted): undo it as the end of the session would
+    // have, so the device is never half-owned and can be onboarded again.
+    if let Some(mut s) = device.security().cloned() {
+        if s.owner_transfer_ended() {
+            tracing::warn!("an owner transfer was interrupted: back to unowned (RFOTM)");
+            save_security(&config.state_dir, &s)?;
+            device.set_security(s);
+        }
+    }
     let floors_path = floors_path(&config.state_dir);
     let (ssm, pairwise) = contexts(&device, &config.state_dir, load_floors(&floors_path)?)?;
     let unicast = Arc::new(unicast_socket()?);
@@ -392,6 +410,7 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<Devi
         ssm,
         pairwise,
         drops: DropCounters::default(),
+        ssm_applied: 0,
         floors_path,
         state_dir: config.state_dir.clone(),
         dtls: Default::default(),
@@ -600,9 +619,7 @@ async fn multicast_loop(
         let peer = normalise(peer);
         let out = {
             let Ok(mut st) = state.lock() else { return };
-            // Persisting the floor blocks on fsync; let tokio move other
-            // tasks off this worker meanwhile.
-            blocking(|| handle_multicast(&mut st, &mut buf[..n], peer, &events))
+            handle_multicast(&mut st, &mut buf[..n], peer, &events)
         };
         send_all(&unicast, out).await;
     }
@@ -649,7 +666,10 @@ fn handle_multicast(
         Ok((accepted, persist)) => {
             if persist {
                 let json = serde_json::to_vec(st.ssm.floors()).unwrap_or_default();
-                if let Err(e) = atomic_write(&st.floors_path, &json) {
+                // Persisting the floor blocks on fsync; let tokio move other
+                // tasks off this worker meanwhile. Only here: a datagram
+                // that is dropped costs no hand-off (floods stay cheap).
+                if let Err(e) = blocking(|| atomic_write(&st.floors_path, &json)) {
                     // Without a durable floor a restart could accept this
                     // datagram again: do not apply it.
                     tracing::error!(error = %e, "cannot persist the SSM replay floor; update not applied");
@@ -658,6 +678,7 @@ fn handle_multicast(
             }
             match st.device.apply_ssm(&accepted) {
                 Ok(changed) => {
+                    st.ssm_applied += 1;
                     let href = accepted.request.uri_path();
                     let state = st
                         .device

@@ -46,12 +46,22 @@ pub enum ObtError {
 }
 
 /// A device after owner transfer.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Onboarded {
     /// Its new UUID.
     pub device_uuid: Uuid,
     /// The owner PSK (kept by the OBT as the device's credtype-1 credential).
     pub owner_psk: [u8; 16],
+}
+
+impl std::fmt::Debug for Onboarded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The owner PSK never reaches a log.
+        f.debug_struct("Onboarded")
+            .field("device_uuid", &self.device_uuid)
+            .field("owner_psk", &"<secret>")
+            .finish()
+    }
 }
 
 /// A UUID with no zero byte: OpenSSL cuts PSK identities at a 0x00 byte,

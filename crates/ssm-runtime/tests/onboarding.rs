@@ -198,3 +198,27 @@ async fn random_pin_onboarding_provisioning_restart_and_reset() {
     drop(h);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A crash in the middle of an owner transfer leaves its first steps in
+/// svr.json (each is persisted): the device starts unowned and clean, never
+/// half-owned (found by crates/ssm-cli/tests/crash_store.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_done_owner_transfer_on_disk_is_undone_at_start() {
+    let dir = tempdir("half-owned");
+    let id = Uuid::from_u128(0x4a1f);
+    let mut s = SecurityState::new(id);
+    s.acl.rowneruuid = Uuid::from_u128(0x0b7);
+    s.doxm.devowneruuid = Uuid::from_u128(0x0b7);
+    assert_eq!(s.pstat.dos, Dos::Rfotm);
+    ssm_runtime::device::save_security(&dir, &s).unwrap();
+    let loaded = load_security(&dir).unwrap().unwrap();
+    assert_ne!(loaded, SecurityState::new(id), "the fixture is half-owned");
+    let port = 22000 + (std::process::id() % 20000) as u16;
+    let (h, _) = start_light(&dir, loaded, port).await;
+    let mut fresh = SecurityState::new(id);
+    fresh.reset();
+    assert_eq!(h.security().unwrap(), fresh);
+    assert_eq!(load_security(&dir).unwrap().unwrap(), fresh, "and on disk");
+    assert!(h.pin().is_some(), "onboardable again: it shows a PIN");
+    h.stop();
+}
