@@ -112,6 +112,7 @@ struct State {
     state_dir: PathBuf,
     dtls: std::collections::HashMap<SocketAddr, DtlsPeer>,
     pin: Option<String>,
+    floor_reservation: u64,
 }
 
 /// Longest number of concurrent DTLS sessions a device keeps.
@@ -218,7 +219,8 @@ fn after_request(st: &mut State, svr_changed: bool, creds_changed: bool) {
     }
     if creds_changed {
         match contexts(&st.device, &st.state_dir, st.ssm.floors().clone()) {
-            Ok((ssm, pairwise)) => {
+            Ok((mut ssm, pairwise)) => {
+                ssm.set_floor_reservation(st.floor_reservation);
                 st.ssm = ssm;
                 st.pairwise = pairwise;
             }
@@ -264,6 +266,19 @@ impl DeviceHandle {
             .lock()
             .map(|s| s.drops.clone())
             .unwrap_or_default()
+    }
+
+    /// Reserves the persisted SSM replay floor `k` ahead (see
+    /// [`ssm_ocf::ssm::ReplayFloors::reserve`]): one floor write per `k + 1`
+    /// accepted updates of a sender instead of one per update; after a
+    /// crash the device ignores up to `k` fresh updates of each sender and
+    /// never accepts a replay. 0 (the default) writes the exact floor
+    /// before every update.
+    pub fn set_floor_reservation(&self, k: u64) {
+        if let Ok(mut st) = self.state.lock() {
+            st.floor_reservation = k;
+            st.ssm.set_floor_reservation(k);
+        }
     }
 
     /// Stops every task (sockets close).
@@ -381,6 +396,7 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<Devi
         state_dir: config.state_dir.clone(),
         dtls: Default::default(),
         pin: None,
+        floor_reservation: 0,
     }));
     {
         let mut st = state
@@ -584,9 +600,7 @@ async fn multicast_loop(
         let peer = normalise(peer);
         let out = {
             let Ok(mut st) = state.lock() else { return };
-            // Persisting the floor blocks on fsync; let tokio move other
-            // tasks off this worker meanwhile.
-            blocking(|| handle_multicast(&mut st, &mut buf[..n], peer, &events))
+            handle_multicast(&mut st, &mut buf[..n], peer, &events)
         };
         send_all(&unicast, out).await;
     }
@@ -633,7 +647,10 @@ fn handle_multicast(
         Ok((accepted, persist)) => {
             if persist {
                 let json = serde_json::to_vec(st.ssm.floors()).unwrap_or_default();
-                if let Err(e) = atomic_write(&st.floors_path, &json) {
+                // Persisting the floor blocks on fsync; let tokio move other
+                // tasks off this worker meanwhile (only then: handing the
+                // worker over costs more than verifying a datagram).
+                if let Err(e) = blocking(|| atomic_write(&st.floors_path, &json)) {
                     // Without a durable floor a restart could accept this
                     // datagram again: do not apply it.
                     tracing::error!(error = %e, "cannot persist the SSM replay floor; update not applied");
