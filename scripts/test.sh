@@ -37,5 +37,5 @@ cargo build -q -p ssm-oscore --no-default-features
 step "workspace tests (unit, property, vectors, loopback, namespaces, aiocoap and iotivity-lite interop, demo)"
 cargo test --workspace
 
-step "benchmarks compile (run them with: cargo bench -p ssm-oscore)"
-cargo bench -q -p ssm-oscore --no-run
+step "benchmarks compile (run them with: cargo bench -p ssm-oscore / -p ssm-ocf; report: bash scripts/bench-report.sh)"
+cargo bench -q -p ssm-oscore -p ssm-ocf --no-run

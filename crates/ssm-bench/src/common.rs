@@ -150,3 +150,19 @@ pub fn rss_kib(pid: &str) -> Result<(u64, u64)> {
     };
     Ok((field("VmRSS:"), field("VmHWM:")))
 }
+
+/// (anonymous RSS, proportional set size) in KiB of a process: the part of
+/// its RSS that is its own, and its share of pages it shares with others
+/// (the binary's code when several light processes run).
+pub fn anon_pss_kib(pid: &str) -> Result<(u64, u64)> {
+    let field = |text: &str, name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    Ok((field(&status, "RssAnon:"), field(&rollup, "Pss:")))
+}

@@ -67,6 +67,12 @@ pub struct Point {
     /// Resident set size per light process (KiB), procs mode only.
     #[serde(default)]
     pub rss_kib: Vec<u64>,
+    /// Anonymous RSS per light process (KiB), procs mode only.
+    #[serde(default)]
+    pub rss_anon_kib: Vec<u64>,
+    /// Proportional set size per light process (KiB), procs mode only.
+    #[serde(default)]
+    pub pss_kib: Vec<u64>,
 }
 
 impl Point {
@@ -103,12 +109,7 @@ async fn collect_applied(
 
 fn drain(rxs: &mut [tokio::sync::broadcast::Receiver<DeviceEvent>]) {
     for rx in rxs {
-        loop {
-            match rx.try_recv() {
-                Ok(_) | Err(TryRecvError::Lagged(_)) => {}
-                Err(_) => break,
-            }
-        }
+        while let Ok(_) | Err(TryRecvError::Lagged(_)) = rx.try_recv() {}
     }
 }
 
@@ -194,6 +195,8 @@ pub async fn tasks(
         missing: 0,
         unicast_us: Vec::new(),
         rss_kib: Vec::new(),
+        rss_anon_kib: Vec::new(),
+        pss_kib: Vec::new(),
     };
     // Round 0 is the unmeasured warm-up (creates every floor file).
     for round in 0..=rounds {
@@ -312,6 +315,8 @@ pub async fn procs(n: usize, rounds: usize, port: u16, ssm_bin: &std::path::Path
             missing: 0,
             unicast_us: Vec::new(),
             rss_kib: Vec::new(),
+            rss_anon_kib: Vec::new(),
+            pss_kib: Vec::new(),
         };
         for round in 0..=rounds {
             while rx.try_recv().is_ok() {}
@@ -356,6 +361,10 @@ pub async fn procs(n: usize, rounds: usize, port: u16, ssm_bin: &std::path::Path
             if let Some(pid) = c.id() {
                 if let Ok((rss, _)) = rss_kib(&pid.to_string()) {
                     point.rss_kib.push(rss);
+                }
+                if let Ok((anon, pss)) = anon_pss_kib(&pid.to_string()) {
+                    point.rss_anon_kib.push(anon);
+                    point.pss_kib.push(pss);
                 }
             }
         }
