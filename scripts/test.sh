@@ -46,5 +46,5 @@ cargo run -q -p ssm-runtime --example dimmer
 step "fuzzing: every cargo-fuzz target for 15 s (long runs: see FUZZING.md)"
 bash scripts/fuzz.sh 15
 
-step "benchmarks compile (run them with: cargo bench -p ssm-oscore)"
-cargo bench -q -p ssm-oscore --no-run
+step "benchmarks compile (run them with: cargo bench -p ssm-oscore / -p ssm-ocf; report: bash scripts/bench-report.sh)"
+cargo bench -q -p ssm-oscore -p ssm-ocf --no-run

@@ -185,13 +185,13 @@ fn print_event(ev: &DeviceEvent, json: bool) {
                 state,
                 from,
                 piv,
-                ..
+                at,
             },
             true,
         ) => {
             println!(
                 "{}",
-                serde_json::json!({"event": "ssm_applied", "href": href, "state": state, "from": from, "piv": piv})
+                serde_json::json!({"event": "ssm_applied", "href": href, "state": state, "from": from, "piv": piv, "at_mono_ns": mono_ns(*at)})
             )
         }
         (
@@ -225,4 +225,12 @@ fn print_event(ev: &DeviceEvent, json: bool) {
         }
         (DeviceEvent::Refused(why), false) => println!("verified SSM update refused: {why}"),
     }
+}
+
+/// `at` as CLOCK_MONOTONIC nanoseconds, the clock every process on the
+/// host shares (benchmarks compare apply times across light processes).
+fn mono_ns(at: std::time::Instant) -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let now_ns = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64;
+    now_ns.saturating_sub(at.elapsed().as_nanos() as u64)
 }

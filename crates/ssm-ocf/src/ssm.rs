@@ -86,6 +86,29 @@ impl ReplayFloors {
         }
     }
 
+    /// Records that `piv` was accepted for `kid`, reserving `k` ahead: when
+    /// `piv` is above the stored floor, the stored floor becomes `piv + k`
+    /// (at most the largest sequence number) and true is returned (persist
+    /// it). With `k = 0` this is [`Self::record`]. A restarted receiver
+    /// rejects everything at or below the stored value, so a larger `k`
+    /// never lets a replay through; it only makes a crashed receiver ignore
+    /// up to `k` fresh datagrams of that sender, in exchange for one write
+    /// per `k + 1` datagrams instead of one per datagram.
+    pub fn reserve(&mut self, kid: &Id, piv: u64, k: u64) -> bool {
+        let k_hex = hex::encode(kid.as_bytes());
+        match self.0.get(&k_hex) {
+            Some(&floor) if floor >= piv => false,
+            _ => {
+                let v = piv
+                    .saturating_add(k)
+                    .min(ssm_oscore::MAX_SEQUENCE_NUMBER)
+                    .max(piv);
+                self.0.insert(k_hex, v);
+                true
+            }
+        }
+    }
+
     /// The floor for `kid`, if one was recorded.
     pub fn get(&self, kid: &Id) -> Option<u64> {
         self.0.get(&hex::encode(kid.as_bytes())).copied()
@@ -103,6 +126,7 @@ pub struct SsmReceiver {
     recipients: Vec<Recipient>,
     pairwise_kids: Vec<Id>,
     floors: ReplayFloors,
+    reserve: u64,
 }
 
 impl SsmReceiver {
@@ -140,7 +164,19 @@ impl SsmReceiver {
             recipients,
             pairwise_kids,
             floors,
+            reserve: 0,
         })
+    }
+
+    /// Floor reservation (see [`ReplayFloors::reserve`]): 0 (the default)
+    /// persists the exact floor before every update.
+    pub fn set_floor_reservation(&mut self, k: u64) {
+        self.reserve = k;
+    }
+
+    /// The floor reservation in use.
+    pub fn floor_reservation(&self) -> u64 {
+        self.reserve
     }
 
     /// Number of SSM recipient contexts.
@@ -206,7 +242,7 @@ impl SsmReceiver {
                         return Err(DropReason::NotUpdate);
                     }
                     let request = d.to_message();
-                    let grew = self.floors.record(&kid, piv);
+                    let grew = self.floors.reserve(&kid, piv, self.reserve);
                     return Ok((
                         Accepted {
                             request,

@@ -506,3 +506,53 @@ fn a_new_resource_type_plugs_in() {
     let links = parse_links(&message::payload(&r).unwrap());
     assert!(links[0].accepts_ssm());
 }
+
+#[test]
+fn floor_reservation_persists_once_per_k_and_never_admits_a_replay_after_restart() {
+    let (lights, clients) = generate_group(1, 1, Uuid::from_u128(7), &mut counter_rng(11));
+    let light_creds = lights[0].creds.oscore_creds().unwrap();
+    let cc = clients[0].creds.oscore_creds().unwrap();
+    let mut s = sender_context(
+        cc.iter()
+            .find(|c| c.credtype == CredType::SsmClient)
+            .unwrap(),
+        SequenceNumber::volatile(100),
+    )
+    .unwrap();
+    let mut rx = SsmReceiver::new(&light_creds, ReplayFloors::default()).unwrap();
+    rx.set_floor_reservation(4);
+    assert_eq!(rx.floor_reservation(), 4);
+    let mut sent = Vec::new();
+    let mut persisted = Vec::new();
+    for i in 0..10u16 {
+        let m = update_request(HREF, &value(i % 2 == 0), i, Token::new(&[1]).unwrap(), true);
+        let mut out = vec![0u8; 512];
+        let (n, _) = s.protect_request(&m.to_vec(), &mut out).unwrap();
+        out.truncate(n);
+        sent.push(out.clone());
+        let (acc, persist) = rx.receive(&mut out).unwrap();
+        assert_eq!(acc.piv, 100 + u64::from(i));
+        if persist {
+            persisted.push((acc.piv, rx.floors().0.values().copied().next().unwrap()));
+        }
+    }
+    // PIVs 100..=109: a write at 100 (floor 104), 105 (109): one per k + 1.
+    assert_eq!(persisted, vec![(100, 104), (105, 109)]);
+    // A crash at any point restores a floor at or above every accepted
+    // PIV: none of the datagrams is accepted again.
+    for (_, floor) in &persisted {
+        let mut f = ReplayFloors::default();
+        f.0 = rx.floors().0.clone();
+        for v in f.0.values_mut() {
+            *v = *floor;
+        }
+        let mut restarted = SsmReceiver::new(&light_creds, f).unwrap();
+        let accepted_before_crash = sent.iter().take((*floor - 100 + 1).min(10) as usize);
+        for d in accepted_before_crash {
+            assert_eq!(
+                restarted.receive(&mut d.clone()).unwrap_err(),
+                DropReason::Replay
+            );
+        }
+    }
+}

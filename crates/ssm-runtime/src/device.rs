@@ -125,6 +125,7 @@ struct State {
     state_dir: PathBuf,
     dtls: std::collections::HashMap<SocketAddr, DtlsPeer>,
     pin: Option<String>,
+    floor_reservation: u64,
 }
 
 /// Longest number of concurrent DTLS sessions a device keeps.
@@ -235,7 +236,8 @@ fn after_request(st: &mut State, svr_changed: bool, creds_changed: bool) {
     }
     if creds_changed {
         match contexts(&st.device, &st.state_dir, st.ssm.floors().clone()) {
-            Ok((ssm, pairwise)) => {
+            Ok((mut ssm, pairwise)) => {
+                ssm.set_floor_reservation(st.floor_reservation);
                 st.ssm = ssm;
                 st.pairwise = pairwise;
             }
@@ -287,6 +289,19 @@ impl DeviceHandle {
     /// stream lags).
     pub fn ssm_applied(&self) -> u64 {
         self.state.lock().map(|s| s.ssm_applied).unwrap_or(0)
+    }
+
+    /// Reserves the persisted SSM replay floor `k` ahead (see
+    /// [`ssm_ocf::ssm::ReplayFloors::reserve`]): one floor write per `k + 1`
+    /// accepted updates of a sender instead of one per update; after a
+    /// crash the device ignores up to `k` fresh updates of each sender and
+    /// never accepts a replay. 0 (the default) writes the exact floor
+    /// before every update.
+    pub fn set_floor_reservation(&self, k: u64) {
+        if let Ok(mut st) = self.state.lock() {
+            st.floor_reservation = k;
+            st.ssm.set_floor_reservation(k);
+        }
     }
 
     /// Stops every task (sockets close).
@@ -415,6 +430,7 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<Devi
         state_dir: config.state_dir.clone(),
         dtls: Default::default(),
         pin: None,
+        floor_reservation: 0,
     }));
     {
         let mut st = state
@@ -434,12 +450,16 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<Devi
         state.clone(),
         events.clone(),
     )));
+    // One SSM update of this device at a time from receive to apply, across
+    // its multicast sockets, so floor writes land in order.
+    let ssm_order = Arc::new(tokio::sync::Mutex::new(()));
     for s in mcast {
         tasks.push(tokio::spawn(multicast_loop(
             s,
             unicast.clone(),
             state.clone(),
             events.clone(),
+            ssm_order.clone(),
         )));
     }
     Ok(DeviceHandle {
@@ -610,6 +630,7 @@ async fn multicast_loop(
     unicast: Arc<UdpSocket>,
     state: Arc<Mutex<State>>,
     events: broadcast::Sender<DeviceEvent>,
+    ssm_order: Arc<tokio::sync::Mutex<()>>,
 ) {
     let mut buf = vec![0u8; 1500];
     loop {
@@ -617,12 +638,57 @@ async fn multicast_loop(
             return;
         };
         let peer = normalise(peer);
-        let out = {
+        let order = ssm_order.lock().await;
+        let step = {
             let Ok(mut st) = state.lock() else { return };
             handle_multicast(&mut st, &mut buf[..n], peer, &events)
         };
+        let out = match step {
+            Step::Done(out) => out,
+            Step::Persist {
+                accepted,
+                path,
+                floors,
+            } => {
+                // The floor must be durable before the update is applied.
+                // The write runs on tokio's blocking pool, not on a worker
+                // and without the state lock: the floor writes of many
+                // devices in one process (and the other processes') then
+                // overlap, and the file system commits them together.
+                let written = tokio::task::spawn_blocking(move || atomic_write(&path, &floors))
+                    .await
+                    .map_err(io::Error::other)
+                    .and_then(|r| r);
+                match written {
+                    Ok(()) => {
+                        let Ok(mut st) = state.lock() else { return };
+                        apply_accepted(&mut st, &accepted, &events)
+                    }
+                    Err(e) => {
+                        // Without a durable floor a restart could accept
+                        // this datagram again: do not apply it.
+                        tracing::error!(error = %e, "cannot persist the SSM replay floor; update not applied");
+                        Vec::new()
+                    }
+                }
+            }
+        };
+        drop(order);
         send_all(&unicast, out).await;
     }
+}
+
+/// What to do with a multicast datagram after the verification step.
+enum Step {
+    /// Handled (sent back: discovery replies and notifications).
+    Done(Vec<(SocketAddr, Vec<u8>)>),
+    /// A verified SSM update whose replay floor must be persisted before
+    /// it is applied.
+    Persist {
+        accepted: ssm_ocf::ssm::Accepted,
+        path: PathBuf,
+        floors: Vec<u8>,
+    },
 }
 
 fn handle_multicast(
@@ -630,17 +696,17 @@ fn handle_multicast(
     datagram: &mut [u8],
     peer: SocketAddr,
     events: &broadcast::Sender<DeviceEvent>,
-) -> Vec<(SocketAddr, Vec<u8>)> {
+) -> Step {
     let is_oscore = match Packet::new_checked(&*datagram) {
         Ok(p) => p.options().get(OptionNumber::OSCORE).is_some(),
         Err(_) => {
             drop_one(st, DropReason::Malformed, events);
-            return Vec::new();
+            return Step::Done(Vec::new());
         }
     };
     if !is_oscore {
         let Ok(req) = Message::parse(datagram) else {
-            return Vec::new();
+            return Step::Done(Vec::new());
         };
         let meta = RequestMeta {
             multicast: true,
@@ -648,7 +714,7 @@ fn handle_multicast(
             peer: peer.to_string(),
         };
         let o = st.device.handle(&req, &meta);
-        return match o.response {
+        return Step::Done(match o.response {
             Some(mut r) => {
                 r.message_id = u16::from_be_bytes(random_bytes::<2>());
                 vec![(peer, r.to_vec())]
@@ -659,53 +725,54 @@ fn handle_multicast(
                 }
                 Vec::new()
             }
-        };
+        });
     }
     // SSM: whatever happens below, nothing is sent to the peer.
     match st.ssm.receive(datagram) {
-        Ok((accepted, persist)) => {
-            if persist {
-                let json = serde_json::to_vec(st.ssm.floors()).unwrap_or_default();
-                // Persisting the floor blocks on fsync; let tokio move other
-                // tasks off this worker meanwhile. Only here: a datagram
-                // that is dropped costs no hand-off (floods stay cheap).
-                if let Err(e) = blocking(|| atomic_write(&st.floors_path, &json)) {
-                    // Without a durable floor a restart could accept this
-                    // datagram again: do not apply it.
-                    tracing::error!(error = %e, "cannot persist the SSM replay floor; update not applied");
-                    return Vec::new();
-                }
-            }
-            match st.device.apply_ssm(&accepted) {
-                Ok(changed) => {
-                    st.ssm_applied += 1;
-                    let href = accepted.request.uri_path();
-                    let state = st
-                        .device
-                        .representation(&href)
-                        .map(|v| ssm_ocf::cbor::to_json(&v))
-                        .unwrap_or_default();
-                    let _ = events.send(DeviceEvent::SsmApplied {
-                        href: href.clone(),
-                        state,
-                        from: accepted.subject,
-                        piv: accepted.piv,
-                        at: std::time::Instant::now(),
-                    });
-                    match changed {
-                        Some(h) => notify(st, &h),
-                        None => Vec::new(),
-                    }
-                }
-                Err(refusal) => {
-                    tracing::debug!(%refusal, "verified SSM update refused");
-                    let _ = events.send(DeviceEvent::Refused(refusal.to_string()));
-                    Vec::new()
-                }
-            }
-        }
+        Ok((accepted, true)) => Step::Persist {
+            accepted,
+            path: st.floors_path.clone(),
+            floors: serde_json::to_vec(st.ssm.floors()).unwrap_or_default(),
+        },
+        Ok((accepted, false)) => Step::Done(apply_accepted(st, &accepted, events)),
         Err(reason) => {
             drop_one(st, reason, events);
+            Step::Done(Vec::new())
+        }
+    }
+}
+
+/// Applies a verified SSM update whose floor is durable; returns the
+/// Observe notifications to send.
+fn apply_accepted(
+    st: &mut State,
+    accepted: &ssm_ocf::ssm::Accepted,
+    events: &broadcast::Sender<DeviceEvent>,
+) -> Vec<(SocketAddr, Vec<u8>)> {
+    match st.device.apply_ssm(accepted) {
+        Ok(changed) => {
+            st.ssm_applied += 1;
+            let href = accepted.request.uri_path();
+            let state = st
+                .device
+                .representation(&href)
+                .map(|v| ssm_ocf::cbor::to_json(&v))
+                .unwrap_or_default();
+            let _ = events.send(DeviceEvent::SsmApplied {
+                href: href.clone(),
+                state,
+                from: accepted.subject,
+                piv: accepted.piv,
+                at: std::time::Instant::now(),
+            });
+            match changed {
+                Some(h) => notify(st, &h),
+                None => Vec::new(),
+            }
+        }
+        Err(refusal) => {
+            tracing::debug!(%refusal, "verified SSM update refused");
+            let _ = events.send(DeviceEvent::Refused(refusal.to_string()));
             Vec::new()
         }
     }
@@ -719,15 +786,6 @@ fn drop_one(st: &mut State, reason: DropReason, events: &broadcast::Sender<Devic
         tracing::debug!(?reason, total = n, "multicast datagram dropped");
     }
     let _ = events.send(DeviceEvent::Dropped(reason));
-}
-
-/// Runs `f`, which may block on fsync, telling a multi-thread runtime to
-/// move other tasks off this worker meanwhile.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
 }
 
 /// Shows a new Random PIN while the device is unowned (RFOTM): as an event
