@@ -34,7 +34,15 @@ impl TempDir {
 }
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        // A floor write still running on the blocking pool of a stopped
+        // light can recreate a file meanwhile: retry a few times.
+        for _ in 0..10 {
+            let _ = std::fs::remove_dir_all(&self.0);
+            if !self.0.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 }
 
