@@ -282,14 +282,16 @@ fn scenario(client: Host, lights_on: Vec<Host>, iface: &str, rounds: &[(&str, Ve
             1,
             "{name}: exactly one datagram: {sent}"
         );
-        std::thread::sleep(Duration::from_millis(300));
+        // Read back by unicast; a loaded machine may take a while to apply
+        // (the floor is fsynced first), so poll, bounded.
+        let deadline = Instant::now() + Duration::from_secs(5);
         for l in &lights {
-            assert_eq!(
-                value_of(&client, &l.ep),
-                Value::Bool(on),
-                "{name}: light {} switched",
-                l.ep
-            );
+            let mut v = value_of(&client, &l.ep);
+            while v != Value::Bool(on) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+                v = value_of(&client, &l.ep);
+            }
+            assert_eq!(v, Value::Bool(on), "{name}: light {} switched", l.ep);
         }
         let o = obs.wait_with_output().unwrap();
         let notes: Vec<Value> = String::from_utf8_lossy(&o.stdout)
