@@ -23,6 +23,17 @@ if [ ${#targets[@]} -eq 0 ]; then
     targets=(coap_packet oscore_unprotect ocf_cbor device_request)
 fi
 
+if ! command -v c++ >/dev/null 2>&1; then
+    # libfuzzer-sys builds libFuzzer (C++).
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> installing g++ (libFuzzer is C++)"
+        apt-get update -qq && apt-get install -y -qq g++ >/dev/null
+    else
+        echo "error: a C++ compiler (c++) is needed to build libFuzzer" >&2
+        exit 1
+    fi
+fi
+
 CARGO_FUZZ_VERSION=0.13.2
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "==> installing cargo-fuzz $CARGO_FUZZ_VERSION (one time)"

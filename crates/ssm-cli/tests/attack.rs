@@ -5,7 +5,8 @@
 //!
 //! exact replay; reordered replay; the IPv4 copy replayed to the IPv6
 //! group and back; replay after the sender restarted; every single-byte
-//! change (3 masks per byte) of 100 captured datagrams; messages under a
+//! change (3 masks per byte; all 255 other values with
+//! `SSM_ATTACK_ALL_BYTES=1`) of 100 captured datagrams; messages under a
 //! non-member key (its own kid, and a member's kid); random kids; plain
 //! (unprotected) multicast UPDATEs; OSCORE GET/PUT/DELETE via multicast
 //! under a real member key; a member's pair-wise (credtype 64) key on
@@ -308,10 +309,17 @@ fn matrix(
     );
     cap.extend(fresh);
 
+    // CI: three changes per byte (lowest bit, highest bit, all bits);
+    // SSM_ATTACK_ALL_BYTES=1: all 255 other values of every byte.
+    let masks: Vec<u8> = if std::env::var_os("SSM_ATTACK_ALL_BYTES").is_some() {
+        (1..=255).collect()
+    } else {
+        vec![0x01, 0x80, 0xff]
+    };
     let mut mods = Vec::new();
     for c in cap.iter().take(100) {
         for i in 0..c.bytes.len() {
-            for mask in [0x01u8, 0x80, 0xff] {
+            for &mask in &masks {
                 let mut d = c.bytes.clone();
                 d[i] ^= mask;
                 mods.push((d, c.v6));
