@@ -235,3 +235,59 @@ fn bad_input_and_faults() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Without --pin or --pin-file, `ssm obt onboard` asks for the PIN on the
+/// terminal (a pseudo-terminal from util-linux `script` here).
+#[test]
+fn pin_from_the_terminal_prompt() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+    if Command::new("script").arg("--version").output().is_err() {
+        panic!("util-linux `script` is needed for this test (Debian: bsdutils, essential)");
+    }
+    let pid = std::process::id();
+    let h = Host(None);
+    let port: u16 = (41000 + pid % 9000) as u16;
+    let dir = std::env::temp_dir().join(format!("ssm-obt-prompt-{pid}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let domain = dir.join("domain.sqlite");
+    let d = domain.to_str().unwrap();
+    h.json(&["obt", "--domain", d, "--json", "init"], false);
+    let light = start(&h, &dir.join("light"), "lo", "light", port);
+    let pin = std::fs::read_to_string(dir.join("light/pin")).unwrap();
+    let cmd = format!(
+        "{} obt --domain {d} onboard {} --name hall-tty",
+        ssm(),
+        light.ep
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", pin.trim()).unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("onboarding with a prompted PIN did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("PIN shown by the device"), "{text}");
+    assert!(text.contains("as hall-tty"), "{text}");
+    let (_, l) = h.json(&["obt", "--domain", d, "--json", "list"], false);
+    assert_eq!(l["devices"][0]["name"], "hall-tty");
+    drop(light);
+    let _ = std::fs::remove_dir_all(&dir);
+}
