@@ -95,7 +95,7 @@ fn light() -> Result<Light> {
 fn protect(s: &mut SenderContext, i: usize) -> Vec<u8> {
     let req = update_request(
         HREF,
-        &switch_value(i % 2 == 0),
+        &switch_value(i.is_multiple_of(2)),
         i as u16,
         Token::new(&(i as u64).to_be_bytes()).unwrap_or_default(),
         true,

@@ -195,7 +195,10 @@ fn demo_logs_and_json_carry_no_key() {
                 learnt += 1;
             }
         }
-        assert!(learnt >= 3 + 1 + 1 + 3, "owner PSKs, group and pair-wise secrets learnt: {learnt}");
+        assert!(
+            learnt >= 3 + 1 + 1 + 3,
+            "owner PSKs, group and pair-wise secrets learnt: {learnt}"
+        );
         for t in [
             CredType::SsmServer,
             CredType::SsmClient,

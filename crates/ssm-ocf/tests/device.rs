@@ -541,8 +541,7 @@ fn floor_reservation_persists_once_per_k_and_never_admits_a_replay_after_restart
     // A crash at any point restores a floor at or above every accepted
     // PIV: none of the datagrams is accepted again.
     for (_, floor) in &persisted {
-        let mut f = ReplayFloors::default();
-        f.0 = rx.floors().0.clone();
+        let mut f = ReplayFloors(rx.floors().0.clone());
         for v in f.0.values_mut() {
             *v = *floor;
         }

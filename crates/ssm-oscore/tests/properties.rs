@@ -138,7 +138,7 @@ proptest! {
         let mut seen = BTreeSet::new();
         let mut highest: Option<u64> = None;
         for s in ops {
-            let model_fresh = !seen.contains(&s) && highest.map_or(true, |h| s > h || h - s < u64::from(size));
+            let model_fresh = !seen.contains(&s) && highest.is_none_or(|h| s > h || h - s < u64::from(size));
             prop_assert_eq!(w.check(s).is_ok(), model_fresh, "seq {} highest {:?}", s, highest);
             if model_fresh {
                 w.accept(s);

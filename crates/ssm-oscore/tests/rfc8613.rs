@@ -116,7 +116,7 @@ fn c4_c6_protect_request() {
         assert_eq!(&a[..n], &hex(&c["aad"])[..], "{name} aad");
         let mut ctx = context(c, ssn);
         assert_eq!(
-            &nonce(&kid, &piv, &ctx.sender.common_iv())[..],
+            &nonce(&kid, &piv, ctx.sender.common_iv())[..],
             &hex(&c["nonce"])[..],
             "{name} nonce"
         );

@@ -782,7 +782,7 @@ fn drop_one(st: &mut State, reason: DropReason, events: &broadcast::Sender<Devic
     st.drops.count(reason);
     let n = st.drops.total();
     // Rate-limited: the first few, then every 1000th.
-    if n <= 16 || n % 1000 == 0 {
+    if n <= 16 || n.is_multiple_of(1000) {
         tracing::debug!(?reason, total = n, "multicast datagram dropped");
     }
     let _ = events.send(DeviceEvent::Dropped(reason));

@@ -206,7 +206,7 @@ async fn one_update_switches_every_light_and_attacks_change_nothing() {
     let mut unknown = genuine.clone();
     let kid_at = unknown
         .windows(7)
-        .position(|w| w == &ssm_cred.sender_id.unwrap().as_bytes()[..])
+        .position(|w| w == ssm_cred.sender_id.unwrap().as_bytes())
         .unwrap();
     unknown[kid_at + 6] ^= 0xff;
     attacks.push((unknown, DropReason::UnknownKid));
