@@ -56,7 +56,14 @@ pub fn group(n: usize) -> (Vec<Member>, Member) {
 
 /// Starts each light as tasks of this process, on `lo` (IPv4 only), with
 /// its state (replay floors) in `dir/light-i`, as `ssm demo` does.
-pub async fn start_lights(lights: &[Member], dir: &Path, port: u16) -> Result<Vec<DeviceHandle>> {
+/// With `journal`, they share one replay-floor journal (one fsync per
+/// command for all of them) instead of a floor file each.
+pub async fn start_lights(
+    lights: &[Member],
+    dir: &Path,
+    port: u16,
+    journal: Option<std::sync::Arc<ssm_runtime::journal::FloorJournal>>,
+) -> Result<Vec<DeviceHandle>> {
     let mut handles = Vec::with_capacity(lights.len());
     for (i, l) in lights.iter().enumerate() {
         let mut d = Device::new(DeviceInfo::light(&format!("light {i}"), l.uuid));
@@ -70,6 +77,7 @@ pub async fn start_lights(lights: &[Member], dir: &Path, port: u16) -> Result<Ve
         ));
         let mut cfg = DeviceConfig::loopback(dir.join(format!("light-{i}")));
         cfg.port = port;
+        cfg.floor_journal = journal.clone();
         handles.push(
             start(d, &cfg)
                 .await

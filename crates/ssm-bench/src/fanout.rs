@@ -33,6 +33,10 @@ pub struct Args {
     /// default).
     #[arg(long, default_value_t = 0)]
     pub floor_reserve: u64,
+    /// Lights as tasks share one replay-floor journal (group commit: one
+    /// fsync per command for all of them; `ssm_runtime::journal`).
+    #[arg(long)]
+    pub journal: bool,
     /// Skip the sequential unicast baseline.
     #[arg(long)]
     pub no_unicast: bool,
@@ -172,10 +176,18 @@ pub async fn tasks(
     port: u16,
     unicast: bool,
     floor_reserve: u64,
+    journal: bool,
 ) -> Result<Point> {
     let dir = TempDir::new("fanout")?;
     let (lights, switch) = group(n);
-    let handles = start_lights(&lights, &dir.0, port).await?;
+    let j = if journal {
+        Some(ssm_runtime::journal::FloorJournal::open(
+            dir.0.join("floors.journal"),
+        )?)
+    } else {
+        None
+    };
+    let handles = start_lights(&lights, &dir.0, port, j).await?;
     for h in &handles {
         h.set_floor_reservation(floor_reserve);
     }
@@ -183,7 +195,9 @@ pub async fn tasks(
     let (mut sender, targets) = ssm_switch(&switch.creds, &dir.0, port)?;
     let mut point = Point {
         n,
-        mode: if floor_reserve == 0 {
+        mode: if journal {
+            "tasks-journal".into()
+        } else if floor_reserve == 0 {
             "tasks".into()
         } else {
             format!("tasks-reserve{floor_reserve}")
@@ -395,7 +409,7 @@ pub async fn run(a: Args) -> Result<bool> {
             bail!("N must be at least 1");
         }
         let p = match a.mode.as_str() {
-            "tasks" => tasks(n, a.rounds, port, !a.no_unicast, a.floor_reserve).await?,
+            "tasks" => tasks(n, a.rounds, port, !a.no_unicast, a.floor_reserve, a.journal).await?,
             "procs" => {
                 let bin = a.ssm_bin.clone().unwrap_or_else(default_ssm_bin);
                 procs(n, a.rounds, port, &bin).await?

@@ -83,6 +83,7 @@ fn report_writes_tables_and_plot() {
     for needle in [
         "### Fan-out",
         "| tasks, product | 2 |",
+        "| tasks, one floor journal (group commit) | 2 |",
         "### Model",
         "### Receive throughput",
         "### Footprint",
@@ -97,8 +98,8 @@ fn report_writes_tables_and_plot() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
     assert_eq!(
         json["fanout"][0].as_array().unwrap().len(),
-        4,
-        "2 N x (product, reserved)"
+        6,
+        "2 N x (product, shared floor journal, reserved)"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

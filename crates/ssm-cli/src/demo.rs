@@ -189,6 +189,10 @@ async fn demo(args: &Args, dir: &Path) -> Result<bool> {
     } else {
         format!("IPv4 224.0.1.187 port {} on lo", args.port)
     };
+    // The lights of this process share one replay-floor journal: one
+    // fsync per command for all of them (ssm_runtime::journal).
+    let journal = ssm_runtime::journal::FloorJournal::open(dir.join("floors.journal"))
+        .with_context(|| format!("cannot create the floor journal in {}", dir.display()))?;
     let cfg = |name: &str| DeviceConfig {
         interfaces: vec![iface.clone()],
         ipv4: !v6,
@@ -196,6 +200,7 @@ async fn demo(args: &Args, dir: &Path) -> Result<bool> {
         ipv6_scopes: vec![2],
         port: args.port,
         state_dir: dir.join(name),
+        floor_journal: Some(journal.clone()),
     };
     let t_start = Instant::now();
 

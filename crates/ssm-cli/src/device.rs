@@ -56,6 +56,7 @@ pub async fn run(a: Args) -> Result<bool> {
         ipv6_scopes: vec![2, 3, 5],
         port: a.port,
         state_dir: a.state_dir.clone(),
+        floor_journal: None,
     };
     let handle = start(device, &cfg)
         .await

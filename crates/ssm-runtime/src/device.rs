@@ -8,6 +8,7 @@
 //!   and `ff02::158`, `ff03::158`, `ff05::158` on port 5683. SSM datagrams
 //!   are verified, the replay floor is persisted *before* the update is
 //!   applied, and nothing is ever sent back; plain multicast is discovery.
+use crate::journal::FloorJournal;
 use crate::multicast::{all_ocf_nodes, join_v4, join_v6, ALL_COAP_NODES_V4, COAP_PORT};
 use crate::netif::NetIf;
 use crate::random_bytes;
@@ -49,6 +50,10 @@ pub struct DeviceConfig {
     pub port: u16,
     /// Directory for persisted state (replay floors, sequence numbers).
     pub state_dir: PathBuf,
+    /// Persist the SSM replay floors in this journal, shared with the other
+    /// devices of the process (one fsync per command for all of them),
+    /// instead of one file per device. `None`: the device's own file.
+    pub floor_journal: Option<Arc<FloorJournal>>,
 }
 
 impl DeviceConfig {
@@ -61,6 +66,7 @@ impl DeviceConfig {
             ipv6_scopes: vec![2, 3, 5],
             port: COAP_PORT,
             state_dir,
+            floor_journal: None,
         }
     }
 }
@@ -122,6 +128,8 @@ struct State {
     /// Verified SSM updates applied (or already in that state).
     ssm_applied: u64,
     floors_path: PathBuf,
+    /// The process's floor journal and this device's key in it.
+    floor_journal: Option<(Arc<FloorJournal>, String)>,
     state_dir: PathBuf,
     dtls: std::collections::HashMap<SocketAddr, DtlsPeer>,
     pin: Option<String>,
@@ -389,7 +397,25 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<Devi
         }
     }
     let floors_path = floors_path(&config.state_dir);
-    let (ssm, pairwise) = contexts(&device, &config.state_dir, load_floors(&floors_path)?)?;
+    let mut floors = load_floors(&floors_path)?;
+    // With a journal: per sender, the higher of the own file (written
+    // before the journal was used) and the latest journal record.
+    let journal = config
+        .floor_journal
+        .clone()
+        .map(|j| (j, config.state_dir.to_string_lossy().into_owned()));
+    if let Some((j, key)) = &journal {
+        if let Some(bytes) = j.latest(key) {
+            let recorded: ReplayFloors = serde_json::from_slice(&bytes).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("floor journal: {e}"))
+            })?;
+            for (kid, piv) in recorded.0 {
+                let e = floors.0.entry(kid).or_insert(0);
+                *e = (*e).max(piv);
+            }
+        }
+    }
+    let (ssm, pairwise) = contexts(&device, &config.state_dir, floors)?;
     let unicast = Arc::new(unicast_socket()?);
     let port = unicast.local_addr()?.port();
     let mut mcast = Vec::new();
@@ -427,6 +453,7 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<Devi
         drops: DropCounters::default(),
         ssm_applied: 0,
         floors_path,
+        floor_journal: journal,
         state_dir: config.state_dir.clone(),
         dtls: Default::default(),
         pin: None,
@@ -647,6 +674,7 @@ async fn multicast_loop(
             Step::Done(out) => out,
             Step::Persist {
                 accepted,
+                journal,
                 path,
                 floors,
             } => {
@@ -655,10 +683,14 @@ async fn multicast_loop(
                 // and without the state lock: the floor writes of many
                 // devices in one process (and the other processes') then
                 // overlap, and the file system commits them together.
-                let written = tokio::task::spawn_blocking(move || atomic_write(&path, &floors))
-                    .await
-                    .map_err(io::Error::other)
-                    .and_then(|r| r);
+                let written = match journal {
+                    // One commit for every device of the process.
+                    Some((j, key)) => j.write(&key, floors).await,
+                    None => tokio::task::spawn_blocking(move || atomic_write(&path, &floors))
+                        .await
+                        .map_err(io::Error::other)
+                        .and_then(|r| r),
+                };
                 match written {
                     Ok(()) => {
                         let Ok(mut st) = state.lock() else { return };
@@ -686,6 +718,7 @@ enum Step {
     /// it is applied.
     Persist {
         accepted: ssm_ocf::ssm::Accepted,
+        journal: Option<(Arc<FloorJournal>, String)>,
         path: PathBuf,
         floors: Vec<u8>,
     },
@@ -731,6 +764,7 @@ fn handle_multicast(
     match st.ssm.receive(datagram) {
         Ok((accepted, true)) => Step::Persist {
             accepted,
+            journal: st.floor_journal.clone(),
             path: st.floors_path.clone(),
             floors: serde_json::to_vec(st.ssm.floors()).unwrap_or_default(),
         },
