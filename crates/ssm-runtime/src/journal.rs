@@ -49,7 +49,8 @@ impl std::fmt::Debug for FloorJournal {
 }
 
 /// Reads the records of a journal: the latest value per key. A line that
-/// does not parse (a record torn by a crash) ends the reading.
+/// does not parse (a record torn by a crash, never acknowledged) is
+/// skipped.
 fn read(path: &Path) -> io::Result<HashMap<String, Vec<u8>>> {
     let mut out = HashMap::new();
     let f = match File::open(path) {
@@ -60,10 +61,10 @@ fn read(path: &Path) -> io::Result<HashMap<String, Vec<u8>>> {
     for line in io::BufReader::new(f).split(b'\n') {
         let line = line?;
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) else {
-            break;
+            continue;
         };
         let (Some(k), Some(val)) = (v.get("k").and_then(|k| k.as_str()), v.get("v")) else {
-            break;
+            continue;
         };
         out.insert(k.to_string(), serde_json::to_vec(val).unwrap_or_default());
     }
@@ -106,6 +107,11 @@ impl FloorJournal {
         std::thread::Builder::new()
             .name("ssm-floor-journal".into())
             .spawn(move || {
+                // After a failed append the file may end in a partial
+                // record; the next commit first rewrites it from what is
+                // known durable, so no acknowledged record ever follows
+                // garbage on the same line.
+                let mut broken = false;
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
                     while let Ok(more) = rx.try_recv() {
@@ -115,9 +121,17 @@ impl FloorJournal {
                         .iter()
                         .flat_map(|j| record(&j.key, &j.value))
                         .collect();
-                    let result = file.write_all(&bytes).and_then(|()| file.sync_data());
-                    let result = result.and_then(|()| {
+                    let result = (|| -> io::Result<()> {
                         let mut latest = shared.lock().map_err(|_| io::Error::other("poisoned"))?;
+                        if broken {
+                            atomic_write(&p, &compacted(&latest))?;
+                            file = OpenOptions::new().append(true).open(&p)?;
+                            broken = false;
+                        }
+                        if let Err(e) = file.write_all(&bytes).and_then(|()| file.sync_data()) {
+                            broken = true;
+                            return Err(e);
+                        }
                         for j in &batch {
                             latest.insert(j.key.clone(), j.value.clone());
                         }
@@ -126,7 +140,7 @@ impl FloorJournal {
                             file = OpenOptions::new().append(true).open(&p)?;
                         }
                         Ok(())
-                    });
+                    })();
                     for j in batch {
                         let r = match &result {
                             Ok(()) => Ok(()),
@@ -218,6 +232,20 @@ mod tests {
         j.write("a", b"{\"01\":6}".to_vec()).await.unwrap();
         drop(j);
         assert_eq!(read(&p).unwrap()["a"], b"{\"01\":6}".to_vec());
+    }
+
+    #[test]
+    fn an_unparsable_line_is_skipped_not_the_rest() {
+        let p = tmp("skip");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(
+            &p,
+            b"{\"k\":\"a\",\"v\":{\"01\":1}}\n{\"k\":\"a\",\"v\":{\"01\":\n{\"k\":\"b\",\"v\":{\"01\":2}}\n",
+        )
+        .unwrap();
+        let back = read(&p).unwrap();
+        assert_eq!(back["a"], b"{\"01\":1}".to_vec());
+        assert_eq!(back["b"], b"{\"01\":2}".to_vec());
     }
 
     #[tokio::test]
