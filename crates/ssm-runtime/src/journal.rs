@@ -16,7 +16,7 @@
 //! read back. A device started with a journal takes, per sender, the
 //! higher of its own floors file and its latest journal record. The file
 //! is compacted (latest record per device, written with
-//! [`atomic_write`](crate::store::atomic_write)) when it passes
+//! [`atomic_write`]) when it passes
 //! [`COMPACT_BYTES`].
 use crate::store::atomic_write;
 use std::collections::HashMap;
