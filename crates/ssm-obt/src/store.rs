@@ -5,6 +5,17 @@ use std::path::{Path, PathBuf};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+/// The version-1 schema (the migration path starts here).
+const SCHEMA_V1: &str = "CREATE TABLE obt (id INTEGER PRIMARY KEY CHECK (id = 1), uuid TEXT NOT NULL, name TEXT NOT NULL);
+     CREATE TABLE devices (uuid TEXT PRIMARY KEY, name TEXT NOT NULL, endpoint TEXT NOT NULL, role TEXT NOT NULL,
+     state TEXT NOT NULL, owner_psk BLOB NOT NULL, updated TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
+     CREATE TABLE ssm_group (id INTEGER PRIMARY KEY CHECK (id = 1), secret BLOB NOT NULL, epoch INTEGER NOT NULL);
+     CREATE TABLE sender_ids (sender_id TEXT PRIMARY KEY, client_uuid TEXT NOT NULL, epoch INTEGER NOT NULL,
+     revoked INTEGER NOT NULL DEFAULT 0);
+     CREATE TABLE grants (client_uuid TEXT NOT NULL, light_uuid TEXT NOT NULL, PRIMARY KEY (client_uuid, light_uuid));
+     CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+     action TEXT NOT NULL, detail TEXT NOT NULL);";
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = 2;
 
@@ -273,20 +284,9 @@ impl Store {
         let sq = sqlite_err(self.path.clone());
         if from < 1 {
             self.conn
-                .execute_batch(
-                    "BEGIN;
-                     CREATE TABLE obt (id INTEGER PRIMARY KEY CHECK (id = 1), uuid TEXT NOT NULL, name TEXT NOT NULL);
-                     CREATE TABLE devices (uuid TEXT PRIMARY KEY, name TEXT NOT NULL, endpoint TEXT NOT NULL, role TEXT NOT NULL,
-                                           state TEXT NOT NULL, owner_psk BLOB NOT NULL, updated TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
-                     CREATE TABLE ssm_group (id INTEGER PRIMARY KEY CHECK (id = 1), secret BLOB NOT NULL, epoch INTEGER NOT NULL);
-                     CREATE TABLE sender_ids (sender_id TEXT PRIMARY KEY, client_uuid TEXT NOT NULL, epoch INTEGER NOT NULL,
-                                              revoked INTEGER NOT NULL DEFAULT 0);
-                     CREATE TABLE grants (client_uuid TEXT NOT NULL, light_uuid TEXT NOT NULL, PRIMARY KEY (client_uuid, light_uuid));
-                     CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
-                                         action TEXT NOT NULL, detail TEXT NOT NULL);
-                     PRAGMA user_version = 1;
-                     COMMIT;",
-                )
+                .execute_batch(&format!(
+                    "BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+                ))
                 .map_err(&sq)?;
         }
         if from < 2 {
@@ -974,17 +974,9 @@ mod tests {
         let p = tmp("v1");
         {
             let c = Connection::open(&p).unwrap();
+            c.execute_batch(SCHEMA_V1).unwrap();
             c.execute_batch(
-                "CREATE TABLE obt (id INTEGER PRIMARY KEY CHECK (id = 1), uuid TEXT NOT NULL, name TEXT NOT NULL);
-                 CREATE TABLE devices (uuid TEXT PRIMARY KEY, name TEXT NOT NULL, endpoint TEXT NOT NULL, role TEXT NOT NULL,
-                                       state TEXT NOT NULL, owner_psk BLOB NOT NULL, updated TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
-                 CREATE TABLE ssm_group (id INTEGER PRIMARY KEY CHECK (id = 1), secret BLOB NOT NULL, epoch INTEGER NOT NULL);
-                 CREATE TABLE sender_ids (sender_id TEXT PRIMARY KEY, client_uuid TEXT NOT NULL, epoch INTEGER NOT NULL,
-                                          revoked INTEGER NOT NULL DEFAULT 0);
-                 CREATE TABLE grants (client_uuid TEXT NOT NULL, light_uuid TEXT NOT NULL, PRIMARY KEY (client_uuid, light_uuid));
-                 CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
-                                     action TEXT NOT NULL, detail TEXT NOT NULL);
-                 INSERT INTO obt VALUES (1, '11111111-2222-4333-8444-555555555555', 'old');
+                "INSERT INTO obt VALUES (1, '11111111-2222-4333-8444-555555555555', 'old');
                  INSERT INTO devices (uuid, name, endpoint, role, state, owner_psk)
                    VALUES ('00000000-0000-0000-0000-000000000005', 'l', 'coap://127.0.0.1:1', 'light', 'provisioned', x'07070707070707070707070707070707');
                  PRAGMA user_version = 1;",

@@ -282,9 +282,8 @@ pub async fn onboard_with(
         Ok(()) => run(&mut seq, &socket, peer, &mut dtls, progress).await,
         Err(e) => Err(ObtError::Protocol(peer, format!("not recorded: {e}"))),
     };
-    if let Some(mut s) = dtls {
-        s.close();
-        let _ = send_pending(&mut s, &socket, peer).await;
+    if let Some(s) = dtls {
+        close(s, &socket, peer).await;
     }
     result?;
     Ok(done)
@@ -301,11 +300,17 @@ pub async fn provision(
     let (socket, session) = owner_session(peer, obt, owner_psk).await?;
     let mut dtls = Some(session);
     let result = run(&mut seq, &socket, peer, &mut dtls, progress).await;
-    if let Some(mut s) = dtls {
-        s.close();
-        let _ = send_pending(&mut s, &socket, peer).await;
+    if let Some(s) = dtls {
+        close(s, &socket, peer).await;
     }
     result
+}
+
+/// Ends a session with a close_notify (best effort: the device also drops
+/// idle sessions).
+async fn close(mut s: DtlsSession, socket: &UdpSocket, peer: SocketAddr) {
+    s.close();
+    let _ = send_pending(&mut s, socket, peer).await;
 }
 
 /// Opens an owner session (PSK identity = `obt`) to `peer`.
@@ -364,9 +369,8 @@ pub async fn sync_device(
         Ok(plan)
     }
     .await;
-    if let Some(mut s) = dtls {
-        s.close();
-        let _ = send_pending(&mut s, &socket, peer).await;
+    if let Some(s) = dtls {
+        close(s, &socket, peer).await;
     }
     result
 }
@@ -396,8 +400,7 @@ pub async fn owns(peer: SocketAddr, obt: Uuid, owner_psk: &[u8; 16]) -> Result<b
                 message::request(MessageType::Confirmable, Code::GET, "/oic/sec/pstat", None),
             )
             .await;
-            s.close();
-            let _ = send_pending(&mut s, &socket, peer).await;
+            close(s, &socket, peer).await;
             Ok(r.map(|m| m.code == Code::CONTENT).unwrap_or(false))
         }
         Err(ObtError::Handshake { .. }) => Ok(false),

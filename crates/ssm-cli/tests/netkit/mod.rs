@@ -16,25 +16,10 @@ use std::time::{Duration, Instant};
 const V4_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 1, 187);
 pub const V6_GROUP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x158);
 
-pub fn ssm() -> &'static str {
-    env!("CARGO_BIN_EXE_ssm")
-}
-
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-        && Command::new("ip").arg("-V").output().is_ok()
-}
+// The binary, the repository and the root check are the OBT tests' own.
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::{is_root, repo, ssm};
 
 /// A namespace topology, deleted on drop.
 pub struct Topology {
