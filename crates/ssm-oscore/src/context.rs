@@ -41,7 +41,7 @@ impl core::fmt::Debug for ContextParams<'_> {
 
 /// The sending half: Sender ID, Sender Key (as an expanded AEAD), Common
 /// IV and the Sender Sequence Number.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SenderContext {
     pub(crate) id: Id,
     pub(crate) id_context: Option<IdContext>,
@@ -157,7 +157,7 @@ impl RecipientContext {
 }
 
 /// A full unicast security context.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SecurityContext {
     /// Sending half.
     pub sender: SenderContext,

@@ -43,7 +43,7 @@ pub enum Error {
     /// renewed.
     SequenceNumberExhausted,
     /// No sequence number is reserved in persistent storage: call
-    /// [`crate::SequenceNumber::checkpoint_due`] and store it first.
+    /// [`crate::SequenceNumber::reserve`] first.
     SequenceNumberNotReserved,
     /// The output buffer is too small.
     BufferTooSmall,

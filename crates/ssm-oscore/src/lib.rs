@@ -46,7 +46,7 @@ pub use id::{Id, IdContext, PartialIv, MAX_ID_CONTEXT_LEN, MAX_ID_LEN, MAX_PARTI
 pub use option::OscoreOption;
 pub use protect::{Decrypted, RequestBinding, RequestOptions, ResponsePiv};
 pub use replay::{ReplayState, ReplayWindow, DEFAULT_REPLAY_WINDOW, MAX_REPLAY_WINDOW};
-pub use sequence::{SequenceNumber, SequenceNumberStore, MAX_SEQUENCE_NUMBER};
+pub use sequence::{block_ahead, SequenceNumber, SequenceNumberStore, MAX_SEQUENCE_NUMBER};
 
 /// COSE algorithm 10, AES-CCM-16-64-128: the only AEAD OSCORE mandates.
 pub const ALG_AES_CCM_16_64_128: u8 = 10;

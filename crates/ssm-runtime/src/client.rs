@@ -1,6 +1,7 @@
 //! Client side: discovery by multicast, plain unicast requests and Observe,
-//! and the SSM sender (one OSCORE-protected multicast UPDATE per
-//! configured group, each with its own sequence number persisted K ahead).
+//! and the SSM sender (one OSCORE-protected multicast UPDATE per command,
+//! the same datagram sent to every configured group; its sequence number
+//! comes from a store shared safely by every process on the state dir).
 use crate::device::for_socket;
 use crate::multicast::{all_ocf_nodes, sender_v4, sender_v6, ALL_COAP_NODES_V4};
 use crate::netif::NetIf;
@@ -268,21 +269,20 @@ impl SsmSender {
     }
 
     /// Protects `request` with a fresh sequence number (reserved on disk
-    /// first).
+    /// first, under the store's lock).
     pub fn protect(&mut self, request: &Message) -> io::Result<(Vec<u8>, u64)> {
-        self.ctx.sequence.reserve(&mut self.store)?;
-        let piv = self.ctx.sequence.peek();
-        let mut out = vec![0u8; request.encoded_len() + 64];
-        let (n, _) = self
-            .ctx
-            .protect_request(&request.to_vec(), &mut out)
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        out.truncate(n);
-        Ok((out, piv))
+        let mut lock = self.store.lock()?;
+        protect_reserved(&mut self.ctx, &mut lock, request)
     }
 
-    /// Sends one SSM UPDATE of `props` to `href` to every destination, each
-    /// copy with its own sequence number (a nonce is never reused).
+    /// Sends one SSM UPDATE of `props` to `href`: protected **once** (one
+    /// Partial IV per command) and the identical datagram sent to every
+    /// destination (scope and family). Identical bytes are no nonce reuse;
+    /// a light joined to several groups applies the first copy and drops
+    /// the others as duplicates. The sequence store stays locked from the
+    /// reservation until the last copy is sent, so concurrent senders on
+    /// one state dir put their datagrams on the wire in sequence-number
+    /// order (a light's replay window sees them in order).
     pub async fn send(
         &mut self,
         targets: &MulticastTargets,
@@ -293,10 +293,11 @@ impl SsmSender {
         let mid = u16::from_be_bytes(random_bytes::<2>());
         let token = Token::new(&random_bytes::<8>()).unwrap_or_default();
         let req = ssm::update_request(href, props, mid, token, no_response);
+        let mut lock = self.store.lock()?;
+        let (bytes, piv) = protect_reserved(&mut self.ctx, &mut lock, &req)?;
         let mut sent = Vec::new();
         for (s, dests) in &targets.targets {
             for d in dests {
-                let (bytes, piv) = self.protect(&req)?;
                 s.send_to(&bytes, *d).await?;
                 sent.push(Sent {
                     to: *d,
@@ -305,8 +306,24 @@ impl SsmSender {
                 });
             }
         }
+        drop(lock);
         Ok(sent)
     }
+}
+
+fn protect_reserved(
+    ctx: &mut SenderContext,
+    lock: &mut crate::store::SequenceLock<'_>,
+    request: &Message,
+) -> io::Result<(Vec<u8>, u64)> {
+    ctx.sequence.reserve(lock)?;
+    let piv = ctx.sequence.peek();
+    let mut out = vec![0u8; request.encoded_len() + 64];
+    let (n, _) = ctx
+        .protect_request(&request.to_vec(), &mut out)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    out.truncate(n);
+    Ok((out, piv))
 }
 
 /// The response code and CBOR body of a response, for display.

@@ -2,6 +2,7 @@
 use ssm_oscore::SequenceNumberStore;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// Replaces `path` with `bytes` so that a crash at any instant leaves either
@@ -31,37 +32,251 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// A sender sequence-number limit in a small text file.
+/// A sender's sequence numbers in a state directory, safe to share between
+/// any number of processes (a running switch device and every `ssm client`
+/// call on its state dir use the same credential).
+///
+/// Two files, both owner-only (0600):
+/// * `<path>`: the durable limit `L` ("no number ≥ L was ever handed out"),
+///   replaced atomically and fsynced before any number at or above the old
+///   limit is used: what a sender resumes from after a reboot or power loss.
+/// * `<path>.lock`: the lock (an exclusive `flock`, held only while a number
+///   is handed out) and this boot's counter, `<boot id> <next>`, written in
+///   place and never fsynced: every process of the same boot sees the
+///   kernel's page cache, so the counter survives a SIGKILL; after a reboot
+///   (another boot id) the durable limit is used instead.
+///
+/// Every reservation (read, reserve, write) happens under the lock and
+/// hands out exactly one number, so no two users ever get the same one, and
+/// numbers are handed out in order. Cost: a `flock` and three small file
+/// operations per number, and one fsync per K numbers.
 #[derive(Debug)]
 pub struct FileSequenceStore {
     path: PathBuf,
+    lock_path: PathBuf,
+    tmp_path: PathBuf,
+    lock_file: Option<File>,
+}
+
+/// The boot this process runs in (Linux `boot_id`); `None` where unknown,
+/// then every process resumes from the durable limit (skipping up to K
+/// numbers, never reusing one).
+fn boot_id() -> Option<&'static str> {
+    static BOOT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
+    })
+    .as_deref()
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Opens (creating) a file for reading and writing, owner-only from the
+/// first byte.
+fn open_private(path: &Path, truncate: bool) -> io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.read(true).write(true).create(true).truncate(truncate);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
 }
 
 impl FileSequenceStore {
-    /// Uses `path` (created on first store).
+    /// Uses `path` and `path.lock` (created on first use).
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        FileSequenceStore { path: path.into() }
+        let path = path.into();
+        FileSequenceStore {
+            lock_path: with_suffix(&path, ".lock"),
+            tmp_path: with_suffix(&path, ".tmp"),
+            path,
+            lock_file: None,
+        }
     }
 
-    /// The stored limit, 0 if the file does not exist yet.
+    /// The next number a sender on this store would get now (this boot's
+    /// counter, or after a reboot the durable limit); 0 for a new store.
+    /// Read without the lock: a floor for [`ssm_oscore::SequenceNumber::resume`],
+    /// never above what the next reservation hands out.
     pub fn load(&self) -> io::Result<u64> {
-        match fs::read_to_string(&self.path) {
-            Ok(s) => s.trim().parse().map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: not a number", self.path.display()),
-                )
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(e),
+        let limit = read_limit(&self.path)?;
+        let counter = match fs::read_to_string(&self.lock_path) {
+            Ok(s) => parse_counter(&s),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        Ok(counter.unwrap_or(limit))
+    }
+
+    /// Takes the store's lock (blocking until other users release it).
+    /// Reservations made through the guard are exclusive; hold it across
+    /// protect and send to put datagrams on the wire in sequence-number
+    /// order.
+    pub fn lock(&mut self) -> io::Result<SequenceLock<'_>> {
+        if self.lock_file.is_none() {
+            if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::create_dir_all(dir)?;
+            }
+            let f = open_private(&self.lock_path, false)?;
+            f.lock()?;
+            // Temporary files of writers killed mid-write by older versions
+            // (`<name>.tmp<pid>`): nobody can be writing them now.
+            remove_stale_temporaries(&self.path);
+            self.lock_file = Some(f);
+            return Ok(SequenceLock { store: self });
         }
+        if let Some(f) = &self.lock_file {
+            f.lock()?;
+        }
+        Ok(SequenceLock { store: self })
+    }
+}
+
+fn read_limit(path: &Path) -> io::Result<u64> {
+    match fs::read_to_string(path) {
+        Ok(s) => s.trim().parse().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: not a number", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// `<boot id> <next>` of this boot, else `None`.
+fn parse_counter(s: &str) -> Option<u64> {
+    let boot = boot_id()?;
+    let mut it = s.split_whitespace();
+    match (it.next(), it.next().and_then(|n| n.parse().ok())) {
+        (Some(b), Some(n)) if b == boot => Some(n),
+        _ => None,
+    }
+}
+
+fn remove_stale_temporaries(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!("{}.tmp", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let n = e.file_name();
+        let n = n.to_string_lossy();
+        if n.len() > prefix.len()
+            && n.starts_with(&prefix)
+            && n[prefix.len()..].bytes().all(|b| b.is_ascii_digit())
+        {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+/// The exclusive lock of a [`FileSequenceStore`]; released on drop.
+#[derive(Debug)]
+pub struct SequenceLock<'a> {
+    store: &'a mut FileSequenceStore,
+}
+
+impl SequenceLock<'_> {
+    fn file(&self) -> &File {
+        self.store
+            .lock_file
+            .as_ref()
+            .expect("a SequenceLock exists only with an open lock file")
+    }
+
+    fn durable_limit(&self) -> io::Result<u64> {
+        read_limit(&self.store.path)
+    }
+
+    /// This boot's counter, if the lock file holds one of this boot.
+    fn counter(&self) -> io::Result<Option<u64>> {
+        use std::io::{Read, Seek};
+        let mut f = self.file();
+        f.seek(io::SeekFrom::Start(0))?;
+        let mut s = String::new();
+        if f.take(256).read_to_string(&mut s).is_err() {
+            return Ok(None);
+        }
+        Ok(parse_counter(&s))
+    }
+
+    fn set_counter(&self, next: u64) -> io::Result<()> {
+        use std::io::Seek;
+        let Some(boot) = boot_id() else {
+            return Ok(());
+        };
+        let mut f = self.file();
+        // Fixed width: the in-place write always covers the old content.
+        let line = format!("{boot} {next:020}\n");
+        f.seek(io::SeekFrom::Start(0))?;
+        f.write_all(line.as_bytes())?;
+        f.set_len(line.len() as u64)
+    }
+
+    fn store_durable_limit(&self, limit: u64) -> io::Result<()> {
+        // The lock makes this the only writer: one fixed temporary name,
+        // reused (never piling up after kills).
+        let dir = self
+            .store
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        {
+            let mut f = open_private(&self.store.tmp_path, true)?;
+            f.write_all(format!("{limit}\n").as_bytes())?;
+            f.sync_all()?;
+        }
+        fs::rename(&self.store.tmp_path, &self.store.path)?;
+        File::open(dir)?.sync_all()
+    }
+}
+
+impl Drop for SequenceLock<'_> {
+    fn drop(&mut self) {
+        if let Some(f) = &self.store.lock_file {
+            let _ = f.unlock();
+        }
+    }
+}
+
+impl SequenceNumberStore for SequenceLock<'_> {
+    type Error = io::Error;
+    fn reserve_block(&mut self, next: u64, k: u64) -> io::Result<Range<u64>> {
+        let limit = self.durable_limit()?;
+        let start = next.max(self.counter()?.unwrap_or(limit));
+        if start > ssm_oscore::MAX_SEQUENCE_NUMBER {
+            return Ok(start..start);
+        }
+        if start >= limit {
+            // Durable before any number at or above the old limit is used.
+            self.store_durable_limit(ssm_oscore::block_ahead(start, k).end)?;
+        }
+        self.set_counter(start + 1)?;
+        Ok(start..start + 1)
     }
 }
 
 impl SequenceNumberStore for FileSequenceStore {
     type Error = io::Error;
-    fn store_limit(&mut self, limit: u64) -> io::Result<()> {
-        atomic_write(&self.path, format!("{limit}\n").as_bytes())
+    fn reserve_block(&mut self, next: u64, k: u64) -> io::Result<Range<u64>> {
+        self.lock()?.reserve_block(next, k)
     }
 }
 
@@ -70,12 +285,17 @@ mod tests {
     use super::*;
     use ssm_oscore::SequenceNumber;
 
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ssm-store-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     #[test]
     fn sequence_survives_restart() {
-        let dir = std::env::temp_dir().join(format!("ssm-store-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("restart");
         let path = dir.join("ssn");
-        let _ = fs::remove_file(&path);
         let mut store = FileSequenceStore::new(&path);
         let mut s = SequenceNumber::resume(store.load().unwrap(), 16);
         let mut last = 0;
@@ -83,10 +303,93 @@ mod tests {
             s.reserve(&mut store).unwrap();
             last = s.take().unwrap().value();
         }
-        // "Crash" and resume: the next number is above every used one.
-        let mut s2 = SequenceNumber::resume(store.load().unwrap(), 16);
-        s2.reserve(&mut store).unwrap();
-        assert!(s2.take().unwrap().value() > last);
+        assert_eq!(last, 39);
+        // "Crash" (SIGKILL: nothing flushed) and resume in the same boot: the
+        // counter continues without a gap.
+        let mut store2 = FileSequenceStore::new(&path);
+        let mut s2 = SequenceNumber::resume(store2.load().unwrap(), 16);
+        s2.reserve(&mut store2).unwrap();
+        assert_eq!(s2.take().unwrap().value(), last + 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn after_a_reboot_resumes_above_the_durable_limit() {
+        let dir = scratch("reboot");
+        let path = dir.join("ssn");
+        let mut store = FileSequenceStore::new(&path);
+        let mut s = SequenceNumber::resume(0, 16);
+        for _ in 0..20 {
+            s.reserve(&mut store).unwrap();
+            s.take().unwrap();
+        }
+        drop(store);
+        // Another boot: the page-cache counter is not trusted.
+        fs::write(
+            with_suffix(&path, ".lock"),
+            "another-boot 00000000000000000019\n",
+        )
+        .unwrap();
+        let limit = read_limit(&path).unwrap();
+        assert_eq!(limit, 32, "reserved 16 ahead twice");
+        let mut store = FileSequenceStore::new(&path);
+        assert_eq!(store.load().unwrap(), 32);
+        let mut s = SequenceNumber::resume(store.load().unwrap(), 16);
+        s.reserve(&mut store).unwrap();
+        assert_eq!(s.take().unwrap().value(), 32);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn concurrent_users_never_get_the_same_number() {
+        let dir = scratch("concurrent");
+        let path = dir.join("ssn");
+        // Each thread opens its own lock file description, as separate
+        // processes do: flock excludes them from each other.
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut store = FileSequenceStore::new(&path);
+                    let mut s = SequenceNumber::resume(store.load().unwrap(), 4);
+                    (0..200)
+                        .map(|_| {
+                            s.reserve(&mut store).unwrap();
+                            s.take().unwrap().value()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "a number was handed out twice");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stale_temporaries_are_removed_and_files_are_private() {
+        let dir = scratch("tmp");
+        let path = dir.join("ssn-3");
+        fs::write(dir.join("ssn-3.tmp1234"), "99\n").unwrap();
+        fs::write(dir.join("ssn-30.tmp77"), "1\n").unwrap(); // another credential's
+        let mut store = FileSequenceStore::new(&path);
+        let mut s = SequenceNumber::resume(0, 4);
+        s.reserve(&mut store).unwrap();
+        assert!(!dir.join("ssn-3.tmp1234").exists());
+        assert!(dir.join("ssn-30.tmp77").exists());
+        assert!(!dir.join("ssn-3.tmp").exists(), "renamed over the target");
+        #[cfg(unix)]
+        for f in ["ssn-3", "ssn-3.lock"] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{f}");
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 }
