@@ -37,8 +37,11 @@ fuzz_target!(|data: &[u8]| {
             .unwrap_or(false);
         if meta.multicast && oscore {
             let mut d = datagram.to_vec();
-            if let Ok((accepted, _)) = rx.receive(&mut d) {
-                let _ = device.apply_ssm(&accepted);
+            if let Ok(v) = rx.receive(&mut d) {
+                if let Some(floor) = v.persist {
+                    rx.floor_persisted(&v.accepted.kid, floor);
+                }
+                let _ = device.apply_ssm(&v.accepted);
             }
             continue;
         }

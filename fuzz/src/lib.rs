@@ -109,9 +109,10 @@ pub const CAPTURED_UPDATE: &str = "580238144ccf431a636fe4b8990900029e1b4b90f1cdf
 pub fn self_check() {
     let (mut d, mut rx) = light();
     let mut b = h(CAPTURED_UPDATE);
-    let (a, _) = rx
+    let a = rx
         .receive(&mut b)
-        .expect("fixture: captured datagram verifies");
+        .expect("fixture: captured datagram verifies")
+        .accepted;
     assert_eq!(
         d.apply_ssm(&a)
             .expect("fixture: captured datagram is applied"),
@@ -172,7 +173,10 @@ mod tests {
         let mut applied = 0;
         for dg in v["datagrams"].as_array().unwrap() {
             let mut b = hex::decode(dg["hex"].as_str().unwrap()).unwrap();
-            let (a, _) = rx.receive(&mut b).expect("captured datagram verifies");
+            let a = rx
+                .receive(&mut b)
+                .expect("captured datagram verifies")
+                .accepted;
             d.apply_ssm(&a).expect("and is applied");
             applied += 1;
         }

@@ -123,7 +123,12 @@ fn sansio_valid(
     for d in pool {
         buf.clear();
         buf.extend_from_slice(d);
-        let (accepted, _grew) = rx.receive(&mut buf).map_err(|r| anyhow::anyhow!("{r:?}"))?;
+        let v = rx.receive(&mut buf).map_err(|r| anyhow::anyhow!("{r:?}"))?;
+        let accepted = v.accepted;
+        if let Some(floor) = v.persist {
+            // The floor of the batch is written below, before its applies.
+            rx.floor_persisted(&accepted.kid, floor);
+        }
         match persist_every {
             None => {
                 l.device

@@ -126,9 +126,13 @@ impl Light {
             for d in &self.s.datagrams[self.next..self.next + chunk] {
                 self.buf.clear();
                 self.buf.extend_from_slice(d);
-                let (accepted, persist) = self.rx.receive(&mut self.buf).unwrap();
-                black_box(persist);
-                black_box(self.s.device.apply_ssm(&accepted).unwrap());
+                let v = self.rx.receive(&mut self.buf).unwrap();
+                if let Some(floor) = v.persist {
+                    // What the runtime encodes and writes, then reports.
+                    black_box(self.rx.floors_with(&v.accepted.kid, floor));
+                    self.rx.floor_persisted(&v.accepted.kid, floor);
+                }
+                black_box(self.s.device.apply_ssm(&v.accepted).unwrap());
             }
             total += t.elapsed();
             self.next += chunk;

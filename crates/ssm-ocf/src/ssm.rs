@@ -4,13 +4,26 @@
 //! * A light holds one recipient context per authorised client (credtype
 //!   256, `subjectuuid` = that client), selected by `kid`. Every client has
 //!   its own Sender ID, so no two clients share a nonce space; a light
-//!   provisioned the reference way (one shared group ID) still works.
+//!   provisioned the reference way (one shared group ID) still works:
+//!   credentials with the same kid *and* key share one context and one
+//!   replay window (a datagram cannot tell which of them sent it, and a
+//!   window per credential would accept every replay once more per extra
+//!   credential).
+//! * A sender protects a command once and sends the identical datagram to
+//!   every group it addresses (224.0.1.187, ff02::158, ff05::158, …); a
+//!   light joined to several of them applies the first copy and counts the
+//!   others as [`DropReason::DuplicateCopy`], not as replays.
 //! * The replay window moves only after the tag verifies; a pair-wise
 //!   (credtype 64) context is never usable on multicast; the inner method
 //!   must be POST. Nothing is ever sent back.
 //! * Restart safety: the highest accepted Partial IV of each recipient is
 //!   kept in [`ReplayFloors`]; the runtime persists it *before* the update
 //!   is applied, and a restarted light rejects everything at or below it.
+//!   The receiver's floors are only ever the *durable* ones: a verified
+//!   update whose Partial IV is above them comes with the floors to persist
+//!   ([`Verified::persist`]), which the runtime hands back with
+//!   [`SsmReceiver::floor_persisted`] once they are on disk; one at or
+//!   below them is covered already and may be applied at once.
 use crate::cred::{CredType, OscoreCred};
 use ssm_coap::{Message, OptionNumber, Packet};
 use ssm_oscore::{
@@ -41,6 +54,15 @@ pub enum DropReason {
     MalformedPlaintext,
     /// The inner method is not POST (UPDATE).
     NotUpdate,
+    /// An identical copy of a datagram just accepted, received through
+    /// another group the light listens on (a sender sends one copy per
+    /// scope and family). Expected, not an attack; beyond one copy per
+    /// other group, or a few commands later, the same bytes count as a
+    /// [`DropReason::Replay`].
+    DuplicateCopy,
+    /// A confirmable (CON) request on a multicast group: multicast requests
+    /// are NON (RFC 7252 §8.1).
+    ConfirmableMulticast,
 }
 
 impl DropReason {
@@ -115,18 +137,50 @@ impl ReplayFloors {
     }
 }
 
+/// One recipient context (and so one replay window) per (kid, key).
 struct Recipient {
     ctx: RecipientContext,
+    /// Its master secret, to group credentials that share kid and key.
+    secret: zeroize::Zeroizing<Vec<u8>>,
+    /// The first credential with this kid and key (in provisioning order)
+    /// is credited with what the context verifies.
     subject: Option<Uuid>,
     credid: u32,
+}
+
+/// A datagram accepted lately, to recognise its copies from other groups.
+struct RecentAccept {
+    kid: Id,
+    piv: u64,
+    digest: u64,
+    copies_left: u8,
+}
+
+/// How many accepted datagrams are remembered to recognise their copies.
+const RECENT_ACCEPTS: usize = 8;
+
+/// A verified SSM update, with what must be made durable before it is
+/// applied.
+#[derive(Debug)]
+pub struct Verified {
+    /// The update.
+    pub accepted: Accepted,
+    /// `Some(floor)`: the floor of `accepted.kid` must rise to `floor`
+    /// first: persist [`SsmReceiver::floors_with`], then call
+    /// [`SsmReceiver::floor_persisted`], then apply. `None`: the durable
+    /// floor already covers this Partial IV; apply at once.
+    pub persist: Option<u64>,
 }
 
 /// The SSM receive side of one device.
 pub struct SsmReceiver {
     recipients: Vec<Recipient>,
     pairwise_kids: Vec<Id>,
+    /// The durable floors (on disk or in the journal).
     floors: ReplayFloors,
     reserve: u64,
+    recent: std::collections::VecDeque<RecentAccept>,
+    copies: u8,
 }
 
 impl SsmReceiver {
@@ -139,6 +193,15 @@ impl SsmReceiver {
         for c in creds {
             match (c.credtype, c.recipient_id) {
                 (CredType::SsmServer, Some(rid)) => {
+                    if recipients
+                        .iter()
+                        .any(|r: &Recipient| *r.ctx.id() == rid && *r.secret == *c.secret)
+                    {
+                        // Same kid and key as an earlier credential (the
+                        // reference stack's shared group ID): the same
+                        // context and window serve both.
+                        continue;
+                    }
                     let replay = match floors.get(&rid) {
                         Some(f) => ReplayWindow::from_floor(f, DEFAULT_REPLAY_WINDOW),
                         None => ReplayWindow::new(DEFAULT_REPLAY_WINDOW),
@@ -152,6 +215,7 @@ impl SsmReceiver {
                     )?;
                     recipients.push(Recipient {
                         ctx,
+                        secret: c.secret.clone(),
                         subject: c.subject,
                         credid: c.credid,
                     });
@@ -165,7 +229,31 @@ impl SsmReceiver {
             pairwise_kids,
             floors,
             reserve: 0,
+            recent: Default::default(),
+            copies: 0,
         })
+    }
+
+    /// How many identical copies of each datagram may arrive through the
+    /// light's other groups (the number of multicast groups it listens on,
+    /// less one); they are dropped as [`DropReason::DuplicateCopy`].
+    /// Default 0: every copy is a replay.
+    pub fn set_expected_copies(&mut self, n: u8) {
+        self.copies = n;
+    }
+
+    /// The durable floors with `kid`'s raised to `floor`: what to persist
+    /// for a [`Verified::persist`].
+    pub fn floors_with(&self, kid: &Id, floor: u64) -> ReplayFloors {
+        let mut f = self.floors.clone();
+        f.record(kid, floor);
+        f
+    }
+
+    /// `kid`'s floor `floor` is on stable storage now: it becomes the
+    /// receiver's durable floor (never lowered).
+    pub fn floor_persisted(&mut self, kid: &Id, floor: u64) {
+        self.floors.record(kid, floor);
     }
 
     /// Floor reservation (see [`ReplayFloors::reserve`]): 0 (the default)
@@ -196,10 +284,14 @@ impl SsmReceiver {
 
     /// Verifies one multicast datagram carrying an OSCORE option. The
     /// datagram is decrypted in place. On `Ok`, the caller persists
-    /// [`Self::floors`] if `true` was returned with it, then applies.
-    pub fn receive(&mut self, datagram: &mut [u8]) -> Result<(Accepted, bool), DropReason> {
-        let kid = {
+    /// [`Verified::persist`] if there is one, reports it with
+    /// [`Self::floor_persisted`], then applies.
+    pub fn receive(&mut self, datagram: &mut [u8]) -> Result<Verified, DropReason> {
+        let (kid, piv) = {
             let p = Packet::new_checked(&*datagram).map_err(|_| DropReason::Malformed)?;
+            if p.msg_type() == ssm_coap::MessageType::Confirmable {
+                return Err(DropReason::ConfirmableMulticast);
+            }
             let o = p
                 .options()
                 .get(OptionNumber::OSCORE)
@@ -208,22 +300,25 @@ impl SsmReceiver {
                 OscoreError::UnknownKid => DropReason::UnknownKid,
                 _ => DropReason::BadOscoreOption,
             })?;
-            opt.kid.ok_or(DropReason::BadOscoreOption)?
+            (
+                opt.kid.ok_or(DropReason::BadOscoreOption)?,
+                opt.partial_iv.map(|p| p.value()),
+            )
         };
         if self.pairwise_kids.contains(&kid) && !self.recipients.iter().any(|r| *r.ctx.id() == kid)
         {
             return Err(DropReason::PairwiseOnMulticast);
         }
-        // Several credentials may share a kid (the reference stack's single
-        // group ID): the first whose tag verifies wins. Decryption is in
-        // place, so each attempt works on a copy.
+        // Contexts with the same kid and different keys (rare: a kid reused
+        // across keys): the first whose tag verifies wins. Decryption is in
+        // place, so each attempt after the first works on a copy.
         let shared = self
             .recipients
             .iter()
             .filter(|r| *r.ctx.id() == kid)
             .count()
             > 1;
-        let original = if shared {
+        let original = if shared || self.copies > 0 {
             datagram.to_vec()
         } else {
             Vec::new()
@@ -242,17 +337,33 @@ impl SsmReceiver {
                         return Err(DropReason::NotUpdate);
                     }
                     let request = d.to_message();
-                    let grew = self.floors.reserve(&kid, piv, self.reserve);
-                    return Ok((
-                        Accepted {
-                            request,
-                            subject: r.subject,
-                            credid: r.credid,
+                    let persist = match self.floors.get(&kid) {
+                        Some(floor) if floor >= piv => None,
+                        _ => Some(
+                            piv.saturating_add(self.reserve)
+                                .min(ssm_oscore::MAX_SEQUENCE_NUMBER)
+                                .max(piv),
+                        ),
+                    };
+                    let accepted = Accepted {
+                        request,
+                        subject: r.subject,
+                        credid: r.credid,
+                        kid,
+                        piv,
+                    };
+                    if self.copies > 0 {
+                        if self.recent.len() == RECENT_ACCEPTS {
+                            self.recent.pop_front();
+                        }
+                        self.recent.push_back(RecentAccept {
                             kid,
                             piv,
-                        },
-                        grew,
-                    ));
+                            digest: digest(&original),
+                            copies_left: self.copies,
+                        });
+                    }
+                    return Ok(Verified { accepted, persist });
                 }
                 Err(OscoreError::Replay) => last = DropReason::Replay,
                 Err(OscoreError::DecryptionFailed) => last = DropReason::DecryptionFailed,
@@ -262,8 +373,33 @@ impl SsmReceiver {
                 Err(_) => last = DropReason::BadOscoreOption,
             }
         }
+        if last == DropReason::Replay && self.copies > 0 {
+            // Rejected either way; only the label differs. An identical copy
+            // of a datagram accepted lately is the sender's copy to another
+            // group, within one copy per other group.
+            let d = digest(&original);
+            if let Some(r) = self
+                .recent
+                .iter_mut()
+                .find(|r| r.kid == kid && Some(r.piv) == piv && r.digest == d)
+            {
+                if r.copies_left > 0 {
+                    r.copies_left -= 1;
+                    return Err(DropReason::DuplicateCopy);
+                }
+            }
+        }
         Err(last)
     }
+}
+
+/// A digest of a datagram to recognise identical copies (not a security
+/// mechanism: a copy is dropped either way, this only names the reason).
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
 }
 
 /// Counters of dropped datagrams, by reason.
@@ -350,4 +486,212 @@ pub fn pairwise_context(
         replay,
     )
     .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ssm_coap::{MessageType, Token};
+    use ssm_oscore::{SenderContext, SequenceNumber};
+
+    const SECRET: [u8; 32] = [0x5a; 32];
+
+    fn kid() -> Id {
+        Id::new(&[0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]).unwrap()
+    }
+
+    fn server_cred(credid: u32, subject: u128, secret: &[u8]) -> OscoreCred {
+        OscoreCred {
+            credid,
+            credtype: CredType::SsmServer,
+            subject: Some(Uuid::from_u128(subject)),
+            secret: zeroize::Zeroizing::new(secret.to_vec()),
+            sender_id: None,
+            recipient_id: Some(kid()),
+            ssn: None,
+        }
+    }
+
+    fn sender(start: u64) -> SenderContext {
+        SenderContext::derive(&SECRET, None, None, kid(), SequenceNumber::volatile(start)).unwrap()
+    }
+
+    fn update(s: &mut SenderContext, on: bool) -> Vec<u8> {
+        let props = crate::cbor::map([("value", ciborium::Value::Bool(on))]);
+        let m = update_request(
+            "/BinarySwitchResURI",
+            &props,
+            7,
+            Token::new(&[1]).unwrap(),
+            true,
+        );
+        let mut out = vec![0u8; 256];
+        let (n, _) = s.protect_request(&m.to_vec(), &mut out).unwrap();
+        out.truncate(n);
+        out
+    }
+
+    /// What the runtime does with a verified update: persist, report.
+    fn settle(rx: &mut SsmReceiver, v: &Verified) {
+        if let Some(floor) = v.persist {
+            rx.floor_persisted(&v.accepted.kid, floor);
+        }
+    }
+
+    /// F1 (security review): a light provisioned the reference way holds N
+    /// credtype-256 credentials with one kid and key. A recorded datagram,
+    /// replayed long after, must not be accepted once more per extra
+    /// credential.
+    #[test]
+    fn a_replay_is_refused_however_many_credentials_share_the_kid() {
+        let creds = [
+            server_cred(1, 1, &SECRET),
+            server_cred(2, 2, &SECRET),
+            server_cred(3, 3, &SECRET),
+        ];
+        let mut rx = SsmReceiver::new(&creds, ReplayFloors::default()).unwrap();
+        assert_eq!(rx.len(), 1, "one context (one window) per kid and key");
+        let mut s = sender(10);
+        let captured = update(&mut s, false);
+        let v = rx.receive(&mut captured.clone()).unwrap();
+        assert_eq!(v.accepted.piv, 10);
+        assert_eq!(v.accepted.credid, 1, "credited to the first credential");
+        settle(&mut rx, &v);
+        let mut recent = Vec::new();
+        for _ in 0..40 {
+            recent = update(&mut s, true);
+            let v = rx.receive(&mut recent.clone()).unwrap();
+            settle(&mut rx, &v);
+        }
+        for _ in 0..3 {
+            assert_eq!(
+                rx.receive(&mut captured.clone()).unwrap_err(),
+                DropReason::Replay
+            );
+        }
+        // A recent one too (inside the window).
+        for _ in 0..3 {
+            assert_eq!(
+                rx.receive(&mut recent.clone()).unwrap_err(),
+                DropReason::Replay
+            );
+        }
+    }
+
+    /// Same kid, different keys: each key keeps its own context and window,
+    /// and a datagram under the second key still verifies.
+    #[test]
+    fn same_kid_different_keys_stay_separate() {
+        let other = [0x11u8; 32];
+        let creds = [server_cred(1, 1, &SECRET), server_cred(2, 2, &other)];
+        let mut rx = SsmReceiver::new(&creds, ReplayFloors::default()).unwrap();
+        assert_eq!(rx.len(), 2);
+        let mut s2 =
+            SenderContext::derive(&other, None, None, kid(), SequenceNumber::volatile(5)).unwrap();
+        let d = update(&mut s2, true);
+        let v = rx.receive(&mut d.clone()).unwrap();
+        assert_eq!(v.accepted.credid, 2);
+        settle(&mut rx, &v);
+        assert_eq!(rx.receive(&mut d.clone()).unwrap_err(), DropReason::Replay);
+    }
+
+    /// F6 (security review): the in-memory floor rises only once it is
+    /// durable. After a failed floor write (the update is not applied), a
+    /// reordered older datagram must again ask for a write before it may be
+    /// applied; one covered by a durable floor may be applied at once.
+    #[test]
+    fn the_floor_rises_only_once_durable() {
+        let creds = [server_cred(1, 1, &SECRET)];
+        let mut rx = SsmReceiver::new(&creds, ReplayFloors::default()).unwrap();
+        let mut s = sender(10);
+        let d10 = update(&mut s, true);
+        let d11 = update(&mut s, false);
+        let d12 = update(&mut s, true);
+        let v10 = rx.receive(&mut d10.clone()).unwrap();
+        assert_eq!(v10.persist, Some(10));
+        settle(&mut rx, &v10);
+        // PIV 12: its floor write fails (EIO): the runtime does not report
+        // it persisted and does not apply it.
+        let v12 = rx.receive(&mut d12.clone()).unwrap();
+        assert_eq!(v12.persist, Some(12));
+        assert_eq!(rx.floors().get(&kid()), Some(10), "not durable, not raised");
+        // Reordered PIV 11: above the durable floor, so it needs a write.
+        let v11 = rx.receive(&mut d11.clone()).unwrap();
+        assert_eq!(v11.persist, Some(11), "must not be applied without a write");
+        settle(&mut rx, &v11);
+        // A restart from the durable floors rejects what was applied.
+        let mut restarted = SsmReceiver::new(&creds, rx.floors().clone()).unwrap();
+        assert_eq!(
+            restarted.receive(&mut d11.clone()).unwrap_err(),
+            DropReason::Replay
+        );
+        // With a reservation, a datagram under the durable floor needs no
+        // write.
+        let mut rx = SsmReceiver::new(&creds, ReplayFloors::default()).unwrap();
+        rx.set_floor_reservation(4);
+        let mut s = sender(20);
+        let v = rx.receive(&mut update(&mut s, true)).unwrap();
+        assert_eq!(v.persist, Some(24));
+        settle(&mut rx, &v);
+        let v = rx.receive(&mut update(&mut s, true)).unwrap();
+        assert_eq!(v.persist, None, "21 is under the durable floor 24");
+    }
+
+    /// One command is one datagram sent to several groups: the copies that
+    /// arrive through the light's other groups are duplicates, not replays;
+    /// beyond one per other group the same bytes are replays.
+    #[test]
+    fn identical_copies_are_duplicates_within_the_expected_count() {
+        let creds = [server_cred(1, 1, &SECRET)];
+        let mut rx = SsmReceiver::new(&creds, ReplayFloors::default()).unwrap();
+        rx.set_expected_copies(2); // 224.0.1.187, ff02::158, ff05::158
+        let mut s = sender(0);
+        let d = update(&mut s, true);
+        let v = rx.receive(&mut d.clone()).unwrap();
+        settle(&mut rx, &v);
+        assert_eq!(
+            rx.receive(&mut d.clone()).unwrap_err(),
+            DropReason::DuplicateCopy
+        );
+        assert_eq!(
+            rx.receive(&mut d.clone()).unwrap_err(),
+            DropReason::DuplicateCopy
+        );
+        assert_eq!(rx.receive(&mut d.clone()).unwrap_err(), DropReason::Replay);
+        // A modified datagram with the same PIV is never a "copy".
+        let mut forged = d.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(rx.receive(&mut forged).unwrap_err(), DropReason::Replay);
+        // Without expected copies (one group), a copy is a replay.
+        let mut rx = SsmReceiver::new(&creds, ReplayFloors::default()).unwrap();
+        let v = rx.receive(&mut d.clone()).unwrap();
+        settle(&mut rx, &v);
+        assert_eq!(rx.receive(&mut d.clone()).unwrap_err(), DropReason::Replay);
+    }
+
+    /// Multicast requests are NON (RFC 7252 §8.1).
+    #[test]
+    fn a_confirmable_multicast_request_is_dropped() {
+        let creds = [server_cred(1, 1, &SECRET)];
+        let mut rx = SsmReceiver::new(&creds, ReplayFloors::default()).unwrap();
+        let mut s = sender(0);
+        let props = crate::cbor::map([("value", ciborium::Value::Bool(true))]);
+        let mut m = update_request(
+            "/BinarySwitchResURI",
+            &props,
+            7,
+            Token::new(&[1]).unwrap(),
+            true,
+        );
+        m.ty = MessageType::Confirmable;
+        let mut out = vec![0u8; 256];
+        let (n, _) = s.protect_request(&m.to_vec(), &mut out).unwrap();
+        out.truncate(n);
+        // The outer type follows the inner one.
+        assert_eq!(
+            rx.receive(&mut out).unwrap_err(),
+            DropReason::ConfirmableMulticast
+        );
+    }
 }

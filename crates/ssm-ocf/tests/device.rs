@@ -9,7 +9,9 @@ use ssm_ocf::device::{Device, DeviceInfo, RequestMeta, Security, SsmRefusal};
 use ssm_ocf::discovery::{parse_links, SSM_EP_V4, SSM_EP_V6};
 use ssm_ocf::message;
 use ssm_ocf::provision::generate_group;
-use ssm_ocf::ssm::{sender_context, update_request, DropReason, ReplayFloors, SsmReceiver};
+use ssm_ocf::ssm::{
+    sender_context, update_request, DropReason, ReplayFloors, SsmReceiver, Verified,
+};
 use ssm_ocf::switch::{BinarySwitch, HREF};
 use ssm_ocf::Uuid;
 use ssm_oscore::SequenceNumber;
@@ -304,8 +306,10 @@ fn ssm_receive_rule_with_generated_creds() {
     };
     let on = update_request(HREF, &value(true), 1, Token::new(&[1]).unwrap(), true);
     let wire = protect(&mut s0, &on);
-    let (acc, persist) = rx.receive(&mut wire.clone()).unwrap();
-    assert!(persist);
+    let v = rx.receive(&mut wire.clone()).unwrap();
+    assert_eq!(v.persist, Some(0), "the floor must be persisted first");
+    let acc = v.accepted;
+    rx.floor_persisted(&acc.kid, 0);
     assert_eq!(acc.subject, Some(clients[0].uuid));
     assert_eq!(acc.request.option_uint(OptionNumber::NO_RESPONSE), Some(26));
     assert_eq!(d.apply_ssm(&acc), Ok(Some(HREF.to_string())));
@@ -317,7 +321,7 @@ fn ssm_receive_rule_with_generated_creds() {
     );
     // The second client, same sequence number 0: its own ID, so fresh.
     let off = update_request(HREF, &value(false), 2, Token::new(&[2]).unwrap(), true);
-    let (acc1, _) = rx.receive(&mut protect(&mut s1, &off)).unwrap();
+    let acc1 = rx.receive(&mut protect(&mut s1, &off)).unwrap().accepted;
     assert_eq!(acc1.subject, Some(clients[1].uuid));
     // A flipped byte.
     let mut bad = protect(&mut s0, &on);
@@ -335,7 +339,7 @@ fn ssm_receive_rule_with_generated_creds() {
     );
     // An update to a resource that is not SSM-enabled is refused by the device.
     let other = update_request("/other", &value(true), 3, Token::new(&[3]).unwrap(), true);
-    let (acc, _) = rx.receive(&mut protect(&mut s0, &other)).unwrap();
+    let acc = rx.receive(&mut protect(&mut s0, &other)).unwrap().accepted;
     assert_eq!(d.apply_ssm(&acc), Err(SsmRefusal::NotSsm("/other".into())));
     // Unprotected and pair-wise-on-multicast datagrams.
     assert_eq!(
@@ -412,7 +416,7 @@ fn every_flipped_bit_is_dropped_or_outside_the_protection() {
         bad[bit / 8] ^= 1 << (bit % 8);
         match rx.receive(&mut bad) {
             Err(_) => assert_eq!(d.representation(HREF), Some(value(false))),
-            Ok((acc, _)) => {
+            Ok(Verified { accepted: acc, .. }) => {
                 // Only the type bits, MID and token are unprotected (a
                 // changed outer code is refused); the update is then the
                 // genuine one.
@@ -490,7 +494,7 @@ fn a_new_resource_type_plugs_in() {
     );
     let mut out = vec![0u8; 256];
     let (n, _) = s.protect_request(&m.to_vec(), &mut out).unwrap();
-    let (acc, _) = rx.receive(&mut out[..n]).unwrap();
+    let acc = rx.receive(&mut out[..n]).unwrap().accepted;
     assert_eq!(d.apply_ssm(&acc), Ok(Some("/dim".into())));
     assert_eq!(
         d.representation("/dim"),
@@ -530,9 +534,12 @@ fn floor_reservation_persists_once_per_k_and_never_admits_a_replay_after_restart
         let (n, _) = s.protect_request(&m.to_vec(), &mut out).unwrap();
         out.truncate(n);
         sent.push(out.clone());
-        let (acc, persist) = rx.receive(&mut out).unwrap();
+        let v = rx.receive(&mut out).unwrap();
+        let acc = v.accepted;
         assert_eq!(acc.piv, 100 + u64::from(i));
-        if persist {
+        if let Some(floor) = v.persist {
+            // The runtime writes it, then reports it durable.
+            rx.floor_persisted(&acc.kid, floor);
             persisted.push((acc.piv, rx.floors().0.values().copied().next().unwrap()));
         }
     }

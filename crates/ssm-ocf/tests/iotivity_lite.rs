@@ -60,8 +60,10 @@ fn our_light_applies_reference_datagrams_in_order_and_never_twice() {
 
     let datagrams = v["datagrams"].as_array().unwrap();
     for g in datagrams {
-        let (acc, persist) = rx.receive(&mut hex(&g["hex"])).unwrap();
-        assert!(persist);
+        let v = rx.receive(&mut hex(&g["hex"])).unwrap();
+        let acc = v.accepted;
+        // The runtime persists the raised floor, then reports it.
+        rx.floor_persisted(&acc.kid, v.persist.expect("a floor to persist"));
         assert_eq!(acc.piv, g["oscore"]["ssn"].as_u64().unwrap());
         assert_eq!(
             acc.subject,
@@ -144,10 +146,10 @@ fn our_client_matches_the_reference_layout() {
         // Inner: a light decrypts both to the same options and value.
         let mut rx =
             SsmReceiver::new(std::slice::from_ref(&server), ReplayFloors::default()).unwrap();
-        let (a, _) = rx.receive(&mut out[..n].to_vec()).unwrap();
+        let a = rx.receive(&mut out[..n].to_vec()).unwrap().accepted;
         let mut rx =
             SsmReceiver::new(std::slice::from_ref(&server), ReplayFloors::default()).unwrap();
-        let (b, _) = rx.receive(&mut hex(&g["hex"])).unwrap();
+        let b = rx.receive(&mut hex(&g["hex"])).unwrap().accepted;
         assert_eq!(
             a.request.options, b.request.options,
             "inner options, in order"

@@ -142,7 +142,7 @@ fn onboard_provision_and_switch() {
     );
     let mut out = vec![0u8; 256];
     let (n, _) = s.protect_request(&m.to_vec(), &mut out).unwrap();
-    let (acc, _) = rx.receive(&mut out[..n]).unwrap();
+    let acc = rx.receive(&mut out[..n]).unwrap().accepted;
     assert_eq!(light.apply_ssm(&acc), Ok(Some(HREF.to_string())));
 
     // Provisioning by someone who is not the owner fails at its first step.

@@ -412,7 +412,7 @@ fn ssm_updates_need_an_ace_for_the_sender() {
         );
         let mut out = vec![0u8; 256];
         let (n, _) = s.protect_request(&m.to_vec(), &mut out).unwrap();
-        let (acc, _) = rx.receive(&mut out[..n]).unwrap();
+        let acc = rx.receive(&mut out[..n]).unwrap().accepted;
         match (i, d.apply_ssm(&acc)) {
             (0, Ok(Some(_))) => {}
             (1, Err(SsmRefusal::Forbidden(_))) => {}

@@ -17,7 +17,7 @@ use crate::store::{atomic_write, FileSequenceStore};
 use ssm_coap::{Code, Message, MessageType, OptionNumber, Packet};
 use ssm_ocf::cred::CredType;
 use ssm_ocf::device::{reply, Device, RequestMeta, Security};
-use ssm_ocf::ssm::{DropCounters, DropReason, ReplayFloors, SsmReceiver};
+use ssm_ocf::ssm::{DropCounters, DropReason, ReplayFloors, SsmReceiver, Verified};
 use ssm_oscore::{OscoreOption, ReplayState, SequenceNumber};
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
@@ -134,6 +134,9 @@ struct State {
     dtls: std::collections::HashMap<SocketAddr, DtlsPeer>,
     pin: Option<String>,
     floor_reservation: u64,
+    /// Identical copies of an SSM datagram expected through the device's
+    /// other multicast groups.
+    duplicate_copies: u8,
 }
 
 /// Longest number of concurrent DTLS sessions a device keeps.
@@ -246,6 +249,7 @@ fn after_request(st: &mut State, svr_changed: bool, creds_changed: bool) {
         match contexts(&st.device, &st.state_dir, st.ssm.floors().clone()) {
             Ok((mut ssm, pairwise)) => {
                 ssm.set_floor_reservation(st.floor_reservation);
+                ssm.set_expected_copies(st.duplicate_copies);
                 st.ssm = ssm;
                 st.pairwise = pairwise;
             }
@@ -264,6 +268,8 @@ pub struct DeviceHandle {
     pub events: broadcast::Sender<DeviceEvent>,
     state: Arc<Mutex<State>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The state dir's lock, released when the handle goes.
+    _lock: std::fs::File,
 }
 
 impl DeviceHandle {
@@ -380,6 +386,7 @@ pub fn for_socket(socket: &UdpSocket, addr: SocketAddr) -> SocketAddr {
 /// security state (`Device::set_security`).
 pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<DeviceHandle> {
     std::fs::create_dir_all(&config.state_dir)?;
+    let lock = lock_state_dir(&config.state_dir)?;
     if device.security().is_none() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -415,7 +422,7 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<Devi
             }
         }
     }
-    let (ssm, pairwise) = contexts(&device, &config.state_dir, floors)?;
+    let (mut ssm, pairwise) = contexts(&device, &config.state_dir, floors)?;
     let unicast = Arc::new(unicast_socket()?);
     let port = unicast.local_addr()?.port();
     let mut mcast = Vec::new();
@@ -444,6 +451,10 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<Devi
             .any(|n| NetIf::by_name(n).map(|i| !i.is_loopback()).unwrap_or(false));
     device.set_endpoints(endpoints.clone());
     device.set_ssm_families(any_v6, config.ipv4);
+    // A sender sends one identical copy per group: the copies that arrive
+    // through the other groups are duplicates, not replays.
+    let duplicate_copies = u8::try_from(mcast.len().saturating_sub(1)).unwrap_or(u8::MAX);
+    ssm.set_expected_copies(duplicate_copies);
 
     let (events, _) = broadcast::channel(1024);
     let state = Arc::new(Mutex::new(State {
@@ -458,6 +469,7 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<Devi
         dtls: Default::default(),
         pin: None,
         floor_reservation: 0,
+        duplicate_copies,
     }));
     {
         let mut st = state
@@ -495,7 +507,52 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<Devi
         events,
         state,
         tasks,
+        _lock: lock,
     })
+}
+
+/// The lock a running device holds on its state dir.
+pub fn device_lock_path(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join("device.lock")
+}
+
+/// Takes the state dir for one running device: a second device on the same
+/// dir would keep its own copy of the security state and replay floors and
+/// answer with the same sequence numbers' contexts. (Clients on the dir,
+/// `ssm client`, share it safely through the sequence store's lock.)
+fn lock_state_dir(state_dir: &std::path::Path) -> io::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let path = device_lock_path(state_dir);
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = o.open(&path)?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            let pid = pid.trim();
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                format!(
+                    "{} is in use by another running device{}: stop it first (one device per state dir)",
+                    state_dir.display(),
+                    if pid.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (pid {pid})")
+                    }
+                ),
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
+    f.set_len(0)?;
+    f.seek(io::SeekFrom::Start(0))?;
+    writeln!(f, "{}", std::process::id())?;
+    Ok(f)
 }
 
 async fn send_all(socket: &UdpSocket, out: Vec<(SocketAddr, Vec<u8>)>) {
@@ -676,7 +733,8 @@ async fn multicast_loop(
                 accepted,
                 journal,
                 path,
-                floors,
+                floor,
+                bytes,
             } => {
                 // The floor must be durable before the update is applied.
                 // The write runs on tokio's blocking pool, not on a worker
@@ -685,8 +743,8 @@ async fn multicast_loop(
                 // overlap, and the file system commits them together.
                 let written = match journal {
                     // One commit for every device of the process.
-                    Some((j, key)) => j.write(&key, floors).await,
-                    None => tokio::task::spawn_blocking(move || atomic_write(&path, &floors))
+                    Some((j, key)) => j.write(&key, bytes).await,
+                    None => tokio::task::spawn_blocking(move || atomic_write(&path, &bytes))
                         .await
                         .map_err(io::Error::other)
                         .and_then(|r| r),
@@ -694,6 +752,8 @@ async fn multicast_loop(
                 match written {
                     Ok(()) => {
                         let Ok(mut st) = state.lock() else { return };
+                        // Only now does the receiver's floor rise.
+                        st.ssm.floor_persisted(&accepted.kid, floor);
                         apply_accepted(&mut st, &accepted, &events)
                     }
                     Err(e) => {
@@ -720,7 +780,10 @@ enum Step {
         accepted: ssm_ocf::ssm::Accepted,
         journal: Option<(Arc<FloorJournal>, String)>,
         path: PathBuf,
-        floors: Vec<u8>,
+        /// The floor of `accepted.kid` to make durable, and the encoded
+        /// floors with it.
+        floor: u64,
+        bytes: Vec<u8>,
     },
 }
 
@@ -731,6 +794,12 @@ fn handle_multicast(
     events: &broadcast::Sender<DeviceEvent>,
 ) -> Step {
     let is_oscore = match Packet::new_checked(&*datagram) {
+        // Multicast requests are NON (RFC 7252 §8.1): a CON one is not
+        // answered, acknowledged or applied.
+        Ok(p) if p.msg_type() == MessageType::Confirmable => {
+            drop_one(st, DropReason::ConfirmableMulticast, events);
+            return Step::Done(Vec::new());
+        }
         Ok(p) => p.options().get(OptionNumber::OSCORE).is_some(),
         Err(_) => {
             drop_one(st, DropReason::Malformed, events);
@@ -762,13 +831,22 @@ fn handle_multicast(
     }
     // SSM: whatever happens below, nothing is sent to the peer.
     match st.ssm.receive(datagram) {
-        Ok((accepted, true)) => Step::Persist {
+        Ok(Verified {
             accepted,
+            persist: Some(floor),
+        }) => Step::Persist {
             journal: st.floor_journal.clone(),
             path: st.floors_path.clone(),
-            floors: serde_json::to_vec(st.ssm.floors()).unwrap_or_default(),
+            bytes: serde_json::to_vec(&st.ssm.floors_with(&accepted.kid, floor))
+                .unwrap_or_default(),
+            floor,
+            accepted,
         },
-        Ok((accepted, false)) => Step::Done(apply_accepted(st, &accepted, events)),
+        // The durable floor already covers it.
+        Ok(Verified {
+            accepted,
+            persist: None,
+        }) => Step::Done(apply_accepted(st, &accepted, events)),
         Err(reason) => {
             drop_one(st, reason, events);
             Step::Done(Vec::new())
