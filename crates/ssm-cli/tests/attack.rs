@@ -52,12 +52,14 @@ struct World {
 
 impl World {
     /// One genuine `ssm client update --multicast` (a new process each
-    /// time: the sender restarts every time); waits until every light
-    /// applied every copy. Returns how many datagrams it sent.
+    /// time: the sender restarts every time): one Partial IV, the same
+    /// datagram to every group. Waits until every light applied it once and
+    /// dropped the other copies as duplicate copies. Returns how many
+    /// datagrams it sent.
     fn genuine(&mut self, att: &Attacker, captured: &mut Vec<Captured>) -> usize {
         self.value = !self.value;
         self.expect = vec![self.value; self.lights.len()];
-        let before: Vec<u64> = self.lights.iter().map(|l| l.events().applied).collect();
+        let before: Vec<Events> = self.snapshot();
         let mut args = vec![
             "client",
             "--state-dir",
@@ -82,20 +84,29 @@ impl World {
             String::from_utf8_lossy(&out.stderr)
         );
         let sent: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let n = sent["sent"].as_array().unwrap().len();
+        let copies = sent["sent"].as_array().unwrap();
+        let n = copies.len();
         assert_eq!(n, if self.ipv6 { 2 } else { 1 }, "{sent}");
-        self.genuine += n as u64;
+        assert!(
+            copies.iter().all(|c| c["piv"] == copies[0]["piv"]),
+            "one Partial IV per command: {sent}"
+        );
+        self.genuine += 1;
         let deadline = Instant::now() + Duration::from_secs(10);
-        for (l, b) in self.lights.iter().zip(before) {
-            while l.events().applied < b + n as u64 {
+        let dup = |e: &Events| e.dropped.get("DuplicateCopy").copied().unwrap_or(0);
+        for (l, b) in self.lights.iter().zip(&before) {
+            while l.events().applied < b.applied + 1 || dup(&l.events()) < dup(b) + n as u64 - 1 {
                 assert!(
                     Instant::now() < deadline,
-                    "light {} did not apply a genuine command: {:?}",
+                    "light {} did not apply a genuine command once: {:?}",
                     l.ep,
                     l.events()
                 );
                 std::thread::sleep(Duration::from_millis(5));
             }
+            let e = l.events();
+            assert_eq!(e.applied, b.applied + 1, "applied once, not per copy");
+            assert_eq!(e.dropped() - b.dropped(), n as u64 - 1, "{e:?}");
         }
         // The capture holds exactly what the switch sent.
         let deadline = Instant::now() + Duration::from_secs(5);
