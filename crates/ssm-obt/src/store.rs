@@ -147,6 +147,10 @@ fn members(c: &Connection) -> rusqlite::Result<Vec<Uuid>> {
 }
 
 /// A fresh OSCORE ID of 7 bytes with `prefix` as its first byte.
+/// How many fresh pair-wise ID pairs a grant draws before it gives up on
+/// collisions with IDs already given out (each has a chance of about 2^-48).
+const PAIRWISE_ID_ATTEMPTS: u32 = 16;
+
 fn fresh_id(prefix: u8, random: &mut dyn FnMut(&mut [u8])) -> [u8; 7] {
     let mut id = [0u8; 7];
     random(&mut id);
@@ -550,22 +554,44 @@ impl Store {
                     params![client.to_string(), light.to_string()],
                 )
                 .map_err(&sq)?;
-            loop {
-                let mut secret = Zeroizing::new([0u8; 32]);
-                random(&mut secret[..]);
-                let (a, mut b) = (fresh_id(0x01, random), fresh_id(0x01, random));
-                if a == b {
-                    b[6] ^= 0xff;
-                }
-                match tx.execute(
-                    "INSERT OR IGNORE INTO pairwise (client_uuid, light_uuid, secret, client_id, light_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![client.to_string(), light.to_string(), &secret[..], hex::encode(a), hex::encode(b)],
-                ) {
-                    Ok(_) => break,
-                    // An ID collision (UNIQUE): draw again.
-                    Err(rusqlite::Error::SqliteFailure(e, _))
-                        if e.code == rusqlite::ErrorCode::ConstraintViolation => {}
-                    Err(e) => return Err(sq(e)),
+            // A grant given before keeps its pair-wise key (idempotent).
+            let keyed = tx
+                .query_row(
+                    "SELECT 1 FROM pairwise WHERE client_uuid = ?1 AND light_uuid = ?2",
+                    params![client.to_string(), light.to_string()],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(&sq)?
+                .is_some();
+            if !keyed {
+                let mut attempt = 0;
+                loop {
+                    let mut secret = Zeroizing::new([0u8; 32]);
+                    random(&mut secret[..]);
+                    let (a, mut b) = (fresh_id(0x01, random), fresh_id(0x01, random));
+                    if a == b {
+                        b[6] ^= 0xff;
+                    }
+                    // A plain INSERT: an ID already given to another pair
+                    // (UNIQUE client_id/light_id) must fail, not be ignored.
+                    match tx.execute(
+                        "INSERT INTO pairwise (client_uuid, light_uuid, secret, client_id, light_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![client.to_string(), light.to_string(), &secret[..], hex::encode(a), hex::encode(b)],
+                    ) {
+                        Ok(_) => break,
+                        // An ID collision: draw again (a few times; more means
+                        // the random source is broken).
+                        Err(rusqlite::Error::SqliteFailure(e, m))
+                            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                        {
+                            attempt += 1;
+                            if attempt >= PAIRWISE_ID_ATTEMPTS {
+                                return Err(sq(rusqlite::Error::SqliteFailure(e, m)));
+                            }
+                        }
+                        Err(e) => return Err(sq(e)),
+                    }
                 }
             }
             if new == 1 {
@@ -867,7 +893,10 @@ mod tests {
     }
 
     fn counter_rng() -> impl FnMut(&mut [u8]) {
-        let mut n = 7u32;
+        seeded_rng(7)
+    }
+
+    fn seeded_rng(mut n: u32) -> impl FnMut(&mut [u8]) {
         move |b: &mut [u8]| {
             b.iter_mut().for_each(|x| {
                 n = n.wrapping_mul(1_103_515_245).wrapping_add(12_345);
@@ -967,6 +996,65 @@ mod tests {
         let s = Store::open(&p).unwrap();
         assert_eq!(s.group().unwrap().unwrap().epoch, 3);
         assert_eq!(s.current_sender_id(&a).unwrap().unwrap(), a3);
+    }
+
+    /// Review side note: a pair-wise ID that collides with one given to
+    /// another pair is drawn again; before, `INSERT OR IGNORE` dropped the
+    /// row and the grant silently had no pair-wise key.
+    #[test]
+    fn pairwise_id_collision_draws_again() {
+        let p = tmp("pwcollide");
+        let mut s = Store::init(&p, Uuid::from_u128(1), "hall").unwrap();
+        let (l1, l2) = (dev(&mut s, 10, "light"), dev(&mut s, 11, "light"));
+        let sw = dev(&mut s, 20, "switch");
+        // A random source that repeats its first draws for the second
+        // light: secret, client_id, light_id all as before, then fresh.
+        let mut log: Vec<Vec<u8>> = Vec::new();
+        let mut inner = counter_rng();
+        let mut recording = |b: &mut [u8]| {
+            inner(b);
+            log.push(b.to_vec());
+        };
+        s.grant_lights(&sw, &[l1], &mut recording).unwrap();
+        let first = s.pairwise_keys(&l1).unwrap();
+        assert_eq!(first.len(), 1);
+        // Draws of the first pair-wise key: the last three (secret, a, b).
+        let replay: Vec<Vec<u8>> = log[log.len() - 3..].to_vec();
+        assert_eq!(replay.iter().map(Vec::len).collect::<Vec<_>>(), [32, 7, 7]);
+        let mut i = 0;
+        let mut fresh = seeded_rng(99);
+        let mut colliding = |b: &mut [u8]| {
+            match replay.get(i) {
+                Some(r) => b.copy_from_slice(r),
+                None => fresh(b),
+            }
+            i += 1;
+        };
+        s.grant_lights(&sw, &[l2], &mut colliding).unwrap();
+        assert!(i > 3, "the colliding IDs were drawn, then fresh ones");
+        let second = s.pairwise_keys(&l2).unwrap();
+        assert_eq!(second.len(), 1, "the grant has its pair-wise key");
+        let all = s.pairwise_keys(&sw).unwrap();
+        assert_eq!(all.len(), 2);
+        let ids = |k: &PairwiseKey| (k.client_id.clone(), k.light_id.clone());
+        assert_ne!(ids(&all[0]).0, ids(&all[1]).0);
+        assert_ne!(ids(&all[0]).1, ids(&all[1]).1);
+        // A true duplicate grant stays idempotent: same key, no error.
+        s.grant_lights(&sw, &[l1, l2], &mut counter_rng()).unwrap();
+        let again = s.pairwise_keys(&sw).unwrap();
+        assert_eq!(again.len(), 2);
+        assert_eq!(ids(&again[0]), ids(&all[0]));
+        assert_eq!(ids(&again[1]), ids(&all[1]));
+        // A source that only ever repeats an ID in use ends with an error,
+        // not a loop.
+        let l3 = dev(&mut s, 12, "light");
+        let mut stuck = |b: &mut [u8]| {
+            if b.len() == replay[1].len() {
+                b.copy_from_slice(&replay[1]);
+            }
+        };
+        assert!(s.grant_lights(&sw, &[l3], &mut stuck).is_err());
+        assert!(s.pairwise_keys(&l3).unwrap().is_empty());
     }
 
     #[test]
