@@ -65,7 +65,7 @@ pub fn run(cmd: Cmd) -> Result<bool> {
                 std::fs::remove_dir_all(&dir)
                     .with_context(|| format!("cannot clear {}", dir.display()))?;
             }
-            std::fs::create_dir_all(&dir)
+            ssm_runtime::store::create_private_dir(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             let id = Identity {
                 deviceuuid: m.uuid,

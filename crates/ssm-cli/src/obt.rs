@@ -591,6 +591,7 @@ pub async fn run(a: Args) -> Result<bool> {
 
 async fn run_inner(a: Args) -> Result<bool> {
     let path = a.domain.clone().unwrap_or_else(default_domain);
+    crate::state::warn_open_to_others(ssm_obt::store::domain_open_to_others(&path));
     match a.cmd {
         Cmd::Init { name } => {
             let s = Store::init(&path, zero_free_uuid(), &name)?;

@@ -211,10 +211,37 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The files of the domain store at `path`: the database, its WAL and
+/// shared-memory files and the lock file. All are created 0600: the
+/// database by [`Store::init`] before SQLite opens it, the lock file here,
+/// and SQLite gives `-wal` and `-shm` the database's mode.
+pub fn domain_files(path: &Path) -> [PathBuf; 4] {
+    let with = |suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    [
+        path.to_path_buf(),
+        with("-wal"),
+        with("-shm"),
+        with(".lock"),
+    ]
+}
+
+/// Which of the domain's files others may read (every owner PSK and the
+/// group secret are in them): for a warning with the `chmod` to run.
+pub fn domain_open_to_others(path: &Path) -> Vec<ssm_runtime::store::OpenToOthers> {
+    domain_files(path)
+        .iter()
+        .filter_map(|p| ssm_runtime::store::open_to_others(p))
+        .collect()
+}
+
 fn lock(path: &Path) -> Result<File, StoreError> {
     let mut lp = path.as_os_str().to_owned();
     lp.push(".lock");
-    let f = File::options()
+    let f = ssm_runtime::store::private_options()
         .create(true)
         .truncate(false)
         .write(true)
@@ -231,8 +258,15 @@ impl Store {
     /// usable as a DTLS PSK identity: no zero byte).
     pub fn init(path: &Path, obt_uuid: Uuid, name: &str) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
+            ssm_runtime::store::create_private_dir(dir)?;
         }
+        // Owner-only before SQLite opens (creates) it; its -wal and -shm
+        // files get the same mode. An existing file is not truncated.
+        ssm_runtime::store::private_options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
         let s = Self::open_inner(path, true)?;
         let sq = sqlite_err(path.to_path_buf());
         s.conn
@@ -823,6 +857,39 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d.join("domain.sqlite")
+    }
+
+    /// Every owner PSK and the group secret live in the domain: its
+    /// directory is 0700 and every file of it 0600 (the WAL and
+    /// shared-memory files too, while the OBT has it open).
+    #[cfg(unix)]
+    #[test]
+    fn domain_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let base = tmp("modes").parent().unwrap().to_path_buf();
+        let p = base.join("new-dir/domain.sqlite");
+        let mut s = Store::init(&p, Uuid::from_u128(1), "hall").unwrap();
+        dev(&mut s, 10, "light");
+        assert_eq!(mode(p.parent().unwrap()), 0o700);
+        for f in domain_files(&p) {
+            assert!(f.exists(), "{} exists while the store is open", f.display());
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
+        assert!(domain_open_to_others(&p).is_empty());
+        drop(s);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let w = domain_open_to_others(&p);
+        assert_eq!(w.len(), 1);
+        assert_eq!(
+            w[0].to_string(),
+            format!(
+                "{} is readable by others (mode 0644): run chmod 600 {}",
+                p.display(),
+                p.display()
+            )
+        );
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

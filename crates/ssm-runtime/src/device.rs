@@ -379,7 +379,7 @@ pub fn for_socket(socket: &UdpSocket, addr: SocketAddr) -> SocketAddr {
 /// Starts `device`; its OSCORE contexts come from the credentials in its
 /// security state (`Device::set_security`).
 pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<DeviceHandle> {
-    std::fs::create_dir_all(&config.state_dir)?;
+    crate::store::create_private_dir(&config.state_dir)?;
     if device.security().is_none() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
