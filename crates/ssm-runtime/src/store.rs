@@ -100,20 +100,30 @@ pub fn is_state_file(name: &str) -> bool {
         || name.ends_with(".lock")
 }
 
-/// What of a state directory others may read: the directory itself and
-/// every state file in it ([`is_state_file`]; other files are not ours).
-/// Empty if it does not exist.
+/// What of a state directory others may read: every state file in it
+/// ([`is_state_file`]; other files are not ours), and the directory itself
+/// if it holds more than `device.json` (the identity is no secret: a
+/// directory that holds nothing else, such as the working directory of an
+/// `ssm client` without `--state-dir`, is not reported). Empty if it does
+/// not exist.
 pub fn state_dir_open_to_others(dir: &Path) -> Vec<OpenToOthers> {
-    let mut out: Vec<OpenToOthers> = open_to_others(dir).into_iter().collect();
-    if let Ok(rd) = fs::read_dir(dir) {
-        let mut files: Vec<PathBuf> = rd
+    let mut files: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(rd) => rd
             .filter_map(Result::ok)
             .filter(|e| e.file_name().to_str().is_some_and(is_state_file))
             .map(|e| e.path())
-            .collect();
-        files.sort();
-        out.extend(files.iter().filter_map(|p| open_to_others(p)));
+            .collect(),
+        Err(_) => return Vec::new(),
+    };
+    files.sort();
+    let secrets = files
+        .iter()
+        .any(|p| p.file_name().is_some_and(|n| n != "device.json"));
+    let mut out: Vec<OpenToOthers> = Vec::new();
+    if secrets {
+        out.extend(open_to_others(dir));
     }
+    out.extend(files.iter().filter_map(|p| open_to_others(p)));
     out
 }
 
@@ -220,6 +230,19 @@ mod tests {
         atomic_write(&p, b"{}").unwrap();
         assert_eq!(mode(&p), 0o600, "the rewrite is private again");
         assert!(state_dir_open_to_others(&dir).is_empty());
+        // A directory holding only the identity (no secret) is not
+        // reported; the identity file itself is.
+        let id_only = base.join("id-only");
+        create_private_dir(&id_only).unwrap();
+        atomic_write(&id_only.join("device.json"), b"{}").unwrap();
+        fs::set_permissions(&id_only, fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(state_dir_open_to_others(&id_only).is_empty());
+        fs::set_permissions(
+            id_only.join("device.json"),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        assert_eq!(state_dir_open_to_others(&id_only).len(), 1);
         // What is found and how it is reported.
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
         fs::write(dir.join("notes.txt"), b"not ours").unwrap();
