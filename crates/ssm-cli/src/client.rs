@@ -139,20 +139,20 @@ pub fn parse_ep(ep: &str) -> Result<SocketAddr> {
         format!("coap://{ep}")
     };
     let (host, port) = ssm_ocf::discovery::split_ep(&with_scheme)
-        .ok_or_else(|| anyhow!("{ep:?} is not coap://host:port"))?;
+        .ok_or_else(|| crate::usage!("{ep:?} is not coap://host:port"))?;
     if let Some((addr, zone)) = host.split_once('%') {
         let ip: std::net::Ipv6Addr = addr
             .parse()
-            .with_context(|| format!("bad address in {ep}"))?;
+            .map_err(|e| crate::usage!("bad address in {ep}: {e}"))?;
         let index = NetIf::by_name(zone)
             .map(|i| i.index)
             .or_else(|_| zone.parse::<u32>())
-            .with_context(|| format!("unknown zone {zone}"))?;
+            .map_err(|_| crate::usage!("unknown zone {zone} in {ep}"))?;
         return Ok(SocketAddr::V6(SocketAddrV6::new(ip, port, 0, index)));
     }
     let ip: IpAddr = host
         .parse()
-        .with_context(|| format!("bad address in {ep}"))?;
+        .map_err(|e| crate::usage!("bad address in {ep}: {e}"))?;
     Ok(SocketAddr::new(ip, port))
 }
 
@@ -273,7 +273,7 @@ pub async fn run(a: Args) -> Result<bool> {
                 }
                 return Ok(true);
             }
-            let ep = ep.ok_or_else(|| anyhow!("give a device endpoint, or --multicast"))?;
+            let ep = ep.ok_or_else(|| crate::usage!("give a device endpoint, or --multicast"))?;
             let peer = parse_ep(&ep)?;
             let sock = socket_for(peer).await?;
             // Which device is it? Its pair-wise credential is keyed by UUID.

@@ -46,7 +46,9 @@ pub fn run(cmd: Cmd) -> Result<bool> {
         json,
     } = cmd;
     if lights == 0 || switches == 0 {
-        bail!("need at least one light and one switch");
+        return Err(crate::usage!(
+            "need at least one light and one switch (--lights, --switches)"
+        ));
     }
     let mut rng = |b: &mut [u8]| b.copy_from_slice(&ssm_runtime::random_bytes::<64>()[..b.len()]);
     let owner = Uuid::new_v4();
@@ -65,7 +67,7 @@ pub fn run(cmd: Cmd) -> Result<bool> {
                 std::fs::remove_dir_all(&dir)
                     .with_context(|| format!("cannot clear {}", dir.display()))?;
             }
-            std::fs::create_dir_all(&dir)
+            ssm_runtime::store::create_private_dir(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             let id = Identity {
                 deviceuuid: m.uuid,

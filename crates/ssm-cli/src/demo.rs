@@ -148,7 +148,7 @@ pub async fn run(args: Args) -> Result<bool> {
             true,
         ),
     };
-    std::fs::create_dir_all(&dir.0).with_context(|| {
+    ssm_runtime::store::create_private_dir(&dir.0).with_context(|| {
         format!(
             "cannot create {} (set TMPDIR or --data-dir)",
             dir.0.display()
@@ -413,7 +413,7 @@ async fn demo(args: &Args, dir: &Path) -> Result<bool> {
         .find(|c| c.credtype == CredType::SsmClient)
         .context("the OBT gave the switch no SSM client credential")?;
     let app_dir = dir.join("wall-switch-app");
-    std::fs::create_dir_all(&app_dir)?;
+    ssm_runtime::store::create_private_dir(&app_dir)?;
     let mut sender = SsmSender::new(
         ssm_cred,
         FileSequenceStore::new(app_dir.join(format!("ssn-{}", ssm_cred.credid))),

@@ -33,7 +33,7 @@ pub struct Args {
     href: String,
     /// `light` (hosts the switch resource) or `switch` (a wall switch: an
     /// OCF device that only sends; onboard it, then use `ssm client`).
-    #[arg(long, default_value = "light")]
+    #[arg(long, default_value = "light", value_parser = ["light", "switch"])]
     role: String,
     /// JSON lines on stdout.
     #[arg(long)]

@@ -8,6 +8,7 @@ mod device;
 mod examples;
 mod obt;
 mod state;
+mod usage;
 
 /// OCF Simple Secure Multicast: one OSCORE-protected multicast UPDATE
 /// switches every light of a group at once.
@@ -52,8 +53,52 @@ enum Command {
     },
 }
 
+/// Whether the command line asked for `--json` (a global flag of some
+/// subcommands, a local one of others): found in the deepest matches.
+fn wants_json(mut m: &clap::ArgMatches) -> bool {
+    loop {
+        if let Ok(Some(true)) = m.try_get_one::<bool>("json") {
+            return true;
+        }
+        match m.subcommand() {
+            Some((_, sub)) => m = sub,
+            None => return false,
+        }
+    }
+}
+
+/// An error as `--json` prints it, on stdout: `{"error": …, "exit": N}`.
+fn print_json_error(message: &str, exit: u8) {
+    println!("{}", serde_json::json!({"error": message, "exit": exit}));
+}
+
 fn main() -> std::process::ExitCode {
-    let matches = examples::attach(Cli::command()).get_matches();
+    // A closed stdout (`ssm … | head`) ends the process quietly, as it does
+    // any Unix filter (killed by SIGPIPE: status 141 in a shell), instead
+    // of Rust's default of ignoring SIGPIPE, which turns every later
+    // `println!` into a panic.
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any other thread
+    // exists; SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let matches = match examples::attach(Cli::command()).try_get_matches() {
+        Ok(m) => m,
+        Err(e) => {
+            // A parse error (exit status 2): also as JSON if asked for.
+            if e.use_stderr() && std::env::args().any(|a| a == "--json") {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default();
+                print_json_error(
+                    first.strip_prefix("error: ").unwrap_or(first),
+                    e.exit_code().try_into().unwrap_or(usage::EXIT_USAGE),
+                );
+            }
+            e.exit()
+        }
+    };
+    let json = wants_json(&matches);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Command::Completions { shell } = cli.command {
         let mut script = Vec::new();
@@ -99,8 +144,12 @@ fn main() -> std::process::ExitCode {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,
         Err(e) => {
+            let code = obt::exit_code(&e);
+            if json {
+                print_json_error(&format!("{e:#}"), code);
+            }
             eprintln!("error: {e:#}");
-            std::process::ExitCode::from(obt::exit_code(&e))
+            std::process::ExitCode::from(code)
         }
     }
 }

@@ -25,9 +25,12 @@ use uuid::Uuid;
 /// failed operation (1) and a usage error (2).
 pub const EXIT_STORE: u8 = 3;
 
-/// The exit status for an error of `ssm obt`.
+/// The exit status for an error of `ssm obt` (and of every command: 2 for
+/// a usage error, else 1).
 pub fn exit_code(e: &anyhow::Error) -> u8 {
-    if e.chain().any(|c| {
+    if crate::usage::is_usage(e) {
+        crate::usage::EXIT_USAGE
+    } else if e.chain().any(|c| {
         c.downcast_ref::<StoreError>()
             .is_some_and(|s| !matches!(s, StoreError::UnknownDevice(_)))
     }) {
@@ -533,6 +536,7 @@ pub(crate) async fn onboard_many(
 }
 
 fn read_pin(pin: Option<String>, pin_file: Option<PathBuf>) -> Result<String> {
+    let from_flag = pin.is_some();
     let pin = match (pin, pin_file) {
         (Some(p), _) => p,
         (None, Some(f)) => std::fs::read_to_string(&f)
@@ -542,7 +546,9 @@ fn read_pin(pin: Option<String>, pin_file: Option<PathBuf>) -> Result<String> {
         (None, None) => {
             use std::io::{BufRead, IsTerminal, Write};
             if !std::io::stdin().is_terminal() {
-                bail!("give the PIN the device shows: --pin 12345678 (or --pin-file)");
+                return Err(crate::usage!(
+                    "give the PIN the device shows: --pin 12345678 (or --pin-file)"
+                ));
             }
             eprint!("PIN shown by the device: ");
             let _ = std::io::stderr().flush();
@@ -552,6 +558,9 @@ fn read_pin(pin: Option<String>, pin_file: Option<PathBuf>) -> Result<String> {
         }
     };
     if pin.len() != 8 || !pin.bytes().all(|c| c.is_ascii_digit()) {
+        if from_flag {
+            return Err(crate::usage!("--pin: a Random PIN is 8 digits"));
+        }
         bail!("a Random PIN is 8 digits");
     }
     Ok(pin)
@@ -569,28 +578,24 @@ fn lights_of(s: &Store, lights: &[String], all: bool) -> Result<Vec<DeviceRecord
             .map(|l| s.device(l))
             .collect::<Result<_, _>>()?
     };
+    if v.is_empty() && !all {
+        return Err(crate::usage!("no lights: name them or use --all"));
+    }
     if v.is_empty() {
-        bail!("no lights: name them or use --all");
+        bail!("no lights in the domain: onboard some first (`ssm obt onboard`)");
     }
     Ok(v)
 }
 
 /// Runs `ssm obt …`; with `--json` an error is also printed as
-/// `{"error": "…", "exit": N}` on stdout.
+/// `{"error": "…", "exit": N}` on stdout (by `main`, as for every command).
 pub async fn run(a: Args) -> Result<bool> {
-    let json = a.json;
-    let r = run_inner(a).await;
-    if let (true, Err(e)) = (json, &r) {
-        println!(
-            "{}",
-            serde_json::json!({"error": format!("{e:#}"), "exit": exit_code(e)})
-        );
-    }
-    r
+    run_inner(a).await
 }
 
 async fn run_inner(a: Args) -> Result<bool> {
     let path = a.domain.clone().unwrap_or_else(default_domain);
+    crate::state::warn_open_to_others(ssm_obt::store::domain_open_to_others(&path));
     match a.cmd {
         Cmd::Init { name } => {
             let s = Store::init(&path, zero_free_uuid(), &name)?;
@@ -666,7 +671,7 @@ async fn run_inner(a: Args) -> Result<bool> {
             let settled = settle_onboarding(&mut s, obt).await?;
             let work = if all {
                 let pins = pins.ok_or_else(|| {
-                    anyhow!("--all needs --pins FILE with `<device uuid> <PIN>` lines")
+                    crate::usage!("--all needs --pins FILE with `<device uuid> <PIN>` lines")
                 })?;
                 let table = std::fs::read_to_string(&pins)
                     .with_context(|| format!("cannot read {}", pins.display()))?;
@@ -705,7 +710,7 @@ async fn run_inner(a: Args) -> Result<bool> {
                 }
                 (work, missing)
             } else {
-                let ep = ep.ok_or_else(|| anyhow!("give the device endpoint, or --all"))?;
+                let ep = ep.ok_or_else(|| crate::usage!("give the device endpoint, or --all"))?;
                 let pin = read_pin(pin, pin_file)?;
                 let peer = crate::client::parse_ep(&ep)?;
                 (vec![(peer, pin, name, role.clone())], Vec::new())

@@ -23,14 +23,38 @@ pub fn creds_path(dir: &Path) -> PathBuf {
     dir.join("creds.json")
 }
 
+/// Prints a warning on stderr for each of `found` (a state file or
+/// directory, or a domain file, that others may read), each path once per
+/// process.
+pub fn warn_open_to_others(found: Vec<ssm_runtime::store::OpenToOthers>) {
+    use std::sync::{Mutex, OnceLock};
+    static WARNED: OnceLock<Mutex<std::collections::BTreeSet<PathBuf>>> = OnceLock::new();
+    let mut warned = WARNED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    for w in found {
+        if warned.insert(w.path.clone()) {
+            eprintln!("warning: {w}");
+        }
+    }
+}
+
+/// Warns about the state directory `dir` and its files if others may read
+/// them (see [`ssm_runtime::store::state_dir_open_to_others`]).
+pub fn check_state_dir(dir: &Path) {
+    warn_open_to_others(ssm_runtime::store::state_dir_open_to_others(dir));
+}
+
 /// Loads the identity, creating one (random UUID) if missing.
 pub fn load_identity(dir: &Path, default_name: &str) -> Result<Identity> {
+    check_state_dir(dir);
     let p = identity_path(dir);
     match std::fs::read_to_string(&p) {
         Ok(s) => serde_json::from_str(&s)
             .with_context(|| format!("{} is not a valid identity file", p.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir)
+            ssm_runtime::store::create_private_dir(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             let id = Identity {
                 deviceuuid: Uuid::new_v4(),
@@ -46,6 +70,7 @@ pub fn load_identity(dir: &Path, default_name: &str) -> Result<Identity> {
 /// The device's credentials: from `svr.json` (provisioned by an OBT) if
 /// present, else `creds.json`; none is an empty set.
 pub fn load_creds(dir: &Path) -> Result<CredResource> {
+    check_state_dir(dir);
     if let Some(s) = ssm_runtime::device::load_security(dir)? {
         if !s.cred.creds.is_empty() {
             return Ok(s.cred);

@@ -1,6 +1,6 @@
 //! `ssm obt` on bad input and faults: each a clear error naming the device
-//! or file and the next step, the right exit status (1 failed, 3 domain
-//! store unusable), nothing half-written, and re-running finishes the job.
+//! or file and the next step, the right exit status (1 failed, 2 usage, 3
+//! domain store unusable), nothing half-written, and re-running finishes the job.
 //! Loopback only; no root needed.
 mod common;
 use common::*;
@@ -72,7 +72,7 @@ fn bad_input_and_faults() {
     fails(
         &h,
         &["obt", "--domain", d, "onboard", &light.ep, "--pin", "12ab"],
-        1,
+        2,
         &["8 digits"],
     );
     let (_, l) = h.json(&["obt", "--domain", d, "--json", "list"], false);

@@ -147,6 +147,10 @@ fn members(c: &Connection) -> rusqlite::Result<Vec<Uuid>> {
 }
 
 /// A fresh OSCORE ID of 7 bytes with `prefix` as its first byte.
+/// How many fresh pair-wise ID pairs a grant draws before it gives up on
+/// collisions with IDs already given out (each has a chance of about 2^-48).
+const PAIRWISE_ID_ATTEMPTS: u32 = 16;
+
 fn fresh_id(prefix: u8, random: &mut dyn FnMut(&mut [u8])) -> [u8; 7] {
     let mut id = [0u8; 7];
     random(&mut id);
@@ -207,10 +211,37 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The files of the domain store at `path`: the database, its WAL and
+/// shared-memory files and the lock file. All are created 0600: the
+/// database by [`Store::init`] before SQLite opens it, the lock file here,
+/// and SQLite gives `-wal` and `-shm` the database's mode.
+pub fn domain_files(path: &Path) -> [PathBuf; 4] {
+    let with = |suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    [
+        path.to_path_buf(),
+        with("-wal"),
+        with("-shm"),
+        with(".lock"),
+    ]
+}
+
+/// Which of the domain's files others may read (every owner PSK and the
+/// group secret are in them): for a warning with the `chmod` to run.
+pub fn domain_open_to_others(path: &Path) -> Vec<ssm_runtime::store::OpenToOthers> {
+    domain_files(path)
+        .iter()
+        .filter_map(|p| ssm_runtime::store::open_to_others(p))
+        .collect()
+}
+
 fn lock(path: &Path) -> Result<File, StoreError> {
     let mut lp = path.as_os_str().to_owned();
     lp.push(".lock");
-    let f = File::options()
+    let f = ssm_runtime::store::private_options()
         .create(true)
         .truncate(false)
         .write(true)
@@ -227,8 +258,15 @@ impl Store {
     /// usable as a DTLS PSK identity: no zero byte).
     pub fn init(path: &Path, obt_uuid: Uuid, name: &str) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
+            ssm_runtime::store::create_private_dir(dir)?;
         }
+        // Owner-only before SQLite opens (creates) it; its -wal and -shm
+        // files get the same mode. An existing file is not truncated.
+        ssm_runtime::store::private_options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
         let s = Self::open_inner(path, true)?;
         let sq = sqlite_err(path.to_path_buf());
         s.conn
@@ -550,22 +588,44 @@ impl Store {
                     params![client.to_string(), light.to_string()],
                 )
                 .map_err(&sq)?;
-            loop {
-                let mut secret = Zeroizing::new([0u8; 32]);
-                random(&mut secret[..]);
-                let (a, mut b) = (fresh_id(0x01, random), fresh_id(0x01, random));
-                if a == b {
-                    b[6] ^= 0xff;
-                }
-                match tx.execute(
-                    "INSERT OR IGNORE INTO pairwise (client_uuid, light_uuid, secret, client_id, light_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![client.to_string(), light.to_string(), &secret[..], hex::encode(a), hex::encode(b)],
-                ) {
-                    Ok(_) => break,
-                    // An ID collision (UNIQUE): draw again.
-                    Err(rusqlite::Error::SqliteFailure(e, _))
-                        if e.code == rusqlite::ErrorCode::ConstraintViolation => {}
-                    Err(e) => return Err(sq(e)),
+            // A grant given before keeps its pair-wise key (idempotent).
+            let keyed = tx
+                .query_row(
+                    "SELECT 1 FROM pairwise WHERE client_uuid = ?1 AND light_uuid = ?2",
+                    params![client.to_string(), light.to_string()],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(&sq)?
+                .is_some();
+            if !keyed {
+                let mut attempt = 0;
+                loop {
+                    let mut secret = Zeroizing::new([0u8; 32]);
+                    random(&mut secret[..]);
+                    let (a, mut b) = (fresh_id(0x01, random), fresh_id(0x01, random));
+                    if a == b {
+                        b[6] ^= 0xff;
+                    }
+                    // A plain INSERT: an ID already given to another pair
+                    // (UNIQUE client_id/light_id) must fail, not be ignored.
+                    match tx.execute(
+                        "INSERT INTO pairwise (client_uuid, light_uuid, secret, client_id, light_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![client.to_string(), light.to_string(), &secret[..], hex::encode(a), hex::encode(b)],
+                    ) {
+                        Ok(_) => break,
+                        // An ID collision: draw again (a few times; more means
+                        // the random source is broken).
+                        Err(rusqlite::Error::SqliteFailure(e, m))
+                            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                        {
+                            attempt += 1;
+                            if attempt >= PAIRWISE_ID_ATTEMPTS {
+                                return Err(sq(rusqlite::Error::SqliteFailure(e, m)));
+                            }
+                        }
+                        Err(e) => return Err(sq(e)),
+                    }
                 }
             }
             if new == 1 {
@@ -799,6 +859,39 @@ mod tests {
         d.join("domain.sqlite")
     }
 
+    /// Every owner PSK and the group secret live in the domain: its
+    /// directory is 0700 and every file of it 0600 (the WAL and
+    /// shared-memory files too, while the OBT has it open).
+    #[cfg(unix)]
+    #[test]
+    fn domain_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let base = tmp("modes").parent().unwrap().to_path_buf();
+        let p = base.join("new-dir/domain.sqlite");
+        let mut s = Store::init(&p, Uuid::from_u128(1), "hall").unwrap();
+        dev(&mut s, 10, "light");
+        assert_eq!(mode(p.parent().unwrap()), 0o700);
+        for f in domain_files(&p) {
+            assert!(f.exists(), "{} exists while the store is open", f.display());
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
+        assert!(domain_open_to_others(&p).is_empty());
+        drop(s);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let w = domain_open_to_others(&p);
+        assert_eq!(w.len(), 1);
+        assert_eq!(
+            w[0].to_string(),
+            format!(
+                "{} is readable by others (mode 0644): run chmod 600 {}",
+                p.display(),
+                p.display()
+            )
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
     #[test]
     fn lifecycle_lock_and_versions() {
         let p = tmp("life");
@@ -867,7 +960,10 @@ mod tests {
     }
 
     fn counter_rng() -> impl FnMut(&mut [u8]) {
-        let mut n = 7u32;
+        seeded_rng(7)
+    }
+
+    fn seeded_rng(mut n: u32) -> impl FnMut(&mut [u8]) {
         move |b: &mut [u8]| {
             b.iter_mut().for_each(|x| {
                 n = n.wrapping_mul(1_103_515_245).wrapping_add(12_345);
@@ -967,6 +1063,65 @@ mod tests {
         let s = Store::open(&p).unwrap();
         assert_eq!(s.group().unwrap().unwrap().epoch, 3);
         assert_eq!(s.current_sender_id(&a).unwrap().unwrap(), a3);
+    }
+
+    /// Review side note: a pair-wise ID that collides with one given to
+    /// another pair is drawn again; before, `INSERT OR IGNORE` dropped the
+    /// row and the grant silently had no pair-wise key.
+    #[test]
+    fn pairwise_id_collision_draws_again() {
+        let p = tmp("pwcollide");
+        let mut s = Store::init(&p, Uuid::from_u128(1), "hall").unwrap();
+        let (l1, l2) = (dev(&mut s, 10, "light"), dev(&mut s, 11, "light"));
+        let sw = dev(&mut s, 20, "switch");
+        // A random source that repeats its first draws for the second
+        // light: secret, client_id, light_id all as before, then fresh.
+        let mut log: Vec<Vec<u8>> = Vec::new();
+        let mut inner = counter_rng();
+        let mut recording = |b: &mut [u8]| {
+            inner(b);
+            log.push(b.to_vec());
+        };
+        s.grant_lights(&sw, &[l1], &mut recording).unwrap();
+        let first = s.pairwise_keys(&l1).unwrap();
+        assert_eq!(first.len(), 1);
+        // Draws of the first pair-wise key: the last three (secret, a, b).
+        let replay: Vec<Vec<u8>> = log[log.len() - 3..].to_vec();
+        assert_eq!(replay.iter().map(Vec::len).collect::<Vec<_>>(), [32, 7, 7]);
+        let mut i = 0;
+        let mut fresh = seeded_rng(99);
+        let mut colliding = |b: &mut [u8]| {
+            match replay.get(i) {
+                Some(r) => b.copy_from_slice(r),
+                None => fresh(b),
+            }
+            i += 1;
+        };
+        s.grant_lights(&sw, &[l2], &mut colliding).unwrap();
+        assert!(i > 3, "the colliding IDs were drawn, then fresh ones");
+        let second = s.pairwise_keys(&l2).unwrap();
+        assert_eq!(second.len(), 1, "the grant has its pair-wise key");
+        let all = s.pairwise_keys(&sw).unwrap();
+        assert_eq!(all.len(), 2);
+        let ids = |k: &PairwiseKey| (k.client_id.clone(), k.light_id.clone());
+        assert_ne!(ids(&all[0]).0, ids(&all[1]).0);
+        assert_ne!(ids(&all[0]).1, ids(&all[1]).1);
+        // A true duplicate grant stays idempotent: same key, no error.
+        s.grant_lights(&sw, &[l1, l2], &mut counter_rng()).unwrap();
+        let again = s.pairwise_keys(&sw).unwrap();
+        assert_eq!(again.len(), 2);
+        assert_eq!(ids(&again[0]), ids(&all[0]));
+        assert_eq!(ids(&again[1]), ids(&all[1]));
+        // A source that only ever repeats an ID in use ends with an error,
+        // not a loop.
+        let l3 = dev(&mut s, 12, "light");
+        let mut stuck = |b: &mut [u8]| {
+            if b.len() == replay[1].len() {
+                b.copy_from_slice(&replay[1]);
+            }
+        };
+        assert!(s.grant_lights(&sw, &[l3], &mut stuck).is_err());
+        assert!(s.pairwise_keys(&l3).unwrap().is_empty());
     }
 
     #[test]

@@ -266,21 +266,31 @@ impl Credential {
                     .map_err(|_| bad("subjectuuid is not a UUID"))?,
             )
         };
+        let sender_id = o
+            .senderid
+            .as_deref()
+            .map(|s| parse_id(self.credid, "senderid", s))
+            .transpose()?;
+        let recipient_id = o
+            .recipientid
+            .as_deref()
+            .map(|s| parse_id(self.credid, "recipientid", s))
+            .transpose()?;
+        // RFC 8613 §3.3: the Sender IDs of the endpoints sharing a master
+        // secret are unique. The same ID both ways gives both directions
+        // one key and one nonce space (a nonce reuse across them).
+        if sender_id.is_some() && sender_id == recipient_id {
+            return Err(bad(
+                "senderid and recipientid must differ (the same ID both ways shares one key and nonce between the two directions)",
+            ));
+        }
         Ok(Some(OscoreCred {
             credid: self.credid,
             credtype: t,
             subject,
             secret,
-            sender_id: o
-                .senderid
-                .as_deref()
-                .map(|s| parse_id(self.credid, "senderid", s))
-                .transpose()?,
-            recipient_id: o
-                .recipientid
-                .as_deref()
-                .map(|s| parse_id(self.credid, "recipientid", s))
-                .transpose()?,
+            sender_id,
+            recipient_id,
             ssn: o.ssn,
         }))
     }
@@ -346,6 +356,32 @@ mod tests {
         c.privatedata = Some(PrivateData::raw(&[1; 16]));
         assert!(c.oscore().is_err());
         assert!(cred(1, None, None).oscore().unwrap().is_none());
+    }
+
+    #[test]
+    fn pairwise_same_id_both_ways_is_refused() {
+        // Review side note: one key and nonce space for both directions.
+        for (s, r) in [
+            ("029e1b4b90f1cd", "029e1b4b90f1cd"),
+            ("029E1B4B90F1CD", "029e1b4b90f1cd"), // same bytes, other case
+        ] {
+            let err = cred(64, Some(s), Some(r)).oscore().unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("senderid and recipientid must differ"),
+                "{err}"
+            );
+        }
+        assert!(cred(64, Some("029e1b4b90f1cd"), Some("029e1b4b90f1ce"))
+            .oscore()
+            .unwrap()
+            .is_some());
+        // A credential set holding one is refused as a whole.
+        let set = CredResource {
+            creds: vec![cred(64, Some("01aabbccddeeff"), Some("01aabbccddeeff"))],
+            rowneruuid: String::new(),
+        };
+        assert!(set.oscore_creds().is_err());
     }
 
     #[test]

@@ -240,7 +240,8 @@ pub fn provisioned_state(
     s.acl.rowneruuid = owner;
     s.cred = creds;
     s.cred.rowneruuid = owner.to_string();
-    s.acl.add(aces);
+    // A new list of `aces.len()` entries always has a free id for each.
+    let _ = s.acl.add(aces);
     s.pstat.enter(Dos::Rfnop);
     s
 }

@@ -126,7 +126,8 @@ pub enum ReplayState {
     AwaitingEcho {
         /// Window size to use once initialised.
         size: u8,
-        /// The Echo value issued (length, bytes), if any.
+        /// The Echo value issued (length, bytes), if any. Every challenge
+        /// of this period carries it (see [`ReplayState::echo_challenge`]).
         pending: Option<(u8, [u8; MAX_ECHO_LEN])>,
     },
 }
@@ -140,8 +141,34 @@ impl ReplayState {
         }
     }
 
-    /// Sets the Echo value the server is about to send in its challenge.
-    /// Values longer than 16 bytes are cut.
+    /// The Echo value to send in a 4.01 challenge (App. B.1.2): the one
+    /// already outstanding, else `fresh` (cut to 16 bytes; an empty value is
+    /// never issued), which becomes the outstanding one. `None` when no
+    /// challenge is due (normal operation) or `fresh` is empty.
+    ///
+    /// One value serves every challenge until a verified request returns
+    /// it. What the Echo round trip has to prove is only that the request
+    /// was made after the value existed, i.e. after the restart; any
+    /// request that verifies under this context and carries it proves that,
+    /// and only the holder of the key can make one. A value replaced on
+    /// every challenge would let whoever replays an old recorded request
+    /// (it verifies, so it is challenged too) overwrite the value the real
+    /// client is about to return, for as long as the replays continue
+    /// (review finding F4); several slots, oldest replaced, only raise the
+    /// number of replays needed.
+    pub fn echo_challenge(&mut self, fresh: &[u8]) -> Option<&[u8]> {
+        if let ReplayState::AwaitingEcho { pending: None, .. } = self {
+            if fresh.is_empty() {
+                return None;
+            }
+            self.set_pending_echo(fresh);
+        }
+        self.pending_echo()
+    }
+
+    /// Sets (replaces) the Echo value the server is about to send in its
+    /// challenge. Values longer than 16 bytes are cut. A responder uses
+    /// [`Self::echo_challenge`], which keeps an outstanding value.
     pub fn set_pending_echo(&mut self, echo: &[u8]) {
         if let ReplayState::AwaitingEcho { pending, .. } = self {
             let n = echo.len().min(MAX_ECHO_LEN);
@@ -205,6 +232,28 @@ mod tests {
             assert!(!run(&mut w, s));
         }
         assert!(run(&mut w, 51));
+    }
+
+    #[test]
+    fn echo_challenge_keeps_the_outstanding_value() {
+        let mut s = ReplayState::awaiting_echo(32);
+        assert_eq!(s.echo_challenge(&[]), None);
+        assert_eq!(s.echo_challenge(&[1; 8]), Some(&[1u8; 8][..]));
+        // Later challenges (a replayed request's among them) carry the same
+        // value: nothing can push it out before the client returns it.
+        for i in 2..100u8 {
+            assert_eq!(s.echo_challenge(&[i; 8]), Some(&[1u8; 8][..]));
+        }
+        assert_eq!(s.pending_echo(), Some(&[1u8; 8][..]));
+        // Cut to the longest value kept.
+        let mut s = ReplayState::awaiting_echo(32);
+        assert_eq!(
+            s.echo_challenge(&[7; 40]).map(<[u8]>::len),
+            Some(MAX_ECHO_LEN)
+        );
+        // No challenge in normal operation.
+        let mut w = ReplayState::Window(ReplayWindow::new(32));
+        assert_eq!(w.echo_challenge(&[1; 8]), None);
     }
 
     #[test]

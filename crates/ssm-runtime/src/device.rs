@@ -385,7 +385,7 @@ pub fn for_socket(socket: &UdpSocket, addr: SocketAddr) -> SocketAddr {
 /// Starts `device`; its OSCORE contexts come from the credentials in its
 /// security state (`Device::set_security`).
 pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<DeviceHandle> {
-    std::fs::create_dir_all(&config.state_dir)?;
+    crate::store::create_private_dir(&config.state_dir)?;
     let lock = lock_state_dir(&config.state_dir)?;
     if device.security().is_none() {
         return Err(io::Error::new(
@@ -523,11 +523,12 @@ pub fn device_lock_path(state_dir: &std::path::Path) -> PathBuf {
 fn lock_state_dir(state_dir: &std::path::Path) -> io::Result<std::fs::File> {
     use std::io::{Read, Seek, Write};
     let path = device_lock_path(state_dir);
-    let mut o = std::fs::OpenOptions::new();
-    o.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    let mut f = o.open(&path)?;
+    let mut f = crate::store::private_options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)?;
     match f.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {

@@ -94,7 +94,7 @@ impl FloorJournal {
     pub fn open(path: impl Into<PathBuf>) -> io::Result<Arc<FloorJournal>> {
         let path = path.into();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
+            crate::store::create_private_dir(dir)?;
         }
         let latest = read(&path)?;
         // Start from a clean file: what was read, without a torn tail.

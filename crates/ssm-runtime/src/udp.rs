@@ -13,6 +13,10 @@ use tokio::time::{timeout_at, Instant};
 /// Largest datagram handled.
 pub const MAX_DATAGRAM: usize = 1500;
 
+/// How many Echo challenges (each with a new value) [`OscoreClient::request`]
+/// answers before it gives up.
+pub const MAX_ECHO_RETRIES: u32 = 2;
+
 /// Runs an OSCORE server on `socket` until the task is dropped or the
 /// socket fails.
 pub async fn serve<S>(
@@ -113,21 +117,26 @@ where
 
     /// Sends `request` (its type, MID and token are set here) protected with
     /// OSCORE and returns the verified response. A 4.01 carrying Echo is
-    /// answered once by repeating the request with the Echo value inside.
+    /// answered by repeating the request with the Echo value inside (RFC
+    /// 8613 App. B.1.2): at most [`MAX_ECHO_RETRIES`] times, and only with a
+    /// value not tried yet (the server restarted again in between), so a
+    /// server that keeps refusing one value ends the exchange.
     pub async fn request(
         &mut self,
         peer: SocketAddr,
         mut request: Message,
     ) -> Result<Message, ClientError> {
-        let mut echo_retried = false;
+        let mut echo_retries = 0;
         loop {
             let response = self.exchange(peer, &request).await?;
-            if response.code == Code::UNAUTHORIZED && !echo_retried {
+            if response.code == Code::UNAUTHORIZED && echo_retries < MAX_ECHO_RETRIES {
                 if let Some(echo) = response.option(OptionNumber::ECHO) {
-                    request.set_option(OptionNumber::ECHO, echo.to_vec());
-                    echo_retried = true;
-                    self.echo_retries += 1;
-                    continue;
+                    if request.option(OptionNumber::ECHO) != Some(echo) {
+                        request.set_option(OptionNumber::ECHO, echo.to_vec());
+                        echo_retries += 1;
+                        self.echo_retries += 1;
+                        continue;
+                    }
                 }
             }
             return Ok(response);

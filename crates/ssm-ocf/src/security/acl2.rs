@@ -146,18 +146,36 @@ impl Acl2 {
         self.permissions(r, href, discoverable) & needed == needed
     }
 
-    /// Adds entries, assigning `aceid`s to those with 0 and replacing
-    /// entries with the same `aceid`.
-    pub fn add(&mut self, aces: Vec<Ace>) {
+    /// Adds entries, assigning `aceid`s to those with 0 (see
+    /// [`super::next_free_id`]) and replacing entries with the same
+    /// `aceid`. All or nothing: an error (no free id) changes nothing.
+    pub fn add(&mut self, aces: Vec<Ace>) -> Result<(), NoFreeId> {
+        let mut next = self.aclist2.clone();
         for mut a in aces {
             if a.aceid == 0 {
-                a.aceid = self.aclist2.iter().map(|x| x.aceid).max().unwrap_or(0) + 1;
+                a.aceid = super::next_free_id(next.iter().map(|x| x.aceid)).ok_or(NoFreeId)?;
             }
-            self.aclist2.retain(|x| x.aceid != a.aceid);
-            self.aclist2.push(a);
+            next.retain(|x| x.aceid != a.aceid);
+            next.push(a);
         }
+        self.aclist2 = next;
+        Ok(())
     }
 }
+
+/// Every `aceid` is in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoFreeId;
+
+impl core::fmt::Display for NoFreeId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("no free aceid: every id is in use")
+    }
+}
+
+impl std::error::Error for NoFreeId {}
+
+impl Acl2 {}
 
 #[cfg(test)]
 mod tests {
@@ -192,7 +210,8 @@ mod tests {
                 resources: vec![AceResource::Wildcard { wc: "*".into() }],
                 permission: PERM_R,
             },
-        ]);
+        ])
+        .unwrap();
         let c = Requester {
             subject: Some(client),
             secured: true,

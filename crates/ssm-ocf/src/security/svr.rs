@@ -291,10 +291,13 @@ impl SecurityState {
                 let aces = cbor::get(&b, "aclist2")
                     .cloned()
                     .map(|v| v.deserialized::<Vec<Ace>>());
-                match aces {
-                    Some(Ok(aces)) => self.acl.add(aces),
+                let aces = match aces {
+                    Some(Ok(aces)) => aces,
                     Some(Err(_)) => return Some(SvrOutcome::code(Code::BAD_REQUEST)),
-                    None => {}
+                    None => Vec::new(),
+                };
+                if self.acl.add(aces).is_err() {
+                    return Some(SvrOutcome::code(Code::REQUEST_ENTITY_TOO_LARGE));
                 }
                 if let Some(r) = uuid_field(&b, "rowneruuid") {
                     self.acl.rowneruuid = r;
@@ -515,7 +518,10 @@ impl SecurityState {
                 CredType::PairwiseOscore | CredType::SsmClient | CredType::SsmServer
             );
             if cred.credid == 0 {
-                cred.credid = next.creds.iter().map(|c| c.credid).max().unwrap_or(0) + 1;
+                let Some(id) = super::next_free_id(next.creds.iter().map(|c| c.credid)) else {
+                    return SvrOutcome::code(Code::REQUEST_ENTITY_TOO_LARGE);
+                };
+                cred.credid = id;
             }
             next.creds.retain(|c| c.credid != cred.credid);
             next.creds.push(cred);
