@@ -27,10 +27,20 @@ fn update() -> Vec<u8> {
     m.to_vec()
 }
 
+const SECRET: [u8; 32] = [0x42u8; 32];
+
+fn sid() -> Id {
+    Id::new(&[0x02, 0x9e, 0x1b, 0x4b, 0x90, 0xf1, 0xcd]).unwrap()
+}
+
+/// The bench sender, starting at sequence number `start`.
+fn sender_at(start: u64) -> SenderContext {
+    SenderContext::derive(&SECRET, None, None, sid(), SequenceNumber::volatile(start)).unwrap()
+}
+
 fn contexts() -> (SenderContext, RecipientContext) {
-    let secret = [0x42u8; 32];
-    let id = Id::new(&[0x02, 0x9e, 0x1b, 0x4b, 0x90, 0xf1, 0xcd]).unwrap();
-    let s = SenderContext::derive(&secret, None, None, id, SequenceNumber::volatile(0)).unwrap();
+    let (secret, id) = (SECRET, sid());
+    let s = sender_at(0);
     let r = RecipientContext::derive(
         &secret,
         None,
@@ -106,8 +116,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("protect", |b| {
         b.iter(|| black_box(s.protect_request(black_box(&req), &mut out).unwrap()))
     });
-    let (mut s, _) = contexts();
-    s.sequence = SequenceNumber::volatile(1000);
+    let mut s = sender_at(1000);
     let (n, _) = s.protect_request(&req, &mut out).unwrap();
     let wire = out[..n].to_vec();
     let mut buf = wire.clone();

@@ -50,11 +50,27 @@ pub struct SenderContext {
     /// [`crypto::nonce_base`]).
     pub(crate) nonce_base: [u8; NONCE_LEN],
     pub(crate) aead: Aead,
-    /// The Sender Sequence Number and its persistence state.
-    pub sequence: SequenceNumber,
+    /// The Sender Sequence Number and its persistence state. Private: a
+    /// number can only move forward (through [`Self::reserve_sequence`] and
+    /// protecting), never be set or rewound, so a nonce is never reused.
+    pub(crate) sequence: SequenceNumber,
 }
 
 impl SenderContext {
+    /// The sender sequence number (read only).
+    pub fn sequence(&self) -> &SequenceNumber {
+        &self.sequence
+    }
+
+    /// Reserves the next sequence number through `store` if it is not
+    /// reserved yet (see [`SequenceNumber::reserve`]); protecting needs one.
+    pub fn reserve_sequence<S: crate::SequenceNumberStore>(
+        &mut self,
+        store: &mut S,
+    ) -> Result<(), S::Error> {
+        self.sequence.reserve(store)
+    }
+
     /// Derives the Sender Key and Common IV.
     pub fn derive(
         master_secret: &[u8],

@@ -13,6 +13,19 @@ fn ctx(
     s: &[u8],
     r: &[u8],
 ) -> SecurityContext {
+    ctx_at(secret, salt, idctx, s, r, 0)
+}
+
+/// A context whose sender starts at sequence number `ssn` (a sequence
+/// number cannot be set on a live context: that would reuse nonces).
+fn ctx_at(
+    secret: &[u8],
+    salt: Option<&[u8]>,
+    idctx: Option<&[u8]>,
+    s: &[u8],
+    r: &[u8],
+    ssn: u64,
+) -> SecurityContext {
     SecurityContext::derive(
         &ContextParams {
             master_secret: secret,
@@ -21,7 +34,7 @@ fn ctx(
             sender_id: Id::new(s).unwrap(),
             recipient_id: Id::new(r).unwrap(),
         },
-        SequenceNumber::volatile(0),
+        SequenceNumber::volatile(ssn),
         ReplayState::Window(ReplayWindow::new(32)),
     )
     .unwrap()
@@ -68,8 +81,7 @@ proptest! {
         resp_payload in prop::collection::vec(any::<u8>(), 0..64),
         own_piv in any::<bool>(),
     ) {
-        let mut client = ctx(&secret, salt.as_deref(), idctx.as_deref(), &cid, &sid);
-        client.sender.sequence = SequenceNumber::volatile(start);
+        let mut client = ctx_at(&secret, salt.as_deref(), idctx.as_deref(), &cid, &sid, start);
         let mut server = ctx(&secret, salt.as_deref(), idctx.as_deref(), &sid, &cid);
         let mut out = [0u8; 1024];
         let (n, binding) = client.sender.protect_request(&req.to_vec(), &mut out).unwrap();
@@ -154,8 +166,7 @@ fn sequence_10_7_10_through_unprotect() {
     let secret = [7u8; 32];
     let mut server = ctx(&secret, None, None, &[0x01], &[0x02]);
     let protect_at = |ssn: u64| {
-        let mut c = ctx(&secret, None, None, &[0x02], &[0x01]);
-        c.sender.sequence = SequenceNumber::volatile(ssn);
+        let mut c = ctx_at(&secret, None, None, &[0x02], &[0x01], ssn);
         let mut m = Message::new(
             MessageType::NonConfirmable,
             Code::POST,
@@ -191,8 +202,7 @@ fn forged_messages_do_not_move_the_window() {
     // message with a fresh Partial IV must not be recorded.
     let secret = [9u8; 32];
     let mut server = ctx(&secret, None, None, &[0x01], &[0x02]);
-    let mut attacker = ctx(&[1u8; 32], None, None, &[0x02], &[0x01]);
-    attacker.sender.sequence = SequenceNumber::volatile(5);
+    let mut attacker = ctx_at(&[1u8; 32], None, None, &[0x02], &[0x01], 5);
     let m = Message::new(MessageType::NonConfirmable, Code::POST, 1, Token::default());
     let mut out = [0u8; 64];
     let (n, _) = attacker
@@ -206,8 +216,7 @@ fn forged_messages_do_not_move_the_window() {
             .unwrap_err(),
         Error::DecryptionFailed
     );
-    let mut client = ctx(&secret, None, None, &[0x02], &[0x01]);
-    client.sender.sequence = SequenceNumber::volatile(5);
+    let mut client = ctx_at(&secret, None, None, &[0x02], &[0x01], 5);
     let (n, _) = client
         .sender
         .protect_request(&m.to_vec(), &mut out)
@@ -222,9 +231,8 @@ fn forged_messages_do_not_move_the_window() {
 fn echo_initialises_window_after_restart() {
     let secret = [3u8; 32];
     let mut client = ctx(&secret, None, None, &[0x02], &[0x01]);
-    let mut server = ctx(&secret, None, None, &[0x01], &[0x02]);
+    let mut server = ctx_at(&secret, None, None, &[0x01], &[0x02], 100);
     server.recipient.replay = ReplayState::awaiting_echo(32);
-    server.sender.sequence = SequenceNumber::volatile(100);
     let mut m = Message::new(
         MessageType::Confirmable,
         Code::GET,

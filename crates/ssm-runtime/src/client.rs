@@ -265,7 +265,7 @@ impl SsmSender {
 
     /// The next sequence number.
     pub fn next_sequence_number(&self) -> u64 {
-        self.ctx.sequence.peek()
+        self.ctx.sequence().peek()
     }
 
     /// Protects `request` with a fresh sequence number (reserved on disk
@@ -316,8 +316,8 @@ fn protect_reserved(
     lock: &mut crate::store::SequenceLock<'_>,
     request: &Message,
 ) -> io::Result<(Vec<u8>, u64)> {
-    ctx.sequence.reserve(lock)?;
-    let piv = ctx.sequence.peek();
+    ctx.reserve_sequence(lock)?;
+    let piv = ctx.sequence().peek();
     let mut out = vec![0u8; request.encoded_len() + 64];
     let (n, _) = ctx
         .protect_request(&request.to_vec(), &mut out)

@@ -143,7 +143,7 @@ where
         piv: ResponsePiv,
     ) -> Option<Vec<u8>> {
         if piv == ResponsePiv::Own {
-            if let Err(e) = self.ctx.sender.sequence.reserve(&mut self.store) {
+            if let Err(e) = self.ctx.sender.reserve_sequence(&mut self.store) {
                 tracing::warn!(error = %e, "cannot persist the sender sequence number; response not sent");
                 return None;
             }

@@ -155,8 +155,7 @@ where
         req.token = Token::new(&random_bytes::<8>()).unwrap_or_default();
         self.ctx
             .sender
-            .sequence
-            .reserve(&mut self.store)
+            .reserve_sequence(&mut self.store)
             .map_err(|e| ClientError::Store(e.to_string()))?;
         let mut wire = vec![0u8; req.encoded_len() + 64];
         let (n, binding) = self.ctx.sender.protect_request(&req.to_vec(), &mut wire)?;

@@ -85,12 +85,12 @@ async fn request_response_and_restarts() {
 
     // Client restart: its sequence numbers continue above the old ones, so
     // the server (whose window is initialised) accepts them.
-    let before = c.context().sender.sequence.peek();
+    let before = c.context().sender.sequence().peek();
     drop(c);
     let mut c = client(&dir).await;
     let r = c.request(addr, get("/hello")).await.unwrap();
     assert_eq!(r.code, Code::CONTENT);
-    assert!(c.context().sender.sequence.peek() > before);
+    assert!(c.context().sender.sequence().peek() > before);
     server.abort();
     std::fs::remove_dir_all(&dir).unwrap();
 }

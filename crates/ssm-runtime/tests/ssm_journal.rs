@@ -43,7 +43,7 @@ async fn light(l: &Member, dir: &Path, journal: &Arc<FloorJournal>) -> DeviceHan
 }
 
 fn datagram(s: &mut SenderContext, v: bool) -> Vec<u8> {
-    let piv = s.sequence.peek();
+    let piv = s.sequence().peek();
     let req = update_request(
         HREF,
         &cbor::map([("value", ciborium::Value::Bool(v))]),
