@@ -530,12 +530,11 @@ async fn confirm_lights(
         .iter()
         .filter(|c| c.credtype == CredType::PairwiseOscore && c.subject.is_some())
         .collect();
-    let found = discover(
-        targets,
-        Some("rt=oic.r.switch.binary"),
-        Duration::from_millis(500),
-    )
-    .await?;
+    let wanted: Vec<Uuid> = lights.iter().filter_map(|c| c.subject).collect();
+    // Discovery ends as soon as every granted light answered (a light may
+    // answer multicast after a random Leisure, RFC 7252 §8.2); a light found
+    // late still gets one RETRIEVE.
+    let found = locate(targets, &wanted, window).await?;
     let mut rows = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
     for (i, cred) in lights.iter().enumerate() {
@@ -697,4 +696,60 @@ async fn confirm_lights(
         }
     }
     Ok(all)
+}
+
+/// Multicast discovery of the switch resources (`GET
+/// /oic/res?rt=oic.r.switch.binary`) until every device of `wanted` has
+/// answered or `wait` has passed: the replies by responder.
+async fn locate(
+    targets: &MulticastTargets,
+    wanted: &[Uuid],
+    wait: Duration,
+) -> Result<Vec<(SocketAddr, Vec<ssm_ocf::discovery::Link>)>> {
+    let mut req = message::request(
+        MessageType::NonConfirmable,
+        Code::GET,
+        "/oic/res",
+        Some("rt=oic.r.switch.binary"),
+    );
+    req.message_id = u16::from_be_bytes(ssm_runtime::random_bytes::<2>());
+    req.token = ssm_coap::Token::new(&ssm_runtime::random_bytes::<8>()).unwrap_or_default();
+    let bytes = req.to_vec();
+    for (s, dests) in &targets.targets {
+        for d in dests {
+            s.send_to(&bytes, *d).await?;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut found: Vec<(SocketAddr, Vec<ssm_ocf::discovery::Link>)> = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    let all_found = |found: &[(SocketAddr, Vec<ssm_ocf::discovery::Link>)]| {
+        wanted.iter().all(|w| {
+            found
+                .iter()
+                .any(|(_, ls)| ls.iter().any(|l| l.device_id() == Some(*w)))
+        })
+    };
+    // The sockets in turn, a short wait each, until the deadline.
+    while !all_found(&found) && tokio::time::Instant::now() < deadline {
+        for (s, _) in &targets.targets {
+            let slice = (tokio::time::Instant::now() + Duration::from_millis(10)).min(deadline);
+            while let Ok(r) = tokio::time::timeout_at(slice, s.recv_from(&mut buf)).await {
+                let (n, from) = r?;
+                let Ok(m) = ssm_coap::Message::parse(&buf[..n]) else {
+                    continue;
+                };
+                if m.token != req.token || m.code != Code::CONTENT {
+                    continue;
+                }
+                let links = message::payload(&m)
+                    .map(|p| ssm_ocf::discovery::parse_links(&p))
+                    .unwrap_or_default();
+                if !found.iter().any(|(f, _)| *f == from) {
+                    found.push((from, links));
+                }
+            }
+        }
+    }
+    Ok(found)
 }

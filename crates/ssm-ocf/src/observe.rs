@@ -157,7 +157,7 @@ impl Observers {
         self.list.is_empty()
     }
 
-    /// Observations of `href` on `channel`'s kind (secured or not).
+    /// Observations of one kind: secured (OSCORE, DTLS) or plain.
     pub fn count(&self, secured: bool) -> usize {
         self.list
             .iter()
