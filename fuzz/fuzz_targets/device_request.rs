@@ -59,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         if let Some(href) = o.changed {
-            let _ = device.notifications(&href);
+            let _ = device.notifications(&href, std::time::Instant::now(), &mut || 0);
         }
         if o.creds_changed {
             rx = ssm_fuzz::receiver(&device);

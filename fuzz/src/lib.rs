@@ -2,7 +2,7 @@
 //! the real captured datagrams (shared/vectors) verify against, so the seeds
 //! reach past the AEAD into the plaintext parser and the request handler.
 use ssm_ocf::cred::CredResource;
-use ssm_ocf::device::{Device, DeviceInfo, RequestMeta, Security};
+use ssm_ocf::device::{Channel, Device, DeviceInfo, RequestMeta, Security};
 use ssm_ocf::provision::{default_aces, provisioned_state};
 use ssm_ocf::ssm::{ReplayFloors, SsmReceiver};
 use ssm_ocf::switch::BinarySwitch;
@@ -147,10 +147,26 @@ pub fn meta(mode: u8) -> RequestMeta {
             subject: Some(client),
         },
     };
+    // The channel matches the security; the port varies with the mode so
+    // the observer quotas per source are reached too.
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 5683 + u16::from(mode >> 3)));
+    let peer = match security {
+        Security::None => Channel::Plain(addr),
+        Security::Oscore { .. } => Channel::Oscore {
+            addr,
+            binding: ssm_oscore::RequestBinding {
+                kid: ssm_oscore::Id::new(&[0x01]).expect("1-byte kid"),
+                partial_iv: ssm_oscore::PartialIv::from_u64(u64::from(mode)).expect("small PIV"),
+                kid_context: None,
+                observe: true,
+            },
+        },
+        _ => Channel::Dtls(addr),
+    };
     RequestMeta {
         multicast: mode & 1 == 1,
         security,
-        peer: "fuzz".into(),
+        peer,
     }
 }
 

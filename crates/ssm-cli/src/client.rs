@@ -1,5 +1,8 @@
 //! `ssm client`: discover, get, update (unicast with pair-wise OSCORE, or
-//! SSM by multicast), observe.
+//! SSM by multicast, optionally confirmed by a secured RETRIEVE of every
+//! granted light), observe. `get` and `observe` use the state dir's
+//! pair-wise OSCORE credential for the device when there is one, plain
+//! CoAP otherwise.
 use crate::state::{load_creds, load_identity};
 use anyhow::{anyhow, bail, Context, Result};
 use ciborium::Value;
@@ -81,7 +84,9 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         wait_ms: u64,
     },
-    /// RETRIEVE a resource by unicast (example: `ssm client get coap://127.0.0.1:40000`).
+    /// RETRIEVE a resource by unicast, with the state dir's pair-wise OSCORE
+    /// credential for that device if there is one, else plain (example:
+    /// `ssm client get coap://127.0.0.1:40000`).
     Get {
         /// The device endpoint, `coap://host:port`.
         ep: String,
@@ -106,10 +111,20 @@ enum Cmd {
         /// Omit the inner No-Response option (the reference stack's layout).
         #[arg(long)]
         no_no_response: bool,
+        /// With --multicast: then confirm, by a secured RETRIEVE, that every
+        /// light this state dir holds a pair-wise credential for reached the
+        /// value (found by multicast discovery); exit 1 if one did not.
+        #[arg(long, requires = "multicast")]
+        confirm: bool,
+        /// How long --confirm retries a light that has not applied yet (ms).
+        #[arg(long, default_value_t = 1000)]
+        confirm_ms: u64,
         #[command(flatten)]
         net: Net,
     },
-    /// OBSERVE a resource and print notifications.
+    /// OBSERVE a resource and print notifications (pair-wise OSCORE with
+    /// the state dir's credential for that device if there is one, else
+    /// plain).
     Observe {
         /// The device endpoint.
         ep: String,
@@ -217,24 +232,32 @@ pub async fn run(a: Args) -> Result<bool> {
         }
         Cmd::Get { ep, href } => {
             let peer = parse_ep(&ep)?;
-            let sock = socket_for(peer).await?;
-            let r = request(
-                &sock,
-                peer,
-                message::request(MessageType::Confirmable, Code::GET, &href, None),
-                Duration::from_millis(500),
-                4,
-            )
-            .await
-            .with_context(|| format!("RETRIEVE {href} from {ep}: is the device running? (`ssm client discover` lists endpoints)"))?;
-            let (code, body) = describe(&r);
+            let get = message::request(MessageType::Confirmable, Code::GET, &href, None);
+            let r = match connect(&a.state_dir, &ep, peer).await? {
+                Conn::Oscore(mut client) => Secured::Oscore(
+                    client
+                        .request(peer, get)
+                        .await
+                        .with_context(|| format!("secured RETRIEVE {href} from {ep}"))?,
+                ),
+                Conn::Plain(sock) => Secured::Plain(
+                    request(&sock, peer, get, Duration::from_millis(500), 4)
+                        .await
+                        .with_context(|| format!("RETRIEVE {href} from {ep}: is the device running? (`ssm client discover` lists endpoints)"))?,
+                ),
+            };
+            let security = r.security();
+            let (code, body) = describe(r.message());
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"code": code.to_string(), "body": body})
+                    serde_json::json!({"code": code.to_string(), "body": body, "security": security})
                 );
             } else {
-                println!("{code} {}", body.map(|b| b.to_string()).unwrap_or_default());
+                println!(
+                    "{code} {} ({security})",
+                    body.map(|b| b.to_string()).unwrap_or_default()
+                );
             }
             Ok(code.is_response() && code.class() == 2)
         }
@@ -244,6 +267,8 @@ pub async fn run(a: Args) -> Result<bool> {
             multicast,
             href,
             no_no_response,
+            confirm,
+            confirm_ms,
             net,
         } => {
             let props = cbor::map([("value", Value::Bool(matches!(value, OnOff::On)))]);
@@ -260,6 +285,19 @@ pub async fn run(a: Args) -> Result<bool> {
                 let sent = sender
                     .send(&targets, &href, &props, !no_no_response)
                     .await?;
+                if confirm {
+                    return confirm_lights(
+                        &a.state_dir,
+                        &oscore,
+                        &targets,
+                        &href,
+                        matches!(value, OnOff::On),
+                        Duration::from_millis(confirm_ms),
+                        &sent,
+                        json,
+                    )
+                    .await;
+                }
                 if json {
                     let s: Vec<_> = sent.iter().map(|s| serde_json::json!({"to": s.to.to_string(), "piv": s.piv, "bytes": s.len})).collect();
                     println!("{}", serde_json::json!({"sent": s}));
@@ -321,43 +359,397 @@ pub async fn run(a: Args) -> Result<bool> {
         } => {
             let _ = load_identity(&a.state_dir, "client").ok();
             let peer = parse_ep(&ep)?;
-            let sock = socket_for(peer).await?;
-            let mut reg = message::request(MessageType::Confirmable, Code::GET, &href, None);
-            reg.add_option_uint(OptionNumber::OBSERVE, 0);
-            let first = request(&sock, peer, reg, Duration::from_millis(500), 4).await
-            .with_context(|| format!("OBSERVE {href} on {ep}: is the device running? (`ssm client discover` lists endpoints)"))?;
-            if first.option_uint(OptionNumber::OBSERVE).is_none() {
-                bail!("{ep} did not accept the observation ({})", first.code);
-            }
-            let show = |m: &ssm_coap::Message| {
+            let reg = message::request(MessageType::Confirmable, Code::GET, &href, None);
+            let show = |m: &ssm_coap::Message, security: &str, seq: Option<u32>| {
                 let (code, body) = describe(m);
-                let seq = m.option_uint(OptionNumber::OBSERVE);
                 if json {
                     println!(
                         "{}",
-                        serde_json::json!({"code": code.to_string(), "observe": seq, "body": body})
+                        serde_json::json!({"code": code.to_string(), "observe": seq, "body": body, "security": security})
                     );
                 } else {
                     println!(
-                        "{code} observe={} {}",
+                        "{code} observe={} {} ({security})",
                         seq.map(|s| s.to_string()).unwrap_or_default(),
                         body.map(|b| b.to_string()).unwrap_or_default()
                     );
                 }
             };
-            show(&first);
             let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
             let mut got = 0;
-            while got < count {
-                match ssm_runtime::client::next_notification(&sock, &first.token, deadline).await? {
-                    Some(n) => {
-                        show(&n);
-                        got += 1;
+            match connect(&a.state_dir, &ep, peer).await? {
+                Conn::Oscore(mut client) => {
+                    let (first, mut obs) = client
+                        .observe(peer, reg)
+                        .await
+                        .with_context(|| format!("secured OBSERVE {href} on {ep}"))?;
+                    // The order of OSCORE notifications is their Partial
+                    // IV's (RFC 8613 §4.1.3.5.2): the inner Observe is
+                    // empty, so the count of notifications is shown.
+                    show(&first, "oscore", Some(0));
+                    while got < count {
+                        match client.next_notification(&mut obs, deadline).await? {
+                            Some(n) => {
+                                got += 1;
+                                show(&n, "oscore", Some(got));
+                            }
+                            None => break,
+                        }
                     }
-                    None => break,
+                }
+                Conn::Plain(sock) => {
+                    let mut reg = reg;
+                    reg.add_option_uint(OptionNumber::OBSERVE, 0);
+                    let first = request(&sock, peer, reg, Duration::from_millis(500), 4).await
+                    .with_context(|| format!("OBSERVE {href} on {ep}: is the device running? (`ssm client discover` lists endpoints)"))?;
+                    if first.option_uint(OptionNumber::OBSERVE).is_none() {
+                        bail!("{ep} did not accept the observation ({}, plain CoAP: no pair-wise credential for it in {})", first.code, a.state_dir.display());
+                    }
+                    show(&first, "plain", first.option_uint(OptionNumber::OBSERVE));
+                    while got < count {
+                        match ssm_runtime::client::next_notification(&sock, &first.token, deadline)
+                            .await?
+                        {
+                            Some(n) => {
+                                show(&n, "plain", n.option_uint(OptionNumber::OBSERVE));
+                                got += 1;
+                            }
+                            None => break,
+                        }
+                    }
                 }
             }
             Ok(got == count)
         }
     }
+}
+
+/// How a device is reached: pair-wise OSCORE with the state dir's
+/// credential for it, or plain CoAP.
+enum Conn {
+    Oscore(Box<ssm_runtime::udp::OscoreClient<FileSequenceStore>>),
+    Plain(tokio::net::UdpSocket),
+}
+
+/// A response and how it came.
+enum Secured {
+    Oscore(ssm_coap::Message),
+    Plain(ssm_coap::Message),
+}
+
+impl Secured {
+    fn message(&self) -> &ssm_coap::Message {
+        match self {
+            Secured::Oscore(m) | Secured::Plain(m) => m,
+        }
+    }
+    fn security(&self) -> &'static str {
+        match self {
+            Secured::Oscore(_) => "oscore",
+            Secured::Plain(_) => "plain",
+        }
+    }
+}
+
+/// The device's UUID (`di` of `/oic/d`, readable by anyone).
+async fn device_id(sock: &tokio::net::UdpSocket, peer: SocketAddr, ep: &str) -> Result<Uuid> {
+    let d = request(
+        sock,
+        peer,
+        message::request(MessageType::Confirmable, Code::GET, "/oic/d", None),
+        Duration::from_millis(500),
+        4,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "{ep} did not answer: is the device running? (`ssm client discover` lists endpoints)"
+        )
+    })?;
+    message::payload(&d)
+        .ok()
+        .and_then(|v| cbor::get(&v, "di").and_then(|x| x.as_text().map(String::from)))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("{ep} did not tell its device ID"))
+}
+
+/// Pair-wise OSCORE when `state_dir` holds a credtype-64 credential for the
+/// device at `peer` (found by its UUID); plain CoAP only when there is none
+/// (e.g. the device is unowned).
+async fn connect(state_dir: &std::path::Path, ep: &str, peer: SocketAddr) -> Result<Conn> {
+    let sock = socket_for(peer).await?;
+    let creds = load_creds(state_dir)?;
+    let oscore = creds.oscore_creds()?;
+    if !oscore
+        .iter()
+        .any(|c| c.credtype == CredType::PairwiseOscore)
+    {
+        return Ok(Conn::Plain(sock));
+    }
+    let di = device_id(&sock, peer, ep).await?;
+    match oscore
+        .iter()
+        .find(|c| c.credtype == CredType::PairwiseOscore && c.subject == Some(di))
+    {
+        Some(cred) => Ok(Conn::Oscore(Box::new(pairwise_client(
+            state_dir, cred, sock,
+        )?))),
+        None => Ok(Conn::Plain(sock)),
+    }
+}
+
+/// One light's confirmation.
+struct Confirmed {
+    di: Uuid,
+    name: Option<String>,
+    ep: Option<String>,
+    state: Option<bool>,
+    confirmed: bool,
+    ms: u128,
+    error: Option<String>,
+}
+
+/// `update --multicast --confirm`: every light the state dir holds a
+/// pair-wise credential for (credtype 64 subjects) is located by multicast
+/// discovery and read back by a secured RETRIEVE until it shows `want` or
+/// `window` has passed (applies are asynchronous). Prints a table (or
+/// JSON); `Ok(false)` (exit 1) if any light did not confirm.
+#[allow(clippy::too_many_arguments)]
+async fn confirm_lights(
+    state_dir: &std::path::Path,
+    oscore: &[ssm_ocf::cred::OscoreCred],
+    targets: &MulticastTargets,
+    href: &str,
+    want: bool,
+    window: Duration,
+    sent: &[ssm_runtime::client::Sent],
+    json: bool,
+) -> Result<bool> {
+    let started = tokio::time::Instant::now();
+    let lights: Vec<&ssm_ocf::cred::OscoreCred> = oscore
+        .iter()
+        .filter(|c| c.credtype == CredType::PairwiseOscore && c.subject.is_some())
+        .collect();
+    let wanted: Vec<Uuid> = lights.iter().filter_map(|c| c.subject).collect();
+    // Discovery ends as soon as every granted light answered (a light may
+    // answer multicast after a random Leisure, RFC 7252 §8.2); a light found
+    // late still gets one RETRIEVE.
+    let found = locate(targets, &wanted, window).await?;
+    let mut rows = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, cred) in lights.iter().enumerate() {
+        let di = cred.subject.unwrap_or_default();
+        // Its endpoint: the discovery reply whose link names this device;
+        // the address it answered from, with the port of its endpoint.
+        let at = found.iter().find_map(|(from, links)| {
+            links
+                .iter()
+                .find(|l| l.device_id() == Some(di))
+                .map(|l| (*from, l.clone()))
+        });
+        let Some((from, link)) = at else {
+            rows.push((
+                i,
+                Confirmed {
+                    di,
+                    name: None,
+                    ep: None,
+                    state: None,
+                    confirmed: false,
+                    ms: 0,
+                    error: Some("not found by discovery".into()),
+                },
+            ));
+            continue;
+        };
+        let port = link
+            .eps
+            .iter()
+            .filter_map(|e| ssm_ocf::discovery::split_ep(&e.ep))
+            .map(|(_, p)| p)
+            .next()
+            .unwrap_or(from.port());
+        let peer = SocketAddr::new(from.ip(), port);
+        let peer = match peer {
+            SocketAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(
+                *a.ip(),
+                a.port(),
+                0,
+                match from {
+                    SocketAddr::V6(f) => f.scope_id(),
+                    _ => 0,
+                },
+            )),
+            v4 => v4,
+        };
+        let sock = socket_for(peer).await?;
+        let mut client = pairwise_client(state_dir, cred, sock)?;
+        client.config.max_retransmit = 2;
+        let href = href.to_string();
+        tasks.spawn(async move {
+            let deadline = started + window;
+            let mut last: Option<bool> = None;
+            let mut error: Option<String>;
+            loop {
+                let get = message::request(MessageType::Confirmable, Code::GET, &href, None);
+                match client.request(peer, get).await {
+                    Ok(r) if r.code.class() == 2 => {
+                        last = message::payload(&r)
+                            .ok()
+                            .and_then(|v| cbor::get(&v, "value").and_then(Value::as_bool));
+                        error = None;
+                    }
+                    Ok(r) => error = Some(format!("answered {}", r.code)),
+                    Err(e) => error = Some(e.to_string()),
+                }
+                if last == Some(want) || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let ms = started.elapsed().as_millis();
+            // Its name, if it answered at all.
+            let mut name = None;
+            if last.is_some() {
+                let d = message::request(MessageType::Confirmable, Code::GET, "/oic/d", None);
+                if let Ok(r) = client.request(peer, d).await {
+                    name = message::payload(&r).ok().and_then(|v| {
+                        cbor::get(&v, "n").and_then(|x| x.as_text().map(String::from))
+                    });
+                }
+            }
+            (
+                i,
+                Confirmed {
+                    di,
+                    name,
+                    ep: Some(peer.to_string()),
+                    state: last,
+                    confirmed: last == Some(want),
+                    ms,
+                    error: if last == Some(want) { None } else { error },
+                },
+            )
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        rows.push(r.map_err(|e| anyhow!("confirm task failed: {e}"))?);
+    }
+    rows.sort_by_key(|(i, _)| *i);
+    let rows: Vec<Confirmed> = rows.into_iter().map(|(_, r)| r).collect();
+    let all = !rows.is_empty() && rows.iter().all(|r| r.confirmed);
+    let value = if want { "on" } else { "off" };
+    if json {
+        let s: Vec<_> = sent
+            .iter()
+            .map(|s| serde_json::json!({"to": s.to.to_string(), "piv": s.piv, "bytes": s.len}))
+            .collect();
+        let l: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "di": r.di.to_string(), "name": r.name, "ep": r.ep,
+                    "state": r.state, "confirmed": r.confirmed, "ms": r.ms as u64,
+                    "security": "oscore", "error": r.error,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"sent": s, "value": want, "lights": l, "confirmed": rows.iter().filter(|r| r.confirmed).count(), "all_confirmed": all})
+        );
+    } else {
+        for s in sent {
+            println!(
+                "sent SSM UPDATE {href} {value} to {} (seq {}, {} bytes)",
+                s.to, s.piv, s.len
+            );
+        }
+        println!(
+            "{:<36} {:<12} {:<6} {:<10} {:>6}",
+            "light", "name", "state", "confirmed", "ms"
+        );
+        for r in &rows {
+            let state = match r.state {
+                Some(true) => "on",
+                Some(false) => "off",
+                None => "?",
+            };
+            println!(
+                "{:<36} {:<12} {:<6} {:<10} {:>6}{}",
+                r.di.to_string(),
+                r.name.as_deref().unwrap_or("?"),
+                state,
+                if r.confirmed { "yes" } else { "no" },
+                r.ms,
+                r.error
+                    .as_ref()
+                    .map(|e| format!("  ({e})"))
+                    .unwrap_or_default()
+            );
+        }
+        if rows.is_empty() {
+            println!(
+                "no light to confirm: {} holds no pair-wise credential (credtype 64)",
+                state_dir.display()
+            );
+        }
+    }
+    Ok(all)
+}
+
+/// Multicast discovery of the switch resources (`GET
+/// /oic/res?rt=oic.r.switch.binary`) until every device of `wanted` has
+/// answered or `wait` has passed: the replies by responder.
+async fn locate(
+    targets: &MulticastTargets,
+    wanted: &[Uuid],
+    wait: Duration,
+) -> Result<Vec<(SocketAddr, Vec<ssm_ocf::discovery::Link>)>> {
+    let mut req = message::request(
+        MessageType::NonConfirmable,
+        Code::GET,
+        "/oic/res",
+        Some("rt=oic.r.switch.binary"),
+    );
+    req.message_id = u16::from_be_bytes(ssm_runtime::random_bytes::<2>());
+    req.token = ssm_coap::Token::new(&ssm_runtime::random_bytes::<8>()).unwrap_or_default();
+    let bytes = req.to_vec();
+    for (s, dests) in &targets.targets {
+        for d in dests {
+            s.send_to(&bytes, *d).await?;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut found: Vec<(SocketAddr, Vec<ssm_ocf::discovery::Link>)> = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    let all_found = |found: &[(SocketAddr, Vec<ssm_ocf::discovery::Link>)]| {
+        wanted.iter().all(|w| {
+            found
+                .iter()
+                .any(|(_, ls)| ls.iter().any(|l| l.device_id() == Some(*w)))
+        })
+    };
+    // The sockets in turn, a short wait each, until the deadline.
+    while !all_found(&found) && tokio::time::Instant::now() < deadline {
+        for (s, _) in &targets.targets {
+            let slice = (tokio::time::Instant::now() + Duration::from_millis(10)).min(deadline);
+            while let Ok(r) = tokio::time::timeout_at(slice, s.recv_from(&mut buf)).await {
+                let (n, from) = r?;
+                let Ok(m) = ssm_coap::Message::parse(&buf[..n]) else {
+                    continue;
+                };
+                if m.token != req.token || m.code != Code::CONTENT {
+                    continue;
+                }
+                let links = message::payload(&m)
+                    .map(|p| ssm_ocf::discovery::parse_links(&p))
+                    .unwrap_or_default();
+                if !found.iter().any(|(f, _)| *f == from) {
+                    found.push((from, links));
+                }
+            }
+        }
+    }
+    Ok(found)
 }

@@ -15,22 +15,21 @@
 use crate::obt::{onboard_many, sync_devices, Link};
 use anyhow::{anyhow, bail, Context, Result};
 use ciborium::Value;
-use ssm_coap::{Code, Message, MessageType, OptionNumber, Token};
+use ssm_coap::{Code, MessageType, Token};
 use ssm_obt::store::{DeviceRecord, Store};
 use ssm_ocf::cred::CredType;
 use ssm_ocf::device::{Device, DeviceInfo};
-use ssm_ocf::security::acl2::{Ace, AceResource, AceSubject, ConnType, PERM_N, PERM_R};
 use ssm_ocf::security::SecurityState;
 use ssm_ocf::ssm::DropReason;
 use ssm_ocf::switch::{BinarySwitch, HREF};
 use ssm_ocf::{cbor, message, Uuid};
-use ssm_runtime::client::{request, socket_for, MulticastScope, MulticastTargets, SsmSender};
+use ssm_runtime::client::{socket_for, MulticastScope, MulticastTargets, SsmSender};
 use ssm_runtime::device::{start, DeviceConfig, DeviceEvent, DeviceHandle};
 use ssm_runtime::multicast::COAP_PORT;
-use ssm_runtime::obt::{discover_unowned, provision, zero_free_uuid};
+use ssm_runtime::obt::{discover_unowned, zero_free_uuid};
 use ssm_runtime::random_bytes;
 use ssm_runtime::store::FileSequenceStore;
-use ssm_runtime::udp::OscoreClient;
+use ssm_runtime::udp::{Observation, OscoreClient};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -173,7 +172,7 @@ struct Light {
     first_uuid: Uuid,
     record: Option<DeviceRecord>,
     client: Option<OscoreClient<FileSequenceStore>>,
-    observe: Option<Token>,
+    observe: Option<Observation>,
 }
 
 async fn demo(args: &Args, dir: &Path) -> Result<bool> {
@@ -348,9 +347,9 @@ async fn demo(args: &Args, dir: &Path) -> Result<bool> {
     ));
 
     // 3. SSM provisioning, as `ssm obt ssm grant wall-switch --all`: the
-    // domain records the grant (group key, the switch's Sender ID), then
-    // every affected device is brought up to date; and a read/observe ACE
-    // for the status display below.
+    // domain records the grant (group key, the switch's Sender ID, the
+    // pair-wise keys the status display below reads and observes with),
+    // then every affected device is brought up to date.
     let t_grant = Instant::now();
     let ids: Vec<Uuid> = light_recs.iter().map(|r| r.uuid).collect();
     let affected = store.grant_lights(&switch_rec.uuid, &ids, &mut rng)?;
@@ -370,31 +369,6 @@ async fn demo(args: &Args, dir: &Path) -> Result<bool> {
     let sender_id = store
         .current_sender_id(&switch_rec.uuid)?
         .context("the domain gave the switch no Sender ID")?;
-    let display_ace = Ace {
-        aceid: 0,
-        subject: AceSubject::ConnType {
-            conntype: ConnType::AnonClear,
-        },
-        resources: vec![AceResource::Href { href: HREF.into() }],
-        permission: PERM_R | PERM_N,
-    };
-    // Eight at a time, like the onboarding.
-    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
-    let mut set = tokio::task::JoinSet::new();
-    for l in &lights {
-        let rec = l.record.as_ref().context("light without record")?;
-        let psk = *store.owner_psk(&rec.uuid)?;
-        let (peer, name, ace, sem) = (l.peer, l.name.clone(), display_ace.clone(), sem.clone());
-        set.spawn(async move {
-            let _permit = sem.acquire_owned().await;
-            let seq = ssm_ocf::obt::provision(vec![], vec![ace]);
-            let r = provision(peer, obt, &psk, seq, &mut |_, _| {}).await;
-            r.with_context(|| format!("provisioning the display ACE on {name}"))
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        r.map_err(|e| anyhow!("provisioning task failed: {e}"))??;
-    }
     let grant_time = t_grant.elapsed();
     out.say(format!(
         "provisioned SSM in {:.0} ms: switch {} (Sender ID {}) may command all {n} lights",
@@ -431,16 +405,17 @@ async fn demo(args: &Args, dir: &Path) -> Result<bool> {
         )?);
     }
 
-    // A status display observes every light.
-    let obs = socket_for(lights[0].peer).await?;
+    // A status display observes every light, with the switch's pair-wise
+    // OSCORE context (RFC 8613 §4.1.3.5): protected notifications, no
+    // public read/observe ACE.
     for l in lights.iter_mut() {
-        let mut reg = message::request(MessageType::Confirmable, Code::GET, HREF, None);
-        reg.add_option_uint(OptionNumber::OBSERVE, 0);
-        let r = request(&obs, l.peer, reg, Duration::from_millis(300), 4).await?;
-        if r.option_uint(OptionNumber::OBSERVE).is_none() {
-            bail!("{} refused the observation ({})", l.name, r.code);
-        }
-        l.observe = Some(r.token);
+        let client = l.client.as_mut().context("light without client")?;
+        let reg = message::request(MessageType::Confirmable, Code::GET, HREF, None);
+        let (_, o) = client
+            .observe(l.peer, reg)
+            .await
+            .with_context(|| format!("{} refused the secured observation", l.name))?;
+        l.observe = Some(o);
     }
 
     // 4. ON, OFF: one multicast datagram each.
@@ -465,7 +440,7 @@ async fn demo(args: &Args, dir: &Path) -> Result<bool> {
                 _ => None,
             })
             .await;
-            let notified = notifications(&obs, &lights, value, Duration::from_secs(2)).await?;
+            let notified = notifications(&mut lights, value, Duration::from_secs(2)).await?;
             let mut rows = Vec::new();
             for (i, l) in lights.iter_mut().enumerate() {
                 let state = read_back(l).await;
@@ -644,32 +619,25 @@ async fn read_back(l: &mut Light) -> Option<bool> {
         .and_then(|v| cbor::get(&v, "value").and_then(Value::as_bool))
 }
 
-/// Which lights notified `value` on `obs` before `limit`.
-async fn notifications(
-    obs: &tokio::net::UdpSocket,
-    lights: &[Light],
-    value: bool,
-    limit: Duration,
-) -> Result<Vec<bool>> {
+/// Which lights notified `value` (a verified, in-order OSCORE
+/// notification of their observation) before `limit`.
+async fn notifications(lights: &mut [Light], value: bool, limit: Duration) -> Result<Vec<bool>> {
     let mut got = vec![false; lights.len()];
     let deadline = tokio::time::Instant::now() + limit;
-    let mut buf = vec![0u8; 2048];
-    while !got.iter().all(|g| *g) {
-        let Ok(r) = tokio::time::timeout_at(deadline, obs.recv_from(&mut buf)).await else {
-            break;
-        };
-        let (len, _) = r?;
-        let Ok(m) = Message::parse(&buf[..len]) else {
+    // One light after the other until the shared deadline: notifications
+    // queue in each client's socket meanwhile.
+    for (i, l) in lights.iter_mut().enumerate() {
+        let (Some(client), Some(obs)) = (l.client.as_mut(), l.observe.as_mut()) else {
             continue;
         };
-        let Some(i) = lights.iter().position(|l| l.observe == Some(m.token)) else {
-            continue;
-        };
-        let v = message::payload(&m)
-            .ok()
-            .and_then(|v| cbor::get(&v, "value").and_then(Value::as_bool));
-        if v == Some(value) && m.option_uint(OptionNumber::OBSERVE).is_some() {
-            got[i] = true;
+        while let Some(m) = client.next_notification(obs, deadline).await? {
+            let v = message::payload(&m)
+                .ok()
+                .and_then(|v| cbor::get(&v, "value").and_then(Value::as_bool));
+            if v == Some(value) {
+                got[i] = true;
+                break;
+            }
         }
     }
     Ok(got)

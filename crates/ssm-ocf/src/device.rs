@@ -11,6 +11,8 @@ use crate::cbor;
 use crate::cred::CredType;
 use crate::discovery::{Endpoint, Link, BM_DISCOVERABLE, BM_OBSERVABLE, SSM_EP_V4, SSM_EP_V6};
 use crate::message::{self, check_version};
+pub use crate::observe::Channel;
+use crate::observe::Observers;
 use crate::resource::{Resource, UpdateError, IF_BASELINE, IF_LL, IF_R};
 use crate::security::{Access, Peer, SecurityState};
 use crate::ssm::Accepted;
@@ -96,8 +98,9 @@ pub struct RequestMeta {
     pub multicast: bool,
     /// Protection of the request.
     pub security: Security,
-    /// An opaque peer identity for Observe (the runtime's address string).
-    pub peer: String,
+    /// The channel the request came over: where an observation it
+    /// registers is notified, and how (plain, OSCORE or DTLS).
+    pub peer: Channel,
 }
 
 /// What handling a request produced.
@@ -137,13 +140,6 @@ struct Entry {
     ssm: bool,
 }
 
-struct Observer {
-    peer: String,
-    token: ssm_coap::Token,
-    href: String,
-    seq: u32,
-}
-
 /// An OCF device.
 pub struct Device {
     info: DeviceInfo,
@@ -151,12 +147,14 @@ pub struct Device {
     endpoints: Vec<String>,
     ssm_v6: bool,
     ssm_v4: bool,
-    observers: Vec<Observer>,
+    observers: Observers,
     security: Option<SecurityState>,
+    now: Option<std::time::Instant>,
 }
 
-/// Longest list of observers kept (oldest dropped first).
-pub const MAX_OBSERVERS: usize = 64;
+/// Most observations kept in all (plain and secured quotas, see
+/// [`crate::observe`]).
+pub const MAX_OBSERVERS: usize = crate::observe::MAX_PLAIN + crate::observe::MAX_SECURED;
 
 impl Device {
     /// A device without application resources.
@@ -167,8 +165,9 @@ impl Device {
             endpoints: Vec::new(),
             ssm_v6: true,
             ssm_v4: true,
-            observers: Vec::new(),
+            observers: Observers::new(),
             security: None,
+            now: None,
         }
     }
 
@@ -214,6 +213,16 @@ impl Device {
     pub fn representation(&self, href: &str) -> Option<Value> {
         let e = self.entries.iter().find(|e| e.href == href)?;
         Some(props_map(e.resource.properties()))
+    }
+
+    /// Sets the time the next requests are handled at (observer lifetimes);
+    /// without it, the system clock is read.
+    pub fn set_now(&mut self, now: std::time::Instant) {
+        self.now = Some(now);
+    }
+
+    fn now(&self) -> std::time::Instant {
+        self.now.unwrap_or_else(std::time::Instant::now)
     }
 
     /// Handles a plain (or already decrypted) request.
@@ -326,27 +335,42 @@ impl Device {
         Ok(changed.then_some(path))
     }
 
-    /// Notifications for the observers of `href` (NON 2.05 with Observe),
-    /// each with the peer it goes to.
-    pub fn notifications(&mut self, href: &str) -> Vec<(String, Message)> {
+    /// Notifications for the observers of `href` (NON 2.05 with Observe,
+    /// Message IDs from `mid`), each with the channel it must be sent over:
+    /// the runtime protects an OSCORE one with that observer's context and
+    /// sends a DTLS one in its session, never in plaintext.
+    pub fn notifications(
+        &mut self,
+        href: &str,
+        now: std::time::Instant,
+        mid: &mut dyn FnMut() -> u16,
+    ) -> Vec<(Channel, Message)> {
         let Some(rep) = self.representation(href) else {
             return Vec::new();
         };
-        let mut out = Vec::new();
-        for o in self.observers.iter_mut().filter(|o| o.href == href) {
-            o.seq = (o.seq + 1) & 0xff_ffff;
-            let mut m = Message::new(MessageType::NonConfirmable, Code::CONTENT, 0, o.token);
-            m.add_option_uint(OptionNumber::OBSERVE, o.seq);
-            message::set_payload(&mut m, &rep);
-            out.push((o.peer.clone(), m));
-        }
-        out
+        self.observers
+            .notify(href, now, mid)
+            .into_iter()
+            .map(|d| {
+                let mut m =
+                    Message::new(MessageType::NonConfirmable, Code::CONTENT, d.mid, d.token);
+                m.add_option_uint(OptionNumber::OBSERVE, d.seq);
+                message::set_payload(&mut m, &rep);
+                (d.channel, m)
+            })
+            .collect()
     }
 
-    /// Forgets every observation of `peer` (e.g. after an RST).
-    pub fn remove_observer(&mut self, peer: &str, token: &[u8]) {
-        self.observers
-            .retain(|o| !(o.peer == peer && o.token.as_bytes() == token));
+    /// An RST (an Empty message, no token) from `from` answering the
+    /// notification with Message ID `mid` ends that observation (RFC 7641
+    /// §3.6). Returns whether one ended.
+    pub fn reset(&mut self, from: std::net::SocketAddr, mid: u16) -> bool {
+        self.observers.reset(from, mid)
+    }
+
+    /// The observer table (quotas, expiry).
+    pub fn observers(&self) -> &Observers {
+        &self.observers
     }
 
     fn error(&self, req: &Message, meta: &RequestMeta, code: Code) -> Outcome {
@@ -623,21 +647,11 @@ impl Device {
                 let mut r = reply(req, Code::CONTENT);
                 match req.option_uint(OptionNumber::OBSERVE) {
                     Some(0) => {
-                        let token = req.token;
-                        self.observers
-                            .retain(|o| !(o.peer == meta.peer && o.token == token));
-                        if self.observers.len() >= MAX_OBSERVERS {
-                            self.observers.remove(0);
-                        }
-                        self.observers.push(Observer {
-                            peer: meta.peer.clone(),
-                            token,
-                            href: path.into(),
-                            seq: 0,
-                        });
+                        let now = self.now();
+                        self.observers.register(meta.peer, req.token, path, now);
                         r.add_option_uint(OptionNumber::OBSERVE, 0);
                     }
-                    Some(1) => self.remove_observer(&meta.peer, req.token.as_bytes()),
+                    Some(1) => self.observers.cancel(&meta.peer, &req.token),
                     _ => {}
                 }
                 message::set_payload(&mut r, &props_map(props));

@@ -35,6 +35,7 @@ pub mod cred;
 pub mod device;
 pub mod discovery;
 pub mod message;
+pub mod observe;
 pub mod obt;
 pub mod provision;
 pub mod resource;

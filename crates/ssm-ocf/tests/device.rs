@@ -45,7 +45,7 @@ fn meta(multicast: bool, secured: bool) -> RequestMeta {
         } else {
             Security::None
         },
-        peer: "127.0.0.1:1".into(),
+        peer: ssm_ocf::device::Channel::Plain(([127, 0, 0, 1], 1).into()),
     }
 }
 
@@ -256,17 +256,27 @@ fn observe_and_notify() {
     let mut m = message::update(MessageType::Confirmable, HREF, &value(true));
     m.token = Token::new(&[9]).unwrap();
     let o = d.handle(&m, &meta(false, true));
-    let notes = d.notifications(o.changed.as_deref().unwrap());
+    let notes = d.notifications(
+        o.changed.as_deref().unwrap(),
+        std::time::Instant::now(),
+        &mut || 1,
+    );
     assert_eq!(notes.len(), 1);
     let (peer, n) = &notes[0];
-    assert_eq!(peer, "127.0.0.1:1");
+    assert_eq!(
+        *peer,
+        ssm_ocf::device::Channel::Plain(([127, 0, 0, 1], 1).into())
+    );
+    assert_eq!(n.message_id, 1);
     assert_eq!(n.token, reg.token);
     assert_eq!(n.option_uint(OptionNumber::OBSERVE), Some(1));
     assert_eq!(message::payload(n).unwrap(), value(true));
     let mut cancel = reg.clone();
     cancel.set_option_uint(OptionNumber::OBSERVE, 1);
     d.handle(&cancel, &meta(false, false));
-    assert!(d.notifications(HREF).is_empty());
+    assert!(d
+        .notifications(HREF, std::time::Instant::now(), &mut || 2)
+        .is_empty());
 }
 
 #[test]
@@ -561,4 +571,62 @@ fn floor_reservation_persists_once_per_k_and_never_admits_a_replay_after_restart
             );
         }
     }
+}
+
+/// F7 as the attack, on the device model: the switch observes over OSCORE,
+/// then 64 spoofed plain registrations from one victim address (different
+/// ports and tokens) arrive. One change must still notify the switch over
+/// its OSCORE channel, and must not send 64 notifications to the victim.
+#[test]
+fn spoofed_plain_registrations_keep_the_oscore_observer() {
+    use ssm_ocf::device::Channel;
+    let mut d = light();
+    let binding = ssm_oscore::RequestBinding {
+        kid: ssm_oscore::Id::new(&[0x21]).unwrap(),
+        partial_iv: ssm_oscore::PartialIv::from_u64(3).unwrap(),
+        kid_context: None,
+        observe: true,
+    };
+    let switch = Channel::Oscore {
+        addr: ([127, 0, 0, 1], 40000).into(),
+        binding,
+    };
+    let mut reg = get(HREF, None);
+    reg.add_option_uint(OptionNumber::OBSERVE, 0);
+    let mut m = meta(false, true);
+    m.peer = switch;
+    assert!(d.handle(&reg, &m).response.is_some());
+    for i in 0..64u16 {
+        let mut r = get(HREF, None);
+        r.token = Token::new(&(1000 + u32::from(i)).to_be_bytes()).unwrap();
+        r.add_option_uint(OptionNumber::OBSERVE, 0);
+        let mut m = meta(false, false);
+        m.peer = Channel::Plain(([10, 0, 0, 9], 2000 + i).into());
+        let o = d.handle(&r, &m);
+        assert_eq!(
+            o.response.unwrap().option_uint(OptionNumber::OBSERVE),
+            Some(0)
+        );
+    }
+    let mut u = message::update(MessageType::Confirmable, HREF, &value(true));
+    u.token = Token::new(&[9]).unwrap();
+    let o = d.handle(&u, &meta(false, true));
+    let notes = d.notifications(
+        o.changed.as_deref().unwrap(),
+        std::time::Instant::now(),
+        &mut || 7,
+    );
+    assert_eq!(
+        notes.iter().filter(|(c, _)| *c == switch).count(),
+        1,
+        "the switch's OSCORE observation is still there"
+    );
+    let to_victim = notes
+        .iter()
+        .filter(|(c, _)| c.addr().ip() == std::net::IpAddr::from([10, 0, 0, 9]))
+        .count();
+    assert!(
+        to_victim <= ssm_ocf::observe::MAX_PER_SOURCE,
+        "{to_victim} notifications to the victim for one change"
+    );
 }

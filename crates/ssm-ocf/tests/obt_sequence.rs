@@ -38,7 +38,7 @@ fn run(
                 &RequestMeta {
                     multicast: false,
                     security,
-                    peer: "obt".into(),
+                    peer: ssm_ocf::device::Channel::Plain(([127, 0, 0, 1], 1).into()),
                 },
             )
             .response
@@ -156,7 +156,7 @@ fn onboard_provision_and_switch() {
                 security: Security::Dtls {
                     subject: Some(Uuid::from_u128(5)),
                 },
-                peer: "x".into(),
+                peer: ssm_ocf::device::Channel::Plain(([127, 0, 0, 1], 1).into()),
             },
         )
         .response

@@ -18,7 +18,7 @@ fn meta(security: Security, multicast: bool) -> RequestMeta {
     RequestMeta {
         multicast,
         security,
-        peer: "p".into(),
+        peer: ssm_ocf::device::Channel::Plain(([127, 0, 0, 1], 1).into()),
     }
 }
 

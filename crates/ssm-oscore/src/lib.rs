@@ -45,7 +45,9 @@ pub use error::Error;
 pub use id::{Id, IdContext, PartialIv, MAX_ID_CONTEXT_LEN, MAX_ID_LEN, MAX_PARTIAL_IV_LEN};
 pub use option::OscoreOption;
 pub use protect::{Decrypted, RequestBinding, RequestOptions, ResponsePiv};
-pub use replay::{ReplayState, ReplayWindow, DEFAULT_REPLAY_WINDOW, MAX_REPLAY_WINDOW};
+pub use replay::{
+    NotificationOrder, ReplayState, ReplayWindow, DEFAULT_REPLAY_WINDOW, MAX_REPLAY_WINDOW,
+};
 pub use sequence::{block_ahead, SequenceNumber, SequenceNumberStore, MAX_SEQUENCE_NUMBER};
 
 /// COSE algorithm 10, AES-CCM-16-64-128: the only AEAD OSCORE mandates.

@@ -190,6 +190,57 @@ impl ReplayState {
     }
 }
 
+/// The client's Notification Number of one observation (RFC 8613
+/// §4.1.3.5.2, §7.4.1): notifications are ordered and replay-checked by
+/// their Partial IV, never by the outer Observe value. At most one
+/// notification without Partial IV (the first, which may reuse the request
+/// nonce) is accepted, as the oldest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NotificationOrder {
+    without_piv_seen: bool,
+    number: Option<u64>,
+}
+
+impl NotificationOrder {
+    /// A new observation: nothing received yet.
+    pub const fn new() -> Self {
+        NotificationOrder {
+            without_piv_seen: false,
+            number: None,
+        }
+    }
+
+    /// Decides on a *verified* notification with Partial IV `piv` (`None`:
+    /// none in the message). Returns `true` if it is newer than every one
+    /// accepted so far (and records it); `false`: a replay or an older one,
+    /// to be dropped (RFC 7641 §3.4: an older notification never replaces
+    /// a newer one).
+    pub fn accept(&mut self, piv: Option<u64>) -> bool {
+        match piv {
+            None => {
+                // Only the first, and only before any with a Partial IV.
+                if self.without_piv_seen || self.number.is_some() {
+                    return false;
+                }
+                self.without_piv_seen = true;
+                true
+            }
+            Some(p) => {
+                if self.number.is_some_and(|n| p <= n) {
+                    return false;
+                }
+                self.number = Some(p);
+                true
+            }
+        }
+    }
+
+    /// The Notification Number: the largest Partial IV accepted.
+    pub fn number(&self) -> Option<u64> {
+        self.number
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,5 +312,27 @@ mod tests {
         let mut w = ReplayWindow::new(32);
         assert!(run(&mut w, 0));
         assert!(!run(&mut w, 0));
+    }
+
+    #[test]
+    fn notifications_in_partial_iv_order() {
+        let mut o = NotificationOrder::new();
+        assert!(o.accept(None), "the first may reuse the request nonce");
+        assert!(!o.accept(None), "only one without Partial IV");
+        assert!(o.accept(Some(5)));
+        assert!(!o.accept(Some(5)), "a replay");
+        assert!(!o.accept(Some(3)), "an older one");
+        assert!(o.accept(Some(9)));
+        assert_eq!(o.number(), Some(9));
+        assert!(!o.accept(None), "none without Partial IV after one with");
+    }
+
+    #[test]
+    fn notification_order_starts_at_first_piv() {
+        let mut o = NotificationOrder::new();
+        assert!(o.accept(Some(0)));
+        assert!(!o.accept(Some(0)));
+        assert!(!o.accept(None));
+        assert!(o.accept(Some(1)));
     }
 }

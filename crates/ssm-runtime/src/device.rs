@@ -16,7 +16,7 @@ use crate::responder::OscoreResponder;
 use crate::store::{atomic_write, FileSequenceStore};
 use ssm_coap::{Code, Message, MessageType, OptionNumber, Packet};
 use ssm_ocf::cred::CredType;
-use ssm_ocf::device::{reply, Device, RequestMeta, Security};
+use ssm_ocf::device::{reply, Channel, Device, RequestMeta, Security};
 use ssm_ocf::ssm::{DropCounters, DropReason, ReplayFloors, SsmReceiver, Verified};
 use ssm_oscore::{OscoreOption, ReplayState, SequenceNumber};
 use std::io;
@@ -564,16 +564,46 @@ async fn send_all(socket: &UdpSocket, out: Vec<(SocketAddr, Vec<u8>)>) {
     }
 }
 
-/// Notifications for `href`, encoded with fresh Message IDs.
+/// Notifications for `href`, each over its observer's channel: plain as a
+/// plain datagram; OSCORE protected with that observer's pair-wise context
+/// and the device's own Partial IV (reserved on disk first); DTLS in its
+/// session. A secured observer whose context or session is gone gets
+/// nothing, never plaintext.
 fn notify(st: &mut State, href: &str) -> Vec<(SocketAddr, Vec<u8>)> {
-    st.device
-        .notifications(href)
-        .into_iter()
-        .filter_map(|(peer, mut m)| {
-            m.message_id = u16::from_be_bytes(random_bytes::<2>());
-            Some((peer.parse().ok()?, m.to_vec()))
-        })
-        .collect()
+    let mut mid = || u16::from_be_bytes(random_bytes::<2>());
+    let due = st
+        .device
+        .notifications(href, std::time::Instant::now(), &mut mid);
+    let mut out = Vec::new();
+    for (channel, m) in due {
+        match channel {
+            Channel::Plain(addr) => out.push((addr, m.to_vec())),
+            Channel::Oscore { addr, binding } => {
+                let Some((_, _, responder)) =
+                    st.pairwise.iter_mut().find(|(id, _, _)| *id == binding.kid)
+                else {
+                    tracing::debug!(%addr, "OSCORE observer without context; not notified");
+                    continue;
+                };
+                if let Some(bytes) = responder.protect_notification(&binding, &m) {
+                    out.push((addr, bytes));
+                }
+            }
+            Channel::Dtls(addr) => {
+                let Some(p) = st.dtls.get_mut(&addr) else {
+                    tracing::debug!(%addr, "DTLS observer without session; not notified");
+                    continue;
+                };
+                if let Err(e) = p.session.send_app_data(&m.to_vec()) {
+                    tracing::debug!(%addr, error = %e, "DTLS notification");
+                }
+                while let Some(d) = p.session.poll_transmit() {
+                    out.push((addr, d));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn normalise(peer: SocketAddr) -> SocketAddr {
@@ -615,7 +645,7 @@ fn handle_unicast(
     peer: SocketAddr,
     events: &broadcast::Sender<DeviceEvent>,
 ) -> Vec<(SocketAddr, Vec<u8>)> {
-    let (kid, ty, is_request, token) = match Packet::new_checked(&*datagram) {
+    let (kid, ty, is_request, mid) = match Packet::new_checked(&*datagram) {
         Ok(p) => (
             p.options()
                 .get(OptionNumber::OSCORE)
@@ -623,12 +653,13 @@ fn handle_unicast(
                 .and_then(|o| o.kid),
             p.msg_type(),
             p.code().is_request(),
-            p.token().to_vec(),
+            p.message_id(),
         ),
         Err(_) => return Vec::new(),
     };
     if ty == MessageType::Reset {
-        st.device.remove_observer(&peer.to_string(), &token);
+        // RFC 7641 §3.6: matched by the Message ID of the notification.
+        st.device.reset(peer, mid);
         return Vec::new();
     }
     if !is_request {
@@ -656,22 +687,29 @@ fn handle_unicast(
             }
             return out;
         };
-        let meta = RequestMeta {
-            multicast: false,
-            security: Security::Oscore {
-                subject: *subject,
-                credtype: CredType::PairwiseOscore,
-            },
-            peer: peer.to_string(),
-        };
+        let subject = *subject;
         let mid = u16::from_be_bytes(random_bytes::<2>());
-        let mut app = |req: &Message| {
+        let mut app = |req: &Message, binding: &ssm_oscore::RequestBinding| {
+            let meta = RequestMeta {
+                multicast: false,
+                security: Security::Oscore {
+                    subject,
+                    credtype: CredType::PairwiseOscore,
+                },
+                peer: Channel::Oscore {
+                    addr: peer,
+                    binding: *binding,
+                },
+            };
             let o = device.handle(req, &meta);
             changed = o.changed;
             svr = (o.svr_changed, o.creds_changed);
             o.response.unwrap_or_else(|| reply(req, Code::NOT_FOUND))
         };
-        if let Some(bytes) = responder.handle(datagram, random_bytes::<8>(), mid, &mut app) {
+        let now = std::time::Instant::now();
+        if let Some(bytes) =
+            responder.handle_from(datagram, peer, now, random_bytes::<8>(), mid, &mut app)
+        {
             out.push((peer, bytes));
         }
     } else {
@@ -681,7 +719,7 @@ fn handle_unicast(
         let meta = RequestMeta {
             multicast: false,
             security: Security::None,
-            peer: peer.to_string(),
+            peer: Channel::Plain(peer),
         };
         let o = st.device.handle(&req, &meta);
         changed = o.changed;
@@ -814,7 +852,7 @@ fn handle_multicast(
         let meta = RequestMeta {
             multicast: true,
             security: Security::None,
-            peer: peer.to_string(),
+            peer: Channel::Plain(peer),
         };
         let o = st.device.handle(&req, &meta);
         return Step::Done(match o.response {
@@ -1027,7 +1065,7 @@ fn handle_dtls(
         let meta = RequestMeta {
             multicast: false,
             security: security.clone(),
-            peer: format!("dtls:{peer}"),
+            peer: Channel::Dtls(peer),
         };
         let was_owned = st.device.security().is_some_and(|s| {
             s.doxm.owned && s.pstat.dos != ssm_ocf::security::pstat::DeviceOnboardingState::Rfotm

@@ -1,8 +1,68 @@
 //! The OSCORE server's decisions for one datagram (RFC 8613 §8.2–8.3,
 //! App. B.1.2), without I/O: bytes in, bytes out. Randomness (the Echo
-//! value) and Message IDs come from the caller.
+//! value), Message IDs and the time come from the caller.
+//!
+//! Message deduplication (RFC 7252 §4.5): a retransmitted request (the
+//! identical datagram with the same Message ID from the same endpoint,
+//! within [`EXCHANGE_LIFETIME`]) gets the cached protected response again;
+//! it is not handed to the application a second time and does not hit the
+//! replay window (which would answer a plain "4.01 Replay detected" to an
+//! update that was applied).
 use ssm_coap::{Code, Message, MessageType, OptionNumber, Packet, Token};
-use ssm_oscore::{Error, OscoreOption, ResponsePiv, SecurityContext, SequenceNumberStore};
+use ssm_oscore::{
+    Error, OscoreOption, RequestBinding, ResponsePiv, SecurityContext, SequenceNumberStore,
+};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// How long a response is kept for retransmissions of its request (RFC
+/// 7252 §4.8.2 EXCHANGE_LIFETIME, 247 s with the default parameters).
+pub const EXCHANGE_LIFETIME: Duration = Duration::from_secs(247);
+/// Most responses kept for deduplication per security context (the oldest
+/// goes first).
+pub const DEDUP_ENTRIES: usize = 32;
+
+/// A recent exchange: the request as received and the response sent.
+struct Exchange {
+    from: SocketAddr,
+    mid: u16,
+    request: Vec<u8>,
+    response: Vec<u8>,
+    at: Instant,
+}
+
+/// The bounded, expiring deduplication cache (RFC 7252 §4.5).
+#[derive(Default)]
+struct Dedup {
+    entries: std::collections::VecDeque<Exchange>,
+}
+
+impl Dedup {
+    fn lookup(
+        &mut self,
+        from: SocketAddr,
+        mid: u16,
+        datagram: &[u8],
+        now: Instant,
+    ) -> Option<&[u8]> {
+        self.entries
+            .retain(|e| now.saturating_duration_since(e.at) < EXCHANGE_LIFETIME);
+        self.entries
+            .iter()
+            .find(|e| e.from == from && e.mid == mid && e.request == datagram)
+            .map(|e| e.response.as_slice())
+    }
+
+    fn insert(&mut self, e: Exchange) {
+        // A new request with a reused Message ID replaces the old one.
+        self.entries
+            .retain(|x| !(x.from == e.from && x.mid == e.mid));
+        if self.entries.len() >= DEDUP_ENTRIES {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(e);
+    }
+}
 
 /// Counters of what the responder did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -15,12 +75,15 @@ pub struct Stats {
     pub refused: u64,
     /// Datagrams dropped without an answer (malformed, not a request).
     pub dropped: u64,
+    /// Retransmissions answered from the deduplication cache.
+    pub duplicates: u64,
 }
 
 /// Serves one unicast OSCORE security context.
 pub struct OscoreResponder<S: SequenceNumberStore> {
     ctx: SecurityContext,
     store: S,
+    dedup: Dedup,
     /// What happened so far.
     pub stats: Stats,
 }
@@ -35,19 +98,81 @@ where
         OscoreResponder {
             ctx,
             store,
+            dedup: Dedup::default(),
             stats: Stats::default(),
         }
     }
 
     /// Handles one datagram. `echo` is a fresh random value used if an Echo
-    /// challenge is due and none is outstanding; `mid` is a Message ID for a NON response. Returns
-    /// the datagram to send back, if any.
+    /// challenge is due and none is outstanding; `mid` is a Message ID for a
+    /// NON response. Returns the datagram to send back, if any. No
+    /// deduplication (see [`Self::handle_from`]).
     pub fn handle(
         &mut self,
         datagram: &mut [u8],
         echo: [u8; 8],
         mid: u16,
         app: &mut dyn FnMut(&Message) -> Message,
+    ) -> Option<Vec<u8>> {
+        self.respond(datagram, echo, mid, &mut |m, _| app(m))
+    }
+
+    /// Handles one datagram from `from` at `now`, with deduplication (RFC
+    /// 7252 §4.5): the identical datagram with the same Message ID from the
+    /// same endpoint within [`EXCHANGE_LIFETIME`] gets the response sent
+    /// before, byte for byte, and `app` is not called again. `app` also
+    /// gets the request's binding (kid, Partial IV), which a notification
+    /// of an observation it registers needs (RFC 8613 §8.3).
+    pub fn handle_from(
+        &mut self,
+        datagram: &mut [u8],
+        from: SocketAddr,
+        now: Instant,
+        echo: [u8; 8],
+        mid: u16,
+        app: &mut dyn FnMut(&Message, &RequestBinding) -> Message,
+    ) -> Option<Vec<u8>> {
+        let req_mid = Packet::new_checked(&*datagram).ok()?.message_id();
+        if let Some(cached) = self.dedup.lookup(from, req_mid, datagram, now) {
+            let cached = cached.to_vec();
+            self.stats.duplicates += 1;
+            return Some(cached);
+        }
+        let request = datagram.to_vec();
+        let protected_before = self.stats.accepted + self.stats.echo_challenges;
+        let out = self.respond(datagram, echo, mid, app)?;
+        if self.stats.accepted + self.stats.echo_challenges > protected_before {
+            // Only protected answers: a refused request is refused again.
+            self.dedup.insert(Exchange {
+                from,
+                mid: req_mid,
+                request,
+                response: out.clone(),
+                at: now,
+            });
+        }
+        Some(out)
+    }
+
+    /// Protects a notification of the observation registered by the request
+    /// `binding` with the server's own Partial IV (RFC 8613 §4.1.3.5.2,
+    /// §8.3.1: every notification after the first carries one; the request
+    /// nonce is never used again). The sequence number is reserved on disk
+    /// first; `None` if that fails (nothing is sent then).
+    pub fn protect_notification(
+        &mut self,
+        binding: &RequestBinding,
+        notification: &Message,
+    ) -> Option<Vec<u8>> {
+        self.protect(binding, notification, ResponsePiv::Own)
+    }
+
+    fn respond(
+        &mut self,
+        datagram: &mut [u8],
+        echo: [u8; 8],
+        mid: u16,
+        app: &mut dyn FnMut(&Message, &RequestBinding) -> Message,
     ) -> Option<Vec<u8>> {
         let (ty, req_mid, token, is_oscore, kid_ok) = {
             let Ok(p) = Packet::new_checked(&*datagram) else {
@@ -99,7 +224,7 @@ where
                 self.stats.accepted += 1;
                 let binding = d.binding?;
                 let request = d.to_message();
-                let mut resp = app(&request);
+                let mut resp = app(&request, &binding);
                 resp.ty = rty;
                 resp.message_id = rmid;
                 resp.token = token;
@@ -168,6 +293,277 @@ where
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use ssm_oscore::{
+        ContextParams, Id, NotificationOrder, ReplayState, ReplayWindow, SequenceNumber,
+    };
+
+    struct Mem(u64);
+    impl SequenceNumberStore for Mem {
+        type Error = &'static str;
+        fn reserve_block(
+            &mut self,
+            next: u64,
+            k: u64,
+        ) -> Result<core::ops::Range<u64>, Self::Error> {
+            let b = ssm_oscore::block_ahead(next.max(self.0), k);
+            self.0 = b.end;
+            Ok(b)
+        }
+    }
+
+    fn ctx(sender: u8, recipient: u8) -> SecurityContext {
+        SecurityContext::derive(
+            &ContextParams {
+                master_secret: &[0x42; 32],
+                master_salt: None,
+                id_context: None,
+                sender_id: Id::new(&[sender]).unwrap(),
+                recipient_id: Id::new(&[recipient]).unwrap(),
+            },
+            SequenceNumber::resume(0, 8),
+            ReplayState::Window(ReplayWindow::new(32)),
+        )
+        .unwrap()
+    }
+
+    fn con_request(
+        client: &mut SecurityContext,
+        mid: u16,
+        observe: bool,
+    ) -> (Vec<u8>, RequestBinding) {
+        let mut m = Message::new(
+            MessageType::Confirmable,
+            Code::POST,
+            mid,
+            Token::new(&[7, 7]).unwrap(),
+        );
+        m.add_option(OptionNumber::URI_PATH, b"a".to_vec());
+        if observe {
+            m.code = Code::GET;
+            m.add_option_uint(OptionNumber::OBSERVE, 0);
+        }
+        m.payload = b"\xa1\x65value\xf5".to_vec();
+        let mut out = vec![0u8; 256];
+        client.sender.reserve_sequence(&mut Mem(0)).unwrap();
+        let (n, b) = client
+            .sender
+            .protect_request(&m.to_vec(), &mut out)
+            .unwrap();
+        out.truncate(n);
+        (out, b)
+    }
+
+    fn app_counting(calls: &mut u32) -> impl FnMut(&Message, &RequestBinding) -> Message + '_ {
+        move |req: &Message, _: &RequestBinding| {
+            *calls += 1;
+            let mut r = Message::new(MessageType::Acknowledgement, Code::CHANGED, 0, req.token);
+            if req.option_uint(OptionNumber::OBSERVE).is_some() {
+                r.code = Code::CONTENT;
+                r.add_option_uint(OptionNumber::OBSERVE, 0);
+            }
+            r.payload = b"ok".to_vec();
+            r
+        }
+    }
+
+    /// F8 as the attack (here: the network): a CON request whose response
+    /// is lost is retransmitted byte for byte; the server must answer the
+    /// same protected response again (not a plain "4.01 Replay detected")
+    /// and must not run the handler a second time.
+    #[test]
+    fn retransmitted_con_request_gets_the_cached_protected_response() {
+        let mut server = OscoreResponder::new(ctx(2, 1), Mem(0));
+        let mut client = ctx(1, 2);
+        let from: SocketAddr = ([127, 0, 0, 1], 5000).into();
+        let now = Instant::now();
+        let (wire, binding) = con_request(&mut client, 0x1234, false);
+        let mut calls = 0;
+        let first = {
+            let mut app = app_counting(&mut calls);
+            server
+                .handle_from(&mut wire.clone(), from, now, [1; 8], 9, &mut app)
+                .unwrap()
+        };
+        // Response lost; the client retransmits the identical datagram.
+        let again = {
+            let mut app = app_counting(&mut calls);
+            server
+                .handle_from(
+                    &mut wire.clone(),
+                    from,
+                    now + Duration::from_secs(2),
+                    [2; 8],
+                    10,
+                    &mut app,
+                )
+                .unwrap()
+        };
+        assert_eq!(calls, 1, "the handler ran once");
+        assert_eq!(first, again, "the cached protected response");
+        let mut buf = again.clone();
+        let d = client
+            .recipient
+            .unprotect_response(&binding, &mut buf)
+            .unwrap();
+        assert_eq!(d.code, Code::CHANGED);
+        assert_eq!(server.stats.duplicates, 1);
+        assert_eq!(server.stats.accepted, 1);
+    }
+
+    #[test]
+    fn dedup_is_per_endpoint_and_expires() {
+        let mut server = OscoreResponder::new(ctx(2, 1), Mem(0));
+        let mut client = ctx(1, 2);
+        let from: SocketAddr = ([127, 0, 0, 1], 5000).into();
+        let other: SocketAddr = ([127, 0, 0, 1], 5001).into();
+        let now = Instant::now();
+        let (wire, _) = con_request(&mut client, 1, false);
+        let mut calls = 0;
+        let mut app = app_counting(&mut calls);
+        assert!(server
+            .handle_from(&mut wire.clone(), from, now, [1; 8], 9, &mut app)
+            .is_some());
+        // The same bytes from another endpoint are not a retransmission:
+        // the replay window refuses them (plain 4.01).
+        let r = server
+            .handle_from(&mut wire.clone(), other, now, [1; 8], 9, &mut app)
+            .unwrap();
+        assert!(Packet::new_checked(&r[..])
+            .unwrap()
+            .options()
+            .get(OptionNumber::OSCORE)
+            .is_none());
+        // After EXCHANGE_LIFETIME the cache has forgotten it.
+        let r = server
+            .handle_from(
+                &mut wire.clone(),
+                from,
+                now + EXCHANGE_LIFETIME,
+                [1; 8],
+                9,
+                &mut app,
+            )
+            .unwrap();
+        assert!(Packet::new_checked(&r[..])
+            .unwrap()
+            .options()
+            .get(OptionNumber::OSCORE)
+            .is_none());
+        drop(app);
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn dedup_cache_is_bounded() {
+        let mut server = OscoreResponder::new(ctx(2, 1), Mem(0));
+        let mut client = ctx(1, 2);
+        let from: SocketAddr = ([127, 0, 0, 1], 5000).into();
+        let now = Instant::now();
+        let mut calls = 0;
+        let mut app = app_counting(&mut calls);
+        let (first, _) = con_request(&mut client, 0, false);
+        server.handle_from(&mut first.clone(), from, now, [1; 8], 9, &mut app);
+        for mid in 1..=DEDUP_ENTRIES as u16 {
+            let (w, _) = con_request(&mut client, mid, false);
+            server.handle_from(&mut w.clone(), from, now, [1; 8], 9, &mut app);
+        }
+        assert!(server.dedup.entries.len() <= DEDUP_ENTRIES);
+        // The oldest was evicted: its copy now meets the replay window.
+        let r = server
+            .handle_from(&mut first.clone(), from, now, [1; 8], 9, &mut app)
+            .unwrap();
+        assert!(Packet::new_checked(&r[..])
+            .unwrap()
+            .options()
+            .get(OptionNumber::OSCORE)
+            .is_none());
+    }
+
+    /// Notifications carry the server's own, increasing Partial IV (never
+    /// the request nonce after the first response), verify against the
+    /// registration, and are ordered by it on the client.
+    #[test]
+    fn notifications_use_own_partial_iv() {
+        let mut server = OscoreResponder::new(ctx(2, 1), Mem(0));
+        let mut client = ctx(1, 2);
+        let from: SocketAddr = ([127, 0, 0, 1], 5000).into();
+        let (wire, binding) = con_request(&mut client, 5, true);
+        let mut got = None;
+        let first = server
+            .handle_from(
+                &mut wire.clone(),
+                from,
+                Instant::now(),
+                [1; 8],
+                9,
+                &mut |req, b| {
+                    got = Some(*b);
+                    let mut r =
+                        Message::new(MessageType::Acknowledgement, Code::CONTENT, 0, req.token);
+                    r.add_option_uint(OptionNumber::OBSERVE, 0);
+                    r
+                },
+            )
+            .unwrap();
+        let server_binding = got.unwrap();
+        assert_eq!(server_binding.kid, binding.kid);
+        assert_eq!(server_binding.partial_iv, binding.partial_iv);
+        assert!(server_binding.observe);
+        let mut order = NotificationOrder::new();
+        let mut b = first.clone();
+        let d = client
+            .recipient
+            .unprotect_response(&binding, &mut b)
+            .unwrap();
+        assert!(
+            d.partial_iv.is_none(),
+            "the first response may use the request nonce"
+        );
+        assert!(order.accept(None));
+        let mut notes = Vec::new();
+        for seq in 1..=3u32 {
+            let mut n = Message::new(
+                MessageType::NonConfirmable,
+                Code::CONTENT,
+                100 + seq as u16,
+                Token::new(&[7, 7]).unwrap(),
+            );
+            n.add_option_uint(OptionNumber::OBSERVE, seq);
+            n.payload = vec![seq as u8];
+            notes.push(server.protect_notification(&server_binding, &n).unwrap());
+        }
+        let mut pivs = Vec::new();
+        for n in &notes {
+            // The outer Observe is there (RFC 8613 §4.1.3.5.2).
+            assert!(Packet::new_checked(&n[..])
+                .unwrap()
+                .options()
+                .get(OptionNumber::OBSERVE)
+                .is_some());
+            let mut b = n.clone();
+            let d = client
+                .recipient
+                .unprotect_response(&binding, &mut b)
+                .unwrap();
+            let piv = d.partial_iv.expect("own Partial IV").value();
+            assert!(order.accept(Some(piv)));
+            pivs.push(piv);
+        }
+        assert!(pivs.windows(2).all(|w| w[0] < w[1]));
+        // A replayed (older) notification is dropped by the order check.
+        let mut b = notes[0].clone();
+        let d = client
+            .recipient
+            .unprotect_response(&binding, &mut b)
+            .unwrap();
+        assert!(!order.accept(d.partial_iv.map(|p| p.value())));
+        assert!(server.store.0 > pivs[2], "reserved on disk ahead");
+    }
+}
+
+#[cfg(test)]
+mod echo_tests {
     use super::*;
     use ssm_oscore::{ContextParams, ReplayState, ReplayWindow, RequestBinding, SequenceNumber};
 

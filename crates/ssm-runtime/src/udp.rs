@@ -4,7 +4,9 @@
 use crate::random_bytes;
 use crate::responder::OscoreResponder;
 use ssm_coap::{Code, Message, MessageType, OptionNumber, Packet, Token};
-use ssm_oscore::{Error as OscoreError, SecurityContext, SequenceNumberStore};
+use ssm_oscore::{
+    Error as OscoreError, NotificationOrder, RequestBinding, SecurityContext, SequenceNumberStore,
+};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::UdpSocket;
@@ -33,7 +35,10 @@ where
         let (n, peer) = socket.recv_from(&mut buf).await?;
         let echo = random_bytes::<8>();
         let mid = u16::from_be_bytes(random_bytes::<2>());
-        if let Some(reply) = responder.handle(&mut buf[..n], echo, mid, &mut app) {
+        let now = std::time::Instant::now();
+        if let Some(reply) =
+            responder.handle_from(&mut buf[..n], peer, now, echo, mid, &mut |m, _| app(m))
+        {
             socket.send_to(&reply, peer).await?;
         }
     }
@@ -62,7 +67,30 @@ pub enum ClientError {
     /// The sequence number could not be persisted.
     #[error("cannot persist the sequence number: {0}")]
     Store(String),
+    /// The server did not accept the observation (no Observe option in its
+    /// verified answer).
+    #[error("the server did not accept the observation ({0})")]
+    NotObserved(Code),
 }
+
+/// An OSCORE observation (RFC 8613 §4.1.3.5): the registration's binding
+/// (every notification is verified against it) and the Notification Number
+/// (§7.4.1).
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// The server.
+    pub peer: SocketAddr,
+    /// The registration's token.
+    pub token: Token,
+    binding: RequestBinding,
+    order: NotificationOrder,
+    /// Notifications dropped as replayed or older than one accepted.
+    pub out_of_order: u64,
+}
+
+/// Datagrams from the server kept while an exchange waits for its own
+/// response (notifications of an observation on the same socket).
+const MAX_PENDING: usize = 16;
 
 /// Transmission parameters (RFC 7252 §4.8 defaults, shortened for LANs).
 #[derive(Debug, Clone, Copy)]
@@ -92,6 +120,7 @@ pub struct OscoreClient<S: SequenceNumberStore> {
     pub config: ClientConfig,
     /// How many times a 4.01 + Echo challenge was answered (App. B.1.2).
     pub echo_retries: u64,
+    pending: std::collections::VecDeque<(SocketAddr, Vec<u8>)>,
 }
 
 impl<S: SequenceNumberStore> OscoreClient<S>
@@ -107,6 +136,7 @@ where
             next_mid: u16::from_be_bytes(random_bytes::<2>()),
             config: ClientConfig::default(),
             echo_retries: 0,
+            pending: Default::default(),
         }
     }
 
@@ -124,11 +154,117 @@ where
     pub async fn request(
         &mut self,
         peer: SocketAddr,
-        mut request: Message,
+        request: Message,
     ) -> Result<Message, ClientError> {
+        Ok(self.request_bound(peer, request).await?.0)
+    }
+
+    /// Registers an observation (RFC 8613 §4.1.3.5.1): `request` is a GET
+    /// to which Observe 0 is added, sent protected (inner and outer
+    /// Observe). Returns the verified first response and the observation
+    /// whose notifications [`Self::next_notification`] verifies.
+    pub async fn observe(
+        &mut self,
+        peer: SocketAddr,
+        mut request: Message,
+    ) -> Result<(Message, Observation), ClientError> {
+        request.set_option_uint(OptionNumber::OBSERVE, 0);
+        let (first, binding, piv) = self.request_bound(peer, request).await?;
+        if first.option_uint(OptionNumber::OBSERVE).is_none() {
+            return Err(ClientError::NotObserved(first.code));
+        }
+        let mut order = NotificationOrder::new();
+        order.accept(piv);
+        Ok((
+            first.clone(),
+            Observation {
+                peer,
+                token: first.token,
+                binding,
+                order,
+                out_of_order: 0,
+            },
+        ))
+    }
+
+    /// The next verified, in-order notification of `obs` before `deadline`
+    /// (`None`: none came). Datagrams that are not OSCORE, do not verify
+    /// against the registration, or carry a Partial IV not above the
+    /// Notification Number (a replay or an older notification, RFC 8613
+    /// §7.4.1, RFC 7641 §3.4) are dropped. Confirmable ones are
+    /// acknowledged.
+    pub async fn next_notification(
+        &mut self,
+        obs: &mut Observation,
+        deadline: Instant,
+    ) -> Result<Option<Message>, ClientError> {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            let (len, from) = match self.pending.iter().position(|(f, _)| *f == obs.peer) {
+                Some(i) => {
+                    let Some((from, d)) = self.pending.remove(i) else {
+                        continue;
+                    };
+                    let n = d.len().min(buf.len());
+                    buf[..n].copy_from_slice(&d[..n]);
+                    (n, from)
+                }
+                None => match timeout_at(deadline, self.socket.recv_from(&mut buf)).await {
+                    Ok(r) => r?,
+                    Err(_) => return Ok(None),
+                },
+            };
+            if from != obs.peer {
+                continue;
+            }
+            let (ty, mid, ok) = match Packet::new_checked(&buf[..len]) {
+                Ok(p) => (
+                    p.msg_type(),
+                    p.message_id(),
+                    p.token() == obs.token.as_bytes()
+                        && p.code().is_response()
+                        && p.options().get(OptionNumber::OSCORE).is_some(),
+                ),
+                Err(_) => continue,
+            };
+            if !ok {
+                continue;
+            }
+            let verified = self
+                .ctx
+                .recipient
+                .unprotect_response(&obs.binding, &mut buf[..len])
+                .map(|d| (d.partial_iv.map(|p| p.value()), d.to_message()));
+            let Ok((piv, m)) = verified else {
+                tracing::debug!(peer = %obs.peer, "notification does not verify; dropped");
+                continue;
+            };
+            if ty == MessageType::Confirmable {
+                let ack = Message::new(
+                    MessageType::Acknowledgement,
+                    Code::EMPTY,
+                    mid,
+                    Token::default(),
+                );
+                self.socket.send_to(&ack.to_vec(), obs.peer).await?;
+            }
+            if !obs.order.accept(piv) {
+                obs.out_of_order += 1;
+                tracing::debug!(peer = %obs.peer, ?piv, "replayed or older notification; dropped");
+                continue;
+            }
+            return Ok(Some(m));
+        }
+    }
+
+    async fn request_bound(
+        &mut self,
+        peer: SocketAddr,
+        mut request: Message,
+    ) -> Result<(Message, RequestBinding, Option<u64>), ClientError> {
         let mut echo_retries = 0;
         loop {
-            let response = self.exchange(peer, &request).await?;
+            let (response, binding, piv) = self.exchange(peer, &request).await?;
             if response.code == Code::UNAUTHORIZED && echo_retries < MAX_ECHO_RETRIES {
                 if let Some(echo) = response.option(OptionNumber::ECHO) {
                     if request.option(OptionNumber::ECHO) != Some(echo) {
@@ -139,7 +275,7 @@ where
                     }
                 }
             }
-            return Ok(response);
+            return Ok((response, binding, piv));
         }
     }
 
@@ -147,7 +283,7 @@ where
         &mut self,
         peer: SocketAddr,
         request: &Message,
-    ) -> Result<Message, ClientError> {
+    ) -> Result<(Message, RequestBinding, Option<u64>), ClientError> {
         let mut req = request.clone();
         req.ty = MessageType::Confirmable;
         req.message_id = self.next_mid;
@@ -193,6 +329,14 @@ where
                     continue;
                 }
                 if !token_ok || !code.is_response() {
+                    // Perhaps a notification of an observation on this
+                    // socket: kept for `next_notification`.
+                    if code.is_response() && has_oscore {
+                        if self.pending.len() >= MAX_PENDING {
+                            self.pending.pop_front();
+                        }
+                        self.pending.push_back((from, buf[..len].to_vec()));
+                    }
                     continue;
                 }
                 if ty == MessageType::Confirmable {
@@ -215,7 +359,7 @@ where
                     .ctx
                     .recipient
                     .unprotect_response(&binding, &mut buf[..len])?;
-                return Ok(d.to_message());
+                return Ok((d.to_message(), binding, d.partial_iv.map(|p| p.value())));
             }
             tracing::debug!(attempt, %peer, "retransmitting");
         }

@@ -124,11 +124,16 @@ async fn wrong_key_gets_unprotected_error() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A replayed request (its Partial IV already seen) is refused with an
+/// unprotected 4.01, whether it comes from another endpoint or with another
+/// Message ID. Only the identical datagram from the same endpoint is a
+/// retransmission (RFC 7252 §4.5), which gets the same protected response
+/// again (the review's F8): that is not a second acceptance.
 #[tokio::test]
 async fn replayed_datagram_is_refused() {
     let dir = tempdir("replay");
     let (addr, server) = start_server(&dir, false).await;
-    // Capture one protected request and send it twice by hand.
+    // Capture one protected request and send it again by hand.
     let mut ctx = context(
         0x02,
         0x01,
@@ -143,27 +148,47 @@ async fn replayed_datagram_is_refused() {
         .protect_request(&req.to_vec(), &mut wire)
         .unwrap();
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let other = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut other_mid = wire[..n].to_vec();
+    other_mid[2] ^= 0x5a; // the Message ID is outside the AEAD: a replay
     let mut buf = [0u8; 1500];
-    let mut codes = vec![];
-    for _ in 0..2 {
-        sock.send_to(&wire[..n], addr).await.unwrap();
+    let mut answers = vec![];
+    for (s, bytes) in [
+        (&sock, &wire[..n]),
+        (&sock, &wire[..n]),
+        (&other, &wire[..n]),
+        (&sock, &other_mid[..]),
+    ] {
+        s.send_to(bytes, addr).await.unwrap();
         let (len, _) =
-            tokio::time::timeout(std::time::Duration::from_secs(5), sock.recv_from(&mut buf))
+            tokio::time::timeout(std::time::Duration::from_secs(5), s.recv_from(&mut buf))
                 .await
                 .unwrap()
                 .unwrap();
         let m = Message::parse(&buf[..len]).unwrap();
-        codes.push((m.code, m.option(OptionNumber::OSCORE).is_some()));
+        answers.push((
+            (m.code, m.option(OptionNumber::OSCORE).is_some()),
+            buf[..len].to_vec(),
+        ));
     }
     assert_eq!(
-        codes[0],
+        answers[0].0,
         (Code::CHANGED, true),
         "first is answered with a protected response"
     );
     assert_eq!(
-        codes[1],
+        answers[1].1, answers[0].1,
+        "a retransmission gets the same protected response"
+    );
+    assert_eq!(
+        answers[2].0,
         (Code::UNAUTHORIZED, false),
-        "the replay gets an unprotected 4.01"
+        "the replay from another endpoint gets an unprotected 4.01"
+    );
+    assert_eq!(
+        answers[3].0,
+        (Code::UNAUTHORIZED, false),
+        "the replay with another Message ID gets an unprotected 4.01"
     );
     server.abort();
     std::fs::remove_dir_all(&dir).unwrap();
