@@ -16,4 +16,4 @@ pub mod pstat;
 pub mod svr;
 pub mod uuid_text;
 
-pub use svr::{Access, Peer, SecurityState, SvrOutcome};
+pub use svr::{Access, OwnerTransferEnd, Peer, SecurityState, SvrOutcome};
