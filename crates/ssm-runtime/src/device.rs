@@ -8,6 +8,7 @@
 //!   and `ff02::158`, `ff03::158`, `ff05::158` on port 5683. SSM datagrams
 //!   are verified, the replay floor is persisted *before* the update is
 //!   applied, and nothing is ever sent back; plain multicast is discovery.
+use crate::discovery::{leisure, OnLink, RateLimiter, MULTICAST_BLOCK_SIZE};
 use crate::dtls_table::{DtlsTable, Limits};
 use crate::journal::FloorJournal;
 use crate::multicast::{all_ocf_nodes, join_v4, join_v6, ALL_COAP_NODES_V4, COAP_PORT};
@@ -135,6 +136,10 @@ struct State {
     dtls: DtlsTable<DtlsPeer>,
     pin: Option<String>,
     floor_reservation: u64,
+    /// Per-source rate limit of plain multicast answers (discovery).
+    discovery: RateLimiter,
+    /// The unicast socket, for discovery answers sent after their Leisure.
+    leisure_socket: Arc<UdpSocket>,
 }
 
 /// Longest number of concurrent DTLS sessions a device keeps.
@@ -448,12 +453,19 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<Devi
     for name in &config.interfaces {
         let nif = NetIf::by_name(name)?;
         let v6 = config.ipv6 && !nif.is_loopback();
+        let link = Arc::new(nif.on_link());
         if config.ipv4 {
-            mcast.push(join_v4(ALL_COAP_NODES_V4, config.port, nif.ipv4_addr()?)?);
+            mcast.push((
+                join_v4(ALL_COAP_NODES_V4, config.port, nif.ipv4_addr()?)?,
+                link.clone(),
+            ));
         }
         if v6 {
             for scope in &config.ipv6_scopes {
-                mcast.push(join_v6(all_ocf_nodes(*scope), config.port, nif.index)?);
+                mcast.push((
+                    join_v6(all_ocf_nodes(*scope), config.port, nif.index)?,
+                    link.clone(),
+                ));
             }
         }
         endpoints.extend(nif.endpoints(
@@ -483,6 +495,8 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<Devi
         dtls: DtlsTable::new(DTLS_LIMITS, random_bytes::<32>(), std::time::Instant::now()),
         pin: None,
         floor_reservation: 0,
+        discovery: RateLimiter::new(std::time::Instant::now()),
+        leisure_socket: unicast.clone(),
     }));
     {
         let mut st = state
@@ -505,9 +519,10 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<Devi
     // One SSM update of this device at a time from receive to apply, across
     // its multicast sockets, so floor writes land in order.
     let ssm_order = Arc::new(tokio::sync::Mutex::new(()));
-    for s in mcast {
+    for (s, link) in mcast {
         tasks.push(tokio::spawn(multicast_loop(
             s,
+            link,
             unicast.clone(),
             state.clone(),
             events.clone(),
@@ -679,6 +694,7 @@ fn handle_unicast(
 
 async fn multicast_loop(
     socket: UdpSocket,
+    link: Arc<OnLink>,
     unicast: Arc<UdpSocket>,
     state: Arc<Mutex<State>>,
     events: broadcast::Sender<DeviceEvent>,
@@ -693,7 +709,7 @@ async fn multicast_loop(
         let order = ssm_order.lock().await;
         let step = {
             let Ok(mut st) = state.lock() else { return };
-            handle_multicast(&mut st, &mut buf[..n], peer, &events)
+            handle_multicast(&mut st, &mut buf[..n], peer, &link, &events)
         };
         let out = match step {
             Step::Done(out) => out,
@@ -753,6 +769,7 @@ fn handle_multicast(
     st: &mut State,
     datagram: &mut [u8],
     peer: SocketAddr,
+    link: &OnLink,
     events: &broadcast::Sender<DeviceEvent>,
 ) -> Step {
     let is_oscore = match Packet::new_checked(&*datagram) {
@@ -763,6 +780,14 @@ fn handle_multicast(
         }
     };
     if !is_oscore {
+        // Plain multicast (discovery) is unauthenticated, so its answers
+        // must not make the device a reflection amplifier (discovery.rs):
+        // only on-link sources, a token bucket per source, the first
+        // Block2 block only, after a random Leisure (RFC 7252 §8.2).
+        if !link.contains(peer) {
+            tracing::trace!(%peer, "plain multicast request from an off-link source ignored");
+            return Step::Done(Vec::new());
+        }
         let Ok(req) = Message::parse(datagram) else {
             return Step::Done(Vec::new());
         };
@@ -772,18 +797,29 @@ fn handle_multicast(
             peer: peer.to_string(),
         };
         let o = st.device.handle(&req, &meta);
-        return Step::Done(match o.response {
-            Some(mut r) => {
+        match o.response {
+            Some(r) if st.discovery.allow(peer.ip(), std::time::Instant::now()) => {
+                let mut r = ssm_ocf::message::apply_block2(&req, r, MULTICAST_BLOCK_SIZE);
                 r.message_id = u16::from_be_bytes(random_bytes::<2>());
-                vec![(peer, r.to_vec())]
+                let (socket, bytes) = (st.leisure_socket.clone(), r.to_vec());
+                let delay = leisure(random_bytes::<4>());
+                // At most GLOBAL_BURST + GLOBAL_RATE × LEISURE of these
+                // wait at a time (the rate limiter's global bucket).
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    if let Err(e) = socket.send_to(&bytes, for_socket(&socket, peer)).await {
+                        tracing::debug!(%peer, error = %e, "send failed");
+                    }
+                });
             }
+            Some(_) => tracing::trace!(%peer, "multicast answer rate-limited"),
             None => {
                 if req.code != Code::GET {
                     drop_one(st, DropReason::Unprotected, events);
                 }
-                Vec::new()
             }
-        });
+        }
+        return Step::Done(Vec::new());
     }
     // SSM: whatever happens below, nothing is sent to the peer.
     match st.ssm.receive(datagram) {
