@@ -784,13 +784,17 @@ fn handle_multicast(
         // must not make the device a reflection amplifier (discovery.rs):
         // only on-link sources, a token bucket per source, the first
         // Block2 block only, after a random Leisure (RFC 7252 §8.2).
-        if !link.contains(peer) {
-            tracing::trace!(%peer, "plain multicast request from an off-link source ignored");
-            return Step::Done(Vec::new());
-        }
         let Ok(req) = Message::parse(datagram) else {
             return Step::Done(Vec::new());
         };
+        if !link.contains(peer) {
+            tracing::trace!(%peer, "plain multicast request from an off-link source ignored");
+            if req.code != Code::GET {
+                // Counted as before: an unprotected multicast update.
+                drop_one(st, DropReason::Unprotected, events);
+            }
+            return Step::Done(Vec::new());
+        }
         let meta = RequestMeta {
             multicast: true,
             security: Security::None,
