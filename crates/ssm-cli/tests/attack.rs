@@ -560,3 +560,312 @@ fn attacks_are_dropped_change_nothing_and_get_no_answer() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// One plain NON `GET href` without a token: the smallest discovery
+/// request (12 B for `/oic/res`, as in the review).
+fn discovery_get(rng: &mut Rng, href: &str) -> Vec<u8> {
+    // NON GET, no token (RFC 7252 §3), then one Uri-Path option per segment.
+    let mid = (rng.next() as u16).to_be_bytes();
+    let mut d = vec![0x50, 0x01, mid[0], mid[1]];
+    let mut delta = 11u8;
+    for seg in href.trim_start_matches('/').split('/') {
+        assert!(seg.len() < 13);
+        d.push((delta << 4) | seg.len() as u8);
+        d.extend_from_slice(seg.as_bytes());
+        delta = 0;
+    }
+    d
+}
+
+/// A UDP socket on `addr` whose multicast leaves by the interface holding
+/// `ifaddr`, TTL 1, not looped back to itself.
+fn spoofing_socket(addr: Ipv4Addr, ifaddr: Ipv4Addr) -> std::net::UdpSocket {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+    s.bind(&std::net::SocketAddr::from((addr, 0)).into())
+        .unwrap();
+    s.set_multicast_if_v4(&ifaddr).unwrap();
+    s.set_multicast_ttl_v4(1).unwrap();
+    s.set_multicast_loop_v4(false).unwrap();
+    s.set_nonblocking(true).unwrap();
+    s.into()
+}
+
+/// Everything that arrived on `s` now: (from, bytes).
+fn drain(s: &std::net::UdpSocket) -> Vec<(std::net::SocketAddr, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 70_000];
+    while let Ok((n, from)) = s.recv_from(&mut buf) {
+        out.push((from, buf[..n].to_vec()));
+    }
+    out
+}
+
+/// SECURITY-REVIEW F3 as the attack: `victims` (on-link addresses the
+/// attacker holds, standing for spoofed sources) each send a burst of
+/// multicast `GET /oic/res`; what comes back is counted per source and per
+/// light. Then an off-link source tries the same. Then our own discovery
+/// still gets the whole `/oic/res` of every light.
+fn discovery_amplification(
+    lights: &[Light],
+    iface: &str,
+    port: u16,
+    light0: Ipv4Addr,
+    ifaddr: Ipv4Addr,
+    victims: &[Ipv4Addr],
+    off_link: Option<Ipv4Addr>,
+) {
+    const BURST: usize = 50;
+    let mut rng = Rng(0xd15c ^ u64::from(std::process::id()) | 1);
+    let group = std::net::SocketAddr::from((Ipv4Addr::new(224, 0, 1, 187), port));
+    let socks: Vec<_> = victims
+        .iter()
+        .map(|v| spoofing_socket(*v, ifaddr))
+        .collect();
+    let mut bytes_in = 0usize;
+    let started = Instant::now();
+    for _ in 0..BURST {
+        for s in &socks {
+            let d = discovery_get(&mut rng, "/oic/res");
+            bytes_in += s.send_to(&d, group).unwrap();
+        }
+    }
+    let burst_time = started.elapsed();
+    // Leisure is at most 100 ms; wait well past it.
+    std::thread::sleep(Duration::from_millis(1500));
+    let window = started.elapsed().as_secs_f64();
+    let mut bytes_out = 0usize;
+    let mut largest = 0usize;
+    let mut per_light: BTreeMap<std::net::SocketAddr, usize> = BTreeMap::new();
+    for (v, s) in victims.iter().zip(&socks) {
+        let mut per: BTreeMap<std::net::SocketAddr, usize> = BTreeMap::new();
+        for (from, d) in drain(s) {
+            bytes_out += d.len();
+            largest = largest.max(d.len());
+            *per.entry(from).or_default() += 1;
+            *per_light.entry(from).or_default() += 1;
+            let m = ssm_coap::Message::parse(&d).unwrap();
+            assert!(
+                m.payload.len() <= 512,
+                "a multicast answer of {} B payload: not capped",
+                m.payload.len()
+            );
+        }
+        // The per-source bucket: 8 at once, then 2 per second.
+        let bound = 8 + (2.0 * window).ceil() as usize;
+        for (light, n) in &per {
+            assert!(
+                *n <= bound,
+                "{n} answers from {light} to {v} for {BURST} requests: not rate-limited (bound {bound})"
+            );
+        }
+    }
+    assert_eq!(
+        per_light.len(),
+        lights.len(),
+        "every light answered some: {per_light:?}"
+    );
+    let global = 64 + (20.0 * window).ceil() as usize;
+    for (light, n) in &per_light {
+        assert!(
+            *n <= global,
+            "{light} answered {n} in {window:.1} s (bound {global})"
+        );
+    }
+    let factor = bytes_out as f64 / bytes_in as f64;
+    eprintln!(
+        "attack: discovery: {} sources x {BURST} multicast GET /oic/res in {burst_time:?} ({bytes_in} B) \
+         -> {} answers ({bytes_out} B, largest {largest} B) from {} lights: x{factor:.2} overall, \
+         x{:.0} per answered request",
+        victims.len(),
+        per_light.values().sum::<usize>(),
+        lights.len(),
+        largest as f64 / (bytes_in as f64 / (BURST * victims.len()) as f64),
+    );
+    // The Block2 cap bounds every answer (512 B payload + header and
+    // options), the buckets their number.
+    assert!(largest <= 600, "an answer of {largest} B");
+
+    match off_link {
+        Some(a) => {
+            let s = spoofing_socket(a, ifaddr);
+            for _ in 0..20 {
+                s.send_to(&discovery_get(&mut rng, "/oic/res"), group).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(800));
+            let got = drain(&s);
+            assert!(
+                got.is_empty(),
+                "{} answers to the off-link source {a}, first from {}",
+                got.len(),
+                got[0].0
+            );
+            eprintln!("attack: discovery: 20 requests from the off-link source {a}: no answer");
+        }
+        None => eprintln!(
+            "attack: discovery: NOT RUN without namespaces: off-link source (lo has only on-link sources)"
+        ),
+    }
+
+    // Unicast: not rate-limited, but capped at 1024 B by Block2.
+    let s = spoofing_socket(victims[0], ifaddr);
+    let unicast_port: u16 = lights[0].ep.rsplit(':').next().unwrap().parse().unwrap();
+    let req = discovery_get(&mut rng, "/oic/res");
+    s.send_to(&req, (light0, unicast_port)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let answer = loop {
+        if let Some((_, d)) = drain(&s).into_iter().next() {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "no unicast answer from {light0}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    eprintln!(
+        "attack: discovery: unicast GET /oic/res {} B -> {} B: x{:.0} (capped by Block2 at 1024 B payload, not rate-limited)",
+        req.len(),
+        answer.len(),
+        answer.len() as f64 / req.len() as f64
+    );
+    assert!(ssm_coap::Message::parse(&answer).unwrap().payload.len() <= 1024);
+
+    // Our own discovery still gets every light's whole /oic/res: the
+    // first block by multicast, the rest by unicast.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let targets = ssm_runtime::client::MulticastTargets::open(&ssm_runtime::client::MulticastScope {
+            interfaces: vec![iface.into()],
+            ipv4: true,
+            ipv6_scopes: vec![],
+            port,
+            hops: 1,
+        })
+        .unwrap();
+        // Wait out the buckets of this host's own address.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let first = ssm_runtime::client::multicast_get(&targets, "/oic/res", None, Duration::from_millis(600))
+            .await
+            .unwrap();
+        assert_eq!(first.len(), lights.len());
+        for (from, m) in &first {
+            let (num, more, size) = ssm_ocf::message::block2(m).expect("a Block2 first block");
+            assert_eq!((num, more, size), (0, true, 512), "from {from}");
+        }
+        let found = ssm_runtime::client::discover(&targets, None, Duration::from_millis(600))
+            .await
+            .unwrap();
+        assert_eq!(found.len(), lights.len(), "{found:?}");
+        for (from, links) in &found {
+            assert!(
+                links.iter().any(|l| l.href == ssm_ocf::switch::HREF && l.accepts_ssm()),
+                "{from}: the switch link is missing from the reassembled /oic/res: {links:?}"
+            );
+            assert!(links.iter().any(|l| l.href == "/oic/d"), "{from}: {links:?}");
+        }
+        eprintln!(
+            "attack: discovery: our discovery reassembled the /oic/res of {} lights (first block by multicast, rest by unicast)",
+            found.len()
+        );
+    });
+}
+
+#[test]
+fn discovery_is_capped_rate_limited_and_on_link_only() {
+    let dir = std::env::temp_dir().join(format!("ssm-attack-disc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(ssm())
+        .args([
+            "creds",
+            "generate",
+            "--lights",
+            "2",
+            "--switches",
+            "1",
+            "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    if !is_root() || std::env::var_os("SSM_ATTACK_DISCOVERY_ON_LO").is_some() {
+        eprintln!("NOT ROOT: discovery amplification runs on lo (no off-link source)");
+        let port = (20000 + (std::process::id() * 13 + 5) % 20000) as u16;
+        let lights: Vec<Light> = (0..2)
+            .map(|i| Light::start(&Host(None), &dir.join(format!("light-{i}")), "lo", port))
+            .collect();
+        let victims: Vec<Ipv4Addr> = (2..10).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
+        discovery_amplification(
+            &lights,
+            "lo",
+            port,
+            Ipv4Addr::LOCALHOST,
+            Ipv4Addr::LOCALHOST,
+            &victims,
+            None,
+        );
+        drop(lights);
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    let topo = Topology::up(&format!("ssmd{}", std::process::id() % 100000), 3);
+    let ns = |i: usize| topo.nodes[i][2].clone();
+    let ip = |args: &[&str]| {
+        let st = Command::new("ip").args(args).status().unwrap();
+        assert!(st.success(), "ip {args:?}");
+    };
+    // The attacker (node 2) holds 8 more on-link addresses (its "spoofed"
+    // sources, which must then receive the answers) and one off-link
+    // address; the lights can route to the off-link one, so only the
+    // on-link check keeps them from answering it.
+    let attacker = ns(2);
+    let light0: Ipv4Addr = topo.nodes[0][5].parse().unwrap();
+    let own: Ipv4Addr = topo.nodes[2][5].parse().unwrap();
+    let victims: Vec<Ipv4Addr> = (101..109).map(|i| Ipv4Addr::new(10, 158, 0, i)).collect();
+    for v in &victims {
+        ip(&[
+            "-n",
+            &attacker,
+            "addr",
+            "add",
+            &format!("{v}/24"),
+            "dev",
+            "ssm0",
+        ]);
+    }
+    let off = Ipv4Addr::new(10, 99, 0, 2);
+    ip(&[
+        "-n",
+        &attacker,
+        "addr",
+        "add",
+        &format!("{off}/24"),
+        "dev",
+        "ssm0",
+    ]);
+    for i in 0..2 {
+        ip(&["-n", &ns(i), "route", "add", "10.99.0.0/24", "dev", "ssm0"]);
+    }
+    let lights: Vec<Light> = (0..2)
+        .map(|i| {
+            Light::start(
+                &Host(Some(ns(i))),
+                &dir.join(format!("light-{i}")),
+                "ssm0",
+                5683,
+            )
+        })
+        .collect();
+    let r = std::thread::spawn(move || {
+        enter_netns(&attacker);
+        discovery_amplification(&lights, "ssm0", 5683, light0, own, &victims, Some(off));
+        drop(lights);
+    })
+    .join();
+    drop(topo);
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = r {
+        std::panic::resume_unwind(e);
+    }
+}

@@ -1,6 +1,8 @@
 //! Secrets hygiene: no master secret, group secret, PSK (PIN-derived or
 //! owner) or derived OSCORE key ever appears in a log line (trace level),
-//! in `--json` output or in the `Debug` form of a key-holding type.
+//! in `--json` output or in the `Debug` form of a key-holding type; and the
+//! Random PIN never appears in a log line at any level (it is shown only as
+//! the device's `pin` event and in its 0600 `pin` file).
 //!
 //! The secrets are learnt from the state the processes leave behind
 //! (`svr.json`, `creds.json`, the PIN file), then searched for as lowercase
@@ -104,6 +106,27 @@ impl Secrets {
                 }
             }
         }
+    }
+}
+
+/// Fails if `pin` (8 digits) appears in `hay` as a number of its own (not
+/// inside a longer run of digits, which would be a coincidence).
+fn assert_no_pin(where_: &str, hay: &[u8], pin: &str) {
+    let p = pin.as_bytes();
+    let mut from = 0;
+    while let Some(at) = find(&hay[from..], p).map(|i| i + from) {
+        let before = at.checked_sub(1).map(|i| hay[i]);
+        let after = hay.get(at + p.len()).copied();
+        if !before.is_some_and(|b| b.is_ascii_digit()) && !after.is_some_and(|b| b.is_ascii_digit())
+        {
+            let a = at.saturating_sub(120);
+            let b = (at + p.len() + 40).min(hay.len());
+            panic!(
+                "the Random PIN leaks in {where_}:\n...{}...",
+                String::from_utf8_lossy(&hay[a..b])
+            );
+        }
+        from = at + 1;
     }
 }
 
@@ -215,6 +238,8 @@ fn demo_logs_and_json_carry_no_key() {
 struct Dev {
     child: Child,
     out: Arc<Mutex<Vec<u8>>>,
+    /// stderr alone: the log lines.
+    err: Arc<Mutex<Vec<u8>>>,
     ready: Value,
 }
 
@@ -241,7 +266,8 @@ impl Dev {
                 o.push(b'\n');
             }
         });
-        let o = out.clone();
+        let (o, e) = (out.clone(), Arc::new(Mutex::new(Vec::new())));
+        let e2 = e.clone();
         let mut err = child.stderr.take().unwrap();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
@@ -250,9 +276,20 @@ impl Dev {
                     break;
                 }
                 o.lock().unwrap().extend_from_slice(&buf[..n]);
+                e2.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        Dev { child, out, ready }
+        Dev {
+            child,
+            out,
+            err: e,
+            ready,
+        }
+    }
+
+    /// The log lines (stderr) so far.
+    fn logs(&self) -> Vec<u8> {
+        self.err.lock().unwrap().clone()
     }
 
     fn ep(&self) -> String {
@@ -280,9 +317,11 @@ fn onboarding_grant_and_multicast_carry_no_key() {
     let light = Dev::start(&light_dir, &p, "light");
     let switch = Dev::start(&switch_dir, &p, "switch");
     let mut secrets = Secrets::default();
+    let mut pins = Vec::new();
     // The PIN-derived PSKs of the owner-transfer sessions (DTLS).
     for (d, sd) in [(&light, &light_dir), (&switch, &switch_dir)] {
         let pin = std::fs::read_to_string(sd.join("pin")).unwrap();
+        pins.push(pin.trim().to_string());
         let di: ssm_ocf::Uuid = d.ready["di"].as_str().unwrap().parse().unwrap();
         secrets.add(
             "PIN-derived PSK",
@@ -403,6 +442,26 @@ fn onboarding_grant_and_multicast_carry_no_key() {
     }
     secrets.assert_absent("light process (trace + JSON events)", &light.text());
     secrets.assert_absent("switch process (trace + JSON events)", &switch.text());
+    // The PINs (SECURITY-REVIEW F9): shown once each as the device's `pin`
+    // event on stdout, never in a log line of the devices (trace level) or
+    // of the OBT that read them from the PIN files.
+    for (pin, dev) in pins.iter().zip([&light, &switch]) {
+        assert_eq!(pin.len(), 8, "a Random PIN");
+        let event = format!("{{\"event\":\"pin\",\"pin\":\"{pin}\"}}");
+        let stdout = String::from_utf8_lossy(&dev.out.lock().unwrap()).to_string();
+        assert_eq!(stdout.matches(&event).count(), 1, "the PIN event: {stdout}");
+        let dev_logs = dev.logs();
+        // The line that announces a new PIN was logged (so the check below
+        // covers the place that used to print it).
+        assert!(
+            String::from_utf8_lossy(&dev_logs).contains("Random PIN"),
+            "the device did not log its PIN announcement: the check would prove nothing"
+        );
+        assert_no_pin("device log (trace)", &dev_logs, pin);
+        for (name, all) in &logs {
+            assert_no_pin(name, all, pin);
+        }
+    }
     drop((light, switch));
     let _ = std::fs::remove_dir_all(&dir);
 }

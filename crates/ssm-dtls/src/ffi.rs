@@ -9,6 +9,9 @@
 //! * `SSL_CTX_use_psk_identity_hint`: a real libssl function (present since
 //!   OpenSSL 1.0.0) that `openssl-sys` does not declare. We declare it here; it
 //!   links against the same (vendored, static) libssl that `openssl-sys` links.
+//! * `DTLSv1_listen` (with `BIO_ADDR_new`/`BIO_ADDR_free`), likewise not
+//!   declared: it starts a server session from a ClientHello whose cookie
+//!   was verified statelessly (see `cookie.rs`).
 //!
 //! Everything here takes safe Rust references to the `openssl` crate's owned
 //! wrappers, so the raw pointers handed to OpenSSL are always valid, non-null
@@ -34,6 +37,39 @@ extern "C" {
     /// `int SSL_CTX_use_psk_identity_hint(SSL_CTX *ctx, const char *hint);`
     /// Copies `hint` (a NUL-terminated C string); returns 1 on success.
     fn SSL_CTX_use_psk_identity_hint(ctx: *mut openssl_sys::SSL_CTX, hint: *const c_char) -> c_int;
+    /// `int DTLSv1_listen(SSL *s, BIO_ADDR *client);` (libssl, not declared
+    /// by `openssl-sys`).
+    fn DTLSv1_listen(ssl: *mut openssl_sys::SSL, client: *mut c_void) -> c_int;
+    /// `BIO_ADDR *BIO_ADDR_new(void);` (libcrypto).
+    fn BIO_ADDR_new() -> *mut c_void;
+    /// `void BIO_ADDR_free(BIO_ADDR *);` (libcrypto).
+    fn BIO_ADDR_free(addr: *mut c_void);
+}
+
+/// `DTLSv1_listen` on a fresh server SSL whose BIO holds one ClientHello
+/// that carries a cookie the caller already verified (and which the
+/// context's verify callback accepts): OpenSSL takes the "cookie verified"
+/// path, sets the handshake sequence numbers a second ClientHello implies
+/// (RFC 6347 §4.2.2: message_seq 1) and keeps the record for the
+/// handshake that follows. True on success.
+pub(crate) fn dtls_listen(ssl: &SslRef) -> bool {
+    // SAFETY: BIO_ADDR_new returns an owned, zero-initialised BIO_ADDR or
+    // NULL (checked); it is freed below exactly once, after OpenSSL (which
+    // keeps no pointer to it) is done with it.
+    let addr = unsafe { BIO_ADDR_new() };
+    if addr.is_null() {
+        return false;
+    }
+    // SAFETY: `ssl.as_ptr()` is a valid `SSL*` (see `dtls_get_timeout`);
+    // its BIO is the `openssl` crate's Rust BIO over our `DatagramPipe`,
+    // reachable only through this SSL, and the caller holds the session
+    // exclusively (it is being constructed). `addr` is a valid BIO_ADDR;
+    // our BIO does not implement BIO_CTRL_DGRAM_GET_PEER, so OpenSSL only
+    // clears it.
+    let ret = unsafe { DTLSv1_listen(ssl.as_ptr(), addr) };
+    // SAFETY: `addr` came from BIO_ADDR_new and is not used afterwards.
+    unsafe { BIO_ADDR_free(addr) };
+    ret == 1
 }
 
 /// `DTLSv1_get_timeout`: time left until OpenSSL's DTLS retransmission timer

@@ -53,12 +53,19 @@
 //! sees incoming identities up to their first `0x00`.
 //!
 //! # Cookie exchange
-//! Servers answer the first ClientHello with a HelloVerifyRequest by default
-//! ([`DtlsConfig::with_cookie_exchange`]). Because a [`DtlsSession`] exists per
-//! peer before the cookie is checked, this protects against reflection /
-//! amplification (the big server flight is sent only to a return-routable
-//! address) but not against state exhaustion; a future demultiplexer that
-//! verifies cookies statelessly before creating sessions would add that.
+//! A server that demultiplexes many peers keeps **no per-peer state before a
+//! verified cookie** (RFC 6347 §4.2.1): [`check_client_hello`] answers a
+//! ClientHello without a valid cookie with a HelloVerifyRequest (an HMAC
+//! over the peer's address, port and ClientHello parameters under a
+//! per-process [`CookieKeys`] secret) and keeps nothing; only a ClientHello
+//! echoing a valid cookie becomes a session, with [`DtlsSession::accept`].
+//! Anything else from an unknown peer is dropped.
+//!
+//! [`DtlsSession::server`] (one session created per peer up front) still
+//! answers the first ClientHello with a HelloVerifyRequest by default
+//! ([`DtlsConfig::with_cookie_exchange`]): that protects against reflection
+//! (the big server flight goes only to a return-routable address) but not
+//! against state exhaustion.
 //!
 //! # Unsafe
 //! Only `ffi.rs`: `DTLSv1_get_timeout` / `DTLSv1_handle_timeout` (C macros
@@ -70,6 +77,7 @@
 #![warn(missing_docs)]
 
 mod config;
+mod cookie;
 mod error;
 mod ffi;
 mod pipe;
@@ -83,6 +91,7 @@ pub use config::{
     MAX_IDENTITY_LEN, MAX_MAX_DATAGRAM, MAX_PSK_LEN, MIN_MAX_DATAGRAM, RDP_HINT_PREFIX,
     RDP_IDENTITY,
 };
+pub use cookie::{check_client_hello, CookieKeys, HelloCheck, VerifiedHello, COOKIE_LEN};
 pub use error::{Error, Result};
 pub use session::{DtlsSession, KeyMaterial, Role};
 pub use udp::{connect, send_pending};

@@ -131,6 +131,55 @@ impl DtlsSession {
 
     /// Prepares a server session waiting for the peer's ClientHello.
     pub fn server(cfg: &DtlsConfig) -> Result<Self> {
+        let b = Self::server_context(cfg)?;
+        Self::new(cfg, b, Role::Server)
+    }
+
+    /// Starts a server session from a ClientHello whose cookie
+    /// [`check_client_hello`](crate::check_client_hello) verified (RFC 6347
+    /// §4.2.1: the first state kept for a peer). The server's first flight
+    /// (ServerHello … ServerHelloDone) is ready in
+    /// [`poll_transmit`](Self::poll_transmit) when this returns. The cookie
+    /// exchange is done, so the config's
+    /// [`with_cookie_exchange`](DtlsConfig::with_cookie_exchange) is not
+    /// used.
+    pub fn accept(cfg: &DtlsConfig, hello: crate::cookie::VerifiedHello) -> Result<Self> {
+        if hello.datagram.len() > cfg.max_datagram {
+            return Err(Error::DatagramTooLarge {
+                len: hello.datagram.len(),
+                max: cfg.max_datagram,
+            });
+        }
+        let cfg = cfg.clone().with_cookie_exchange(false);
+        let mut b = Self::server_context(&cfg)?;
+        // DTLSv1_listen checks the cookie once more through the context's
+        // callback: exactly the one that was verified.
+        let cookie = Arc::new(hello.cookie);
+        let expected = Arc::clone(&cookie);
+        b.set_options(SslOptions::COOKIE_EXCHANGE);
+        b.set_cookie_generate_cb(move |_ssl, buf| {
+            let n = cookie.len().min(buf.len());
+            buf[..n].copy_from_slice(&cookie[..n]);
+            Ok(n)
+        });
+        b.set_cookie_verify_cb(move |_ssl, got| {
+            got.len() == expected.len() && openssl::memcmp::eq(got, &expected[..])
+        });
+        let mut session = Self::new(&cfg, b, Role::Server)?;
+        session.stream.get_mut().push_incoming(&hello.datagram);
+        if !ffi::dtls_listen(session.stream.ssl()) {
+            let reason = describe_stack(&openssl::error::ErrorStack::get())
+                .unwrap_or_else(|| "ClientHello not accepted".into());
+            return Err(Error::HandshakeFailed(reason));
+        }
+        session.drive();
+        if let State::Failed(e) = &session.state {
+            return Err(e.clone());
+        }
+        Ok(session)
+    }
+
+    fn server_context(cfg: &DtlsConfig) -> Result<SslContextBuilder> {
         let (lookup, hint) = cfg.validate_server()?;
         let mut b = base_context(cfg)?;
         if let Some(hint) = hint {
@@ -171,7 +220,7 @@ impl DtlsSession {
                 got.len() == COOKIE_LEN && openssl::memcmp::eq(got, &expected[..])
             });
         }
-        Self::new(cfg, b, Role::Server)
+        Ok(b)
     }
 
     fn new(cfg: &DtlsConfig, b: SslContextBuilder, role: Role) -> Result<Self> {

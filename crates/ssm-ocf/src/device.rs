@@ -73,8 +73,15 @@ pub enum Security {
     },
     /// The DTLS session of a Random PIN owner transfer.
     OwnerTransfer {
-        /// What that session exported.
-        keys: crate::security::otm::OtmKeys,
+        /// What that session exported (derived once per session, shared).
+        keys: std::sync::Arc<crate::security::otm::OtmKeys>,
+        /// The runtime's identifier of that session, unique per device for
+        /// the process lifetime: the transfer is bound to the session that
+        /// first writes (see [`SecurityState::owner_transfer_session_ended`]).
+        ///
+        /// [`SecurityState::owner_transfer_session_ended`]:
+        ///     crate::security::SecurityState::owner_transfer_session_ended
+        session: u64,
     },
 }
 
@@ -86,7 +93,10 @@ impl Security {
             Security::Oscore { subject, .. } | Security::Dtls { subject } => {
                 Peer::Authenticated { subject: *subject }
             }
-            Security::OwnerTransfer { keys } => Peer::OwnerTransfer { keys: *keys },
+            Security::OwnerTransfer { keys, session } => Peer::OwnerTransfer {
+                keys: keys.clone(),
+                session: *session,
+            },
         }
     }
 }

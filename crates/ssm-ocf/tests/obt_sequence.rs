@@ -29,7 +29,10 @@ fn run(
         }
         let security = match step.channel {
             Channel::Plain => Security::None,
-            Channel::OwnerTransfer => Security::OwnerTransfer { keys: otm_keys() },
+            Channel::OwnerTransfer => Security::OwnerTransfer {
+                keys: std::sync::Arc::new(otm_keys()),
+                session: 1,
+            },
             Channel::Owner => Security::Dtls { subject: Some(obt) },
         };
         let r = d

@@ -49,7 +49,10 @@ fn onboarding_sequence_and_access_rules() {
     d.set_security(SecurityState::new(factory_id));
     let anon = Security::None;
     let obt = Uuid::from_u128(0x0b7);
-    let otm = Security::OwnerTransfer { keys: otm_keys() };
+    let otm = Security::OwnerTransfer {
+        keys: std::sync::Arc::new(otm_keys()),
+        session: 1,
+    };
 
     // Unowned: doxm is open, filters work, application resources are not.
     assert_eq!(

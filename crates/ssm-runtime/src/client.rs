@@ -87,17 +87,68 @@ impl MulticastTargets {
 }
 
 /// Multicast discovery: NON `GET /oic/res?<query>` to every target, then
-/// the unicast replies that arrive within `wait`, by responder.
+/// the unicast replies that arrive within `wait`, by responder. A device
+/// answers a multicast request with the first Block2 block only
+/// ([`crate::discovery`]); the rest is fetched from it by unicast.
 pub async fn discover(
     targets: &MulticastTargets,
     query: Option<&str>,
     wait: Duration,
 ) -> io::Result<Vec<(SocketAddr, Vec<Link>)>> {
-    Ok(multicast_get(targets, "/oic/res", query, wait)
-        .await?
-        .into_iter()
-        .filter_map(|(from, m)| message::payload(&m).ok().map(|p| (from, parse_links(&p))))
-        .collect())
+    let mut out = Vec::new();
+    for (from, m) in multicast_get(targets, "/oic/res", query, wait).await? {
+        match rest_by_unicast(from, "/oic/res", query, m).await {
+            Ok(m) => {
+                if let Ok(p) = message::payload(&m) {
+                    out.push((from, parse_links(&p)));
+                }
+            }
+            Err(e) => tracing::debug!(%from, error = %e, "discovery: the rest of the answer"),
+        }
+    }
+    Ok(out)
+}
+
+/// If `first` is block 0 of a Block2 response with more to come (RFC 7959
+/// §2.2), fetches the other blocks of `href?query` from `peer` by unicast
+/// (same block size, at most 64 blocks) and returns the whole response;
+/// otherwise `first` as it is.
+pub async fn rest_by_unicast(
+    peer: SocketAddr,
+    href: &str,
+    query: Option<&str>,
+    first: Message,
+) -> io::Result<Message> {
+    let Some((0, true, size)) = message::block2(&first) else {
+        return Ok(first);
+    };
+    let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    let socket = socket_for(peer).await?;
+    let szx = (size / 16).trailing_zeros();
+    let mut payload = first.payload.clone();
+    for num in 1..64u32 {
+        let mut req = message::request(MessageType::Confirmable, Code::GET, href, query);
+        req.set_option_uint(ssm_coap::OptionNumber::BLOCK2, (num << 4) | szx);
+        let r = request(&socket, peer, req, Duration::from_millis(500), 3).await?;
+        let Some((n, more, got)) = message::block2(&r) else {
+            return Err(bad(format!(
+                "block {num} of {href}: {} without Block2",
+                r.code
+            )));
+        };
+        if r.code != first.code || n != num || got != size {
+            return Err(bad(format!("block {num} of {href}: {} block {n}", r.code)));
+        }
+        payload.extend_from_slice(&r.payload);
+        if !more {
+            let mut whole = first;
+            whole.payload = payload;
+            whole.remove_option(ssm_coap::OptionNumber::BLOCK2);
+            whole.remove_option(ssm_coap::OptionNumber::SIZE2);
+            return Ok(whole);
+        }
+    }
+    Err(bad(format!("{href}: more than 64 blocks")))
 }
 
 /// NON `GET href?query` to every target; the successful unicast replies

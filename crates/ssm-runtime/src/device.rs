@@ -8,6 +8,8 @@
 //!   and `ff02::158`, `ff03::158`, `ff05::158` on port 5683. SSM datagrams
 //!   are verified, the replay floor is persisted *before* the update is
 //!   applied, and nothing is ever sent back; plain multicast is discovery.
+use crate::discovery::{leisure, OnLink, RateLimiter, MULTICAST_BLOCK_SIZE};
+use crate::dtls_table::{DtlsTable, Limits};
 use crate::journal::FloorJournal;
 use crate::multicast::{all_ocf_nodes, join_v4, join_v6, ALL_COAP_NODES_V4, COAP_PORT};
 use crate::netif::NetIf;
@@ -131,16 +133,27 @@ struct State {
     /// The process's floor journal and this device's key in it.
     floor_journal: Option<(Arc<FloorJournal>, String)>,
     state_dir: PathBuf,
-    dtls: std::collections::HashMap<SocketAddr, DtlsPeer>,
+    dtls: DtlsTable<DtlsPeer>,
     pin: Option<String>,
     floor_reservation: u64,
     /// Identical copies of an SSM datagram expected through the device's
     /// other multicast groups.
     duplicate_copies: u8,
+    /// Per-source rate limit of plain multicast answers (discovery).
+    discovery: RateLimiter,
+    /// The unicast socket, for discovery answers sent after their Leisure.
+    leisure_socket: Arc<UdpSocket>,
 }
 
 /// Longest number of concurrent DTLS sessions a device keeps.
 pub const MAX_DTLS_SESSIONS: usize = 16;
+/// Most concurrent DTLS sessions from one source IP address.
+pub const MAX_DTLS_SESSIONS_PER_SOURCE: usize = 4;
+/// A session whose handshake has not finished this long after its
+/// verified ClientHello is dropped (a real handshake takes a few round
+/// trips; this leaves room for the 1 s and 2 s retransmissions of RFC 6347
+/// §4.2.4.1 on a lossy link).
+pub const DTLS_HANDSHAKE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3);
 /// A DTLS session idle this long is dropped.
 pub const DTLS_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 /// An owner transfer silent this long is abandoned (its OBT went away):
@@ -148,13 +161,24 @@ pub const DTLS_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 /// under a second; the OBT waits at most 10 s for one answer.
 pub const OTM_IDLE: std::time::Duration = std::time::Duration::from_secs(12);
 
+/// The device's DTLS table bounds.
+pub const DTLS_LIMITS: Limits = Limits {
+    max_sessions: MAX_DTLS_SESSIONS,
+    per_source: MAX_DTLS_SESSIONS_PER_SOURCE,
+    handshake_lifetime: DTLS_HANDSHAKE_LIFETIME,
+    idle: DTLS_IDLE,
+    owner_transfer_idle: OTM_IDLE,
+};
+
 struct DtlsPeer {
     session: ssm_dtls::DtlsSession,
-    owner_transfer: bool,
-    last_active: std::time::Instant,
+    /// An owner-transfer session's exported keys, derived once when its
+    /// handshake finished and shared with each of its requests.
+    otm_keys: Option<Arc<ssm_ocf::security::otm::OtmKeys>>,
 }
 
-/// Converts a session's exported keys for the owner-PSK derivation.
+/// Converts a session's exported keys for the owner-PSK derivation (the
+/// result wipes itself on drop).
 pub fn otm_keys(k: &ssm_dtls::KeyMaterial) -> ssm_ocf::security::otm::OtmKeys {
     ssm_ocf::security::otm::OtmKeys {
         master_secret: *k.master_secret,
@@ -289,6 +313,12 @@ impl DeviceHandle {
     /// The security resources now.
     pub fn security(&self) -> Option<ssm_ocf::security::SecurityState> {
         self.state.lock().ok()?.device.security().cloned()
+    }
+
+    /// DTLS sessions the device holds now (none exists before a verified
+    /// cookie exchange).
+    pub fn dtls_sessions(&self) -> usize {
+        self.state.lock().map(|s| s.dtls.len()).unwrap_or(0)
     }
 
     /// Dropped multicast datagrams by reason.
@@ -430,12 +460,19 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<Devi
     for name in &config.interfaces {
         let nif = NetIf::by_name(name)?;
         let v6 = config.ipv6 && !nif.is_loopback();
+        let link = Arc::new(nif.on_link());
         if config.ipv4 {
-            mcast.push(join_v4(ALL_COAP_NODES_V4, config.port, nif.ipv4_addr()?)?);
+            mcast.push((
+                join_v4(ALL_COAP_NODES_V4, config.port, nif.ipv4_addr()?)?,
+                link.clone(),
+            ));
         }
         if v6 {
             for scope in &config.ipv6_scopes {
-                mcast.push(join_v6(all_ocf_nodes(*scope), config.port, nif.index)?);
+                mcast.push((
+                    join_v6(all_ocf_nodes(*scope), config.port, nif.index)?,
+                    link.clone(),
+                ));
             }
         }
         endpoints.extend(nif.endpoints(
@@ -466,10 +503,12 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<Devi
         floors_path,
         floor_journal: journal,
         state_dir: config.state_dir.clone(),
-        dtls: Default::default(),
+        dtls: DtlsTable::new(DTLS_LIMITS, random_bytes::<32>(), std::time::Instant::now()),
         pin: None,
         floor_reservation: 0,
         duplicate_copies,
+        discovery: RateLimiter::new(std::time::Instant::now()),
+        leisure_socket: unicast.clone(),
     }));
     {
         let mut st = state
@@ -492,9 +531,10 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> io::Result<Devi
     // One SSM update of this device at a time from receive to apply, across
     // its multicast sockets, so floor writes land in order.
     let ssm_order = Arc::new(tokio::sync::Mutex::new(()));
-    for s in mcast {
+    for (s, link) in mcast {
         tasks.push(tokio::spawn(multicast_loop(
             s,
+            link,
             unicast.clone(),
             state.clone(),
             events.clone(),
@@ -590,7 +630,7 @@ fn notify(st: &mut State, href: &str) -> Vec<(SocketAddr, Vec<u8>)> {
                 }
             }
             Channel::Dtls(addr) => {
-                let Some(p) = st.dtls.get_mut(&addr) else {
+                let Some(p) = st.dtls.get_mut(&addr).map(|e| &mut e.session) else {
                     tracing::debug!(%addr, "DTLS observer without session; not notified");
                     continue;
                 };
@@ -750,6 +790,7 @@ fn handle_unicast(
 
 async fn multicast_loop(
     socket: UdpSocket,
+    link: Arc<OnLink>,
     unicast: Arc<UdpSocket>,
     state: Arc<Mutex<State>>,
     events: broadcast::Sender<DeviceEvent>,
@@ -764,7 +805,7 @@ async fn multicast_loop(
         let order = ssm_order.lock().await;
         let step = {
             let Ok(mut st) = state.lock() else { return };
-            handle_multicast(&mut st, &mut buf[..n], peer, &events)
+            handle_multicast(&mut st, &mut buf[..n], peer, &link, &events)
         };
         let out = match step {
             Step::Done(out) => out,
@@ -830,6 +871,7 @@ fn handle_multicast(
     st: &mut State,
     datagram: &mut [u8],
     peer: SocketAddr,
+    link: &OnLink,
     events: &broadcast::Sender<DeviceEvent>,
 ) -> Step {
     let is_oscore = match Packet::new_checked(&*datagram) {
@@ -846,27 +888,50 @@ fn handle_multicast(
         }
     };
     if !is_oscore {
+        // Plain multicast (discovery) is unauthenticated, so its answers
+        // must not make the device a reflection amplifier (discovery.rs):
+        // only on-link sources, a token bucket per source, the first
+        // Block2 block only, after a random Leisure (RFC 7252 §8.2).
         let Ok(req) = Message::parse(datagram) else {
             return Step::Done(Vec::new());
         };
+        if !link.contains(peer) {
+            tracing::trace!(%peer, "plain multicast request from an off-link source ignored");
+            if req.code != Code::GET {
+                // Counted as before: an unprotected multicast update.
+                drop_one(st, DropReason::Unprotected, events);
+            }
+            return Step::Done(Vec::new());
+        }
         let meta = RequestMeta {
             multicast: true,
             security: Security::None,
             peer: Channel::Plain(peer),
         };
         let o = st.device.handle(&req, &meta);
-        return Step::Done(match o.response {
-            Some(mut r) => {
+        match o.response {
+            Some(r) if st.discovery.allow(peer.ip(), std::time::Instant::now()) => {
+                let mut r = ssm_ocf::message::apply_block2(&req, r, MULTICAST_BLOCK_SIZE);
                 r.message_id = u16::from_be_bytes(random_bytes::<2>());
-                vec![(peer, r.to_vec())]
+                let (socket, bytes) = (st.leisure_socket.clone(), r.to_vec());
+                let delay = leisure(random_bytes::<4>());
+                // At most GLOBAL_BURST + GLOBAL_RATE × LEISURE of these
+                // wait at a time (the rate limiter's global bucket).
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    if let Err(e) = socket.send_to(&bytes, for_socket(&socket, peer)).await {
+                        tracing::debug!(%peer, error = %e, "send failed");
+                    }
+                });
             }
+            Some(_) => tracing::trace!(%peer, "multicast answer rate-limited"),
             None => {
                 if req.code != Code::GET {
                     drop_one(st, DropReason::Unprotected, events);
                 }
-                Vec::new()
             }
-        });
+        }
+        return Step::Done(Vec::new());
     }
     // SSM: whatever happens below, nothing is sent to the peer.
     match st.ssm.receive(datagram) {
@@ -956,7 +1021,9 @@ fn new_pin_if_needed(st: &mut State, events: &broadcast::Sender<DeviceEvent>) {
     if let Err(e) = atomic_write(&st.state_dir.join("pin"), pin.as_bytes()) {
         tracing::warn!(error = %e, "cannot write the PIN file");
     }
-    tracing::info!("Random PIN for onboarding: {pin}");
+    // The PIN is a secret: never logged at any level. It is shown once on
+    // the event stream (`ssm device` prints it) and in the 0600 `pin` file.
+    tracing::info!("a new Random PIN is shown for onboarding");
     let _ = events.send(DeviceEvent::Pin(pin.clone()));
     st.pin = Some(pin);
 }
@@ -968,7 +1035,8 @@ fn dtls_server_config(st: &State) -> Option<(ssm_dtls::DtlsConfig, bool)> {
         let id = sec.device_uuid();
         let psk = ssm_ocf::security::otm::pin_psk(pin, &id);
         return Some((
-            ssm_dtls::DtlsConfig::random_pin_server(*id.as_bytes(), *psk),
+            ssm_dtls::DtlsConfig::random_pin_server(*id.as_bytes(), *psk)
+                .with_handshake_timeout(DTLS_HANDSHAKE_LIFETIME),
             true,
         ));
     }
@@ -993,7 +1061,8 @@ fn dtls_server_config(st: &State) -> Option<(ssm_dtls::DtlsConfig, bool)> {
                 .iter()
                 .find(|(i, _)| i == identity)
                 .map(|(_, k)| k.clone())
-        }),
+        })
+        .with_handshake_timeout(DTLS_HANDSHAKE_LIFETIME),
         false,
     ))
 }
@@ -1004,46 +1073,75 @@ fn handle_dtls(
     peer: SocketAddr,
     events: &broadcast::Sender<DeviceEvent>,
 ) -> Vec<(SocketAddr, Vec<u8>)> {
-    if !st.dtls.contains_key(&peer) {
-        if st.dtls.len() >= MAX_DTLS_SESSIONS {
-            tracing::debug!(%peer, "too many DTLS sessions; datagram dropped");
+    let now = std::time::Instant::now();
+    if !st.dtls.contains(&peer) {
+        // No per-peer state before a verified cookie (RFC 6347 §4.2.1).
+        let keys = st.dtls.cookie_keys(now, random_bytes::<32>);
+        let hello = match ssm_dtls::check_client_hello(keys, peer, datagram) {
+            ssm_dtls::HelloCheck::Verified(hello) => hello,
+            // Stateless, and no larger than the ClientHello it answers.
+            ssm_dtls::HelloCheck::SendHelloVerify(hvr) => return vec![(peer, hvr)],
+            ssm_dtls::HelloCheck::Drop => return Vec::new(),
+        };
+        if let Err(why) = st.dtls.admit(peer) {
+            tracing::debug!(%peer, ?why, "DTLS session refused");
             return Vec::new();
         }
         let Some((cfg, otm)) = dtls_server_config(st) else {
             return Vec::new();
         };
-        match ssm_dtls::DtlsSession::server(&cfg) {
+        if otm
+            && st
+                .device
+                .security()
+                .is_some_and(|s| s.owner_transfer_in_progress())
+        {
+            tracing::debug!(%peer, "an owner transfer is in progress; PIN session refused");
+            return Vec::new();
+        }
+        match ssm_dtls::DtlsSession::accept(&cfg, hello) {
             Ok(session) => {
-                st.dtls.insert(
-                    peer,
-                    DtlsPeer {
-                        session,
-                        owner_transfer: otm,
-                        last_active: std::time::Instant::now(),
-                    },
-                );
+                let p = DtlsPeer {
+                    session,
+                    otm_keys: None,
+                };
+                if let Err(why) = st.dtls.insert(peer, p, otm, now) {
+                    tracing::debug!(%peer, ?why, "DTLS session refused");
+                    return Vec::new();
+                }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot create a DTLS session");
+                tracing::debug!(%peer, error = %e, "DTLS session not started");
                 return Vec::new();
             }
+        }
+    } else if let Some(e) = st.dtls.touch(&peer, now) {
+        if let Err(e) = e.session.session.handle_datagram(datagram) {
+            tracing::debug!(%peer, error = %e, "DTLS");
         }
     }
     let mut requests = Vec::new();
     let (security, mut out) = {
-        let Some(p) = st.dtls.get_mut(&peer) else {
+        let Some(e) = st.dtls.get_mut(&peer) else {
             return Vec::new();
         };
-        p.last_active = std::time::Instant::now();
-        if let Err(e) = p.session.handle_datagram(datagram) {
-            tracing::debug!(%peer, error = %e, "DTLS");
+        let (otm, id) = (e.owner_transfer, e.id);
+        let finished = !e.is_established() && e.session.session.cipher().is_some();
+        let p = &mut e.session;
+        if finished && otm {
+            // Derived once per session (F9: no copy of the master secret
+            // per request).
+            p.otm_keys = p.session.key_material().map(|k| Arc::new(otm_keys(&k)));
         }
         while let Some(app) = p.session.poll_app_data() {
             requests.push(app);
         }
-        let security = match (p.owner_transfer, p.session.key_material()) {
-            (true, Some(k)) => Some(Security::OwnerTransfer { keys: otm_keys(&k) }),
-            (false, Some(_)) => Some(Security::Dtls {
+        let security = match (otm, &p.otm_keys, p.session.cipher().is_some()) {
+            (true, Some(k), _) => Some(Security::OwnerTransfer {
+                keys: k.clone(),
+                session: id,
+            }),
+            (false, _, true) => Some(Security::Dtls {
                 subject: p
                     .session
                     .peer_identity()
@@ -1054,6 +1152,9 @@ fn handle_dtls(
         let mut out = Vec::new();
         while let Some(d) = p.session.poll_transmit() {
             out.push((peer, d));
+        }
+        if finished {
+            st.dtls.established(&peer);
         }
         (security, out)
     };
@@ -1106,7 +1207,7 @@ fn handle_dtls(
         }
         if let Some(r) = o.response {
             let r = ssm_ocf::message::apply_block2(&req, r, BLOCK_SIZE);
-            if let Some(p) = st.dtls.get_mut(&peer) {
+            if let Some(p) = st.dtls.get_mut(&peer).map(|e| &mut e.session) {
                 if let Err(e) = p.session.send_app_data(&r.to_vec()) {
                     tracing::debug!(%peer, error = %e, "DTLS send");
                 }
@@ -1122,9 +1223,11 @@ fn handle_dtls(
     out
 }
 
-/// Drives DTLS retransmission timers and drops failed, closed and idle
-/// sessions. An owner-transfer session that ends before the device left
-/// RFOTM undoes what it wrote, and a new PIN is shown.
+/// Drives DTLS retransmission timers and drops failed, closed, idle and
+/// unfinished sessions ([`DtlsTable::sweep`]). The end of the
+/// owner-transfer session the transfer in progress is bound to, before the
+/// device left RFOTM, undoes what it wrote; the end of any other (an
+/// abandoned attempt) leaves that transfer alone. A new PIN is shown.
 async fn dtls_timer_loop(
     socket: Arc<UdpSocket>,
     state: Arc<Mutex<State>>,
@@ -1136,48 +1239,38 @@ async fn dtls_timer_loop(
         let out = {
             let Ok(mut st) = state.lock() else { return };
             let mut out = Vec::new();
-            let mut ended = Vec::new();
-            for (peer, p) in st.dtls.iter_mut() {
-                if p.session.next_timeout().is_some_and(|t| t.is_zero()) {
-                    let _ = p.session.handle_timeout();
+            for (peer, e) in st.dtls.iter_mut() {
+                let s = &mut e.session.session;
+                if s.next_timeout().is_some_and(|t| t.is_zero()) {
+                    let _ = s.handle_timeout();
                 }
-                while let Some(d) = p.session.poll_transmit() {
+                while let Some(d) = s.poll_transmit() {
                     out.push((*peer, d));
                 }
-                if p.session.is_failed()
-                    || p.session.is_closed()
-                    || p.last_active.elapsed()
-                        > if p.owner_transfer {
-                            OTM_IDLE
-                        } else {
-                            DTLS_IDLE
-                        }
-                {
-                    // A handshake that never completed (e.g. a wrong PIN)
-                    // wrote nothing; only an established owner-transfer
-                    // session can leave something to undo.
-                    ended.push((
-                        *peer,
-                        p.owner_transfer && p.session.key_material().is_some(),
-                    ));
-                }
             }
-            for (peer, otm) in ended {
-                st.dtls.remove(&peer);
-                if otm {
-                    let mut undone = false;
-                    if let Some(mut sec) = st.device.security().cloned() {
-                        if sec.owner_transfer_ended() {
-                            undone = true;
-                            st.device.set_security(sec);
-                        }
-                    }
-                    if undone {
-                        after_request(&mut st, true, true);
-                        tracing::info!(%peer, "owner transfer did not complete; undone");
-                    }
-                    new_pin_if_needed(&mut st, &events);
+            let ended = st.dtls.sweep(std::time::Instant::now(), |p| {
+                p.session.is_failed() || p.session.is_closed()
+            });
+            for (peer, e) in ended {
+                // A handshake that never completed (e.g. a wrong PIN)
+                // wrote nothing; only an established owner-transfer
+                // session can have something to undo.
+                if !(e.owner_transfer && e.is_established()) {
+                    continue;
                 }
+                if let Some(mut sec) = st.device.security().cloned() {
+                    use ssm_ocf::security::OwnerTransferEnd;
+                    match sec.owner_transfer_session_ended(e.id) {
+                        OwnerTransferEnd::Undone => {
+                            st.device.set_security(sec);
+                            after_request(&mut st, true, true);
+                            tracing::info!(%peer, "owner transfer did not complete; undone");
+                        }
+                        OwnerTransferEnd::Completed => st.device.set_security(sec),
+                        OwnerTransferEnd::NotTheTransfer => {}
+                    }
+                }
+                new_pin_if_needed(&mut st, &events);
             }
             out
         };

@@ -14,6 +14,8 @@
 
 pub mod client;
 pub mod device;
+pub mod discovery;
+pub mod dtls_table;
 pub mod journal;
 pub mod multicast;
 pub mod netif;

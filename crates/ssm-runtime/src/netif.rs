@@ -70,6 +70,32 @@ impl NetIf {
         })
     }
 
+    /// The subnets of this interface (addresses with prefix lengths, read
+    /// again from the system), for the on-link check of multicast requests
+    /// ([`crate::discovery::OnLink`]).
+    pub fn on_link(&self) -> crate::discovery::OnLink {
+        let mut link = crate::discovery::OnLink {
+            ifindex: self.index,
+            loopback: self.is_loopback(),
+            ..Default::default()
+        };
+        for i in if_addrs::get_if_addrs().unwrap_or_default() {
+            if i.name != self.name {
+                continue;
+            }
+            match &i.addr {
+                if_addrs::IfAddr::V4(a) => link.v4.push((a.ip, a.prefixlen)),
+                if_addrs::IfAddr::V6(a) => link.v6.push((a.ip, a.prefixlen)),
+            }
+        }
+        for (a, len) in proc_if_inet6_prefixes(&self.name) {
+            if !link.v6.iter().any(|(x, _)| *x == a) {
+                link.v6.push((a, len));
+            }
+        }
+        link
+    }
+
     /// The loopback interface cannot carry IPv6 multicast on Linux.
     pub fn is_loopback(&self) -> bool {
         self.name == "lo" || self.ipv4.iter().any(|a| a.is_loopback())
@@ -97,6 +123,15 @@ impl NetIf {
 
 /// IPv6 addresses of `name` from `/proc/net/if_inet6` (empty elsewhere).
 fn proc_if_inet6(name: &str) -> Vec<Ipv6Addr> {
+    proc_if_inet6_prefixes(name)
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect()
+}
+
+/// IPv6 addresses of `name` with their prefix lengths (third column, hex)
+/// from `/proc/net/if_inet6`.
+fn proc_if_inet6_prefixes(name: &str) -> Vec<(Ipv6Addr, u8)> {
     let Ok(text) = std::fs::read_to_string("/proc/net/if_inet6") else {
         return Vec::new();
     };
@@ -106,7 +141,10 @@ fn proc_if_inet6(name: &str) -> Vec<Ipv6Addr> {
             if f.len() < 6 || f[5] != name || f[0].len() != 32 {
                 return None;
             }
-            u128::from_str_radix(f[0], 16).ok().map(Ipv6Addr::from)
+            let len = u8::from_str_radix(f[2], 16).ok()?;
+            u128::from_str_radix(f[0], 16)
+                .ok()
+                .map(|a| (Ipv6Addr::from(a), len))
         })
         .collect()
 }

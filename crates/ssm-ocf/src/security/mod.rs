@@ -16,7 +16,7 @@ pub mod pstat;
 pub mod svr;
 pub mod uuid_text;
 
-pub use svr::{Access, Peer, SecurityState, SvrOutcome};
+pub use svr::{Access, OwnerTransferEnd, Peer, SecurityState, SvrOutcome};
 
 /// The id to give a new `credid` or `aceid` (0 means "assign one"): one above
 /// the highest in use, or, when that is `u32::MAX` (the owner may write any

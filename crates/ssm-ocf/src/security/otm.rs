@@ -10,7 +10,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use uuid::Uuid;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// PSK identity the onboarding tool uses for Random PIN.
 pub const RDP_IDENTITY: &[u8] = b"oic.sec.doxm.rdp";
@@ -85,7 +85,11 @@ pub fn key_block_len(openssl_cipher_name: &str) -> usize {
 
 /// What an owner-transfer DTLS session exported, to derive the owner PSK
 /// once the owner and device UUIDs are known (steps 4, 5 and 9).
-#[derive(Clone, Copy, PartialEq, Eq)]
+///
+/// Not `Copy`, and wiped on drop: the runtime derives it once per session
+/// and shares it (`Arc`) with the requests of that session instead of
+/// copying the master secret into each of them.
+#[derive(Clone, PartialEq, Eq)]
 pub struct OtmKeys {
     /// The session's master secret.
     pub master_secret: [u8; 48],
@@ -100,6 +104,14 @@ pub struct OtmKeys {
 impl core::fmt::Debug for OtmKeys {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("OtmKeys(<secret>)")
+    }
+}
+
+impl Drop for OtmKeys {
+    fn drop(&mut self) {
+        self.master_secret.zeroize();
+        self.client_random.zeroize();
+        self.server_random.zeroize();
     }
 }
 

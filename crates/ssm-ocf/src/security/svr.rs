@@ -14,7 +14,7 @@ use ssm_coap::{Code, Message};
 use uuid::Uuid;
 
 /// Who sent a request, as the transport established it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Peer {
     /// Plain CoAP.
     Anonymous,
@@ -28,7 +28,10 @@ pub enum Peer {
     OwnerTransfer {
         /// What the session exported (the owner PSK is derived from it
         /// when the owner credential arrives; it is never sent).
-        keys: super::otm::OtmKeys,
+        keys: std::sync::Arc<super::otm::OtmKeys>,
+        /// Which session (the runtime's identifier): the transfer is bound
+        /// to the first session that writes.
+        session: u64,
     },
 }
 
@@ -112,6 +115,35 @@ pub struct Sdi {
     pub privileged: bool,
 }
 
+/// How the end of an owner-transfer session left the security state
+/// ([`SecurityState::owner_transfer_session_ended`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerTransferEnd {
+    /// The session was the transfer in progress and the device had not got
+    /// past RFOTM: everything the transfer wrote was undone (the state is
+    /// that of a new device again; persist it and show a new PIN).
+    Undone,
+    /// The session was the transfer and the device got past RFOTM: kept.
+    Completed,
+    /// The session never wrote (or another session's transfer is in
+    /// progress): nothing changed.
+    NotTheTransfer,
+}
+
+/// The owner-transfer session a transfer in progress is bound to: runtime
+/// bookkeeping, not part of the resources, so neither persisted nor
+/// compared (two states with the same resources are equal).
+#[derive(Debug, Clone, Copy, Default)]
+struct TransferBinding(Option<u64>);
+
+impl PartialEq for TransferBinding {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for TransferBinding {}
+
 /// Every security resource of a device, persisted as one JSON document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecurityState {
@@ -127,6 +159,11 @@ pub struct SecurityState {
     pub sdi: Sdi,
     /// sp: the current security profile.
     pub sp_current: String,
+    /// The owner-transfer session whose writes are in progress, if any
+    /// (in memory only: after a restart a partial transfer is undone by
+    /// [`owner_transfer_ended`](Self::owner_transfer_ended)).
+    #[serde(skip)]
+    transfer: TransferBinding,
 }
 
 /// The baseline security profile OID.
@@ -142,6 +179,7 @@ impl SecurityState {
             acl: Acl2::default(),
             sdi: Sdi::default(),
             sp_current: SP_BASELINE.into(),
+            transfer: TransferBinding::default(),
         }
     }
 
@@ -159,23 +197,68 @@ impl SecurityState {
         self.pstat.enter(Dos::Rfotm);
     }
 
-    /// The owner-transfer session ended. If the device did not get past
-    /// RFOTM, everything the session wrote is undone: a device is never
-    /// left half-owned, and can be onboarded again.
+    /// No session may be running (at start-up, after a crash in the middle
+    /// of an owner transfer, every step of which was persisted): if the
+    /// device did not get past RFOTM, everything written is undone, so a
+    /// device is never left half-owned and can be onboarded again.
     pub fn owner_transfer_ended(&mut self) -> bool {
-        if self.pstat.dos == Dos::Rfotm && *self != SecurityState::new(self.doxm.deviceuuid) {
+        self.transfer = TransferBinding(None);
+        if self.pstat.dos == Dos::Rfotm && !self.is_fresh() {
             self.reset();
             return true;
         }
         false
     }
 
+    /// Owner-transfer session `session` ended (closed, failed or idle).
+    /// Only the session the transfer in progress is bound to (the first
+    /// that wrote) can undo it; the end of any other session (an abandoned
+    /// attempt whose OBT went away) leaves that transfer alone.
+    pub fn owner_transfer_session_ended(&mut self, session: u64) -> OwnerTransferEnd {
+        if self.transfer.0 != Some(session) {
+            return OwnerTransferEnd::NotTheTransfer;
+        }
+        self.transfer = TransferBinding(None);
+        if self.pstat.dos == Dos::Rfotm && !self.is_fresh() {
+            self.reset();
+            return OwnerTransferEnd::Undone;
+        }
+        OwnerTransferEnd::Completed
+    }
+
+    /// An owner-transfer session has written and has not ended: no other
+    /// owner-transfer (Random PIN) session may start.
+    pub fn owner_transfer_in_progress(&self) -> bool {
+        self.transfer.0.is_some()
+    }
+
+    /// The resources are those of a new, unowned device.
+    fn is_fresh(&self) -> bool {
+        *self == SecurityState::new(self.doxm.deviceuuid)
+    }
+
+    /// `owner` (the `devowneruuid`) is set and the device holds its owner
+    /// credential (credtype 1, that subject, with key material): what
+    /// `owned` and the move out of RFOTM require.
+    fn has_owner_credential(&self, owner: Uuid) -> bool {
+        !owner.is_nil()
+            && self.cred.creds.iter().any(|c| {
+                c.cred_type() == CredType::PairwiseSymmetric
+                    && c.subjectuuid.parse::<Uuid>().ok() == Some(owner)
+                    && c.privatedata.as_ref().is_some_and(|p| !p.data.is_empty())
+            })
+    }
+
     fn is_owner(&self, peer: &Peer) -> bool {
         match peer {
             // The owner-transfer session (which the runtime only accepts in
             // RFOTM) speaks for the owner until it closes, also after it
-            // moved the device on to RFPRO/RFNOP (steps 12–15).
-            Peer::OwnerTransfer { .. } => self.pstat.dos == Dos::Rfotm || self.doxm.owned,
+            // moved the device on to RFPRO/RFNOP (steps 12–15); once one
+            // session has written, only that one.
+            Peer::OwnerTransfer { session, .. } => {
+                let bound = self.transfer.0.is_none_or(|s| s == *session);
+                bound && (self.pstat.dos == Dos::Rfotm || self.doxm.owned)
+            }
             Peer::Authenticated { subject: Some(s) } => {
                 self.doxm.owned && *s == self.doxm.devowneruuid
             }
@@ -213,8 +296,25 @@ impl SecurityState {
     }
 
     /// Handles a request to `/oic/sec/*`. `multicast` makes mismatching
-    /// doxm filters silent (`None`).
+    /// doxm filters silent (`None`). The first owner-transfer session that
+    /// changes the state binds the transfer to itself.
     pub fn handle(&mut self, req: &Message, peer: &Peer, multicast: bool) -> Option<SvrOutcome> {
+        if let Peer::OwnerTransfer { session, .. } = peer {
+            if self.transfer.0.is_some_and(|s| s != *session) {
+                // Another session's owner transfer is in progress.
+                return Some(SvrOutcome::code(Code::FORBIDDEN));
+            }
+        }
+        let out = self.handle_svr(req, peer, multicast);
+        if let (Peer::OwnerTransfer { session, .. }, Some(o)) = (peer, &out) {
+            if o.persist && self.transfer.0.is_none() && !self.is_fresh() {
+                self.transfer = TransferBinding(Some(*session));
+            }
+        }
+        out
+    }
+
+    fn handle_svr(&mut self, req: &Message, peer: &Peer, multicast: bool) -> Option<SvrOutcome> {
         let path = req.uri_path();
         let body = || crate::message::payload(req).ok();
         let owner = self.is_owner(peer);
@@ -445,6 +545,14 @@ impl SecurityState {
                 _ => return SvrOutcome::code(Code::BAD_REQUEST),
             }
         }
+        if d.owned && !self.doxm.owned {
+            // Owned needs an owner: devowneruuid and its credential (OCF
+            // Security: the owner credential is provisioned before `owned`
+            // is set, DIGEST §6 steps 8 and 10).
+            if !self.has_owner_credential(d.devowneruuid) {
+                return SvrOutcome::code(Code::FORBIDDEN);
+            }
+        }
         self.doxm = d;
         SvrOutcome::changed(false)
     }
@@ -470,7 +578,7 @@ impl SecurityState {
             if !self.pstat.dos.can_enter(to)
                 || (self.pstat.dos == Dos::Rfotm
                     && matches!(to, Dos::Rfpro | Dos::Rfnop)
-                    && !self.doxm.owned)
+                    && !(self.doxm.owned && self.has_owner_credential(self.doxm.devowneruuid)))
             {
                 return SvrOutcome::code(Code::FORBIDDEN);
             }
@@ -503,7 +611,7 @@ impl SecurityState {
             // The owner credential of an owner transfer: the device puts in
             // the PSK it derived itself; the key never crosses the wire.
             if cred.cred_type() == CredType::PairwiseSymmetric {
-                if let Peer::OwnerTransfer { keys } = peer {
+                if let Peer::OwnerTransfer { keys, .. } = peer {
                     if cred.privatedata.as_ref().is_none_or(|p| p.data.is_empty()) {
                         let psk = keys.owner_psk(&self.doxm.devowneruuid, &self.doxm.deviceuuid);
                         cred.privatedata = Some(PrivateData::raw(&psk[..]));
