@@ -64,7 +64,11 @@ pub async fn run(a: Args) -> Result<bool> {
     // Subscribed before `ready` is printed: whoever starts sending on
     // `ready` sees every event.
     let mut events = handle.events.subscribe();
-    let ssm_creds = creds.creds.iter().filter(|c| c.credtype == 256).count();
+    let ssm_creds = creds
+        .creds
+        .iter()
+        .filter(|c| c.credtype == ssm_ocf::cred::CredType::SsmServer)
+        .count();
     if a.json {
         println!(
             "{}",

@@ -257,7 +257,10 @@ fn killed_during_onboarding_never_half_owned_never_loses_an_acknowledged_onboard
             && s.acl.aclist2.is_empty();
         let owned = s.doxm.owned
             && s.pstat.dos != Dos::Rfotm
-            && s.cred.creds.iter().any(|c| c.credtype == 1);
+            && s.cred
+                .creds
+                .iter()
+                .any(|c| c.credtype == ssm_ocf::cred::CredType::PairwiseSymmetric);
         assert!(
             unowned || owned,
             "run {i}: half-owned after a crash (seed {seed}): {s:#?}"

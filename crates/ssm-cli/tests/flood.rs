@@ -204,9 +204,12 @@ fn flood(
                     // without counting a drop: count those apart.
                     let n = 1 + (rng.next() % 200) as usize;
                     let d = rng.bytes(n);
+                    // (A CON one is dropped and counted first: multicast
+                    // requests are NON, RFC 7252 §8.1.)
                     let plain_get = ssm_coap::Packet::new_checked(&d[..])
                         .map(|p| {
-                            p.options().get(ssm_coap::OptionNumber::OSCORE).is_none()
+                            p.msg_type() != ssm_coap::MessageType::Confirmable
+                                && p.options().get(ssm_coap::OptionNumber::OSCORE).is_none()
                                 && (p.code() == ssm_coap::Code::GET
                                     || ssm_coap::Message::parse(&d).is_err())
                         })

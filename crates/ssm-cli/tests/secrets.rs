@@ -532,7 +532,7 @@ fn debug_of_key_holding_types_redacts() {
     creds.creds.push(ssm_ocf::cred::Credential {
         credid: 99,
         subjectuuid: ssm_ocf::Uuid::from_u128(1).to_string(),
-        credtype: 1,
+        credtype: ssm_ocf::cred::CredType::PairwiseSymmetric,
         privatedata: Some(ssm_ocf::cred::PrivateData::raw(&owner_psk)),
         oscore: None,
     });

@@ -3,7 +3,7 @@
 //! domain's grants, SSM group epoch and pair-wise keys. The OBT brings a
 //! device to exactly this with [`ssm_runtime::obt::sync_device`].
 use crate::store::{Store, StoreError};
-use ssm_ocf::cred::{Credential, OscoreFields, PrivateData};
+use ssm_ocf::cred::{CredType, Credential, OscoreFields, PrivateData};
 use ssm_ocf::security::acl2::{Ace, AceResource, AceSubject, PERM_N, PERM_R, PERM_U};
 use ssm_ocf::switch::HREF;
 use uuid::Uuid;
@@ -57,7 +57,7 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
                 out.creds.push(Credential {
                     credid: 0,
                     subjectuuid: ssm_ocf::provision::client_cred_subject(&id).to_string(),
-                    credtype: 128,
+                    credtype: CredType::SsmClient,
                     privatedata: Some(PrivateData::raw(&g.secret[..])),
                     oscore: Some(OscoreFields {
                         senderid: Some(sid),
@@ -74,7 +74,7 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
                 out.creds.push(Credential {
                     credid: 0,
                     subjectuuid: client.to_string(),
-                    credtype: 256,
+                    credtype: CredType::SsmServer,
                     privatedata: Some(PrivateData::raw(&g.secret[..])),
                     oscore: Some(OscoreFields {
                         recipientid: Some(sid),
@@ -100,7 +100,7 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
         out.creds.push(Credential {
             credid: 0,
             subjectuuid: subject.to_string(),
-            credtype: 64,
+            credtype: CredType::PairwiseOscore,
             privatedata: Some(PrivateData::raw(&k.secret)),
             oscore: Some(OscoreFields {
                 senderid: Some(sender),

@@ -1016,13 +1016,25 @@ mod tests {
         assert_eq!(s.grants().unwrap().len(), 6);
         // The desired state of a light granted to both switches.
         let d = crate::plan::desired(&s, &lights[0]).unwrap();
-        let types: Vec<u32> = d.creds.iter().map(|c| c.credtype).collect();
+        let types: Vec<u32> = d.creds.iter().map(|c| c.credtype.as_u32()).collect();
         assert_eq!(types.iter().filter(|t| **t == 256).count(), 2);
         assert_eq!(types.iter().filter(|t| **t == 64).count(), 2);
         assert_eq!(d.aces.len(), 2);
         let da = crate::plan::desired(&s, &a).unwrap();
-        assert_eq!(da.creds.iter().filter(|c| c.credtype == 128).count(), 1);
-        assert_eq!(da.creds.iter().filter(|c| c.credtype == 64).count(), 4);
+        assert_eq!(
+            da.creds
+                .iter()
+                .filter(|c| c.credtype == ssm_ocf::cred::CredType::SsmClient)
+                .count(),
+            1
+        );
+        assert_eq!(
+            da.creds
+                .iter()
+                .filter(|c| c.credtype == ssm_ocf::cred::CredType::PairwiseOscore)
+                .count(),
+            4
+        );
         // Partial revoke: no rekey (b keeps light 0).
         let (aff, epoch) = s.revoke_lights(&b, &lights[1..2], &mut rng).unwrap();
         assert_eq!((aff.len(), epoch), (2, None));

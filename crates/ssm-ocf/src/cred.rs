@@ -19,7 +19,9 @@ pub const OSCORE_ID_LEN: usize = 7;
 pub const MASTER_SECRET_LEN: usize = 32;
 
 /// `credtype` values (a bitmask in the data model; one bit per credential).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// On the wire (JSON and CBOR) the number; everywhere else this enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "u32", into = "u32")]
 pub enum CredType {
     /// 1: pair-wise symmetric key (e.g. the owner PSK).
     PairwiseSymmetric,
@@ -31,6 +33,25 @@ pub enum CredType {
     SsmServer,
     /// Anything else (kept, not used here).
     Other(u32),
+}
+
+/// The number, as the data model writes it.
+impl fmt::Display for CredType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.as_u32())
+    }
+}
+
+impl From<u32> for CredType {
+    fn from(v: u32) -> Self {
+        CredType::from_u32(v)
+    }
+}
+
+impl From<CredType> for u32 {
+    fn from(t: CredType) -> u32 {
+        t.as_u32()
+    }
 }
 
 impl CredType {
@@ -139,7 +160,7 @@ pub struct Credential {
     /// `subjectuuid`: a UUID or `*`.
     pub subjectuuid: String,
     /// `credtype`.
-    pub credtype: u32,
+    pub credtype: CredType,
     /// `privatedata`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub privatedata: Option<PrivateData>,
@@ -204,7 +225,7 @@ fn parse_id(credid: u32, what: &str, hex_id: &str) -> Result<Id, CredError> {
 impl Credential {
     /// The credtype.
     pub fn cred_type(&self) -> CredType {
-        CredType::from_u32(self.credtype)
+        self.credtype
     }
 
     /// Checks an OSCORE credential against the rules of its type
@@ -323,7 +344,7 @@ impl CredResource {
 mod tests {
     use super::*;
 
-    fn cred(credtype: u32, s: Option<&str>, r: Option<&str>) -> Credential {
+    fn cred(credtype: CredType, s: Option<&str>, r: Option<&str>) -> Credential {
         Credential {
             credid: 1,
             subjectuuid: "63867d7e-d149-48bb-5f60-72aab3ca024c".into(),
@@ -341,21 +362,32 @@ mod tests {
     #[test]
     fn per_type_rules() {
         let id = Some("029e1b4b90f1cd");
-        assert!(cred(256, None, id).oscore().unwrap().is_some());
-        assert!(cred(256, id, id).oscore().is_err());
-        assert!(cred(256, None, None).oscore().is_err());
-        assert!(cred(128, id, None).oscore().unwrap().is_some());
-        assert!(cred(128, None, id).oscore().is_err());
-        assert!(cred(64, id, Some("01aabbccddeeff"))
+        assert!(cred(CredType::SsmServer, None, id)
             .oscore()
             .unwrap()
             .is_some());
-        assert!(cred(64, id, None).oscore().is_err());
-        assert!(cred(256, None, Some("0102")).oscore().is_err());
-        let mut c = cred(256, None, id);
+        assert!(cred(CredType::SsmServer, id, id).oscore().is_err());
+        assert!(cred(CredType::SsmServer, None, None).oscore().is_err());
+        assert!(cred(CredType::SsmClient, id, None)
+            .oscore()
+            .unwrap()
+            .is_some());
+        assert!(cred(CredType::SsmClient, None, id).oscore().is_err());
+        assert!(cred(CredType::PairwiseOscore, id, Some("01aabbccddeeff"))
+            .oscore()
+            .unwrap()
+            .is_some());
+        assert!(cred(CredType::PairwiseOscore, id, None).oscore().is_err());
+        assert!(cred(CredType::SsmServer, None, Some("0102"))
+            .oscore()
+            .is_err());
+        let mut c = cred(CredType::SsmServer, None, id);
         c.privatedata = Some(PrivateData::raw(&[1; 16]));
         assert!(c.oscore().is_err());
-        assert!(cred(1, None, None).oscore().unwrap().is_none());
+        assert!(cred(CredType::PairwiseSymmetric, None, None)
+            .oscore()
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -365,20 +397,30 @@ mod tests {
             ("029e1b4b90f1cd", "029e1b4b90f1cd"),
             ("029E1B4B90F1CD", "029e1b4b90f1cd"), // same bytes, other case
         ] {
-            let err = cred(64, Some(s), Some(r)).oscore().unwrap_err();
+            let err = cred(CredType::PairwiseOscore, Some(s), Some(r))
+                .oscore()
+                .unwrap_err();
             assert!(
                 err.to_string()
                     .contains("senderid and recipientid must differ"),
                 "{err}"
             );
         }
-        assert!(cred(64, Some("029e1b4b90f1cd"), Some("029e1b4b90f1ce"))
-            .oscore()
-            .unwrap()
-            .is_some());
+        assert!(cred(
+            CredType::PairwiseOscore,
+            Some("029e1b4b90f1cd"),
+            Some("029e1b4b90f1ce")
+        )
+        .oscore()
+        .unwrap()
+        .is_some());
         // A credential set holding one is refused as a whole.
         let set = CredResource {
-            creds: vec![cred(64, Some("01aabbccddeeff"), Some("01aabbccddeeff"))],
+            creds: vec![cred(
+                CredType::PairwiseOscore,
+                Some("01aabbccddeeff"),
+                Some("01aabbccddeeff"),
+            )],
             rowneruuid: String::new(),
         };
         assert!(set.oscore_creds().is_err());
@@ -386,7 +428,7 @@ mod tests {
 
     #[test]
     fn secrets_stay_out_of_debug() {
-        let c = cred(256, None, Some("029e1b4b90f1cd"));
+        let c = cred(CredType::SsmServer, None, Some("029e1b4b90f1cd"));
         let dbg = format!("{:?} {:?}", c, c.oscore().unwrap().unwrap());
         assert!(!dbg.contains(&hex::encode([7u8; 32])), "{dbg}");
         assert!(!dbg.contains("7, 7, 7"), "{dbg}");

@@ -4,7 +4,7 @@
 //! a step advances only on a success response. The runtime opens the DTLS
 //! sessions and moves the bytes. (DIGEST §6 steps 2–15, §7.)
 use crate::cbor;
-use crate::cred::{CredResource, Credential};
+use crate::cred::{CredResource, CredType, Credential};
 use crate::message;
 use crate::security::acl2::Ace;
 use crate::security::svr::cred_value;
@@ -316,7 +316,11 @@ pub fn hard_reset() -> Sequence {
 /// the owner credential: pair-wise OSCORE (64), SSM client (128) and SSM
 /// server (256). Anything else (the owner's credtype 1) is never touched
 /// by [`reconcile`].
-pub const MANAGED_CREDTYPES: [u32; 3] = [64, 128, 256];
+pub const MANAGED_CREDTYPES: [CredType; 3] = [
+    CredType::PairwiseOscore,
+    CredType::SsmClient,
+    CredType::SsmServer,
+];
 
 /// The GET requests whose answers [`reconcile`] compares: the device's
 /// `/oic/sec/cred` (without private data) and `/oic/sec/acl2`.
@@ -332,13 +336,22 @@ pub fn read_state() -> [Message; 2] {
 /// IDs and description the device returns for that type. Every key the
 /// onboarding tool creates comes with fresh IDs, so equal identities mean
 /// equal keys.
-fn cred_identity(c: &Credential) -> (u32, String, Option<String>, Option<String>, Option<String>) {
+#[allow(clippy::type_complexity)]
+fn cred_identity(
+    c: &Credential,
+) -> (
+    CredType,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+) {
     let o = c.oscore.clone().unwrap_or_default();
     let lower = |s: Option<String>| s.map(|s| s.to_ascii_lowercase());
     let (sender, recipient, desc) = match c.credtype {
-        64 => (lower(o.senderid), lower(o.recipientid), None),
-        128 => (lower(o.senderid), None, o.desc),
-        256 => (None, lower(o.recipientid), o.desc),
+        CredType::PairwiseOscore => (lower(o.senderid), lower(o.recipientid), None),
+        CredType::SsmClient => (lower(o.senderid), None, o.desc),
+        CredType::SsmServer => (None, lower(o.recipientid), o.desc),
         _ => (lower(o.senderid), lower(o.recipientid), o.desc),
     };
     (
@@ -486,7 +499,7 @@ mod tests {
         Credential {
             credid: 0,
             subjectuuid: subject.to_string(),
-            credtype: 256,
+            credtype: CredType::SsmServer,
             privatedata: Some(PrivateData::raw(&[epoch as u8; 32])),
             oscore: Some(OscoreFields {
                 recipientid: Some(rid.into()),
@@ -515,7 +528,7 @@ mod tests {
         s.cred.creds.push(Credential {
             credid: 1,
             subjectuuid: owner.to_string(),
-            credtype: 1,
+            credtype: CredType::PairwiseSymmetric,
             privatedata: Some(PrivateData::raw(&[9; 16])),
             oscore: None,
         });
@@ -579,7 +592,11 @@ mod tests {
         assert_eq!((plan.creds_added, plan.aces_added), (1, 0));
         run(&mut dev, &mut seq, owner);
         let types: Vec<_> = dev.cred.creds.iter().map(|c| c.credtype).collect();
-        assert_eq!(types, vec![1, 256], "owner credential untouched");
+        assert_eq!(
+            types,
+            vec![CredType::PairwiseSymmetric, CredType::SsmServer],
+            "owner credential untouched"
+        );
         assert_eq!(
             dev.cred.creds[1].oscore.as_ref().unwrap().desc.as_deref(),
             Some("SSM epoch 2")
@@ -594,7 +611,7 @@ mod tests {
         let (mut seq, _) = reconcile(&c, &acl, &[], &[]).unwrap();
         run(&mut dev, &mut seq, owner);
         assert_eq!(dev.cred.creds.len(), 1);
-        assert_eq!(dev.cred.creds[0].credtype, 1);
+        assert_eq!(dev.cred.creds[0].credtype, CredType::PairwiseSymmetric);
         assert_eq!(
             dev.pstat.dos,
             crate::security::pstat::DeviceOnboardingState::Rfnop

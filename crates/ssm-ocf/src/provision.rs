@@ -6,7 +6,7 @@
 //! pair-wise credtype-64 context between every client and every light for
 //! unicast UPDATE. Randomness comes from the caller.
 use crate::cred::{
-    CredResource, Credential, OscoreFields, PrivateData, MASTER_SECRET_LEN, OSCORE_ID_LEN,
+    CredResource, CredType, Credential, OscoreFields, PrivateData, MASTER_SECRET_LEN, OSCORE_ID_LEN,
 };
 use uuid::Uuid;
 
@@ -79,23 +79,24 @@ pub fn generate_group(
     };
     let mut ls: Vec<Member> = (0..lights).map(|_| new(uuid(random))).collect();
     let mut cs: Vec<Member> = (0..clients).map(|_| new(uuid(random))).collect();
-    let push = |m: &mut Member, subject: String, credtype: u32, secret: &[u8], o: OscoreFields| {
-        let credid = m.creds.creds.len() as u32 + 1;
-        m.creds.creds.push(Credential {
-            credid,
-            subjectuuid: subject,
-            credtype,
-            privatedata: Some(PrivateData::raw(secret)),
-            oscore: Some(o),
-        });
-    };
+    let push =
+        |m: &mut Member, subject: String, credtype: CredType, secret: &[u8], o: OscoreFields| {
+            let credid = m.creds.creds.len() as u32 + 1;
+            m.creds.creds.push(Credential {
+                credid,
+                subjectuuid: subject,
+                credtype,
+                privatedata: Some(PrivateData::raw(secret)),
+                oscore: Some(o),
+            });
+        };
     for c in cs.iter_mut() {
         let sid = fresh_id(0x02, &mut used, random);
         let desc = Some(format!("SSM sender {}", hex::encode(sid)));
         push(
             c,
             client_cred_subject(&sid).to_string(),
-            128,
+            CredType::SsmClient,
             &secret,
             OscoreFields {
                 senderid: Some(hex::encode(sid)),
@@ -107,7 +108,7 @@ pub fn generate_group(
             push(
                 l,
                 c.uuid.to_string(),
-                256,
+                CredType::SsmServer,
                 &secret,
                 OscoreFields {
                     recipientid: Some(hex::encode(sid)),
@@ -128,7 +129,7 @@ pub fn generate_group(
             push(
                 c,
                 l.uuid.to_string(),
-                64,
+                CredType::PairwiseOscore,
                 &pair,
                 OscoreFields {
                     senderid: Some(hex::encode(a)),
@@ -139,7 +140,7 @@ pub fn generate_group(
             push(
                 l,
                 c.uuid.to_string(),
-                64,
+                CredType::PairwiseOscore,
                 &pair,
                 OscoreFields {
                     senderid: Some(hex::encode(b)),
@@ -201,7 +202,7 @@ pub fn default_aces(
     let mut clients: Vec<Uuid> = creds
         .creds
         .iter()
-        .filter(|c| matches!(c.credtype, 64 | 256))
+        .filter(|c| matches!(c.credtype, CredType::PairwiseOscore | CredType::SsmServer))
         .filter_map(|c| c.subjectuuid.parse().ok())
         .collect();
     clients.sort();
@@ -284,7 +285,7 @@ impl SsmGroup {
         Credential {
             credid: 0,
             subjectuuid: client_cred_subject(&sid).to_string(),
-            credtype: 128,
+            credtype: CredType::SsmClient,
             privatedata: Some(PrivateData::raw(&self.secret[..])),
             oscore: Some(OscoreFields {
                 senderid: Some(hex::encode(sid)),
@@ -302,7 +303,7 @@ impl SsmGroup {
             .map(|(client, sid)| Credential {
                 credid: 0,
                 subjectuuid: client.to_string(),
-                credtype: 256,
+                credtype: CredType::SsmServer,
                 privatedata: Some(PrivateData::raw(&self.secret[..])),
                 oscore: Some(OscoreFields {
                     recipientid: Some(hex::encode(sid)),

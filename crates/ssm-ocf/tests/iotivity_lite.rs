@@ -26,7 +26,7 @@ fn cred(v: &serde_json::Value) -> Credential {
     Credential {
         credid: v["credid"].as_u64().unwrap() as u32,
         subjectuuid: v["subjectuuid"].as_str().unwrap().into(),
-        credtype: v["credtype"].as_u64().unwrap() as u32,
+        credtype: ssm_ocf::cred::CredType::from_u32(v["credtype"].as_u64().unwrap() as u32),
         privatedata: Some(PrivateData::raw(&hex(&v["privatedata"]["data"]))),
         oscore: Some(OscoreFields {
             senderid: v["oscore"]["senderid"].as_str().map(String::from),

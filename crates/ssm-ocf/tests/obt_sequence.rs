@@ -112,7 +112,7 @@ fn onboard_provision_and_switch() {
         .creds
         .creds
         .iter()
-        .filter(|c| c.credtype == 256)
+        .filter(|c| c.credtype == ssm_ocf::cred::CredType::SsmServer)
         .cloned()
         .collect();
     let aces = default_aces(&lights[0].creds, &[HREF], false);
@@ -121,7 +121,11 @@ fn onboard_provision_and_switch() {
     sec = light.security().unwrap().clone();
     assert_eq!(sec.pstat.dos, Dos::Rfnop);
     assert_eq!(
-        sec.cred.creds.iter().filter(|c| c.credtype == 256).count(),
+        sec.cred
+            .creds
+            .iter()
+            .filter(|c| c.credtype == ssm_ocf::cred::CredType::SsmServer)
+            .count(),
         1
     );
 

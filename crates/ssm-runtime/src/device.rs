@@ -1046,7 +1046,7 @@ fn dtls_server_config(st: &State) -> Option<(ssm_dtls::DtlsConfig, bool)> {
         .cred
         .creds
         .iter()
-        .filter(|c| c.credtype == 1)
+        .filter(|c| c.credtype == CredType::PairwiseSymmetric)
         .filter_map(|c| {
             let id: Uuid = c.subjectuuid.parse().ok()?;
             Some((

@@ -59,7 +59,7 @@ async fn light(dir: &Path, mport: u16) -> (DeviceHandle, Member, Member) {
     creds.creds.push(ssm_ocf::cred::Credential {
         credid: 9000,
         subjectuuid: READER.to_string(),
-        credtype: 1,
+        credtype: ssm_ocf::cred::CredType::PairwiseSymmetric,
         privatedata: Some(ssm_ocf::cred::PrivateData::raw(&READER_PSK)),
         oscore: None,
     });

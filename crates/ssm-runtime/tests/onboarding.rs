@@ -105,7 +105,7 @@ async fn random_pin_onboarding_provisioning_restart_and_reset() {
         .creds
         .creds
         .iter()
-        .filter(|c| c.credtype == 256)
+        .filter(|c| c.credtype == ssm_ocf::cred::CredType::SsmServer)
         .cloned()
         .collect();
     let aces = default_aces(&lights[0].creds, &[HREF], false);
@@ -124,7 +124,7 @@ async fn random_pin_onboarding_provisioning_restart_and_reset() {
             .cred
             .creds
             .iter()
-            .filter(|c| c.credtype == 256)
+            .filter(|c| c.credtype == ssm_ocf::cred::CredType::SsmServer)
             .count(),
         1
     );

@@ -663,7 +663,7 @@ pub fn cred_value(c: &CredResource, with_secrets: bool) -> Value {
             let mut m = vec![
                 ("credid", Value::Integer(cr.credid.into())),
                 ("subjectuuid", Value::Text(cr.subjectuuid.clone())),
-                ("credtype", Value::Integer(cr.credtype.into())),
+                ("credtype", Value::Integer(cr.credtype.as_u32().into())),
             ];
             if let (true, Some(p)) = (with_secrets, &cr.privatedata) {
                 if let Ok(b) = p.bytes() {
@@ -745,7 +745,7 @@ pub fn cred_from_value(v: &Value) -> Option<Credential> {
     Some(Credential {
         credid: int("credid").unwrap_or(0),
         subjectuuid: cbor::get(v, "subjectuuid")?.as_text()?.to_string(),
-        credtype: int("credtype")?,
+        credtype: CredType::from_u32(int("credtype")?),
         privatedata,
         oscore,
     })
