@@ -668,11 +668,8 @@ impl GroupSenderContext {
             return Err(Error::BufferTooSmall);
         }
         let mut tbs = [0u8; MAX_TBS_LEN];
-        let tbs_len = countersign_structure(
-            &mut tbs,
-            aad_array_of(&enc, aad_start, aad_end),
-            &out[ct_start..end],
-        )?;
+        let tbs_len =
+            countersign_structure(&mut tbs, aad_array_of(&enc, aad_end), &out[ct_start..end])?;
         let sig = self.signing_key.sign(&tbs[..tbs_len]).to_bytes();
         let ks = keystream(&common.sekey, &ks_piv, &ks_id, &common.group_id, is_request);
         for ((o, s), k) in out[end..sig_end].iter_mut().zip(sig).zip(ks.iter()) {
@@ -889,7 +886,7 @@ impl GroupRecipientContext {
         let mut tbs = [0u8; MAX_TBS_LEN];
         let tbs_len = countersign_structure(
             &mut tbs,
-            aad_array_of(&enc, aad_start, aad_end),
+            aad_array_of(&enc, aad_end),
             &datagram[layout.payload_start..ct_end],
         )?;
         self.verifying_key
@@ -960,8 +957,8 @@ fn enc_structure(
     Ok((start, ENC_HEAD + n))
 }
 
-/// The `aad_array` inside an [`enc_structure`].
-fn aad_array_of(buf: &[u8], _start: usize, end: usize) -> &[u8] {
+/// The `aad_array` inside an [`enc_structure`] ending at `end`.
+fn aad_array_of(buf: &[u8], end: usize) -> &[u8] {
     &buf[ENC_HEAD..end]
 }
 
