@@ -334,6 +334,7 @@ fn ratio() {
     );
     println!(
         "\nSSM UPDATE in group mode ({} B datagram; OCF SSM: {} B, +{} B: 64 B signature, {} B kid context, {} B longer option header):\n  \
+         signed Countersign_structure {} B\n  \
          unprotect {:.0} ns vs Ed25519 verify floor {:.0} ns: {:.3}x (goal <= 1.2x); OCF SSM unprotect {:.0} ns\n  \
          protect   {:.0} ns vs Ed25519 sign floor   {:.0} ns: {:.3}x; OCF SSM protect {:.0} ns",
         wire.len(),
@@ -341,6 +342,7 @@ fn ratio() {
         wire.len() - ssm_wire.len(),
         1 + GID.len(),
         wire.len() - ssm_wire.len() - SIGNATURE_LEN - (1 + GID.len()),
+        floors.tbs.len(),
         unprotect,
         verify,
         unprotect / verify,
