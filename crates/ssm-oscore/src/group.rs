@@ -88,6 +88,12 @@
 //!
 //! The editor's copy has no Group OSCORE test vectors; the aiocoap vectors
 //! are not normative.
+//!
+//! Section numbers: the published RFC 10021 text was not at hand when this
+//! was written; the numbers follow the -28 editor's copy (they agree with
+//! draft -23's for every section cited here). An RFC drops the
+//! "Implementation Status" section (13 in the draft), so sections from 14
+//! on may be numbered one lower in RFC 10021; none of them is cited here.
 use crate::context::{RecipientContext, SenderContext};
 use crate::crypto::{nonce, nonce_with_piv};
 use crate::error::Error;
@@ -121,8 +127,8 @@ pub const MAX_CRED_LEN: usize = 256;
 /// verified: RFC 7252 §4.6's 1152-byte limit for a CoAP message whose size
 /// is not known to fit the path.
 pub const MAX_GROUP_CIPHERTEXT_LEN: usize = 1152;
-/// The Group Flag in the first byte of the OSCORE option (RFC 10021 §4.1,
-/// §15.1: bit 2 of the OSCORE Flag Bits registry).
+/// The Group Flag in the first byte of the OSCORE option (RFC 10021 §4.1;
+/// bit position 2 in IANA's "OSCORE Flag Bits" registry).
 pub const GROUP_FLAG: u8 = 0x20;
 
 /// Longest `aad_array` (§3.4): array head, version, the four algorithms,
