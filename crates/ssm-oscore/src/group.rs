@@ -120,8 +120,8 @@ pub const ALG_EDDSA: i32 = -8;
 pub const ALG_ECDH_SS_HKDF_256: i32 = -27;
 /// Length of an Ed25519 signature, and so of the keystream (§4.2).
 pub const SIGNATURE_LEN: usize = 64;
-/// Longest authentication credential kept (an Ed25519 CCS is about 45
-/// bytes).
+/// Longest authentication credential kept (the CCS of an Ed25519 key as
+/// aiocoap builds it is 46 bytes).
 pub const MAX_CRED_LEN: usize = 256;
 /// Longest group-mode ciphertext (plaintext + tag) that can be signed or
 /// verified: RFC 7252 §4.6's 1152-byte limit for a CoAP message whose size
