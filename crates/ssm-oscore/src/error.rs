@@ -67,6 +67,10 @@ pub enum Error {
     /// A message without the Group Flag given to group-mode processing
     /// (RFC 10021 §6: group mode only with the flag set).
     NotGroupMode,
+    /// Pairwise mode in a group whose Common Context does not set the AEAD
+    /// Algorithm and the Pairwise Key Agreement Algorithm (RFC 10021 §6,
+    /// §8).
+    NotPairwiseMode,
     /// A group-mode ciphertext longer than
     /// [`crate::group::MAX_GROUP_CIPHERTEXT_LEN`].
     GroupMessageTooLong,
@@ -154,6 +158,7 @@ impl fmt::Display for Error {
             Error::BadCredential => f.write_str("unusable authentication credential"),
             Error::NotGroupMode => f.write_str("OSCORE message without the Group Flag"),
             Error::GroupMessageTooLong => f.write_str("group-mode message too long to sign"),
+            Error::NotPairwiseMode => f.write_str("the group does not use the pairwise mode"),
         }
     }
 }

@@ -8,14 +8,16 @@
 //! `shared/specs/draft-ietf-core-oscore-groupcomm.md`; the section titles
 //! are given too):
 //!
+//! The pairwise mode (§2.5, §8) is in [`crate::pairwise`].
+//!
 //! * §2.1 Common Context ([`GroupCommon`]): the Group Identifier (Gid) as ID
 //!   Context (§2.1.3); the Group Encryption Algorithm AES-CCM-16-64-128
 //!   (§2.1.7), which also enters the `info` of every key derivation (§2.3);
 //!   the Signature Algorithm EdDSA/Ed25519 (§2.1.8); the Signature
 //!   Encryption Key (§2.1.9, [`signature_encryption_key`]); the Group
 //!   Manager's authentication credential (§2.1.6); the AEAD Algorithm and
-//!   Pairwise Key Agreement Algorithm only as the values they put into the
-//!   `external_aad` (§2.1.1, §2.1.10: this module has no pairwise mode).
+//!   Pairwise Key Agreement Algorithm, which group mode uses only as the
+//!   values they put into the `external_aad` (§2.1.1, §2.1.10).
 //! * §2.2 Sender and Recipient Contexts ([`GroupSenderContext`],
 //!   [`GroupRecipientContext`]) with authentication credentials (§2.4):
 //!   CWT Claims Sets (RFC 8392) carrying an Ed25519 COSE_Key, kept as the
@@ -53,8 +55,9 @@
 //! `shared/vectors/group-oscore-aiocoap.json` was produced by aiocoap 0.4.17,
 //! which implements draft -23. The change log of the editor's copy (-23 to
 //! -28) and a comparison of the processing rules give these differences; the
-//! test `tests/group_aiocoap.rs` asserts, field by field, that none of them
-//! changes a byte of the vectors' group-mode messages:
+//! test `tests/group_aiocoap.rs` reproduces every message of the vectors
+//! (group and pairwise mode) byte for byte and asserts the group-mode
+//! request field by field, so none of them changes a byte:
 //!
 //! * -24 §"Implementation Status" (RFC 7942) added, removed again in the RFC:
 //!   no protocol change. Fixed "P-521": not used here.
@@ -144,7 +147,7 @@ pub const MAX_AAD_ARRAY_LEN: usize = 1
     + (2 + MAX_OPTION_LEN)
     + 2 * (3 + MAX_CRED_LEN);
 /// Room before the `aad_array` for the `Enc_structure` head.
-const ENC_HEAD: usize = 1 + 9 + 1 + 3;
+pub(crate) const ENC_HEAD: usize = 1 + 9 + 1 + 3;
 /// Longest `Countersign_structure`.
 const MAX_TBS_LEN: usize = 1 + 18 + 1 + 1 + 3 + MAX_AAD_ARRAY_LEN + 3 + MAX_GROUP_CIPHERTEXT_LEN;
 
@@ -414,7 +417,7 @@ pub fn keystream(
 /// member's Sender and Recipient Contexts and passed to every protect and
 /// unprotect.
 pub struct GroupCommon {
-    group_id: IdContext,
+    pub(crate) group_id: IdContext,
     sekey: Zeroizing<[u8; KEY_LEN]>,
     gm_cred: Credential,
     alg_aead: Option<i32>,
@@ -443,7 +446,7 @@ impl GroupCommon {
         &self.gm_cred
     }
 
-    fn check(&self, ctx: Option<&IdContext>) -> Result<(), Error> {
+    pub(crate) fn check(&self, ctx: Option<&IdContext>) -> Result<(), Error> {
         if ctx == Some(&self.group_id) {
             Ok(())
         } else {
@@ -472,9 +475,9 @@ impl core::fmt::Debug for GroupCommon {
 /// key and its own authentication credential. Not `Clone`, like
 /// [`SenderContext`]: a copy would reuse sequence numbers.
 pub struct GroupSenderContext {
-    inner: SenderContext,
-    signing_key: SigningKey,
-    cred: Credential,
+    pub(crate) inner: SenderContext,
+    pub(crate) signing_key: SigningKey,
+    pub(crate) cred: Credential,
 }
 
 impl core::fmt::Debug for GroupSenderContext {
@@ -690,9 +693,9 @@ impl GroupSenderContext {
 /// member's authentication credential and public key.
 #[derive(Clone)]
 pub struct GroupRecipientContext {
-    inner: RecipientContext,
-    verifying_key: VerifyingKey,
-    cred: Credential,
+    pub(crate) inner: RecipientContext,
+    pub(crate) verifying_key: VerifyingKey,
+    pub(crate) cred: Credential,
 }
 
 impl core::fmt::Debug for GroupRecipientContext {
@@ -716,6 +719,12 @@ impl GroupRecipientContext {
     ) -> Result<Self, Error> {
         let key = ccs_ed25519_public_key(cred)?;
         let verifying_key = VerifyingKey::from_bytes(&key).map_err(|_| Error::BadCredential)?;
+        // A key of small order (the identity, y = 1, among them) verifies
+        // almost any signature and gives a degenerate shared secret (§2.5.2.1:
+        // abort for y = ±1).
+        if verifying_key.is_weak() {
+            return Err(Error::BadCredential);
+        }
         Ok(GroupRecipientContext {
             inner: RecipientContext::derive(
                 p.master_secret,
@@ -932,7 +941,7 @@ fn parse_group_option(
 /// Writes the `Enc_structure` `["Encrypt0", h'', external_aad]` (RFC 8613
 /// §5.4 with the `aad_array` of RFC 10021 §3.4) into `buf`; returns its
 /// range. The `aad_array` itself lies at its end, see [`aad_array_of`].
-fn enc_structure(
+pub(crate) fn enc_structure(
     buf: &mut [u8; ENC_HEAD + MAX_AAD_ARRAY_LEN],
     common: &GroupCommon,
     binding: &RequestBinding,
@@ -1351,6 +1360,29 @@ mod tests {
         let (wire, len) = protected(&mut real, &common);
         let mut buf = wire;
         assert!(victim.unprotect_request(&common, &mut buf[..len]).is_ok());
+    }
+
+    #[test]
+    fn small_order_keys_are_refused() {
+        // The identity (y = 1) and the point of order 2 (y = -1): §2.5.2.1
+        // requires aborting for them; they also make signatures meaningless.
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        let mut minus_one = [0xffu8; 32];
+        minus_one[0] = 0xec;
+        minus_one[31] = 0x7f;
+        for pk in [one, minus_one] {
+            assert_eq!(
+                GroupRecipientContext::derive(
+                    &params(),
+                    Id::new(&SWITCH).unwrap(),
+                    &ccs(&pk),
+                    ReplayState::Window(ReplayWindow::new(32)),
+                )
+                .err(),
+                Some(Error::BadCredential)
+            );
+        }
     }
 
     #[test]

@@ -19,7 +19,8 @@
 //!   initialisation after a restart ([`ReplayState`]).
 //!
 //! * Group OSCORE (RFC 10021) group mode ([`group`]): signed and
-//!   encrypted group requests and responses, EdDSA with Ed25519.
+//!   encrypted group requests and responses, EdDSA with Ed25519; and its
+//!   pairwise mode ([`pairwise`]) for one-to-one exchanges in a group.
 //!
 //! The crate is sans-IO: it never touches a socket, a clock, a file or a
 //! random-number generator. Callers supply buffers, persisted state and
@@ -40,6 +41,7 @@ pub mod group;
 mod id;
 pub mod kdf;
 mod option;
+pub mod pairwise;
 mod protect;
 mod replay;
 mod sequence;

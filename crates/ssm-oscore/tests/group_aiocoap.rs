@@ -6,11 +6,13 @@
 //! module documentation of `ssm_oscore::group` lists the draft -23 vs RFC
 //! 10021 differences; none of them touches these bytes, and
 //! `draft23_and_rfc10021_agree_on_every_field` shows it field by field.
-//! The vectors' pairwise-mode messages (RFC 10021 §8, not implemented here)
-//! are checked to be refused by group-mode processing, as §6 requires.
+//! The pairwise-mode case (RFC 10021 §8) is reproduced too: the Pairwise
+//! Sender Key, the request and the response; and group-mode processing
+//! refuses pairwise messages, as §6 requires.
 use ssm_coap::Packet;
 use ssm_oscore::group::*;
 use ssm_oscore::kdf::Prk;
+use ssm_oscore::pairwise::*;
 use ssm_oscore::*;
 use ssm_testutil::{hex, load};
 
@@ -397,4 +399,109 @@ fn negative_checks_and_pairwise_refused() {
         plain_ctx.unprotect_request(&mut buf).err(),
         Some(Error::BadOscoreOption)
     );
+}
+
+/// Rewrites the header of a plain message: the generator protected
+/// `unprotected` and then set the wire's type, Message ID and token.
+fn with_header(plain: &[u8], wire: &[u8]) -> Vec<u8> {
+    let w = Packet::new_checked(wire).unwrap();
+    let p = Packet::new_checked(plain).unwrap();
+    let mut m = ssm_coap::Message::new(
+        w.msg_type(),
+        p.code(),
+        w.message_id(),
+        ssm_coap::Token::new(w.token()).unwrap(),
+    );
+    for o in p.options().iter() {
+        m.options.push((o.number, o.value.to_vec()));
+    }
+    m.payload = p.payload().to_vec();
+    m.to_vec()
+}
+
+#[test]
+fn pairwise_request_and_response_byte_for_byte() {
+    let t = Vectors::load();
+    let common = GroupCommon::derive(&t.params()).unwrap();
+    let case = &t.v["cases"][1];
+    assert_eq!(case["id"], "pairwise-mode-request-and-response");
+    let req = &case["request"];
+    let ssn = req["ssn"].as_u64().unwrap();
+    let mut client = t.sender("25", ssn);
+    let to_52 = t.recipient("52");
+    // §2.5.1, §2.5.2.1.
+    let (sk, _) = pairwise_keys(&t.params(), &client, &to_52).unwrap();
+    assert_eq!(&sk[..], &hex(&case["client_pairwise_sender_key_to_52"])[..]);
+    let keys = PairwiseKeys::derive(&t.params(), &client, &to_52).unwrap();
+    let want = hex(&req["protected"]);
+    let plain = with_header(&hex(&req["unprotected"]), &want);
+    let mut out = [0u8; 256];
+    let (n, binding) = client
+        .protect_request_pairwise(&common, &keys, &plain, &mut out)
+        .unwrap();
+    assert_eq!(hex::encode(&out[..n]), hex::encode(&want));
+
+    // Server 52: its keys with 25 are the mirror image.
+    let mut server = t.sender("52", 0);
+    let from_25 = t.recipient("25");
+    let server_keys = PairwiseKeys::derive(&t.params(), &server, &from_25).unwrap();
+    let (s_sk, s_rk) = pairwise_keys(&t.params(), &server, &from_25).unwrap();
+    let (c_sk, c_rk) = pairwise_keys(&t.params(), &client, &to_52).unwrap();
+    assert_eq!((&s_sk[..], &s_rk[..]), (&c_rk[..], &c_sk[..]));
+    let mut r = from_25;
+    let mut buf = want.clone();
+    let d = r
+        .unprotect_request_pairwise(&common, &server_keys, &mut buf)
+        .unwrap();
+    assert_eq!(d.payload, b"pairwise-hello");
+    let srv_binding = d.binding.unwrap();
+    // Replay refused.
+    let mut buf = want.clone();
+    assert_eq!(
+        r.unprotect_request_pairwise(&common, &server_keys, &mut buf)
+            .err(),
+        Some(Error::Replay)
+    );
+    // Not group mode: the group-mode path refuses it (§6).
+    let mut buf = want.clone();
+    assert_eq!(
+        t.recipient("25").unprotect_request(&common, &mut buf).err(),
+        Some(Error::NotGroupMode)
+    );
+
+    // The response: request nonce, kid 52.
+    let resp = &case["response"];
+    let want = hex(&resp["protected"]);
+    let w = Packet::new_checked(&want[..]).unwrap();
+    let mut plain = ssm_coap::Message::new(
+        w.msg_type(),
+        ssm_coap::Code::CHANGED,
+        w.message_id(),
+        ssm_coap::Token::new(w.token()).unwrap(),
+    );
+    plain.payload = b"pw-ok".to_vec();
+    let mut out = [0u8; 256];
+    let n = server
+        .protect_response_pairwise(
+            &common,
+            &server_keys,
+            &srv_binding,
+            &plain.to_vec(),
+            ResponsePiv::RequestNonce,
+            &mut out,
+        )
+        .unwrap();
+    assert_eq!(hex::encode(&out[..n]), hex::encode(&want));
+    let mut buf = want.clone();
+    let d = to_52
+        .unprotect_response_pairwise(&common, &keys, &binding, &mut buf)
+        .unwrap();
+    assert_eq!(d.payload, b"pw-ok");
+    // Another member's keys do not open it.
+    let to_53 = t.recipient("53");
+    let keys_53 = PairwiseKeys::derive(&t.params(), &client, &to_53).unwrap();
+    let mut buf = want.clone();
+    assert!(to_52
+        .unprotect_response_pairwise(&common, &keys_53, &binding, &mut buf)
+        .is_err());
 }
