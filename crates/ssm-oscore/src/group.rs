@@ -8,8 +8,6 @@
 //! `shared/specs/draft-ietf-core-oscore-groupcomm.md`; the section titles
 //! are given too):
 //!
-//! The pairwise mode (§2.5, §8) is in [`crate::pairwise`].
-//!
 //! * §2.1 Common Context ([`GroupCommon`]): the Group Identifier (Gid) as ID
 //!   Context (§2.1.3); the Group Encryption Algorithm AES-CCM-16-64-128
 //!   (§2.1.7), which also enters the `info` of every key derivation (§2.3);
@@ -37,6 +35,8 @@
 //!   (§7.2: "SHOULD be performed before decrypting"), and the replay window
 //!   moves only after both the signature and the AEAD tag verified; a bad
 //!   signature is its own error, [`Error::BadSignature`].
+//!
+//! The pairwise mode (§2.5, §8) is in [`crate::pairwise`].
 //!
 //! Sequence numbers and replay windows are those of RFC 8613 as in the rest
 //! of the crate ([`crate::SequenceNumber`] reserved K ahead through a
@@ -83,18 +83,25 @@
 //! * -28 CWT/CCS: (kty, crv) identify the *type* of public key algorithm
 //!   (§2.4); a credential with kty OKP and crv Ed25519 is accepted for
 //!   EdDSA, an explicit `alg` other than EdDSA is refused.
-//! * Not a draft/RFC difference but a choice the text leaves open and
-//!   aiocoap fixes: the `Countersign_structure` carries `sign_protected` as
-//!   the empty byte string, `["CounterSignature0", h'', h'', external_aad,
-//!   ciphertext]`, as aiocoap builds it; the vectors' signatures verify only
-//!   with this structure.
+//! * -26 "Not only CWTs but also CCSs can be tagged" (§2.4): the untagged
+//!   CCS is what the Security Context stores and the `external_aad`
+//!   carries; this module takes untagged CCSs and refuses a tagged one
+//!   ([`Error::BadCredential`]).
+//! * Not a -23/-28 difference, but the one structure the editor's copy
+//!   only names: the `Countersign_structure` (RFC 9338 §3.3) is built as
+//!   aiocoap builds it, `["CounterSignature0", h'', h'', external_aad,
+//!   ciphertext]` (body_protected and sign_protected both the empty byte
+//!   string); the vectors' signatures verify only with this structure, not
+//!   with the four-element one without `sign_protected` (asserted in the
+//!   test). The RFC 9338 text was not at hand to confirm it.
 //!
 //! The editor's copy has no Group OSCORE test vectors; the aiocoap vectors
 //! are not normative.
 //!
 //! Section numbers: the published RFC 10021 text was not at hand when this
-//! was written; the numbers follow the -28 editor's copy (they agree with
-//! draft -23's for every section cited here). An RFC drops the
+//! was written; the numbers follow the -28 editor's copy (aiocoap's
+//! comments cite draft -23 §2.3 and §2.1.9 for the same text as here). An
+//! RFC drops the
 //! "Implementation Status" section (13 in the draft), so sections from 14
 //! on may be numbered one lower in RFC 10021; none of them is cited here.
 use crate::context::{RecipientContext, SenderContext};
@@ -1418,6 +1425,10 @@ mod tests {
             b[i] = v;
             assert_eq!(ccs_ed25519_public_key(&b), Err(Error::BadCredential), "{i}");
         }
+        // A tagged CCS (tag 61, CWT) is not what the Security Context stores.
+        let mut tagged = alloc_vec(&[0xd8, 0x3d]);
+        tagged.extend_from_slice(&c);
+        assert_eq!(ccs_ed25519_public_key(&tagged), Err(Error::BadCredential));
         let mut long = alloc_vec(&c);
         long.push(0);
         assert_eq!(ccs_ed25519_public_key(&long), Err(Error::BadCredential));
