@@ -55,6 +55,25 @@ pub enum Error {
     BadProxyUri,
     /// The master secret is empty.
     EmptyMasterSecret,
+    /// Group OSCORE group mode (RFC 10021 §7.2, §7.4): the countersignature
+    /// did not verify with the sender's public key. Distinct from
+    /// [`Error::DecryptionFailed`] so a receiver can count forgeries by
+    /// holders of the group key apart from corrupted messages.
+    BadSignature,
+    /// An authentication credential that is not a CWT Claims Set with an
+    /// Ed25519 key, is too long, or does not match the private key
+    /// (RFC 10021 §2.4).
+    BadCredential,
+    /// A message without the Group Flag given to group-mode processing
+    /// (RFC 10021 §6: group mode only with the flag set).
+    NotGroupMode,
+    /// Pairwise mode in a group whose Common Context does not set the AEAD
+    /// Algorithm and the Pairwise Key Agreement Algorithm (RFC 10021 §6,
+    /// §8).
+    NotPairwiseMode,
+    /// A group-mode ciphertext longer than
+    /// [`crate::group::MAX_GROUP_CIPHERTEXT_LEN`].
+    GroupMessageTooLong,
 }
 
 impl Error {
@@ -69,7 +88,12 @@ impl Error {
             Error::UnknownKid | Error::Replay | Error::FreshnessUnknown(_) => {
                 Some(Code::UNAUTHORIZED)
             }
-            Error::DecryptionFailed | Error::MalformedPlaintext => Some(Code::BAD_REQUEST),
+            // RFC 10021 §7.2: a bad signature is answered (if at all) as a
+            // failed decryption.
+            Error::DecryptionFailed | Error::MalformedPlaintext | Error::BadSignature => {
+                Some(Code::BAD_REQUEST)
+            }
+            Error::NotGroupMode => Some(Code::UNAUTHORIZED),
             Error::BadOuterCode => Some(Code::METHOD_NOT_ALLOWED),
             _ => None,
         }
@@ -84,7 +108,7 @@ impl Error {
             | Error::MissingCiphertext => "Failed to decode COSE",
             Error::UnknownKid => "Security context not found",
             Error::Replay => "Replay detected",
-            Error::DecryptionFailed => "Decryption failed",
+            Error::DecryptionFailed | Error::BadSignature => "Decryption failed",
             _ => "",
         }
     }
@@ -130,6 +154,11 @@ impl fmt::Display for Error {
             Error::IdContextTooLong => f.write_str("OSCORE ID context too long"),
             Error::BadProxyUri => f.write_str("Proxy-Uri cannot be decomposed"),
             Error::EmptyMasterSecret => f.write_str("empty master secret"),
+            Error::BadSignature => f.write_str("group-mode countersignature did not verify"),
+            Error::BadCredential => f.write_str("unusable authentication credential"),
+            Error::NotGroupMode => f.write_str("OSCORE message without the Group Flag"),
+            Error::GroupMessageTooLong => f.write_str("group-mode message too long to sign"),
+            Error::NotPairwiseMode => f.write_str("the group does not use the pairwise mode"),
         }
     }
 }

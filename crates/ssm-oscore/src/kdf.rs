@@ -92,6 +92,12 @@ impl Prk {
         out
     }
 
+    /// HKDF-Expand with a caller-built `info` (Group OSCORE's Signature
+    /// Encryption Key, RFC 10021 §2.1.9). `out` is at most 255 × 32 bytes.
+    pub(crate) fn expand(&self, info: &[u8], out: &mut [u8]) {
+        let _ = self.0.expand(info, out);
+    }
+
     /// The Common IV.
     pub fn common_iv(&self, id_context: Option<&IdContext>) -> [u8; NONCE_LEN] {
         let (info, n) = info(&[], id_context, Label::Iv);

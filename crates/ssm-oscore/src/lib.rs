@@ -18,6 +18,10 @@
 //!   [`SequenceNumberStore`]); Appendix B.1.2 Echo-based replay-window
 //!   initialisation after a restart ([`ReplayState`]).
 //!
+//! * Group OSCORE (RFC 10021) group mode ([`group`]): signed and
+//!   encrypted group requests and responses, EdDSA with Ed25519; and its
+//!   pairwise mode ([`pairwise`]) for one-to-one exchanges in a group.
+//!
 //! The crate is sans-IO: it never touches a socket, a clock, a file or a
 //! random-number generator. Callers supply buffers, persisted state and
 //! random values. Protect and unprotect do not allocate; keys are zeroized on
@@ -33,9 +37,11 @@ pub mod class;
 mod context;
 pub mod crypto;
 mod error;
+pub mod group;
 mod id;
 pub mod kdf;
 mod option;
+pub mod pairwise;
 mod protect;
 mod replay;
 mod sequence;

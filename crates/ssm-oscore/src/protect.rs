@@ -255,7 +255,7 @@ impl SenderContext {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Direction {
+pub(crate) enum Direction {
     Request { outer_no_response: bool },
     Response,
 }
@@ -272,10 +272,39 @@ fn seal(
     out: &mut [u8],
     dir: Direction,
 ) -> Result<usize, Error> {
-    let mut opt_buf = [0u8; 1 + 5 + 1 + crate::MAX_ID_CONTEXT_LEN + crate::MAX_ID_LEN];
+    let mut opt_buf = [0u8; MAX_OPTION_LEN];
     let opt_len = option.emit(&mut opt_buf)?;
-    let opt_val = &opt_buf[..opt_len];
+    let (_, end) = seal_with(
+        &ctx.aead,
+        plain,
+        outer_code,
+        &opt_buf[..opt_len],
+        nonce,
+        aad,
+        out,
+        dir,
+    )?;
+    Ok(end)
+}
 
+/// The longest OSCORE option value: flags, Partial IV, kid context with its
+/// length byte, kid.
+pub(crate) const MAX_OPTION_LEN: usize = 1 + 5 + 1 + crate::MAX_ID_CONTEXT_LEN + crate::MAX_ID_LEN;
+
+/// [`seal`] with the OSCORE option value already encoded (Group OSCORE sets
+/// its Group Flag, RFC 10021 §4.1) and the AEAD given. Returns where the
+/// ciphertext starts and where the message ends.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn seal_with(
+    aead: &crate::crypto::Aead,
+    plain: &Packet<&[u8]>,
+    outer_code: Code,
+    opt_val: &[u8],
+    nonce: &[u8; crate::NONCE_LEN],
+    aad: &[u8],
+    out: &mut [u8],
+    dir: Direction,
+) -> Result<(usize, usize), Error> {
     let mut proxy: Option<ProxyUri<'_>> = None;
 
     // Outer message.
@@ -369,9 +398,9 @@ fn seal(
     let end = pt_start + pt_len + TAG_LEN;
     let body = out.get_mut(pt_start..end).ok_or(Error::BufferTooSmall)?;
     let (pt, tag_slot) = body.split_at_mut(pt_len);
-    let tag = ctx.aead.seal(nonce, aad, pt)?;
+    let tag = aead.seal(nonce, aad, pt)?;
     tag_slot.copy_from_slice(&tag);
-    Ok(end)
+    Ok((pt_start, end))
 }
 
 impl RecipientContext {
@@ -416,6 +445,21 @@ impl RecipientContext {
             ..binding
         };
         d.binding = Some(binding);
+        self.accept_verified(piv, &d, binding)?;
+        Ok(d)
+    }
+
+    /// The replay-state update after a request verified (§7.4, App. B.1.2):
+    /// the window records `piv`, or, while awaiting an Echo round trip, a
+    /// request returning the pending Echo value anchors a new window. Call
+    /// only after every check of the request passed (for Group OSCORE also
+    /// the countersignature, RFC 10021 §7.2).
+    pub(crate) fn accept_verified(
+        &mut self,
+        piv: PartialIv,
+        d: &Decrypted<'_>,
+        binding: RequestBinding,
+    ) -> Result<(), Error> {
         // Verified: now, and only now, the replay state may change.
         match self.replay {
             ReplayState::Window(ref mut w) => w.accept(piv.value()),
@@ -432,7 +476,7 @@ impl RecipientContext {
                 }
             }
         }
-        Ok(d)
+        Ok(())
     }
 
     /// Verifies and decrypts a response (§8.4) to the request described by
@@ -461,24 +505,33 @@ impl RecipientContext {
 }
 
 /// Offsets of a received OSCORE message.
-struct Layout {
-    msg_type: MessageType,
-    code: Code,
-    message_id: u16,
-    token_len: usize,
-    options_start: usize,
-    options_end: usize,
-    payload_start: usize,
-    option: OscoreOption,
+pub(crate) struct Layout {
+    pub(crate) msg_type: MessageType,
+    pub(crate) code: Code,
+    pub(crate) message_id: u16,
+    pub(crate) token_len: usize,
+    pub(crate) options_start: usize,
+    pub(crate) options_end: usize,
+    pub(crate) payload_start: usize,
+    pub(crate) option: OscoreOption,
 }
 
 impl Layout {
     fn read(datagram: &[u8]) -> Result<Layout, Error> {
+        Self::read_with(datagram, OscoreOption::parse)
+    }
+
+    /// [`Self::read`] with another parser of the OSCORE option value (Group
+    /// OSCORE: one that requires the Group Flag, RFC 10021 §4.1).
+    pub(crate) fn read_with(
+        datagram: &[u8],
+        parse: impl FnOnce(&[u8]) -> Result<OscoreOption, Error>,
+    ) -> Result<Layout, Error> {
         let p = Packet::new_checked(datagram)?;
         let options = p.options();
         let mut oscore = options.get_all(OptionNumber::OSCORE);
         let option = match oscore.next() {
-            Some(o) => OscoreOption::parse(o.value)?,
+            Some(o) => parse(o.value)?,
             None => return Err(Error::NotOscore),
         };
         if oscore.next().is_some() {
@@ -501,7 +554,7 @@ impl Layout {
 }
 
 /// Decrypts the payload in place and parses the plaintext.
-fn open<'a>(
+pub(crate) fn open<'a>(
     aead: &crate::crypto::Aead,
     l: &Layout,
     datagram: &'a mut [u8],
