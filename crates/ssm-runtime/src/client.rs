@@ -7,7 +7,7 @@ use crate::multicast::{all_ocf_nodes, sender_v4, sender_v6, ALL_COAP_NODES_V4};
 use crate::netif::NetIf;
 use crate::random_bytes;
 use crate::store::FileSequenceStore;
-use ssm_coap::{Code, Message, MessageType, Packet, Token};
+use ssm_coap::{Code, Message, MessageType, Token};
 use ssm_ocf::discovery::{parse_links, Link};
 use ssm_ocf::{message, ssm};
 use ssm_oscore::{SenderContext, SequenceNumber};
@@ -385,11 +385,6 @@ pub fn describe(m: &Message) -> (Code, Option<serde_json::Value>) {
         message::payload(m).ok().map(|v| ssm_ocf::cbor::to_json(&v))
     };
     (m.code, body)
-}
-
-/// Parses a datagram's header only (for tests that count replies).
-pub fn is_coap(bytes: &[u8]) -> bool {
-    Packet::new_checked(bytes).is_ok()
 }
 
 /// Acknowledges a confirmable response (RFC 7252 §4.2). Best effort: a lost
