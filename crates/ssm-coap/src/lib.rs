@@ -20,6 +20,8 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+#[cfg(feature = "alloc")]
+pub mod block;
 mod code;
 mod error;
 #[cfg(feature = "alloc")]

@@ -7,6 +7,7 @@ use crate::multicast::{all_ocf_nodes, sender_v4, sender_v6, ALL_COAP_NODES_V4};
 use crate::netif::NetIf;
 use crate::random_bytes;
 use crate::store::FileSequenceStore;
+use ssm_coap::block::{Block2Progress, Block2Reassembler, BlockError};
 use ssm_coap::{Code, Message, MessageType, Token};
 use ssm_ocf::discovery::{parse_links, Link};
 use ssm_ocf::{message, ssm};
@@ -119,36 +120,25 @@ pub async fn rest_by_unicast(
     query: Option<&str>,
     first: Message,
 ) -> io::Result<Message> {
-    let Some((0, true, size)) = message::block2(&first) else {
-        return Ok(first);
-    };
-    let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
-    let socket = socket_for(peer).await?;
-    let szx = (size / 16).trailing_zeros();
-    let mut payload = first.payload.clone();
-    for num in 1..64u32 {
-        let mut req = message::request(MessageType::Confirmable, Code::GET, href, query);
-        req.set_option_uint(ssm_coap::OptionNumber::BLOCK2, (num << 4) | szx);
-        let r = request(&socket, peer, req, Duration::from_millis(500), 3).await?;
-        let Some((n, more, got)) = message::block2(&r) else {
-            return Err(bad(format!(
-                "block {num} of {href}: {} without Block2",
-                r.code
-            )));
-        };
-        if r.code != first.code || n != num || got != size {
-            return Err(bad(format!("block {num} of {href}: {} block {n}", r.code)));
-        }
-        payload.extend_from_slice(&r.payload);
-        if !more {
-            let mut whole = first;
-            whole.payload = payload;
-            whole.remove_option(ssm_coap::OptionNumber::BLOCK2);
-            whole.remove_option(ssm_coap::OptionNumber::SIZE2);
-            return Ok(whole);
+    let bad = |e: BlockError| io::Error::new(io::ErrorKind::InvalidData, format!("{href}: {e}"));
+    let mut step = Block2Reassembler::start(first).map_err(bad)?;
+    let mut socket = None;
+    // Bounded: the reassembler refuses more than MAX_BLOCKS blocks.
+    loop {
+        match step {
+            Block2Progress::Complete(m) => return Ok(m),
+            Block2Progress::More(r, value) => {
+                let socket = match &socket {
+                    Some(s) => s,
+                    None => socket.insert(socket_for(peer).await?),
+                };
+                let mut req = message::request(MessageType::Confirmable, Code::GET, href, query);
+                req.set_option_uint(ssm_coap::OptionNumber::BLOCK2, value);
+                let part = request(socket, peer, req, Duration::from_millis(500), 3).await?;
+                step = r.push(part).map_err(bad)?;
+            }
         }
     }
-    Err(bad(format!("{href}: more than 64 blocks")))
 }
 
 /// NON `GET href?query` to every target; the successful unicast replies

@@ -3,6 +3,7 @@
 use crate::client::request;
 use crate::device::otm_keys;
 use crate::random_bytes;
+use ssm_coap::block::{Block2Progress, Block2Reassembler, BlockError};
 use ssm_coap::{Code, Message, MessageType, Token};
 use ssm_dtls::{connect, send_pending, DtlsConfig, DtlsSession};
 use ssm_ocf::obt::{owner_transfer, Channel, Sequence};
@@ -85,42 +86,21 @@ pub async fn dtls_request(
     s: &mut DtlsSession,
     req: Message,
 ) -> Result<Message, ObtError> {
-    let mut resp = dtls_request_once(socket, peer, s, req.clone()).await?;
-    let mut next = 0;
-    while let Some((num, more, size)) = message::block2(&resp) {
-        if num != next || !more {
-            if num != next {
-                return Err(ObtError::Protocol(
-                    peer,
-                    format!("block {num}, expected {next}"),
-                ));
+    let first = dtls_request_once(socket, peer, s, req.clone()).await?;
+    let bad = |e: BlockError| ObtError::Protocol(peer, e.0);
+    let mut step = Block2Reassembler::start(first).map_err(bad)?;
+    // Bounded: the reassembler refuses more than MAX_BLOCKS blocks.
+    loop {
+        match step {
+            Block2Progress::Complete(m) => return Ok(m),
+            Block2Progress::More(r, value) => {
+                let mut more_req = req.clone();
+                more_req.set_option_uint(ssm_coap::OptionNumber::BLOCK2, value);
+                let part = dtls_request_once(socket, peer, s, more_req).await?;
+                step = r.push(part).map_err(bad)?;
             }
-            resp.remove_option(ssm_coap::OptionNumber::BLOCK2);
-            resp.remove_option(ssm_coap::OptionNumber::SIZE2);
-            break;
         }
-        if next >= 64 {
-            return Err(ObtError::Protocol(
-                peer,
-                "response of more than 64 blocks".into(),
-            ));
-        }
-        next += 1;
-        let mut more_req = req.clone();
-        let szx = (size / 16).trailing_zeros();
-        more_req.set_option_uint(ssm_coap::OptionNumber::BLOCK2, (next << 4) | szx);
-        let part = dtls_request_once(socket, peer, s, more_req).await?;
-        if part.code != resp.code {
-            return Err(ObtError::Protocol(
-                peer,
-                format!("block {next}: {}", part.code),
-            ));
-        }
-        let payload = [resp.payload.as_slice(), part.payload.as_slice()].concat();
-        resp = part;
-        resp.payload = payload;
     }
-    Ok(resp)
 }
 
 async fn dtls_request_once(
