@@ -24,6 +24,7 @@ extern crate alloc;
 pub mod block;
 mod code;
 mod error;
+pub mod exchange;
 #[cfg(feature = "alloc")]
 mod message;
 mod option;
