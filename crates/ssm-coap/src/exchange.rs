@@ -107,12 +107,26 @@ impl Destination {
     /// Whether a response from `from` may answer a request sent here.
     pub fn accepts_source(&self, from: SocketAddr) -> bool {
         match *self {
-            Destination::Unicast(peer) => from == peer,
+            Destination::Unicast(peer) => same_endpoint(peer, from),
             Destination::Multicast(group) => {
                 !from.ip().is_multicast() && from.is_ipv4() == group.is_ipv4()
             }
         }
     }
+}
+
+/// Whether `a` and `b` are one endpoint: the same port and address (an
+/// IPv4-mapped IPv6 address is its IPv4 address), and for IPv6 the same
+/// zone where both name one (a socket may report a global address without
+/// scope, or a flow label the request did not have).
+fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
+    let zone = |s: SocketAddr| match s {
+        SocketAddr::V6(v6) => v6.scope_id(),
+        SocketAddr::V4(_) => 0,
+    };
+    a.port() == b.port()
+        && a.ip().to_canonical() == b.ip().to_canonical()
+        && (zone(a) == 0 || zone(b) == 0 || zone(a) == zone(b))
 }
 
 /// Why a request cannot start an exchange.

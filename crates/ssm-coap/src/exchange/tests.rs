@@ -356,3 +356,14 @@ fn notifications_match_by_token_and_source() {
         Err(Ignored::NotAResponse)
     );
 }
+
+#[test]
+fn one_endpoint_in_its_several_spellings() {
+    let to = Destination::Unicast(addr(PEER));
+    assert!(to.accepts_source(addr("[::ffff:127.0.0.1]:5683")));
+    assert!(!to.accepts_source(addr("127.0.0.1:5684")));
+    let ll = Destination::Unicast(addr("[fe80::1%3]:5683"));
+    assert!(ll.accepts_source(addr("[fe80::1%3]:5683")));
+    assert!(!ll.accepts_source(addr("[fe80::1%4]:5683")));
+    assert!(!ll.accepts_source(addr("[fe80::2%3]:5683")));
+}
