@@ -4,6 +4,7 @@ use crate::client::request;
 use crate::device::otm_keys;
 use crate::random_bytes;
 use ssm_coap::block::{Block2Progress, Block2Reassembler, BlockError};
+use ssm_coap::exchange::{Destination, Exchange, Received};
 use ssm_coap::{Code, Message, MessageType, Token};
 use ssm_dtls::{connect, send_pending, DtlsConfig, DtlsSession};
 use ssm_ocf::obt::{owner_transfer, Channel, Sequence};
@@ -103,6 +104,10 @@ pub async fn dtls_request(
     }
 }
 
+/// One exchange inside the session: the request is sent once (DTLS
+/// carries it; no CoAP retransmission, the step's timeout bounds the
+/// wait), the response must match its token (or be the Empty ACK and a
+/// separate response, acknowledged in the session).
 async fn dtls_request_once(
     socket: &UdpSocket,
     peer: SocketAddr,
@@ -112,14 +117,30 @@ async fn dtls_request_once(
     req.ty = MessageType::Confirmable;
     req.message_id = u16::from_be_bytes(random_bytes::<2>());
     req.token = Token::new(&random_bytes::<8>()).unwrap_or_default();
-    s.send_app_data(&req.to_vec())
-        .map_err(|e| ObtError::Protocol(peer, e.to_string()))?;
-    send_pending(s, socket, peer)
-        .await
-        .map_err(|e| ObtError::Protocol(peer, e.to_string()))?;
-    let deadline = Instant::now() + STEP_TIMEOUT;
+    let failed = |e: &dyn std::fmt::Display| ObtError::Protocol(peer, e.to_string());
+    let params = crate::client::lan_params(STEP_TIMEOUT, 0);
+    let mut ex = Exchange::new(
+        Instant::now(),
+        req.to_vec(),
+        Destination::Unicast(peer),
+        params,
+        0,
+    )
+    .map_err(|e| failed(&e))?;
     let mut buf = vec![0u8; 2048];
     loop {
+        while let Some(t) = ex.poll_transmit(Instant::now()) {
+            s.send_app_data(t.bytes).map_err(|e| failed(&e))?;
+        }
+        send_pending(s, socket, peer)
+            .await
+            .map_err(|e| failed(&e))?;
+        let Some(deadline) = ex.poll_timeout() else {
+            return Err(ObtError::Protocol(
+                peer,
+                "no response in the secure session".into(),
+            ));
+        };
         let wait = s
             .next_timeout()
             .map(|t| Instant::now() + t)
@@ -133,24 +154,27 @@ async fn dtls_request_once(
                 }
                 let _ = s.handle_datagram(&buf[..n]);
             }
-            Err(_) if Instant::now() >= deadline => {
-                return Err(ObtError::Protocol(
-                    peer,
-                    "no response in the secure session".into(),
-                ))
-            }
             Err(_) => {
+                ex.handle_timeout(Instant::now());
                 let _ = s.handle_timeout();
             }
         }
         send_pending(s, socket, peer)
             .await
-            .map_err(|e| ObtError::Protocol(peer, e.to_string()))?;
+            .map_err(|e| failed(&e))?;
         while let Some(app) = s.poll_app_data() {
-            if let Ok(m) = Message::parse(&app) {
-                if m.token == req.token && m.code.is_response() {
-                    return Ok(m);
+            match ex.handle_datagram(Instant::now(), peer, &app) {
+                Received::Response => {
+                    while let Some(t) = ex.poll_transmit(Instant::now()) {
+                        let _ = s.send_app_data(t.bytes);
+                    }
+                    let _ = send_pending(s, socket, peer).await;
+                    return Message::parse(&app).map_err(|e| failed(&e));
                 }
+                Received::Reset => {
+                    return Err(ObtError::Protocol(peer, "request reset".into()));
+                }
+                _ => {}
             }
         }
         if s.is_failed() || s.is_closed() {
