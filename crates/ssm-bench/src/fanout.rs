@@ -260,16 +260,21 @@ pub async fn tasks(
     Ok(point)
 }
 
-/// One N, each light an `ssm device` process; apply times come from each
-/// light's `--json` output (`at_mono_ns`, CLOCK_MONOTONIC).
-pub async fn procs(n: usize, rounds: usize, port: u16, ssm_bin: &std::path::Path) -> Result<Point> {
+/// Generates the credentials of one switch and `n` lights in `dir` and
+/// starts the lights as `ssm device --json` processes on `lo`; their JSON
+/// lines arrive on the channel, by light index.
+async fn spawn_lights(
+    n: usize,
+    port: u16,
+    ssm_bin: &std::path::Path,
+    dir: &std::path::Path,
+) -> Result<(Vec<tokio::process::Child>, LightEvents)> {
     use tokio::io::AsyncBufReadExt;
-    let dir = TempDir::new("procs")?;
     let out = tokio::process::Command::new(ssm_bin)
         .args(["creds", "generate", "--json", "--switches", "1", "--lights"])
         .arg(n.to_string())
         .arg("--out")
-        .arg(&dir.0)
+        .arg(dir)
         .output()
         .await
         .with_context(|| format!("cannot run {}", ssm_bin.display()))?;
@@ -279,14 +284,14 @@ pub async fn procs(n: usize, rounds: usize, port: u16, ssm_bin: &std::path::Path
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, serde_json::Value)>();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(usize, serde_json::Value)>();
     let mut children = Vec::new();
     for i in 0..n {
         let mut c = tokio::process::Command::new(ssm_bin)
             .args(["device", "--json", "--iface", "lo", "--no-ipv6", "--port"])
             .arg(port.to_string())
             .arg("--state-dir")
-            .arg(dir.0.join(format!("light-{i}")))
+            .arg(dir.join(format!("light-{i}")))
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
@@ -304,6 +309,17 @@ pub async fn procs(n: usize, rounds: usize, port: u16, ssm_bin: &std::path::Path
         });
         children.push(c);
     }
+    Ok((children, rx))
+}
+
+/// The JSON lines of light processes, by light index.
+type LightEvents = tokio::sync::mpsc::UnboundedReceiver<(usize, serde_json::Value)>;
+
+/// One N, each light an `ssm device` process; apply times come from each
+/// light's `--json` output (`at_mono_ns`, CLOCK_MONOTONIC).
+pub async fn procs(n: usize, rounds: usize, port: u16, ssm_bin: &std::path::Path) -> Result<Point> {
+    let dir = TempDir::new("procs")?;
+    let (mut children, mut rx) = spawn_lights(n, port, ssm_bin, &dir.0).await?;
     let result = async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30 + n as u64 / 5);
         let mut ready = 0;

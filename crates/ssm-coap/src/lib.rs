@@ -11,6 +11,11 @@
 //!   by option, without allocating. With the `alloc` feature, [`Message`] is an
 //!   owned representation that parses from and emits to bytes.
 //!
+//! Above the wire format, two sans-IO state machines every client shares:
+//! [`exchange`] (one request: retransmission, matching, the source rule,
+//! ACKs; no allocation) and, with `alloc`, [`block`] (RFC 7959 Block2 for
+//! servers and its reassembly for clients).
+//!
 //! Guarantees: parsing never allocates and never panics on any input;
 //! malformed input gets a precise [`Error`].
 #![no_std]
@@ -20,8 +25,11 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+#[cfg(feature = "alloc")]
+pub mod block;
 mod code;
 mod error;
+pub mod exchange;
 #[cfg(feature = "alloc")]
 mod message;
 mod option;

@@ -59,11 +59,6 @@ impl<'a> OptionWriter<'a> {
         self.option(number, encode_uint(value).as_bytes())
     }
 
-    /// The number of the last option written (0 if none).
-    pub fn last_number(&self) -> u16 {
-        self.last
-    }
-
     /// Writes the payload marker and the payload (nothing if it is empty) and
     /// returns the total length written from the buffer's start.
     pub fn payload(self, payload: &[u8]) -> Result<usize, Error> {

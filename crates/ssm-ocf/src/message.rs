@@ -4,6 +4,8 @@
 //! announcing a version below 2048 gets 4.15 (DIGEST §1).
 use crate::cbor;
 use ciborium::Value;
+/// Block2 moved to the CoAP layer; re-exported for OCF callers.
+pub use ssm_coap::block::{apply_block2, block2};
 use ssm_coap::{
     Code, Message, MessageType, OptionNumber, Token, CONTENT_FORMAT_CBOR, CONTENT_FORMAT_OCF_CBOR,
     OCF_VERSION_1_0_0,
@@ -104,90 +106,5 @@ mod tests {
             payload(&u).unwrap(),
             cbor::map([("value", Value::Bool(true))])
         );
-    }
-}
-
-/// Block-wise transfer of a large response (RFC 7959 §2.2, Block2): if
-/// `resp` carries more than `max` bytes of payload, or `req` asks for a
-/// block, the answer is the requested block (NUM from the request's Block2,
-/// size the smaller of the request's and `max`, at least 16 bytes) with a
-/// Block2 option saying whether more follow. The server stays stateless:
-/// each block request is answered from a fresh representation. A block
-/// past the end is 4.02 Bad Option.
-pub fn apply_block2(req: &Message, mut resp: Message, max: usize) -> Message {
-    let asked = req.option_uint(OptionNumber::BLOCK2);
-    if resp.payload.len() <= max && asked.is_none_or(|b| b >> 4 == 0) {
-        return resp;
-    }
-    // SZX: block size 2^(SZX+4); 6 (1024) at most.
-    let max_szx = (0..=6u32)
-        .rev()
-        .find(|s| (16usize << s) <= max.max(16))
-        .unwrap_or(0);
-    let (num, szx) = match asked {
-        Some(b) => (b >> 4, (b & 7).min(max_szx)),
-        None => (0, max_szx),
-    };
-    let size = 16usize << szx;
-    let start = (num as usize).saturating_mul(size);
-    if start >= resp.payload.len() && !(start == 0 && resp.payload.is_empty()) {
-        resp.code = Code::BAD_OPTION;
-        resp.payload.clear();
-        resp.remove_option(OptionNumber::CONTENT_FORMAT);
-        return resp;
-    }
-    let end = (start + size).min(resp.payload.len());
-    let more = end < resp.payload.len();
-    let total = resp.payload.len();
-    resp.payload = resp.payload[start..end].to_vec();
-    resp.set_option_uint(
-        OptionNumber::BLOCK2,
-        (num << 4) | (u32::from(more) << 3) | szx,
-    );
-    if num == 0 {
-        resp.set_option_uint(OptionNumber::SIZE2, total as u32);
-    }
-    resp
-}
-
-/// The Block2 option of a response: (NUM, more, block size).
-pub fn block2(resp: &Message) -> Option<(u32, bool, usize)> {
-    let b = resp.option_uint(OptionNumber::BLOCK2)?;
-    Some((b >> 4, b & 8 != 0, 16usize << (b & 7).min(6)))
-}
-
-#[cfg(test)]
-mod block_tests {
-    use super::*;
-
-    #[test]
-    fn large_response_in_blocks_reassembles() {
-        let req = request(MessageType::Confirmable, Code::GET, "/oic/sec/cred", None);
-        let mut resp = Message::new(MessageType::Acknowledgement, Code::CONTENT, 1, req.token);
-        resp.payload = (0..3000u32).map(|i| i as u8).collect();
-        let full = resp.payload.clone();
-        let mut got = Vec::new();
-        let mut next = req.clone();
-        for n in 0.. {
-            assert!(n < 10, "bounded");
-            let r = apply_block2(&next, resp.clone(), 1024);
-            assert_eq!(r.code, Code::CONTENT);
-            let (num, more, size) = block2(&r).unwrap();
-            assert_eq!((num, size), (n, 1024));
-            got.extend_from_slice(&r.payload);
-            if !more {
-                break;
-            }
-            next = req.clone();
-            next.set_option_uint(OptionNumber::BLOCK2, ((num + 1) << 4) | 6);
-        }
-        assert_eq!(got, full);
-        // Small responses are untouched; a block past the end is refused.
-        let mut small = resp.clone();
-        small.payload.truncate(10);
-        assert!(block2(&apply_block2(&req, small, 1024)).is_none());
-        let mut past = req.clone();
-        past.set_option_uint(OptionNumber::BLOCK2, (9 << 4) | 6);
-        assert_eq!(apply_block2(&past, resp, 1024).code, Code::BAD_OPTION);
     }
 }

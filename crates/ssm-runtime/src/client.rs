@@ -7,7 +7,11 @@ use crate::multicast::{all_ocf_nodes, sender_v4, sender_v6, ALL_COAP_NODES_V4};
 use crate::netif::NetIf;
 use crate::random_bytes;
 use crate::store::FileSequenceStore;
-use ssm_coap::{Code, Message, MessageType, Packet, Token};
+use ssm_coap::block::{Block2Progress, Block2Reassembler, BlockError};
+use ssm_coap::exchange::{
+    match_response, Destination, Exchange, ExchangeError, Ignored, Received, TransmissionParams,
+};
+use ssm_coap::{Code, Message, MessageType, Token};
 use ssm_ocf::discovery::{parse_links, Link};
 use ssm_ocf::{message, ssm};
 use ssm_oscore::{SenderContext, SequenceNumber};
@@ -119,40 +123,32 @@ pub async fn rest_by_unicast(
     query: Option<&str>,
     first: Message,
 ) -> io::Result<Message> {
-    let Some((0, true, size)) = message::block2(&first) else {
-        return Ok(first);
-    };
-    let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
-    let socket = socket_for(peer).await?;
-    let szx = (size / 16).trailing_zeros();
-    let mut payload = first.payload.clone();
-    for num in 1..64u32 {
-        let mut req = message::request(MessageType::Confirmable, Code::GET, href, query);
-        req.set_option_uint(ssm_coap::OptionNumber::BLOCK2, (num << 4) | szx);
-        let r = request(&socket, peer, req, Duration::from_millis(500), 3).await?;
-        let Some((n, more, got)) = message::block2(&r) else {
-            return Err(bad(format!(
-                "block {num} of {href}: {} without Block2",
-                r.code
-            )));
-        };
-        if r.code != first.code || n != num || got != size {
-            return Err(bad(format!("block {num} of {href}: {} block {n}", r.code)));
-        }
-        payload.extend_from_slice(&r.payload);
-        if !more {
-            let mut whole = first;
-            whole.payload = payload;
-            whole.remove_option(ssm_coap::OptionNumber::BLOCK2);
-            whole.remove_option(ssm_coap::OptionNumber::SIZE2);
-            return Ok(whole);
+    let bad = |e: BlockError| io::Error::new(io::ErrorKind::InvalidData, format!("{href}: {e}"));
+    let mut step = Block2Reassembler::start(first).map_err(bad)?;
+    let mut socket = None;
+    // Bounded: the reassembler refuses more than MAX_BLOCKS blocks.
+    loop {
+        match step {
+            Block2Progress::Complete(m) => return Ok(m),
+            Block2Progress::More(r, value) => {
+                let socket = match &socket {
+                    Some(s) => s,
+                    None => socket.insert(socket_for(peer).await?),
+                };
+                let mut req = message::request(MessageType::Confirmable, Code::GET, href, query);
+                req.set_option_uint(ssm_coap::OptionNumber::BLOCK2, value);
+                let part = request(socket, peer, req, Duration::from_millis(500), 3).await?;
+                step = r.push(part).map_err(bad)?;
+            }
         }
     }
-    Err(bad(format!("{href}: more than 64 blocks")))
 }
 
 /// NON `GET href?query` to every target; the successful unicast replies
-/// that arrive within `wait`, one per responder.
+/// that arrive within `wait`, one per responder. One
+/// [`Exchange`] per sender socket, its datagram sent once (NON, RFC 7252
+/// §8.1) to each group of that socket; replies from any unicast source
+/// (§8.2).
 pub async fn multicast_get(
     targets: &MulticastTargets,
     href: &str,
@@ -163,17 +159,28 @@ pub async fn multicast_get(
     req.message_id = u16::from_be_bytes(random_bytes::<2>());
     req.token = Token::new(&random_bytes::<8>()).unwrap_or_default();
     let bytes = req.to_vec();
+    let start = Instant::now();
+    let mut exchanges = Vec::new();
     for (s, dests) in &targets.targets {
-        for d in dests {
-            s.send_to(&bytes, *d).await?;
+        let Some(group) = dests.first() else {
+            continue;
+        };
+        let to = Destination::Multicast(*group);
+        let mut ex = Exchange::new(start, bytes.as_slice(), to, TransmissionParams::RFC7252, 0)
+            .map_err(invalid_input)?;
+        ex.set_deadline(start + wait);
+        if let Some(t) = ex.poll_transmit(start) {
+            for d in dests {
+                s.send_to(t.bytes, *d).await?;
+            }
         }
+        exchanges.push((s, ex));
     }
-    let deadline = Instant::now() + wait;
     let mut found: Vec<(SocketAddr, Message)> = Vec::new();
     // Replies queue in each socket meanwhile; collecting one socket after
     // the other until the shared deadline loses none.
-    for (s, _) in &targets.targets {
-        for (from, m) in collect(s, &req, deadline).await? {
+    for (s, ex) in exchanges {
+        for (from, m) in collect(s, ex).await? {
             if !found.iter().any(|(f, _)| *f == from) {
                 found.push((from, m));
             }
@@ -184,22 +191,26 @@ pub async fn multicast_get(
 
 async fn collect(
     s: &UdpSocket,
-    req: &Message,
-    deadline: Instant,
+    mut ex: Exchange<Instant, &[u8]>,
 ) -> io::Result<Vec<(SocketAddr, Message)>> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 2048];
-    while let Ok(r) = timeout_at(deadline, s.recv_from(&mut buf)).await {
-        let (n, from) = r?;
-        let Ok(m) = Message::parse(&buf[..n]) else {
-            continue;
-        };
-        if m.token != req.token || !m.code.is_response() {
-            continue;
-        }
-        ack_if_confirmable(s, &m, from).await;
-        if m.code.class() == 2 {
-            out.push((from, m));
+    while let Some(wake) = ex.poll_timeout() {
+        match timeout_at(wake, s.recv_from(&mut buf)).await {
+            Err(_) => ex.handle_timeout(Instant::now()),
+            Ok(r) => {
+                let (n, from) = r?;
+                let got = ex.handle_datagram(Instant::now(), from, &buf[..n]);
+                send_acks(s, &mut ex).await;
+                if got != Received::Response {
+                    continue;
+                }
+                if let Ok(m) = Message::parse(&buf[..n]) {
+                    if m.code.class() == 2 {
+                        out.push((from, m));
+                    }
+                }
+            }
         }
     }
     Ok(out)
@@ -213,8 +224,46 @@ pub async fn socket_for(peer: SocketAddr) -> io::Result<UdpSocket> {
     }
 }
 
-/// A confirmable plain request with retransmission (RFC 7252 §4.2);
-/// returns the response.
+/// The transmission parameters of this runtime's plain requests: RFC 7252
+/// §4.2 back-off from `ack_timeout` with `retransmits` retransmissions, and
+/// ACK_RANDOM_FACTOR 1 (the timings the CLI documents stay exact).
+pub(crate) fn lan_params(ack_timeout: Duration, retransmits: u32) -> TransmissionParams {
+    TransmissionParams {
+        ack_timeout,
+        ack_random_factor_milli: 1000,
+        max_retransmit: retransmits,
+    }
+}
+
+pub(crate) fn invalid_input(e: ExchangeError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+}
+
+/// Sends what `ex` has due (the request or a retransmission); errors are
+/// the socket's.
+pub(crate) async fn send_due<B: AsRef<[u8]>>(
+    socket: &UdpSocket,
+    ex: &mut Exchange<Instant, B>,
+) -> io::Result<()> {
+    while let Some(t) = ex.poll_transmit(Instant::now()) {
+        socket.send_to(t.bytes, t.to).await?;
+    }
+    Ok(())
+}
+
+/// Sends the ACKs `ex` has queued. Best effort: a lost ACK only makes the
+/// peer retransmit (RFC 7252 §4.2), and the exchange acknowledges the copy.
+pub(crate) async fn send_acks<B: AsRef<[u8]>>(socket: &UdpSocket, ex: &mut Exchange<Instant, B>) {
+    while let Some(t) = ex.poll_transmit(Instant::now()) {
+        let _ = socket.send_to(t.bytes, t.to).await;
+    }
+}
+
+/// A confirmable plain request with retransmission (RFC 7252 §4.2:
+/// `attempts` transmissions, the first timeout `ack_timeout`, doubled
+/// after each); returns the response, which must come from `peer`. An
+/// Empty ACK stops retransmission and the separate response is awaited
+/// until the retransmissions would have ended; a Reset ends the exchange.
 pub async fn request(
     socket: &UdpSocket,
     peer: SocketAddr,
@@ -225,25 +274,36 @@ pub async fn request(
     req.ty = MessageType::Confirmable;
     req.message_id = u16::from_be_bytes(random_bytes::<2>());
     req.token = Token::new(&random_bytes::<8>()).unwrap_or_default();
-    let bytes = req.to_vec();
-    let mut buf = vec![0u8; 2048];
-    let mut wait = ack_timeout;
-    let mut garbage = 0u32;
+    let to = Destination::Unicast(for_socket(socket, peer));
+    let params = lan_params(ack_timeout, attempts.max(1) - 1);
     let started = Instant::now();
-    for _ in 0..attempts.max(1) {
-        socket.send_to(&bytes, for_socket(socket, peer)).await?;
-        let deadline = Instant::now() + wait;
-        wait *= 2;
-        while let Ok(r) = timeout_at(deadline, socket.recv_from(&mut buf)).await {
-            let (n, _) = r?;
-            let Ok(m) = Message::parse(&buf[..n]) else {
-                garbage += 1;
-                continue;
-            };
-            if m.token == req.token && m.code.is_response() {
-                ack_if_confirmable(socket, &m, peer).await;
-                return Ok(m);
+    let mut ex = Exchange::new(started, req.to_vec(), to, params, 0).map_err(invalid_input)?;
+    let mut buf = vec![0u8; 2048];
+    let mut garbage = 0u32;
+    loop {
+        send_due(socket, &mut ex).await?;
+        let Some(wake) = ex.poll_timeout() else {
+            break;
+        };
+        let Ok(r) = timeout_at(wake, socket.recv_from(&mut buf)).await else {
+            ex.handle_timeout(Instant::now());
+            continue;
+        };
+        let (n, from) = r?;
+        match ex.handle_datagram(Instant::now(), from, &buf[..n]) {
+            Received::Response => {
+                send_acks(socket, &mut ex).await;
+                return Message::parse(&buf[..n])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
             }
+            Received::Reset => {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    format!("{peer} reset the request (RFC 7252 §4.2)"),
+                ))
+            }
+            Received::Ignored(Ignored::NotCoap) => garbage += 1,
+            _ => {}
         }
     }
     if garbage > 0 {
@@ -258,29 +318,56 @@ pub async fn request(
         io::ErrorKind::TimedOut,
         format!(
             "no response from {peer} ({} attempt(s) in {:.1} s): is the device on, and is this its address?",
-            attempts.max(1),
+            ex.transmissions(),
             started.elapsed().as_secs_f32()
         ),
     ))
 }
 
 /// Waits for the next notification of an observation started with
-/// `token` (acknowledging confirmable ones).
+/// `token` (acknowledging confirmable ones), from any source: prefer
+/// [`next_notification_from`], which holds notifications to the source
+/// rule of RFC 7252 §5.3.2.
 pub async fn next_notification(
     socket: &UdpSocket,
+    token: &Token,
+    deadline: Instant,
+) -> io::Result<Option<Message>> {
+    next_notification_inner(socket, None, token, deadline).await
+}
+
+/// Waits for the next notification from `peer` of an observation started
+/// with `token` (RFC 7641 §3.2; confirmable ones acknowledged).
+pub async fn next_notification_from(
+    socket: &UdpSocket,
+    peer: SocketAddr,
+    token: &Token,
+    deadline: Instant,
+) -> io::Result<Option<Message>> {
+    let peer = for_socket(socket, peer);
+    next_notification_inner(socket, Some(peer), token, deadline).await
+}
+
+async fn next_notification_inner(
+    socket: &UdpSocket,
+    peer: Option<SocketAddr>,
     token: &Token,
     deadline: Instant,
 ) -> io::Result<Option<Message>> {
     let mut buf = vec![0u8; 2048];
     while let Ok(r) = timeout_at(deadline, socket.recv_from(&mut buf)).await {
         let (n, from) = r?;
+        // Without a peer, the source is taken as it comes.
+        let source = Destination::Unicast(peer.unwrap_or(from));
+        let Ok(ack) = match_response(&source, token, from, &buf[..n]) else {
+            continue;
+        };
         let Ok(m) = Message::parse(&buf[..n]) else {
             continue;
         };
-        if m.token != *token || !m.code.is_response() {
-            continue;
+        if let Some(ack) = ack {
+            let _ = socket.send_to(&ack, from).await;
         }
-        ack_if_confirmable(socket, &m, from).await;
         return Ok(Some(m));
     }
     Ok(None)
@@ -385,23 +472,4 @@ pub fn describe(m: &Message) -> (Code, Option<serde_json::Value>) {
         message::payload(m).ok().map(|v| ssm_ocf::cbor::to_json(&v))
     };
     (m.code, body)
-}
-
-/// Parses a datagram's header only (for tests that count replies).
-pub fn is_coap(bytes: &[u8]) -> bool {
-    Packet::new_checked(bytes).is_ok()
-}
-
-/// Acknowledges a confirmable response (RFC 7252 §4.2). Best effort: a lost
-/// ACK only makes the peer retransmit.
-async fn ack_if_confirmable(socket: &UdpSocket, m: &Message, to: SocketAddr) {
-    if m.ty == MessageType::Confirmable {
-        let ack = Message::new(
-            MessageType::Acknowledgement,
-            Code::EMPTY,
-            m.message_id,
-            Token::default(),
-        );
-        let _ = socket.send_to(&ack.to_vec(), for_socket(socket, to)).await;
-    }
 }

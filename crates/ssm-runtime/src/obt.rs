@@ -3,6 +3,8 @@
 use crate::client::request;
 use crate::device::otm_keys;
 use crate::random_bytes;
+use ssm_coap::block::{Block2Progress, Block2Reassembler, BlockError};
+use ssm_coap::exchange::{Destination, Exchange, Received};
 use ssm_coap::{Code, Message, MessageType, Token};
 use ssm_dtls::{connect, send_pending, DtlsConfig, DtlsSession};
 use ssm_ocf::obt::{owner_transfer, Channel, Sequence};
@@ -85,44 +87,27 @@ pub async fn dtls_request(
     s: &mut DtlsSession,
     req: Message,
 ) -> Result<Message, ObtError> {
-    let mut resp = dtls_request_once(socket, peer, s, req.clone()).await?;
-    let mut next = 0;
-    while let Some((num, more, size)) = message::block2(&resp) {
-        if num != next || !more {
-            if num != next {
-                return Err(ObtError::Protocol(
-                    peer,
-                    format!("block {num}, expected {next}"),
-                ));
+    let first = dtls_request_once(socket, peer, s, req.clone()).await?;
+    let bad = |e: BlockError| ObtError::Protocol(peer, e.0);
+    let mut step = Block2Reassembler::start(first).map_err(bad)?;
+    // Bounded: the reassembler refuses more than MAX_BLOCKS blocks.
+    loop {
+        match step {
+            Block2Progress::Complete(m) => return Ok(m),
+            Block2Progress::More(r, value) => {
+                let mut more_req = req.clone();
+                more_req.set_option_uint(ssm_coap::OptionNumber::BLOCK2, value);
+                let part = dtls_request_once(socket, peer, s, more_req).await?;
+                step = r.push(part).map_err(bad)?;
             }
-            resp.remove_option(ssm_coap::OptionNumber::BLOCK2);
-            resp.remove_option(ssm_coap::OptionNumber::SIZE2);
-            break;
         }
-        if next >= 64 {
-            return Err(ObtError::Protocol(
-                peer,
-                "response of more than 64 blocks".into(),
-            ));
-        }
-        next += 1;
-        let mut more_req = req.clone();
-        let szx = (size / 16).trailing_zeros();
-        more_req.set_option_uint(ssm_coap::OptionNumber::BLOCK2, (next << 4) | szx);
-        let part = dtls_request_once(socket, peer, s, more_req).await?;
-        if part.code != resp.code {
-            return Err(ObtError::Protocol(
-                peer,
-                format!("block {next}: {}", part.code),
-            ));
-        }
-        let payload = [resp.payload.as_slice(), part.payload.as_slice()].concat();
-        resp = part;
-        resp.payload = payload;
     }
-    Ok(resp)
 }
 
+/// One exchange inside the session: the request is sent once (DTLS
+/// carries it; no CoAP retransmission, the step's timeout bounds the
+/// wait), the response must match its token (or be the Empty ACK and a
+/// separate response, acknowledged in the session).
 async fn dtls_request_once(
     socket: &UdpSocket,
     peer: SocketAddr,
@@ -132,14 +117,30 @@ async fn dtls_request_once(
     req.ty = MessageType::Confirmable;
     req.message_id = u16::from_be_bytes(random_bytes::<2>());
     req.token = Token::new(&random_bytes::<8>()).unwrap_or_default();
-    s.send_app_data(&req.to_vec())
-        .map_err(|e| ObtError::Protocol(peer, e.to_string()))?;
-    send_pending(s, socket, peer)
-        .await
-        .map_err(|e| ObtError::Protocol(peer, e.to_string()))?;
-    let deadline = Instant::now() + STEP_TIMEOUT;
+    let failed = |e: &dyn std::fmt::Display| ObtError::Protocol(peer, e.to_string());
+    let params = crate::client::lan_params(STEP_TIMEOUT, 0);
+    let mut ex = Exchange::new(
+        Instant::now(),
+        req.to_vec(),
+        Destination::Unicast(peer),
+        params,
+        0,
+    )
+    .map_err(|e| failed(&e))?;
     let mut buf = vec![0u8; 2048];
     loop {
+        while let Some(t) = ex.poll_transmit(Instant::now()) {
+            s.send_app_data(t.bytes).map_err(|e| failed(&e))?;
+        }
+        send_pending(s, socket, peer)
+            .await
+            .map_err(|e| failed(&e))?;
+        let Some(deadline) = ex.poll_timeout() else {
+            return Err(ObtError::Protocol(
+                peer,
+                "no response in the secure session".into(),
+            ));
+        };
         let wait = s
             .next_timeout()
             .map(|t| Instant::now() + t)
@@ -153,24 +154,27 @@ async fn dtls_request_once(
                 }
                 let _ = s.handle_datagram(&buf[..n]);
             }
-            Err(_) if Instant::now() >= deadline => {
-                return Err(ObtError::Protocol(
-                    peer,
-                    "no response in the secure session".into(),
-                ))
-            }
             Err(_) => {
+                ex.handle_timeout(Instant::now());
                 let _ = s.handle_timeout();
             }
         }
         send_pending(s, socket, peer)
             .await
-            .map_err(|e| ObtError::Protocol(peer, e.to_string()))?;
+            .map_err(|e| failed(&e))?;
         while let Some(app) = s.poll_app_data() {
-            if let Ok(m) = Message::parse(&app) {
-                if m.token == req.token && m.code.is_response() {
-                    return Ok(m);
+            match ex.handle_datagram(Instant::now(), peer, &app) {
+                Received::Response => {
+                    while let Some(t) = ex.poll_transmit(Instant::now()) {
+                        let _ = s.send_app_data(t.bytes);
+                    }
+                    let _ = send_pending(s, socket, peer).await;
+                    return Message::parse(&app).map_err(|e| failed(&e));
                 }
+                Received::Reset => {
+                    return Err(ObtError::Protocol(peer, "request reset".into()));
+                }
+                _ => {}
             }
         }
         if s.is_failed() || s.is_closed() {

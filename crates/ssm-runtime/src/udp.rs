@@ -3,6 +3,7 @@
 //! Echo retry).
 use crate::random_bytes;
 use crate::responder::OscoreResponder;
+use ssm_coap::exchange::{match_response, Destination, Exchange, Ignored, Received};
 use ssm_coap::{Code, Message, MessageType, OptionNumber, Packet, Token};
 use ssm_oscore::{
     Error as OscoreError, NotificationOrder, RequestBinding, SecurityContext, SequenceNumberStore,
@@ -67,6 +68,9 @@ pub enum ClientError {
     /// The sequence number could not be persisted.
     #[error("cannot persist the sequence number: {0}")]
     Store(String),
+    /// The server reset the request (RFC 7252 §4.2).
+    #[error("{0} reset the request")]
+    Reset(SocketAddr),
     /// The server did not accept the observation (no Observe option in its
     /// verified answer).
     #[error("the server did not accept the observation ({0})")]
@@ -214,20 +218,13 @@ where
                     Err(_) => return Ok(None),
                 },
             };
-            if from != obs.peer {
+            let source = Destination::Unicast(obs.peer);
+            let Ok(ack) = match_response(&source, &obs.token, from, &buf[..len]) else {
                 continue;
-            }
-            let (ty, mid, ok) = match Packet::new_checked(&buf[..len]) {
-                Ok(p) => (
-                    p.msg_type(),
-                    p.message_id(),
-                    p.token() == obs.token.as_bytes()
-                        && p.code().is_response()
-                        && p.options().get(OptionNumber::OSCORE).is_some(),
-                ),
-                Err(_) => continue,
             };
-            if !ok {
+            let is_oscore = Packet::new_checked(&buf[..len])
+                .is_ok_and(|p| p.options().get(OptionNumber::OSCORE).is_some());
+            if !is_oscore {
                 continue;
             }
             let verified = self
@@ -239,14 +236,8 @@ where
                 tracing::debug!(peer = %obs.peer, "notification does not verify; dropped");
                 continue;
             };
-            if ty == MessageType::Confirmable {
-                let ack = Message::new(
-                    MessageType::Acknowledgement,
-                    Code::EMPTY,
-                    mid,
-                    Token::default(),
-                );
-                self.socket.send_to(&ack.to_vec(), obs.peer).await?;
+            if let Some(ack) = ack {
+                self.socket.send_to(&ack, obs.peer).await?;
             }
             if !obs.order.accept(piv) {
                 obs.out_of_order += 1;
@@ -297,41 +288,34 @@ where
         let (n, binding) = self.ctx.sender.protect_request(&req.to_vec(), &mut wire)?;
         wire.truncate(n);
 
+        let params = crate::client::lan_params(self.config.ack_timeout, self.config.max_retransmit);
+        let to = Destination::Unicast(peer);
+        let mut ex = Exchange::new(Instant::now(), wire, to, params, 0)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let mut buf = vec![0u8; MAX_DATAGRAM];
-        let mut wait = self.config.ack_timeout;
-        let mut acked = false;
-        for attempt in 0..=self.config.max_retransmit {
-            if !acked {
-                self.socket.send_to(&wire, peer).await?;
+        loop {
+            let sent = ex.transmissions();
+            crate::client::send_due(&self.socket, &mut ex).await?;
+            if sent > 0 && ex.transmissions() > sent {
+                tracing::debug!(attempt = sent, %peer, "retransmitting");
             }
-            let deadline = Instant::now() + wait;
-            wait *= 2;
-            loop {
-                let Ok(r) = timeout_at(deadline, self.socket.recv_from(&mut buf)).await else {
-                    break; // retransmit
-                };
-                let (len, from) = r?;
-                if from != peer {
-                    continue;
-                }
-                let (ty, mid, code, token_ok, has_oscore) = match Packet::new_checked(&buf[..len]) {
-                    Ok(p) => (
-                        p.msg_type(),
-                        p.message_id(),
-                        p.code(),
-                        p.token() == req.token.as_bytes(),
-                        p.options().get(OptionNumber::OSCORE).is_some(),
-                    ),
-                    Err(_) => continue,
-                };
-                if ty == MessageType::Acknowledgement && code.is_empty() && mid == req.message_id {
-                    acked = true; // separate response follows
-                    continue;
-                }
-                if !token_ok || !code.is_response() {
+            let Some(wake) = ex.poll_timeout() else {
+                break;
+            };
+            let Ok(r) = timeout_at(wake, self.socket.recv_from(&mut buf)).await else {
+                ex.handle_timeout(Instant::now());
+                continue;
+            };
+            let (len, from) = r?;
+            match ex.handle_datagram(Instant::now(), from, &buf[..len]) {
+                Received::Response => {}
+                Received::Reset => return Err(ClientError::Reset(peer)),
+                Received::Ignored(Ignored::WrongToken) => {
                     // Perhaps a notification of an observation on this
                     // socket: kept for `next_notification`.
-                    if code.is_response() && has_oscore {
+                    let is_oscore = Packet::new_checked(&buf[..len])
+                        .is_ok_and(|p| p.options().get(OptionNumber::OSCORE).is_some());
+                    if is_oscore {
                         if self.pending.len() >= MAX_PENDING {
                             self.pending.pop_front();
                         }
@@ -339,29 +323,23 @@ where
                     }
                     continue;
                 }
-                if ty == MessageType::Confirmable {
-                    let ack = Message::new(
-                        MessageType::Acknowledgement,
-                        Code::EMPTY,
-                        mid,
-                        Token::default(),
-                    );
-                    self.socket.send_to(&ack.to_vec(), peer).await?;
-                }
-                if !has_oscore {
-                    let m = Message::parse(&buf[..len]).map_err(OscoreError::from)?;
-                    return Err(ClientError::Unprotected {
-                        code: m.code,
-                        diagnostic: String::from_utf8_lossy(&m.payload).into_owned(),
-                    });
-                }
-                let d = self
-                    .ctx
-                    .recipient
-                    .unprotect_response(&binding, &mut buf[..len])?;
-                return Ok((d.to_message(), binding, d.partial_iv.map(|p| p.value())));
+                _ => continue,
             }
-            tracing::debug!(attempt, %peer, "retransmitting");
+            crate::client::send_due(&self.socket, &mut ex).await?;
+            let has_oscore = Packet::new_checked(&buf[..len])
+                .is_ok_and(|p| p.options().get(OptionNumber::OSCORE).is_some());
+            if !has_oscore {
+                let m = Message::parse(&buf[..len]).map_err(OscoreError::from)?;
+                return Err(ClientError::Unprotected {
+                    code: m.code,
+                    diagnostic: String::from_utf8_lossy(&m.payload).into_owned(),
+                });
+            }
+            let d = self
+                .ctx
+                .recipient
+                .unprotect_response(&binding, &mut buf[..len])?;
+            return Ok((d.to_message(), binding, d.partial_iv.map(|p| p.value())));
         }
         Err(ClientError::Timeout(peer, self.config.max_retransmit + 1))
     }
