@@ -21,6 +21,7 @@ pub mod multicast;
 pub mod netif;
 pub mod obt;
 pub mod responder;
+pub mod state_dir;
 pub mod store;
 pub mod udp;
 
