@@ -14,7 +14,7 @@ use crate::message::{self, check_version};
 pub use crate::observe::Channel;
 use crate::observe::Observers;
 use crate::resource::{Resource, UpdateError, IF_BASELINE, IF_LL, IF_R};
-use crate::security::{Access, Peer, SecurityState};
+use crate::security::{Access, Peer, SecurityState, Transition};
 use crate::ssm::Accepted;
 use ciborium::Value;
 use ssm_coap::{Code, Message, MessageType, OptionNumber, CONTENT_FORMAT_CBOR};
@@ -124,6 +124,9 @@ pub struct Outcome {
     pub svr_changed: bool,
     /// OSCORE credentials changed: rebuild the live contexts.
     pub creds_changed: bool,
+    /// The onboarding transition the request made: what the runtime acts
+    /// on (events, a new PIN), instead of comparing states.
+    pub transition: Option<Transition>,
 }
 
 /// Why a verified SSM update was not applied.
@@ -191,6 +194,15 @@ impl Device {
     pub fn set_security(&mut self, s: SecurityState) {
         self.info.di = s.device_uuid();
         self.security = Some(s);
+    }
+
+    /// Owner-transfer session `session` ended (closed, failed, idle): see
+    /// [`SecurityState::owner_transfer_session_ended`]. Returns
+    /// [`Transition::OwnerTransferUndone`] when it undid the transfer
+    /// (persist the state, rebuild the contexts, show a new PIN).
+    pub fn owner_transfer_session_ended(&mut self, session: u64) -> Option<Transition> {
+        let sec = self.security.as_mut()?;
+        sec.owner_transfer_session_ended(session).transition()
     }
 
     /// The security resources, if the security model is on.
@@ -277,6 +289,7 @@ impl Device {
                 changed: None,
                 svr_changed: o.persist,
                 creds_changed: o.creds_changed,
+                transition: o.transition,
             };
         }
         if let Some(sec) = &self.security {

@@ -8,6 +8,7 @@ use crate::random_bytes;
 use ssm_coap::Message;
 use ssm_ocf::cred::CredType;
 use ssm_ocf::device::{Channel, RequestMeta, Security};
+use ssm_ocf::security::Transition;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
@@ -106,152 +107,183 @@ pub(super) fn handle_dtls(
 ) -> Vec<(SocketAddr, Vec<u8>)> {
     let now = std::time::Instant::now();
     if !st.dtls.contains(&peer) {
-        // No per-peer state before a verified cookie (RFC 6347 §4.2.1).
-        let keys = st.dtls.cookie_keys(now, random_bytes::<32>);
-        let hello = match ssm_dtls::check_client_hello(keys, peer, datagram) {
-            ssm_dtls::HelloCheck::Verified(hello) => hello,
-            // Stateless, and no larger than the ClientHello it answers.
-            ssm_dtls::HelloCheck::SendHelloVerify(hvr) => return vec![(peer, hvr)],
-            ssm_dtls::HelloCheck::Drop => return Vec::new(),
-        };
-        if let Err(why) = st.dtls.admit(peer) {
-            tracing::debug!(%peer, ?why, "DTLS session refused");
-            return Vec::new();
-        }
-        let Some((cfg, otm)) = dtls_server_config(st) else {
-            return Vec::new();
-        };
-        if otm
-            && st
-                .device
-                .security()
-                .is_some_and(|s| s.owner_transfer_in_progress())
-        {
-            tracing::debug!(%peer, "an owner transfer is in progress; PIN session refused");
-            return Vec::new();
-        }
-        match ssm_dtls::DtlsSession::accept(&cfg, hello) {
-            Ok(session) => {
-                let p = DtlsPeer {
-                    session,
-                    otm_keys: None,
-                };
-                if let Err(why) = st.dtls.insert(peer, p, otm, now) {
-                    tracing::debug!(%peer, ?why, "DTLS session refused");
-                    return Vec::new();
-                }
-            }
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "DTLS session not started");
-                return Vec::new();
-            }
+        if let Err(out) = accept(st, datagram, peer, now) {
+            return out;
         }
     } else if let Some(e) = st.dtls.touch(&peer, now) {
         if let Err(e) = e.session.session.handle_datagram(datagram) {
             tracing::debug!(%peer, error = %e, "DTLS");
         }
     }
-    let mut requests = Vec::new();
-    let (security, mut out) = {
-        let Some(e) = st.dtls.get_mut(&peer) else {
-            return Vec::new();
-        };
-        let (otm, id) = (e.owner_transfer, e.id);
-        let finished = !e.is_established() && e.session.session.cipher().is_some();
-        let p = &mut e.session;
-        if finished && otm {
-            // Derived once per session (F9: no copy of the master secret
-            // per request).
-            p.otm_keys = p.session.key_material().map(|k| Arc::new(otm_keys(&k)));
-        }
-        while let Some(app) = p.session.poll_app_data() {
-            requests.push(app);
-        }
-        let security = match (otm, &p.otm_keys, p.session.cipher().is_some()) {
-            (true, Some(k), _) => Some(Security::OwnerTransfer {
-                keys: k.clone(),
-                session: id,
-            }),
-            (false, _, true) => Some(Security::Dtls {
-                subject: p
-                    .session
-                    .peer_identity()
-                    .and_then(|i| Uuid::from_slice(&i).ok()),
-            }),
-            _ => None,
-        };
-        let mut out = Vec::new();
-        while let Some(d) = p.session.poll_transmit() {
-            out.push((peer, d));
-        }
-        if finished {
-            st.dtls.established(&peer);
-        }
-        (security, out)
+    let Some((security, requests, mut out)) = drain(st, peer) else {
+        return Vec::new();
     };
     let Some(security) = security else { return out };
     for app in requests {
         let Ok(req) = Message::parse(&app) else {
             continue;
         };
-        let meta = RequestMeta {
-            multicast: false,
-            security: security.clone(),
-            peer: Channel::Dtls(peer),
-        };
-        let was_owned = st.device.security().is_some_and(|s| {
-            s.doxm.owned && s.pstat.dos != ssm_ocf::security::pstat::DeviceOnboardingState::Rfotm
-        });
-        let dos_before = st.device.security().map(|s| s.pstat.dos);
-        let o = st.device.handle(&req, &meta);
-        let dos_after = st.device.security().map(|s| s.pstat.dos);
-        if dos_before == Some(ssm_ocf::security::pstat::DeviceOnboardingState::Rfpro)
-            && dos_after == Some(ssm_ocf::security::pstat::DeviceOnboardingState::Rfnop)
-        {
-            let creds = st
-                .device
-                .security()
-                .map(|s| s.cred.creds.len())
-                .unwrap_or(0);
-            let _ = events.send(DeviceEvent::Provisioned { creds });
-        }
-        after_request(st, o.svr_changed, o.creds_changed);
-        let now_owned = st.device.security().map(|s| {
-            (
-                s.doxm.owned
-                    && s.pstat.dos != ssm_ocf::security::pstat::DeviceOnboardingState::Rfotm,
-                s.device_uuid(),
-                s.doxm.devowneruuid,
-            )
-        });
-        match now_owned {
-            Some((true, id, owner)) if !was_owned => {
-                let _ = events.send(DeviceEvent::Owned {
-                    device_uuid: id,
-                    owner,
-                });
-                new_pin_if_needed(st, events);
-            }
-            // Hard reset: unowned again, so a PIN is shown.
-            Some((false, _, _)) if was_owned => new_pin_if_needed(st, events),
-            _ => {}
-        }
-        if let Some(r) = o.response {
-            let r = ssm_ocf::message::apply_block2(&req, r, BLOCK_SIZE);
-            if let Some(p) = st.dtls.get_mut(&peer).map(|e| &mut e.session) {
-                if let Err(e) = p.session.send_app_data(&r.to_vec()) {
-                    tracing::debug!(%peer, error = %e, "DTLS send");
-                }
-                while let Some(d) = p.session.poll_transmit() {
-                    out.push((peer, d));
-                }
-            }
-        }
-        if let Some(href) = o.changed {
-            out.extend(notify(st, &href));
-        }
+        serve(st, &req, peer, &security, events, &mut out);
     }
     out
+}
+
+/// A record from a peer without a session: the cookie exchange (no
+/// per-peer state before a verified cookie, RFC 6347 §4.2.1), then a new
+/// session within the table's limits. `Err` holds what to send instead
+/// (a HelloVerifyRequest, or nothing).
+fn accept(
+    st: &mut State,
+    datagram: &[u8],
+    peer: SocketAddr,
+    now: std::time::Instant,
+) -> Result<(), Vec<(SocketAddr, Vec<u8>)>> {
+    let keys = st.dtls.cookie_keys(now, random_bytes::<32>);
+    let hello = match ssm_dtls::check_client_hello(keys, peer, datagram) {
+        ssm_dtls::HelloCheck::Verified(hello) => hello,
+        // Stateless, and no larger than the ClientHello it answers.
+        ssm_dtls::HelloCheck::SendHelloVerify(hvr) => return Err(vec![(peer, hvr)]),
+        ssm_dtls::HelloCheck::Drop => return Err(Vec::new()),
+    };
+    if let Err(why) = st.dtls.admit(peer) {
+        tracing::debug!(%peer, ?why, "DTLS session refused");
+        return Err(Vec::new());
+    }
+    let Some((cfg, otm)) = dtls_server_config(st) else {
+        return Err(Vec::new());
+    };
+    if otm
+        && st
+            .device
+            .security()
+            .is_some_and(|s| s.owner_transfer_in_progress())
+    {
+        tracing::debug!(%peer, "an owner transfer is in progress; PIN session refused");
+        return Err(Vec::new());
+    }
+    match ssm_dtls::DtlsSession::accept(&cfg, hello) {
+        Ok(session) => {
+            let p = DtlsPeer {
+                session,
+                otm_keys: None,
+            };
+            if let Err(why) = st.dtls.insert(peer, p, otm, now) {
+                tracing::debug!(%peer, ?why, "DTLS session refused");
+                return Err(Vec::new());
+            }
+            Ok(())
+        }
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "DTLS session not started");
+            Err(Vec::new())
+        }
+    }
+}
+
+/// The session's decrypted requests, what it has to send, and how its
+/// requests are secured (`None` until the handshake finished).
+#[allow(clippy::type_complexity)]
+fn drain(
+    st: &mut State,
+    peer: SocketAddr,
+) -> Option<(Option<Security>, Vec<Vec<u8>>, Vec<(SocketAddr, Vec<u8>)>)> {
+    let e = st.dtls.get_mut(&peer)?;
+    let (otm, id) = (e.owner_transfer, e.id);
+    let finished = !e.is_established() && e.session.session.cipher().is_some();
+    let p = &mut e.session;
+    if finished && otm {
+        // Derived once per session (F9: no copy of the master secret
+        // per request).
+        p.otm_keys = p.session.key_material().map(|k| Arc::new(otm_keys(&k)));
+    }
+    let mut requests = Vec::new();
+    while let Some(app) = p.session.poll_app_data() {
+        requests.push(app);
+    }
+    let security = match (otm, &p.otm_keys, p.session.cipher().is_some()) {
+        (true, Some(k), _) => Some(Security::OwnerTransfer {
+            keys: k.clone(),
+            session: id,
+        }),
+        (false, _, true) => Some(Security::Dtls {
+            subject: p
+                .session
+                .peer_identity()
+                .and_then(|i| Uuid::from_slice(&i).ok()),
+        }),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    while let Some(d) = p.session.poll_transmit() {
+        out.push((peer, d));
+    }
+    if finished {
+        st.dtls.established(&peer);
+    }
+    Some((security, requests, out))
+}
+
+/// One request of a DTLS session: handled by the model, the response sent
+/// in the session, the transition it made acted on.
+fn serve(
+    st: &mut State,
+    req: &Message,
+    peer: SocketAddr,
+    security: &Security,
+    events: &broadcast::Sender<DeviceEvent>,
+    out: &mut Vec<(SocketAddr, Vec<u8>)>,
+) {
+    let meta = RequestMeta {
+        multicast: false,
+        security: security.clone(),
+        peer: Channel::Dtls(peer),
+    };
+    let o = st.device.handle(req, &meta);
+    if let Some(t @ Transition::Provisioned { .. }) = o.transition {
+        on_transition(st, t, events);
+    }
+    after_request(st, o.svr_changed, o.creds_changed);
+    if let Some(t) = o
+        .transition
+        .filter(|t| !matches!(t, Transition::Provisioned { .. }))
+    {
+        on_transition(st, t, events);
+    }
+    if let Some(r) = o.response {
+        let r = ssm_ocf::message::apply_block2(req, r, BLOCK_SIZE);
+        if let Some(p) = st.dtls.get_mut(&peer).map(|e| &mut e.session) {
+            if let Err(e) = p.session.send_app_data(&r.to_vec()) {
+                tracing::debug!(%peer, error = %e, "DTLS send");
+            }
+            while let Some(d) = p.session.poll_transmit() {
+                out.push((peer, d));
+            }
+        }
+    }
+    if let Some(href) = o.changed {
+        out.extend(notify(st, &href));
+    }
+}
+
+/// Acts on an onboarding transition of the model: the events, and the PIN
+/// shown (or removed) when ownership changed. (Persistence is the
+/// outcome's `svr_changed`.)
+fn on_transition(st: &mut State, t: Transition, events: &broadcast::Sender<DeviceEvent>) {
+    match t {
+        Transition::Provisioned { creds } => {
+            let _ = events.send(DeviceEvent::Provisioned { creds });
+        }
+        Transition::Owned { device_uuid, owner } => {
+            let _ = events.send(DeviceEvent::Owned { device_uuid, owner });
+            new_pin_if_needed(st, events);
+        }
+        // Unowned again, so a PIN is shown.
+        Transition::HardReset => new_pin_if_needed(st, events),
+        Transition::OwnerTransferUndone => {
+            after_request(st, true, true);
+            new_pin_if_needed(st, events);
+        }
+    }
 }
 
 /// Drives DTLS retransmission timers and drops failed, closed, idle and
@@ -289,19 +321,15 @@ pub(super) async fn timer_loop(
                 if !(e.owner_transfer && e.is_established()) {
                     continue;
                 }
-                if let Some(mut sec) = st.device.security().cloned() {
-                    use ssm_ocf::security::OwnerTransferEnd;
-                    match sec.owner_transfer_session_ended(e.id) {
-                        OwnerTransferEnd::Undone => {
-                            st.device.set_security(sec);
-                            after_request(&mut st, true, true);
-                            tracing::info!(%peer, "owner transfer did not complete; undone");
-                        }
-                        OwnerTransferEnd::Completed => st.device.set_security(sec),
-                        OwnerTransferEnd::NotTheTransfer => {}
+                match st.device.owner_transfer_session_ended(e.id) {
+                    Some(t) => {
+                        tracing::info!(%peer, "owner transfer did not complete; undone");
+                        on_transition(&mut st, t, &events);
                     }
+                    // Completed, or not the transfer: no change, but a
+                    // PIN if the device is unowned.
+                    None => new_pin_if_needed(&mut st, &events),
                 }
-                new_pin_if_needed(&mut st, &events);
             }
             out
         };
