@@ -226,7 +226,10 @@ fn print_event(ev: &DeviceEvent, json: bool) {
             print_drops(&mut one, json)
         }
         (DeviceEvent::Refused(why), true) => {
-            println!("{}", serde_json::json!({"event": "refused", "why": why}))
+            println!(
+                "{}",
+                serde_json::json!({"event": "refused", "why": why.to_string()})
+            )
         }
         (DeviceEvent::Refused(why), false) => println!("verified SSM update refused: {why}"),
     }

@@ -13,7 +13,7 @@ use crate::message::{self, check_version};
 pub use crate::observe::Channel;
 use crate::observe::Observers;
 use crate::resource::{Resource, UpdateError, IF_BASELINE};
-use crate::security::{Access, Peer, SecurityState, Transition};
+use crate::security::{Access, Denial, Peer, SecurityState, Transition};
 use crate::ssm::Accepted;
 use ciborium::Value;
 use ssm_coap::{Code, Message, MessageType, OptionNumber, CONTENT_FORMAT_CBOR};
@@ -139,13 +139,43 @@ pub enum SsmRefusal {
     /// The resource does not accept SSM.
     #[error("{0} does not accept SSM updates")]
     NotSsm(String),
-    /// The payload or a property is invalid.
+    /// The Content-Format / OCF version options are not acceptable (the
+    /// code a unicast request would get).
+    #[error("bad update: version options ({0})")]
+    Version(Code),
+    /// The payload does not decode (the code a unicast request would get).
+    #[error("bad update: payload ({0})")]
+    Payload(Code),
+    /// A property is invalid.
     #[error("bad update: {0}")]
-    Bad(String),
+    Update(#[from] UpdateError),
     /// The ACL does not let the sender UPDATE it, or the device is not in
     /// normal operation (RFNOP).
-    #[error("not authorised: {0}")]
-    Forbidden(String),
+    #[error(
+        "not authorised: {} for {} on {href}",
+        denial_code(*.denial),
+        .subject.map(|s| s.to_string()).unwrap_or_else(|| "?".into())
+    )]
+    Forbidden {
+        /// The sender (credential subject).
+        subject: Option<Uuid>,
+        /// The resource.
+        href: String,
+        /// Why.
+        denial: Denial,
+    },
+}
+
+/// The CoAP response code for an access-rule refusal (RFC 7252 §5.9.2,
+/// §5.9.3): 4.01 unauthenticated, 4.03 forbidden, 4.05 method not allowed,
+/// 5.03 outside normal operation.
+pub fn denial_code(d: Denial) -> Code {
+    match d {
+        Denial::MethodNotAllowed => Code::METHOD_NOT_ALLOWED,
+        Denial::NotOperational => Code::SERVICE_UNAVAILABLE,
+        Denial::Unauthenticated => Code::UNAUTHORIZED,
+        Denial::NotPermitted => Code::FORBIDDEN,
+    }
 }
 
 struct Entry {
@@ -298,8 +328,8 @@ impl Device {
                 path.as_str(),
                 "/oic/res" | "/oic/d" | "/oic/p" | "/introspection" | INTROSPECTION_DATA_HREF
             );
-            if let Access::Denied(code) = sec.authorize(&meta.security.peer(), &path, req, core) {
-                return self.error(req, meta, code);
+            if let Access::Denied(d) = sec.authorize(&meta.security.peer(), &path, req, core) {
+                return self.error(req, meta, denial_code(d));
             }
         }
         match path.as_str() {
@@ -328,18 +358,17 @@ impl Device {
     /// Returns the changed href (or `None` if the value was already set).
     pub fn apply_ssm(&mut self, a: &Accepted) -> Result<Option<String>, SsmRefusal> {
         let req = &a.request;
-        check_version(req).map_err(|c| SsmRefusal::Bad(format!("version options ({c})")))?;
+        check_version(req).map_err(SsmRefusal::Version)?;
         let path = req.uri_path();
         if let Some(sec) = &self.security {
             // Authorised as coming from the credential's subject.
             let peer = Peer::Authenticated { subject: a.subject };
-            if let Access::Denied(code) = sec.authorize(&peer, &path, req, false) {
-                return Err(SsmRefusal::Forbidden(format!(
-                    "{code} for {} on {path}",
-                    a.subject
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| "?".into())
-                )));
+            if let Access::Denied(denial) = sec.authorize(&peer, &path, req, false) {
+                return Err(SsmRefusal::Forbidden {
+                    subject: a.subject,
+                    href: path,
+                    denial,
+                });
             }
         }
         let e = self
@@ -350,12 +379,9 @@ impl Device {
         if !e.ssm {
             return Err(SsmRefusal::NotSsm(path));
         }
-        let body = message::payload(req).map_err(|c| SsmRefusal::Bad(format!("payload ({c})")))?;
-        let props = update_props(&body).map_err(|u| SsmRefusal::Bad(u.to_string()))?;
-        let changed = e
-            .resource
-            .update(&props)
-            .map_err(|u| SsmRefusal::Bad(u.to_string()))?;
+        let body = message::payload(req).map_err(SsmRefusal::Payload)?;
+        let props = update_props(&body)?;
+        let changed = e.resource.update(&props)?;
         Ok(changed.then_some(path))
     }
 

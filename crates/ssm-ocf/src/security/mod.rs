@@ -19,7 +19,7 @@ pub mod svr;
 pub mod transition;
 pub mod uuid_text;
 
-pub use svr::{Access, OwnerTransferEnd, Peer, SecurityState, SvrOutcome};
+pub use svr::{Access, Denial, OwnerTransferEnd, Peer, SecurityState, SvrOutcome};
 pub use transition::Transition;
 
 /// The id to give a new `credid` or `aceid` (0 means "assign one"): one above

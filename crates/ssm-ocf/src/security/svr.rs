@@ -60,8 +60,25 @@ impl Peer {
 pub enum Access {
     /// Go ahead.
     Allowed,
-    /// Refuse with this code (4.01 unauthenticated, 4.03 forbidden).
-    Denied(Code),
+    /// Refused, for this reason (the device maps it to a CoAP code).
+    Denied(Denial),
+}
+
+/// Why the access rule refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    /// A method the resources do not have.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The device is not in normal operation (RFNOP).
+    #[error("not in normal operation")]
+    NotOperational,
+    /// No ACE grants an unsecured requester this access.
+    #[error("unauthenticated")]
+    Unauthenticated,
+    /// No ACE grants the (authenticated) requester this access.
+    #[error("no ACE grants it")]
+    NotPermitted,
 }
 
 /// Result of a request to a security resource.
@@ -283,21 +300,21 @@ impl SecurityState {
             Code::POST => PERM_U,
             Code::PUT => super::acl2::PERM_C,
             Code::DELETE => PERM_D,
-            _ => return Access::Denied(Code::METHOD_NOT_ALLOWED),
+            _ => return Access::Denied(Denial::MethodNotAllowed),
         };
         if core && req.code == Code::GET {
             return Access::Allowed;
         }
         let r = peer.requester();
         if self.pstat.dos != Dos::Rfnop {
-            return Access::Denied(Code::SERVICE_UNAVAILABLE);
+            return Access::Denied(Denial::NotOperational);
         }
         if self.acl.permits(&r, href, true, needed) {
             Access::Allowed
         } else if r.secured {
-            Access::Denied(Code::FORBIDDEN)
+            Access::Denied(Denial::NotPermitted)
         } else {
-            Access::Denied(Code::UNAUTHORIZED)
+            Access::Denied(Denial::Unauthenticated)
         }
     }
 

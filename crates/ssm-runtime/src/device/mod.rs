@@ -119,7 +119,7 @@ pub enum DeviceEvent {
     Dropped(DropReason),
     /// A verified SSM update was not applied (resource not SSM-enabled,
     /// bad body).
-    Refused(String),
+    Refused(ssm_ocf::device::SsmRefusal),
     /// The Random PIN to give the onboarding tool (shown while unowned).
     Pin(String),
     /// A provisioning session ended: the device went from RFPRO back to

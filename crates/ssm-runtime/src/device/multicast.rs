@@ -225,7 +225,7 @@ fn apply_accepted(
         }
         Err(refusal) => {
             tracing::debug!(%refusal, "verified SSM update refused");
-            let _ = events.send(DeviceEvent::Refused(refusal.to_string()));
+            let _ = events.send(DeviceEvent::Refused(refusal));
             Vec::new()
         }
     }
