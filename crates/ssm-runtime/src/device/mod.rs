@@ -9,9 +9,9 @@
 //!   are verified, the replay floor is persisted *before* the update is
 //!   applied, and nothing is ever sent back; plain multicast is discovery.
 //!
-//! By job, as quinn splits its endpoint: [`unicast`] (plain and pair-wise
-//! OSCORE requests), [`multicast`] (SSM and discovery), [`dtls`] (the DTLS
-//! server: onboarding and provisioning sessions), [`notify`] (Observe
+//! By job, as quinn splits its endpoint: `unicast` (plain and pair-wise
+//! OSCORE requests), `multicast` (SSM and discovery), `dtls` (the DTLS
+//! server: onboarding and provisioning sessions), `notify` (Observe
 //! notifications per channel). This module starts them and holds what they
 //! share.
 mod dtls;
