@@ -2,7 +2,7 @@
 //! owner-PSK provisioning sessions, bounded by the sans-IO [`DtlsTable`]
 //! (no state before a verified cookie, RFC 6347 §4.2.1).
 use super::notify::{notify, send_all};
-use super::{after_request, new_pin_if_needed, DeviceEvent, State, BLOCK_SIZE};
+use super::{after_request, new_pin_if_needed, Datagrams, DeviceEvent, State, BLOCK_SIZE};
 use crate::dtls_table::Limits;
 use crate::random_bytes;
 use ssm_coap::Message;
@@ -104,7 +104,7 @@ pub(super) fn handle_dtls(
     datagram: &[u8],
     peer: SocketAddr,
     events: &broadcast::Sender<DeviceEvent>,
-) -> Vec<(SocketAddr, Vec<u8>)> {
+) -> Datagrams {
     let now = std::time::Instant::now();
     if !st.dtls.contains(&peer) {
         if let Err(out) = accept(st, datagram, peer, now) {
@@ -137,7 +137,7 @@ fn accept(
     datagram: &[u8],
     peer: SocketAddr,
     now: std::time::Instant,
-) -> Result<(), Vec<(SocketAddr, Vec<u8>)>> {
+) -> Result<(), Datagrams> {
     let keys = st.dtls.cookie_keys(now, random_bytes::<32>);
     let hello = match ssm_dtls::check_client_hello(keys, peer, datagram) {
         ssm_dtls::HelloCheck::Verified(hello) => hello,
@@ -182,11 +182,7 @@ fn accept(
 
 /// The session's decrypted requests, what it has to send, and how its
 /// requests are secured (`None` until the handshake finished).
-#[allow(clippy::type_complexity)]
-fn drain(
-    st: &mut State,
-    peer: SocketAddr,
-) -> Option<(Option<Security>, Vec<Vec<u8>>, Vec<(SocketAddr, Vec<u8>)>)> {
+fn drain(st: &mut State, peer: SocketAddr) -> Option<(Option<Security>, Vec<Vec<u8>>, Datagrams)> {
     let e = st.dtls.get_mut(&peer)?;
     let (otm, id) = (e.owner_transfer, e.id);
     let finished = !e.is_established() && e.session.session.cipher().is_some();
@@ -231,7 +227,7 @@ fn serve(
     peer: SocketAddr,
     security: &Security,
     events: &broadcast::Sender<DeviceEvent>,
-    out: &mut Vec<(SocketAddr, Vec<u8>)>,
+    out: &mut Datagrams,
 ) {
     let meta = RequestMeta {
         multicast: false,

@@ -48,6 +48,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+/// Datagrams to send, each with its destination.
+type Datagrams = Vec<(SocketAddr, Vec<u8>)>;
+
 /// Largest response payload sent in one piece; larger ones (a switch's
 /// `/oic/sec/cred` with a pair-wise credential per light) go block-wise
 /// (RFC 7959 Block2).
@@ -473,14 +476,13 @@ fn load_floors(
     Ok(floors)
 }
 
+/// A multicast group socket and the on-link prefixes of its interface.
+type GroupSocket = (UdpSocket, Arc<OnLink>);
+
 /// Joins the multicast groups on each configured interface; returns the
 /// sockets (with the interface's on-link prefixes) and the unicast
 /// endpoints to announce for `port`.
-#[allow(clippy::type_complexity)]
-fn join_groups(
-    config: &DeviceConfig,
-    port: u16,
-) -> io::Result<(Vec<(UdpSocket, Arc<OnLink>)>, Vec<String>)> {
+fn join_groups(config: &DeviceConfig, port: u16) -> io::Result<(Vec<GroupSocket>, Vec<String>)> {
     let mut mcast = Vec::new();
     let mut endpoints = Vec::new();
     for name in &config.interfaces {

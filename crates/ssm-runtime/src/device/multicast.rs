@@ -2,7 +2,7 @@
 //! durable *before* the update is applied, never answered) and plain
 //! discovery (on-link only, rate-limited, after a Leisure, RFC 7252 §8.2).
 use super::notify::{notify, send_all};
-use super::{DeviceEvent, State};
+use super::{Datagrams, DeviceEvent, State};
 use crate::discovery::{leisure, OnLink, MULTICAST_BLOCK_SIZE};
 use crate::journal::FloorJournal;
 use crate::netif::{for_socket, normalise};
@@ -85,7 +85,7 @@ pub(super) async fn receive_loop(
 /// What to do with a multicast datagram after the verification step.
 enum MulticastStep {
     /// Handled (sent back: discovery replies and notifications).
-    Done(Vec<(SocketAddr, Vec<u8>)>),
+    Done(Datagrams),
     /// A verified SSM update whose replay floor must be persisted before
     /// it is applied.
     Persist {
@@ -201,7 +201,7 @@ fn apply_accepted(
     st: &mut State,
     accepted: &ssm_ocf::ssm::Accepted,
     events: &broadcast::Sender<DeviceEvent>,
-) -> Vec<(SocketAddr, Vec<u8>)> {
+) -> Datagrams {
     match st.device.apply_ssm(accepted) {
         Ok(changed) => {
             st.stats.ssm_applied += 1;

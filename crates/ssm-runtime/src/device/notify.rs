@@ -1,13 +1,12 @@
 //! Observe notifications (RFC 7641), each over its observer's channel.
-use super::{PairwiseContext, State};
+use super::{Datagrams, PairwiseContext, State};
 use crate::netif::for_socket;
 use crate::random_bytes;
 use ssm_ocf::device::Channel;
-use std::net::SocketAddr;
 use tokio::net::UdpSocket;
 
 /// Sends each datagram to its peer (in the socket's address family).
-pub(super) async fn send_all(socket: &UdpSocket, out: Vec<(SocketAddr, Vec<u8>)>) {
+pub(super) async fn send_all(socket: &UdpSocket, out: Datagrams) {
     for (peer, bytes) in out {
         if let Err(e) = socket.send_to(&bytes, for_socket(socket, peer)).await {
             tracing::debug!(%peer, error = %e, "send failed");
@@ -20,7 +19,7 @@ pub(super) async fn send_all(socket: &UdpSocket, out: Vec<(SocketAddr, Vec<u8>)>
 /// and the device's own Partial IV (reserved on disk first); DTLS in its
 /// session. A secured observer whose context or session is gone gets
 /// nothing, never plaintext.
-pub(super) fn notify(st: &mut State, href: &str) -> Vec<(SocketAddr, Vec<u8>)> {
+pub(super) fn notify(st: &mut State, href: &str) -> Datagrams {
     let mut mid = || u16::from_be_bytes(random_bytes::<2>());
     let due = st
         .device

@@ -2,7 +2,7 @@
 //! 64, RFC 8613 §8.2) through the peer's [`OscoreResponder`](crate::responder::OscoreResponder),
 //! Observe resets (RFC 7641 §3.6); DTLS records are handed to [`super::dtls`].
 use super::notify::{notify, send_all};
-use super::{after_request, DeviceEvent, PairwiseContext, State, BLOCK_SIZE};
+use super::{after_request, Datagrams, DeviceEvent, PairwiseContext, State, BLOCK_SIZE};
 use crate::netif::normalise;
 use crate::random_bytes;
 use ssm_coap::{Code, Message, MessageType, OptionNumber, Packet};
@@ -65,7 +65,7 @@ fn handle_unicast(
     datagram: &mut [u8],
     peer: SocketAddr,
     events: &broadcast::Sender<DeviceEvent>,
-) -> Vec<(SocketAddr, Vec<u8>)> {
+) -> Datagrams {
     let (kid, ty, is_request, mid) = match Packet::new_checked(&*datagram) {
         Ok(p) => (
             p.options()
