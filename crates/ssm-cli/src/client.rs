@@ -178,7 +178,7 @@ pub fn pairwise_client(
     cred: &ssm_ocf::cred::OscoreCred,
     sock: tokio::net::UdpSocket,
 ) -> Result<ssm_runtime::udp::OscoreClient<FileSequenceStore>> {
-    let store = FileSequenceStore::new(state_dir.join(format!("ssn-{}", cred.credid)));
+    let store = ssm_runtime::state_dir::StateDir::new(state_dir).sequence_store(cred.credid);
     let seq = ssm_oscore::SequenceNumber::resume(store.load()?, ssm_runtime::client::SSN_K);
     let ctx = ssm_ocf::ssm::pairwise_context(
         cred,
@@ -279,7 +279,7 @@ pub async fn run(a: Args) -> Result<bool> {
                     anyhow!("no SSM client credential (credtype 128) in {}: run `ssm creds generate`", crate::state::creds_path(&a.state_dir).display())
                 })?;
                 let store =
-                    FileSequenceStore::new(a.state_dir.join(format!("ssn-{}", cred.credid)));
+                    ssm_runtime::state_dir::StateDir::new(&a.state_dir).sequence_store(cred.credid);
                 let mut sender = SsmSender::new(cred, store)?;
                 let targets = MulticastTargets::open(&net.scope())?;
                 let sent = sender

@@ -390,7 +390,7 @@ async fn demo(args: &Args, dir: &Path) -> Result<bool> {
     ssm_runtime::store::create_private_dir(&app_dir)?;
     let mut sender = SsmSender::new(
         ssm_cred,
-        FileSequenceStore::new(app_dir.join(format!("ssn-{}", ssm_cred.credid))),
+        ssm_runtime::state_dir::StateDir::new(&app_dir).sequence_store(ssm_cred.credid),
     )?;
     for l in lights.iter_mut() {
         let uuid = l.record.as_ref().map(|r| r.uuid);

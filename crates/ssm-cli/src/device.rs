@@ -1,5 +1,5 @@
 //! `ssm device`: run one light.
-use crate::state::{load_identity, load_security};
+use crate::state::{load_identity, load_or_provision_security};
 use anyhow::{Context, Result};
 use ssm_ocf::device::{Device, DeviceInfo};
 use ssm_ocf::switch::{BinarySwitch, HREF};
@@ -42,7 +42,7 @@ pub struct Args {
 
 pub async fn run(a: Args) -> Result<bool> {
     let id = load_identity(&a.state_dir, a.name.as_deref().unwrap_or("light"))?;
-    let security = load_security(&a.state_dir, &id, &[a.href.as_str()])?;
+    let security = load_or_provision_security(&a.state_dir, &id, &[a.href.as_str()])?;
     let creds = security.cred.clone();
     let mut device = Device::new(DeviceInfo::light(&id.name, id.deviceuuid));
     if a.role == "light" {
@@ -226,7 +226,10 @@ fn print_event(ev: &DeviceEvent, json: bool) {
             print_drops(&mut one, json)
         }
         (DeviceEvent::Refused(why), true) => {
-            println!("{}", serde_json::json!({"event": "refused", "why": why}))
+            println!(
+                "{}",
+                serde_json::json!({"event": "refused", "why": why.to_string()})
+            )
         }
         (DeviceEvent::Refused(why), false) => println!("verified SSM update refused: {why}"),
     }

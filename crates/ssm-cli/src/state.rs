@@ -1,9 +1,10 @@
-//! A device's or client's state directory: `device.json` (identity),
-//! `creds.json` (`/oic/sec/cred` in JSON), and the runtime's persisted
-//! sequence numbers and replay floors.
+//! The CLI's use of a state directory ([`StateDir`] owns the layout):
+//! the identity (`device.json`), the pre-shared credentials
+//! (`creds.json`), and the security resources a device starts with.
 use anyhow::{Context, Result};
 use ssm_ocf::cred::CredResource;
 use ssm_ocf::Uuid;
+use ssm_runtime::state_dir::StateDir;
 use std::path::{Path, PathBuf};
 
 /// `device.json`.
@@ -15,12 +16,14 @@ pub struct Identity {
     pub name: String,
 }
 
+/// `device.json` of `dir`.
 pub fn identity_path(dir: &Path) -> PathBuf {
-    dir.join("device.json")
+    StateDir::new(dir).identity_path()
 }
 
+/// `creds.json` of `dir`.
 pub fn creds_path(dir: &Path) -> PathBuf {
-    dir.join("creds.json")
+    StateDir::new(dir).creds_path()
 }
 
 /// Prints a warning on stderr for each of `found` (a state file or
@@ -71,7 +74,7 @@ pub fn load_identity(dir: &Path, default_name: &str) -> Result<Identity> {
 /// present, else `creds.json`; none is an empty set.
 pub fn load_creds(dir: &Path) -> Result<CredResource> {
     check_state_dir(dir);
-    if let Some(s) = ssm_runtime::device::load_security(dir)? {
+    if let Some(s) = StateDir::new(dir).load_security()? {
         if !s.cred.creds.is_empty() {
             return Ok(s.cred);
         }
@@ -87,13 +90,14 @@ pub fn load_creds(dir: &Path) -> Result<CredResource> {
 /// The device's security resources: `svr.json` if present; otherwise built
 /// from `creds.json` as an owned device in normal operation with the
 /// default ACEs (and saved as `svr.json`); otherwise a new, unowned device
-/// waiting for an onboarding tool.
-pub fn load_security(
+/// waiting for an onboarding tool. (Only reading `svr.json` is
+/// [`StateDir::load_security`].)
+pub fn load_or_provision_security(
     dir: &Path,
     id: &Identity,
     app_hrefs: &[&str],
 ) -> Result<ssm_ocf::security::SecurityState> {
-    if let Some(s) = ssm_runtime::device::load_security(dir)? {
+    if let Some(s) = StateDir::new(dir).load_security()? {
         return Ok(s);
     }
     let creds = load_creds(dir)?;
@@ -103,6 +107,6 @@ pub fn load_security(
     let owner: Uuid = creds.rowneruuid.parse().unwrap_or(Uuid::nil());
     let aces = ssm_ocf::provision::default_aces(&creds, app_hrefs, true);
     let s = ssm_ocf::provision::provisioned_state(id.deviceuuid, owner, creds, aces);
-    ssm_runtime::device::save_security(dir, &s)?;
+    StateDir::new(dir).save_security(&s)?;
     Ok(s)
 }

@@ -418,7 +418,7 @@ fn ssm_updates_need_an_ace_for_the_sender() {
         let acc = rx.receive(&mut out[..n]).unwrap().accepted;
         match (i, d.apply_ssm(&acc)) {
             (0, Ok(Some(_))) => {}
-            (1, Err(SsmRefusal::Forbidden(_))) => {}
+            (1, Err(SsmRefusal::Forbidden { .. })) => {}
             (i, other) => panic!("client {i}: {other:?}"),
         }
     }

@@ -2,8 +2,8 @@
 //! and the SSM sender (one OSCORE-protected multicast UPDATE per command,
 //! the same datagram sent to every configured group; its sequence number
 //! comes from a store shared safely by every process on the state dir).
-use crate::device::for_socket;
 use crate::multicast::{all_ocf_nodes, sender_v4, sender_v6, ALL_COAP_NODES_V4};
+use crate::netif::for_socket;
 use crate::netif::NetIf;
 use crate::random_bytes;
 use crate::store::FileSequenceStore;

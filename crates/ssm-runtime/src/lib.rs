@@ -2,6 +2,9 @@
 //! files and randomness, around the sans-IO protocol crates
 //! [`ssm_coap`] and [`ssm_oscore`].
 //!
+//! * [`device`]: the device runtime (unicast, multicast, DTLS and
+//!   notification tasks around the sans-IO [`ssm_ocf::device::Device`]).
+//! * [`state_dir`]: the file layout of a state directory.
 //! * [`store`]: crash-safe files (write-temp, fsync, rename, fsync dir) and
 //!   the file-backed [`store::FileSequenceStore`] for OSCORE sequence numbers
 //!   kept "K ahead" (RFC 8613 App. B.1.1).
@@ -11,6 +14,7 @@
 //! * [`udp`]: a small tokio UDP endpoint: an OSCORE server loop and a
 //!   confirmable OSCORE client with retransmission and Echo retry.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod client;
 pub mod device;
@@ -21,6 +25,7 @@ pub mod multicast;
 pub mod netif;
 pub mod obt;
 pub mod responder;
+pub mod state_dir;
 pub mod store;
 pub mod udp;
 

@@ -1,7 +1,8 @@
 //! Named network interfaces: index and addresses. Multicast is only ever
 //! joined or sent on interfaces resolved here from a name someone gave.
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use tokio::net::UdpSocket;
 
 /// An interface with its addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,4 +148,27 @@ fn proc_if_inet6_prefixes(name: &str) -> Vec<(Ipv6Addr, u8)> {
                 .map(|a| (Ipv6Addr::from(a), len))
         })
         .collect()
+}
+
+/// `addr` in the family of `socket` (IPv4 peers become v4-mapped on a
+/// dual-stack socket).
+pub fn for_socket(socket: &UdpSocket, addr: SocketAddr) -> SocketAddr {
+    match (socket.local_addr(), addr) {
+        (Ok(SocketAddr::V6(_)), SocketAddr::V4(a)) => {
+            SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0))
+        }
+        _ => addr,
+    }
+}
+
+/// `peer` as received on a dual-stack socket, with a v4-mapped IPv6
+/// address turned back into IPv4 (the form peers are known by).
+pub fn normalise(peer: SocketAddr) -> SocketAddr {
+    match peer {
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::from((IpAddr::V4(v4), a.port())),
+            None => peer,
+        },
+        v4 => v4,
+    }
 }

@@ -141,7 +141,7 @@ async fn commission_a_hallway() {
             while let Ok(Ok(ev)) = tokio::time::timeout_at(deadline, rx.recv()).await {
                 match ev {
                     DeviceEvent::SsmApplied { .. } => verdict = Some("applied"),
-                    DeviceEvent::Refused(why) if why.contains("not authorised") => {
+                    DeviceEvent::Refused(why) if why.to_string().contains("not authorised") => {
                         verdict = Some("denied")
                     }
                     DeviceEvent::Dropped(_) | DeviceEvent::Refused(_) => verdict = Some("dropped"),

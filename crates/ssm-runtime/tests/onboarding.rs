@@ -15,8 +15,9 @@ use ssm_ocf::security::SecurityState;
 use ssm_ocf::switch::{BinarySwitch, HREF};
 use ssm_ocf::{cbor, Uuid};
 use ssm_runtime::client::{MulticastScope, MulticastTargets, SsmSender};
-use ssm_runtime::device::{load_security, start, DeviceConfig, DeviceEvent, DeviceHandle};
+use ssm_runtime::device::{start, DeviceConfig, DeviceEvent, DeviceHandle};
 use ssm_runtime::obt::{onboard, provision, zero_free_uuid, ObtError};
+use ssm_runtime::state_dir::StateDir;
 use ssm_runtime::store::FileSequenceStore;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -154,7 +155,10 @@ async fn random_pin_onboarding_provisioning_restart_and_reset() {
     // Restart from disk: still owned, in RFNOP, with its credentials.
     h.stop();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let sec = load_security(&dir).unwrap().expect("svr.json");
+    let sec = StateDir::new(&dir)
+        .load_security()
+        .unwrap()
+        .expect("svr.json");
     assert_eq!(
         (sec.doxm.owned, sec.pstat.dos, sec.device_uuid()),
         (true, Dos::Rfnop, new_id)
@@ -210,15 +214,19 @@ async fn a_half_done_owner_transfer_on_disk_is_undone_at_start() {
     s.acl.rowneruuid = Uuid::from_u128(0x0b7);
     s.doxm.devowneruuid = Uuid::from_u128(0x0b7);
     assert_eq!(s.pstat.dos, Dos::Rfotm);
-    ssm_runtime::device::save_security(&dir, &s).unwrap();
-    let loaded = load_security(&dir).unwrap().unwrap();
+    StateDir::new(&dir).save_security(&s).unwrap();
+    let loaded = StateDir::new(&dir).load_security().unwrap().unwrap();
     assert_ne!(loaded, SecurityState::new(id), "the fixture is half-owned");
     let port = 22000 + (std::process::id() % 20000) as u16;
     let (h, _) = start_light(&dir, loaded, port).await;
     let mut fresh = SecurityState::new(id);
     fresh.reset();
     assert_eq!(h.security().unwrap(), fresh);
-    assert_eq!(load_security(&dir).unwrap().unwrap(), fresh, "and on disk");
+    assert_eq!(
+        StateDir::new(&dir).load_security().unwrap().unwrap(),
+        fresh,
+        "and on disk"
+    );
     assert!(h.pin().is_some(), "onboardable again: it shows a PIN");
     h.stop();
 }

@@ -14,9 +14,10 @@ use ssm_ocf::ssm::{update_request, DropReason};
 use ssm_ocf::switch::{BinarySwitch, HREF};
 use ssm_ocf::{cbor, Uuid};
 use ssm_oscore::{SenderContext, SequenceNumber};
-use ssm_runtime::device::{floors_path, start, DeviceConfig, DeviceEvent, DeviceHandle};
+use ssm_runtime::device::{start, DeviceConfig, DeviceEvent, DeviceHandle};
 use ssm_runtime::multicast::{sender_v4, ALL_COAP_NODES_V4};
 use ssm_runtime::netif::NetIf;
+use ssm_runtime::state_dir::StateDir;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -75,7 +76,8 @@ async fn deliver(
 
 fn stored_floor(dir: &Path) -> u64 {
     let f: ssm_ocf::ssm::ReplayFloors =
-        serde_json::from_str(&std::fs::read_to_string(floors_path(dir)).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(StateDir::new(dir).floors_path()).unwrap())
+            .unwrap();
     *f.0.values().next().unwrap()
 }
 
@@ -105,8 +107,8 @@ async fn floor_is_durable_before_apply_and_survives_restart() {
     ));
     assert_eq!(stored_floor(&dir), 10);
     // The floor cannot be written (a directory in the way): not applied.
-    std::fs::remove_file(floors_path(&dir)).unwrap();
-    std::fs::create_dir(floors_path(&dir)).unwrap();
+    std::fs::remove_file(StateDir::new(&dir).floors_path()).unwrap();
+    std::fs::create_dir(StateDir::new(&dir).floors_path()).unwrap();
     let (d11, _) = datagram(&mut s, false);
     assert_eq!(
         deliver(&sock, &mut rx, &d11)
@@ -119,7 +121,7 @@ async fn floor_is_durable_before_apply_and_survives_restart() {
         true,
         "an update whose floor is not durable is not applied"
     );
-    std::fs::remove_dir(floors_path(&dir)).unwrap();
+    std::fs::remove_dir(StateDir::new(&dir).floors_path()).unwrap();
     let (d12, _) = datagram(&mut s, false);
     assert!(matches!(
         deliver(&sock, &mut rx, &d12).await,

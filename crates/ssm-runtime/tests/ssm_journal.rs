@@ -14,10 +14,11 @@ use ssm_ocf::ssm::{update_request, DropReason};
 use ssm_ocf::switch::{BinarySwitch, HREF};
 use ssm_ocf::{cbor, Uuid};
 use ssm_oscore::{SenderContext, SequenceNumber};
-use ssm_runtime::device::{floors_path, start, DeviceConfig, DeviceEvent, DeviceHandle};
+use ssm_runtime::device::{start, DeviceConfig, DeviceEvent, DeviceHandle};
 use ssm_runtime::journal::FloorJournal;
 use ssm_runtime::multicast::{sender_v4, ALL_COAP_NODES_V4};
 use ssm_runtime::netif::NetIf;
+use ssm_runtime::state_dir::StateDir;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -118,7 +119,7 @@ async fn shared_journal_survives_restart() {
     }
     for d in &dirs {
         assert!(
-            !floors_path(d).exists(),
+            !StateDir::new(d).floors_path().exists(),
             "the journal, not a file per light"
         );
         let v: ssm_ocf::ssm::ReplayFloors =

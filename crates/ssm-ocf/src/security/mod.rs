@@ -10,13 +10,17 @@
 //! * An SSM request is authorised as coming from its credential's
 //!   `subjectuuid`.
 pub mod acl2;
+mod codec;
 pub mod doxm;
+mod handlers;
 pub mod otm;
 pub mod pstat;
 pub mod svr;
+pub mod transition;
 pub mod uuid_text;
 
-pub use svr::{Access, OwnerTransferEnd, Peer, SecurityState, SvrOutcome};
+pub use svr::{Access, Denial, OwnerTransferEnd, Peer, SecurityState, SvrOutcome};
+pub use transition::Transition;
 
 /// The id to give a new `credid` or `aceid` (0 means "assign one"): one above
 /// the highest in use, or, when that is `u32::MAX` (the owner may write any

@@ -3,15 +3,16 @@
 //! (OCF Security: owner transfer states, owner-only writes, ACE
 //! evaluation; DIGEST §5–§7): [`SecurityState::authorize`] decides every
 //! request, [`SecurityState::handle`] serves `/oic/sec/*`.
-use super::acl2::{Ace, Acl2, Requester, PERM_D, PERM_N, PERM_R, PERM_U};
+use super::acl2::{Acl2, Requester, PERM_D, PERM_N, PERM_R, PERM_U};
 use super::doxm::Doxm;
 use super::pstat::{DeviceOnboardingState as Dos, Pstat};
-use crate::cbor;
-use crate::cred::{CredResource, CredType, Credential, OscoreFields, PrivateData};
+use crate::cred::{CredResource, CredType};
 use ciborium::Value;
 use serde::{Deserialize, Serialize};
 use ssm_coap::{Code, Message};
 use uuid::Uuid;
+
+pub use super::codec::{cred_from_value, cred_value};
 
 /// Who sent a request, as the transport established it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +37,7 @@ pub enum Peer {
 }
 
 impl Peer {
-    fn requester(&self) -> Requester {
+    pub(super) fn requester(&self) -> Requester {
         match self {
             Peer::Anonymous => Requester {
                 subject: None,
@@ -59,8 +60,25 @@ impl Peer {
 pub enum Access {
     /// Go ahead.
     Allowed,
-    /// Refuse with this code (4.01 unauthenticated, 4.03 forbidden).
-    Denied(Code),
+    /// Refused, for this reason (the device maps it to a CoAP code).
+    Denied(Denial),
+}
+
+/// Why the access rule refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    /// A method the resources do not have.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The device is not in normal operation (RFNOP).
+    #[error("not in normal operation")]
+    NotOperational,
+    /// No ACE grants an unsecured requester this access.
+    #[error("unauthenticated")]
+    Unauthenticated,
+    /// No ACE grants the (authenticated) requester this access.
+    #[error("no ACE grants it")]
+    NotPermitted,
 }
 
 /// Result of a request to a security resource.
@@ -74,31 +92,36 @@ pub struct SvrOutcome {
     pub persist: bool,
     /// OSCORE credentials changed: rebuild the live contexts.
     pub creds_changed: bool,
+    /// The onboarding transition the request made.
+    pub transition: Option<super::Transition>,
 }
 
 impl SvrOutcome {
-    fn code(code: Code) -> Self {
+    pub(super) fn code(code: Code) -> Self {
         SvrOutcome {
             code,
             body: None,
             persist: false,
             creds_changed: false,
+            transition: None,
         }
     }
-    fn content(v: Value) -> Self {
+    pub(super) fn content(v: Value) -> Self {
         SvrOutcome {
             code: Code::CONTENT,
             body: Some(v),
             persist: false,
             creds_changed: false,
+            transition: None,
         }
     }
-    fn changed(creds_changed: bool) -> Self {
+    pub(super) fn changed(creds_changed: bool) -> Self {
         SvrOutcome {
             code: Code::CHANGED,
             body: None,
             persist: true,
             creds_changed,
+            transition: None,
         }
     }
 }
@@ -233,14 +256,14 @@ impl SecurityState {
     }
 
     /// The resources are those of a new, unowned device.
-    fn is_fresh(&self) -> bool {
+    pub(super) fn is_fresh(&self) -> bool {
         *self == SecurityState::new(self.doxm.deviceuuid)
     }
 
     /// `owner` (the `devowneruuid`) is set and the device holds its owner
     /// credential (credtype 1, that subject, with key material): what
     /// `owned` and the move out of RFOTM require.
-    fn has_owner_credential(&self, owner: Uuid) -> bool {
+    pub(super) fn has_owner_credential(&self, owner: Uuid) -> bool {
         !owner.is_nil()
             && self.cred.creds.iter().any(|c| {
                 c.cred_type() == CredType::PairwiseSymmetric
@@ -249,7 +272,7 @@ impl SecurityState {
             })
     }
 
-    fn is_owner(&self, peer: &Peer) -> bool {
+    pub(super) fn is_owner(&self, peer: &Peer) -> bool {
         match peer {
             // The owner-transfer session (which the runtime only accepts in
             // RFOTM) speaks for the owner until it closes, also after it
@@ -277,21 +300,21 @@ impl SecurityState {
             Code::POST => PERM_U,
             Code::PUT => super::acl2::PERM_C,
             Code::DELETE => PERM_D,
-            _ => return Access::Denied(Code::METHOD_NOT_ALLOWED),
+            _ => return Access::Denied(Denial::MethodNotAllowed),
         };
         if core && req.code == Code::GET {
             return Access::Allowed;
         }
         let r = peer.requester();
         if self.pstat.dos != Dos::Rfnop {
-            return Access::Denied(Code::SERVICE_UNAVAILABLE);
+            return Access::Denied(Denial::NotOperational);
         }
         if self.acl.permits(&r, href, true, needed) {
             Access::Allowed
         } else if r.secured {
-            Access::Denied(Code::FORBIDDEN)
+            Access::Denied(Denial::NotPermitted)
         } else {
-            Access::Denied(Code::UNAUTHORIZED)
+            Access::Denied(Denial::Unauthenticated)
         }
     }
 
@@ -305,337 +328,17 @@ impl SecurityState {
                 return Some(SvrOutcome::code(Code::FORBIDDEN));
             }
         }
-        let out = self.handle_svr(req, peer, multicast);
+        let before = self.before();
+        let mut out = self.handle_svr(req, peer, multicast);
+        if let Some(o) = &mut out {
+            o.transition = self.transition_since(before);
+        }
         if let (Peer::OwnerTransfer { session, .. }, Some(o)) = (peer, &out) {
             if o.persist && self.transfer.0.is_none() && !self.is_fresh() {
                 self.transfer = TransferBinding(Some(*session));
             }
         }
         out
-    }
-
-    fn handle_svr(&mut self, req: &Message, peer: &Peer, multicast: bool) -> Option<SvrOutcome> {
-        let path = req.uri_path();
-        let body = || crate::message::payload(req).ok();
-        let owner = self.is_owner(peer);
-        let writable = matches!(self.pstat.dos, Dos::Rfotm | Dos::Rfpro | Dos::Sreset);
-        Some(match (path.as_str(), req.code) {
-            ("/oic/sec/doxm", Code::GET) => {
-                if let Some(want) = req.uri_queries().find_map(|q| q.strip_prefix("owned=")) {
-                    let want = want.eq_ignore_ascii_case("true");
-                    if want != self.doxm.owned {
-                        return if multicast {
-                            None
-                        } else {
-                            Some(SvrOutcome::code(Code::BAD_REQUEST))
-                        };
-                    }
-                }
-                SvrOutcome::content(self.doxm_value())
-            }
-            ("/oic/sec/doxm", Code::POST) => {
-                if self.pstat.dos != Dos::Rfotm {
-                    return Some(SvrOutcome::code(Code::FORBIDDEN));
-                }
-                let Some(b) = body() else {
-                    return Some(SvrOutcome::code(Code::BAD_REQUEST));
-                };
-                self.post_doxm(&b, owner)
-            }
-            ("/oic/sec/pstat", Code::GET) if owner => SvrOutcome::content(self.pstat_value()),
-            ("/oic/sec/pstat", Code::POST) if owner => {
-                let Some(b) = body() else {
-                    return Some(SvrOutcome::code(Code::BAD_REQUEST));
-                };
-                self.post_pstat(&b)
-            }
-            ("/oic/sec/cred", Code::GET) if owner => {
-                SvrOutcome::content(cred_value(&self.cred, false))
-            }
-            ("/oic/sec/cred", Code::POST) if owner && writable => {
-                let Some(b) = body() else {
-                    return Some(SvrOutcome::code(Code::BAD_REQUEST));
-                };
-                self.post_cred(&b, peer)
-            }
-            ("/oic/sec/cred", Code::DELETE) if owner && writable => {
-                let before = self.cred.creds.len();
-                let q: Vec<&str> = req.uri_queries().collect();
-                let credid = q
-                    .iter()
-                    .find_map(|q| q.strip_prefix("credid="))
-                    .and_then(|v| v.parse::<u32>().ok());
-                let subject = q
-                    .iter()
-                    .find_map(|q| q.strip_prefix("subjectuuid="))
-                    .map(String::from);
-                self.cred.creds.retain(|c| match (credid, &subject) {
-                    (Some(id), _) => c.credid != id,
-                    (None, Some(s)) => &c.subjectuuid != s,
-                    (None, None) => false,
-                });
-                SvrOutcome {
-                    code: Code::DELETED,
-                    body: None,
-                    persist: true,
-                    creds_changed: before != self.cred.creds.len(),
-                }
-            }
-            ("/oic/sec/acl2", Code::GET) if owner => {
-                SvrOutcome::content(Value::serialized(&self.acl).unwrap_or(Value::Null))
-            }
-            ("/oic/sec/acl2", Code::POST) if owner && writable => {
-                let Some(b) = body() else {
-                    return Some(SvrOutcome::code(Code::BAD_REQUEST));
-                };
-                let aces = cbor::get(&b, "aclist2")
-                    .cloned()
-                    .map(|v| v.deserialized::<Vec<Ace>>());
-                let aces = match aces {
-                    Some(Ok(aces)) => aces,
-                    Some(Err(_)) => return Some(SvrOutcome::code(Code::BAD_REQUEST)),
-                    None => Vec::new(),
-                };
-                if self.acl.add(aces).is_err() {
-                    return Some(SvrOutcome::code(Code::REQUEST_ENTITY_TOO_LARGE));
-                }
-                if let Some(r) = uuid_field(&b, "rowneruuid") {
-                    self.acl.rowneruuid = r;
-                }
-                SvrOutcome::changed(false)
-            }
-            ("/oic/sec/acl2", Code::DELETE) if owner && writable => {
-                match req
-                    .uri_queries()
-                    .find_map(|q| q.strip_prefix("aceid="))
-                    .and_then(|v| v.parse::<u32>().ok())
-                {
-                    Some(id) => self.acl.aclist2.retain(|a| a.aceid != id),
-                    None => self.acl.aclist2.clear(),
-                }
-                SvrOutcome {
-                    code: Code::DELETED,
-                    body: None,
-                    persist: true,
-                    creds_changed: false,
-                }
-            }
-            ("/oic/sec/sdi", Code::GET)
-                if owner
-                    || self
-                        .acl
-                        .permits(&peer.requester(), "/oic/sec/sdi", false, PERM_R) =>
-            {
-                SvrOutcome::content(cbor::map([
-                    ("uuid", Value::Text(self.sdi.uuid.to_string())),
-                    ("name", Value::Text(self.sdi.name.clone())),
-                    ("priv", Value::Bool(self.sdi.privileged)),
-                ]))
-            }
-            ("/oic/sec/sdi", Code::POST) if owner && writable => {
-                let Some(b) = body() else {
-                    return Some(SvrOutcome::code(Code::BAD_REQUEST));
-                };
-                if let Some(u) = uuid_field(&b, "uuid") {
-                    self.sdi.uuid = u;
-                }
-                if let Some(n) = cbor::get(&b, "name").and_then(Value::as_text) {
-                    self.sdi.name = n.into();
-                }
-                if let Some(p) = cbor::get(&b, "priv").and_then(Value::as_bool) {
-                    self.sdi.privileged = p;
-                }
-                SvrOutcome::changed(false)
-            }
-            ("/oic/sec/sp", Code::GET) if owner => SvrOutcome::content(cbor::map([
-                ("supportedprofiles", cbor::text_array(&[SP_BASELINE])),
-                ("currentprofile", Value::Text(self.sp_current.clone())),
-            ])),
-            ("/oic/sec/sp", Code::POST) if owner && writable => {
-                let Some(b) = body() else {
-                    return Some(SvrOutcome::code(Code::BAD_REQUEST));
-                };
-                match cbor::get(&b, "currentprofile").and_then(Value::as_text) {
-                    Some(SP_BASELINE) | None => SvrOutcome::changed(false),
-                    Some(_) => SvrOutcome::code(Code::BAD_REQUEST),
-                }
-            }
-            (p, _)
-                if p.starts_with("/oic/sec/")
-                    && !matches!(
-                        p,
-                        "/oic/sec/doxm"
-                            | "/oic/sec/pstat"
-                            | "/oic/sec/cred"
-                            | "/oic/sec/acl2"
-                            | "/oic/sec/sdi"
-                            | "/oic/sec/sp"
-                    ) =>
-            {
-                SvrOutcome::code(Code::NOT_FOUND)
-            }
-            _ => match peer {
-                Peer::Anonymous => SvrOutcome::code(Code::UNAUTHORIZED),
-                _ => SvrOutcome::code(Code::FORBIDDEN),
-            },
-        })
-    }
-
-    /// The doxm representation.
-    pub fn doxm_value(&self) -> Value {
-        Value::serialized(&self.doxm)
-            .map(|mut v| {
-                if let Value::Map(m) = &mut v {
-                    m.insert(
-                        0,
-                        (Value::Text("rt".into()), cbor::text_array(&["oic.r.doxm"])),
-                    );
-                }
-                v
-            })
-            .unwrap_or(Value::Null)
-    }
-
-    /// The pstat representation.
-    pub fn pstat_value(&self) -> Value {
-        let p = &self.pstat;
-        cbor::map([
-            ("rt", cbor::text_array(&["oic.r.pstat"])),
-            (
-                "dos",
-                cbor::map([
-                    ("s", Value::Integer(p.dos.as_u8().into())),
-                    ("p", Value::Bool(p.pending)),
-                ]),
-            ),
-            ("isop", Value::Bool(p.isop)),
-            ("cm", Value::Integer(p.cm.into())),
-            ("tm", Value::Integer(p.tm.into())),
-            ("om", Value::Integer(p.om.into())),
-            ("sm", Value::Integer(p.sm.into())),
-            ("rowneruuid", Value::Text(p.rowneruuid.to_string())),
-        ])
-    }
-
-    fn post_doxm(&mut self, b: &Value, owner: bool) -> SvrOutcome {
-        let mut d = self.doxm.clone();
-        for (k, v) in b.as_map().into_iter().flatten() {
-            let k = k.as_text().unwrap_or("");
-            match (k, owner) {
-                ("oxmsel", _) => match v.as_integer().and_then(|i| u32::try_from(i).ok()) {
-                    Some(m) if d.oxms.contains(&m) => d.oxmsel = m,
-                    _ => return SvrOutcome::code(Code::BAD_REQUEST),
-                },
-                ("devowneruuid", true) | ("deviceuuid", true) | ("rowneruuid", true) => {
-                    let Some(u) = v.as_text().and_then(|s| s.parse::<Uuid>().ok()) else {
-                        return SvrOutcome::code(Code::BAD_REQUEST);
-                    };
-                    match k {
-                        "devowneruuid" => d.devowneruuid = u,
-                        "deviceuuid" => d.deviceuuid = u,
-                        _ => d.rowneruuid = u,
-                    }
-                }
-                ("owned", true) => match v.as_bool() {
-                    Some(o) => d.owned = o,
-                    None => return SvrOutcome::code(Code::BAD_REQUEST),
-                },
-                ("rt" | "if", _) => return SvrOutcome::code(Code::BAD_REQUEST),
-                (_, false) => return SvrOutcome::code(Code::UNAUTHORIZED),
-                _ => return SvrOutcome::code(Code::BAD_REQUEST),
-            }
-        }
-        if d.owned && !self.doxm.owned {
-            // Owned needs an owner: devowneruuid and its credential (OCF
-            // Security: the owner credential is provisioned before `owned`
-            // is set, DIGEST §6 steps 8 and 10).
-            if !self.has_owner_credential(d.devowneruuid) {
-                return SvrOutcome::code(Code::FORBIDDEN);
-            }
-        }
-        self.doxm = d;
-        SvrOutcome::changed(false)
-    }
-
-    fn post_pstat(&mut self, b: &Value) -> SvrOutcome {
-        if let Some(r) = uuid_field(b, "rowneruuid") {
-            self.pstat.rowneruuid = r;
-        }
-        if let Some(om) = cbor::get(b, "om")
-            .and_then(Value::as_integer)
-            .and_then(|i| u32::try_from(i).ok())
-        {
-            self.pstat.om = om;
-        }
-        if let Some(s) = cbor::get(b, "dos").and_then(|d| cbor::get(d, "s")) {
-            let Some(to) = s
-                .as_integer()
-                .and_then(|i| u8::try_from(i).ok())
-                .and_then(Dos::from_u8)
-            else {
-                return SvrOutcome::code(Code::BAD_REQUEST);
-            };
-            if !self.pstat.dos.can_enter(to)
-                || (self.pstat.dos == Dos::Rfotm
-                    && matches!(to, Dos::Rfpro | Dos::Rfnop)
-                    && !(self.doxm.owned && self.has_owner_credential(self.doxm.devowneruuid)))
-            {
-                return SvrOutcome::code(Code::FORBIDDEN);
-            }
-            if to == Dos::Reset {
-                self.reset();
-                return SvrOutcome::changed(true);
-            }
-            self.pstat.enter(to);
-        }
-        SvrOutcome::changed(false)
-    }
-
-    fn post_cred(&mut self, b: &Value, peer: &Peer) -> SvrOutcome {
-        let mut next = self.cred.clone();
-        if let Some(r) = uuid_field(b, "rowneruuid") {
-            next.rowneruuid = r.to_string();
-        }
-        let mut oscore_changed = false;
-        for c in cbor::get(b, "creds")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let Some(mut cred) = cred_from_value(c) else {
-                return SvrOutcome::code(Code::BAD_REQUEST);
-            };
-            if cred.oscore.as_ref().is_some_and(|o| o.ssn.is_some()) {
-                return SvrOutcome::code(Code::BAD_REQUEST); // ssn is read-only
-            }
-            // The owner credential of an owner transfer: the device puts in
-            // the PSK it derived itself; the key never crosses the wire.
-            if cred.cred_type() == CredType::PairwiseSymmetric {
-                if let Peer::OwnerTransfer { keys, .. } = peer {
-                    if cred.privatedata.as_ref().is_none_or(|p| p.data.is_empty()) {
-                        let psk = keys.owner_psk(&self.doxm.devowneruuid, &self.doxm.deviceuuid);
-                        cred.privatedata = Some(PrivateData::raw(&psk[..]));
-                    }
-                }
-            }
-            if cred.oscore().is_err() {
-                return SvrOutcome::code(Code::BAD_REQUEST);
-            }
-            oscore_changed |= matches!(
-                cred.cred_type(),
-                CredType::PairwiseOscore | CredType::SsmClient | CredType::SsmServer
-            );
-            if cred.credid == 0 {
-                let Some(id) = super::next_free_id(next.creds.iter().map(|c| c.credid)) else {
-                    return SvrOutcome::code(Code::REQUEST_ENTITY_TOO_LARGE);
-                };
-                cred.credid = id;
-            }
-            next.creds.retain(|c| c.credid != cred.credid);
-            next.creds.push(cred);
-        }
-        self.cred = next;
-        SvrOutcome::changed(oscore_changed)
     }
 
     /// The owner PSK the device holds for `owner` (credtype 1), if any.
@@ -647,106 +350,4 @@ impl SecurityState {
             .find(|c| c.cred_type() == CredType::PairwiseSymmetric && c.subjectuuid == owner)
             .and_then(|c| c.privatedata.as_ref()?.bytes().ok().map(|b| b.to_vec()))
     }
-}
-
-fn uuid_field(v: &Value, k: &str) -> Option<Uuid> {
-    cbor::get(v, k)?.as_text()?.parse().ok()
-}
-
-/// `/oic/sec/cred` as CBOR; private data only when `with_secrets` (never
-/// in a RETRIEVE).
-pub fn cred_value(c: &CredResource, with_secrets: bool) -> Value {
-    let creds = c
-        .creds
-        .iter()
-        .map(|cr| {
-            let mut m = vec![
-                ("credid", Value::Integer(cr.credid.into())),
-                ("subjectuuid", Value::Text(cr.subjectuuid.clone())),
-                ("credtype", Value::Integer(cr.credtype.as_u32().into())),
-            ];
-            if let (true, Some(p)) = (with_secrets, &cr.privatedata) {
-                if let Ok(b) = p.bytes() {
-                    m.push((
-                        "privatedata",
-                        cbor::map([
-                            ("data", Value::Bytes(b.to_vec())),
-                            ("encoding", Value::Text("oic.sec.encoding.raw".into())),
-                        ]),
-                    ));
-                }
-            }
-            if let Some(o) = &cr.oscore {
-                let mut om = Vec::new();
-                let t = cr.cred_type();
-                if let (Some(s), true) = (&o.senderid, t != CredType::SsmServer) {
-                    om.push(("senderid", Value::Text(s.clone())));
-                }
-                if let (Some(r), true) = (&o.recipientid, t != CredType::SsmClient) {
-                    om.push(("recipientid", Value::Text(r.clone())));
-                }
-                if let (Some(d), true) = (
-                    &o.desc,
-                    matches!(t, CredType::SsmClient | CredType::SsmServer),
-                ) {
-                    om.push(("desc", Value::Text(d.clone())));
-                }
-                if let (Some(n), true) = (
-                    o.ssn,
-                    matches!(t, CredType::SsmClient | CredType::PairwiseOscore),
-                ) {
-                    om.push(("ssn", Value::Integer(n.into())));
-                }
-                m.push(("oscore", cbor::map(om)));
-            }
-            cbor::map(m)
-        })
-        .collect();
-    cbor::map([
-        ("creds", Value::Array(creds)),
-        ("rowneruuid", Value::Text(c.rowneruuid.clone())),
-    ])
-}
-
-/// Decodes one credential of a cred POST (raw private data as a CBOR byte
-/// string, as the reference stack sends it, or text).
-pub fn cred_from_value(v: &Value) -> Option<Credential> {
-    let int = |k: &str| {
-        cbor::get(v, k)
-            .and_then(Value::as_integer)
-            .and_then(|i| u32::try_from(i).ok())
-    };
-    let privatedata = cbor::get(v, "privatedata").map(|p| {
-        let enc = cbor::get(p, "encoding")
-            .and_then(Value::as_text)
-            .unwrap_or("oic.sec.encoding.raw")
-            .to_string();
-        match cbor::get(p, "data") {
-            Some(Value::Bytes(b)) => PrivateData::raw(b),
-            Some(Value::Text(t)) if enc == "oic.sec.encoding.raw" => PrivateData::raw(t.as_bytes()),
-            Some(Value::Text(t)) => PrivateData {
-                data: t.clone(),
-                encoding: enc,
-            },
-            _ => PrivateData::raw(&[]),
-        }
-    });
-    let oscore = cbor::get(v, "oscore").map(|o| {
-        let text = |k: &str| cbor::get(o, k).and_then(Value::as_text).map(String::from);
-        OscoreFields {
-            senderid: text("senderid"),
-            recipientid: text("recipientid"),
-            ssn: cbor::get(o, "ssn")
-                .and_then(Value::as_integer)
-                .and_then(|i| u64::try_from(i).ok()),
-            desc: text("desc"),
-        }
-    });
-    Some(Credential {
-        credid: int("credid").unwrap_or(0),
-        subjectuuid: cbor::get(v, "subjectuuid")?.as_text()?.to_string(),
-        credtype: CredType::from_u32(int("credtype")?),
-        privatedata,
-        oscore,
-    })
 }

@@ -17,6 +17,12 @@ use crate::error::{describe_ssl, describe_stack, Error, Result};
 use crate::ffi::{self, TimeoutOutcome};
 use crate::pipe::{DatagramPipe, MAX_QUEUED_DATAGRAMS};
 
+mod key_material;
+mod record;
+
+pub use key_material::KeyMaterial;
+use record::has_short_protected_record;
+
 /// Worst-case per-record overhead of the supported suites in DTLS 1.2:
 /// 13-byte record header + CBC explicit IV (16) + HMAC-SHA256 (32) + padding
 /// (up to 16). CCM_8 needs less (13 + 8 nonce + 8 tag).
@@ -47,36 +53,6 @@ enum State {
     Established,
     Failed(Error),
     Closed,
-}
-
-/// Secrets and public values of an established session, for deriving OCF
-/// keys (e.g. the owner PSK after Random PIN owner transfer).
-///
-/// `Debug` shows the randoms and the cipher but never the master secret; the
-/// master secret is zeroized on drop.
-#[derive(Clone)]
-pub struct KeyMaterial {
-    /// The TLS 1.2 master secret. OpenSSL negotiates the extended master
-    /// secret (RFC 7627) when the peer supports it, in which case this is the
-    /// extended one; both ends always hold the same value.
-    pub master_secret: Zeroizing<[u8; 48]>,
-    /// ClientHello.random.
-    pub client_random: [u8; 32],
-    /// ServerHello.random.
-    pub server_random: [u8; 32],
-    /// Negotiated suite, OpenSSL name (e.g. `ECDHE-PSK-AES128-CBC-SHA256`).
-    pub cipher: String,
-}
-
-impl fmt::Debug for KeyMaterial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyMaterial")
-            .field("master_secret", &"<redacted>")
-            .field("client_random", &crate::Hex(&self.client_random))
-            .field("server_random", &crate::Hex(&self.server_random))
-            .field("cipher", &self.cipher)
-            .finish()
-    }
 }
 
 /// One DTLS 1.2 PSK session with one peer, without any socket.
@@ -521,33 +497,6 @@ impl DtlsSession {
             }
         }
     }
-}
-
-/// Smallest protected (epoch > 0) record body of the supported suites:
-/// CCM_8 = 8-byte explicit nonce + 8-byte tag; CBC-SHA256 needs 16 + 48.
-const MIN_PROTECTED_RECORD: usize = 16;
-
-/// True if some record in `datagram` is protected (epoch != 0) but shorter
-/// than any valid protected record.
-///
-/// RFC 6347 §4.1.2.7 says invalid records SHOULD be silently discarded, and
-/// OpenSSL does so for almost everything, but a CCM_8 record of 1..=15 bytes
-/// makes it fail the whole session with a fatal alert ("record layer
-/// failure") — one spoofed datagram would kill the session. Such records are
-/// never produced by a valid peer, so the datagram is dropped before OpenSSL
-/// sees it. (The same class of OpenSSL behaviour for bad Encrypt-then-MAC
-/// records is avoided by disabling EtM, see `base_context`.)
-fn has_short_protected_record(datagram: &[u8]) -> bool {
-    let mut rest = datagram;
-    while rest.len() >= 13 {
-        let epoch = u16::from_be_bytes([rest[3], rest[4]]);
-        let len = usize::from(u16::from_be_bytes([rest[11], rest[12]]));
-        if epoch != 0 && len > 0 && len < MIN_PROTECTED_RECORD {
-            return true;
-        }
-        rest = rest.get(13 + len..).unwrap_or(&[]);
-    }
-    false
 }
 
 fn is_want(e: &openssl::ssl::Error) -> bool {

@@ -3,22 +3,23 @@
 //! RETRIEVE, UPDATE and NOTIFY (Observe, RFC 7641), and the application of
 //! verified SSM updates.
 //!
-//! Access rule until the security model lands (issue 4): RETRIEVE and
-//! OBSERVE are open; UPDATE of an application resource needs an OSCORE-
-//! protected request (pair-wise by unicast, SSM by multicast). Multicast
-//! requests are only answered for discovery, and never with an error.
+//! Every request passes the security model ([`crate::security`]) when
+//! the device has one. Multicast requests are only answered for
+//! discovery, and never with an error. The core resources are in
+//! `core_resources.rs`.
 use crate::cbor;
 use crate::cred::CredType;
-use crate::discovery::{Endpoint, Link, BM_DISCOVERABLE, BM_OBSERVABLE, SSM_EP_V4, SSM_EP_V6};
 use crate::message::{self, check_version};
 pub use crate::observe::Channel;
 use crate::observe::Observers;
-use crate::resource::{Resource, UpdateError, IF_BASELINE, IF_LL, IF_R};
-use crate::security::{Access, Peer, SecurityState};
+use crate::resource::{Resource, UpdateError, IF_BASELINE};
+use crate::security::{Access, Denial, Peer, SecurityState, Transition};
 use crate::ssm::Accepted;
 use ciborium::Value;
 use ssm_coap::{Code, Message, MessageType, OptionNumber, CONTENT_FORMAT_CBOR};
 use uuid::Uuid;
+
+mod core_resources;
 
 /// Where the introspection data is served.
 pub const INTROSPECTION_DATA_HREF: &str = "/introspection/data";
@@ -124,6 +125,9 @@ pub struct Outcome {
     pub svr_changed: bool,
     /// OSCORE credentials changed: rebuild the live contexts.
     pub creds_changed: bool,
+    /// The onboarding transition the request made: what the runtime acts
+    /// on (events, a new PIN), instead of comparing states.
+    pub transition: Option<Transition>,
 }
 
 /// Why a verified SSM update was not applied.
@@ -135,13 +139,43 @@ pub enum SsmRefusal {
     /// The resource does not accept SSM.
     #[error("{0} does not accept SSM updates")]
     NotSsm(String),
-    /// The payload or a property is invalid.
+    /// The Content-Format / OCF version options are not acceptable (the
+    /// code a unicast request would get).
+    #[error("bad update: version options ({0})")]
+    Version(Code),
+    /// The payload does not decode (the code a unicast request would get).
+    #[error("bad update: payload ({0})")]
+    Payload(Code),
+    /// A property is invalid.
     #[error("bad update: {0}")]
-    Bad(String),
+    Update(#[from] UpdateError),
     /// The ACL does not let the sender UPDATE it, or the device is not in
     /// normal operation (RFNOP).
-    #[error("not authorised: {0}")]
-    Forbidden(String),
+    #[error(
+        "not authorised: {} for {} on {href}",
+        denial_code(*.denial),
+        .subject.map(|s| s.to_string()).unwrap_or_else(|| "?".into())
+    )]
+    Forbidden {
+        /// The sender (credential subject).
+        subject: Option<Uuid>,
+        /// The resource.
+        href: String,
+        /// Why.
+        denial: Denial,
+    },
+}
+
+/// The CoAP response code for an access-rule refusal (RFC 7252 §5.9.2,
+/// §5.9.3): 4.01 unauthenticated, 4.03 forbidden, 4.05 method not allowed,
+/// 5.03 outside normal operation.
+pub fn denial_code(d: Denial) -> Code {
+    match d {
+        Denial::MethodNotAllowed => Code::METHOD_NOT_ALLOWED,
+        Denial::NotOperational => Code::SERVICE_UNAVAILABLE,
+        Denial::Unauthenticated => Code::UNAUTHORIZED,
+        Denial::NotPermitted => Code::FORBIDDEN,
+    }
 }
 
 struct Entry {
@@ -191,6 +225,15 @@ impl Device {
     pub fn set_security(&mut self, s: SecurityState) {
         self.info.di = s.device_uuid();
         self.security = Some(s);
+    }
+
+    /// Owner-transfer session `session` ended (closed, failed, idle): see
+    /// [`SecurityState::owner_transfer_session_ended`]. Returns
+    /// [`Transition::OwnerTransferUndone`] when it undid the transfer
+    /// (persist the state, rebuild the contexts, show a new PIN).
+    pub fn owner_transfer_session_ended(&mut self, session: u64) -> Option<Transition> {
+        let sec = self.security.as_mut()?;
+        sec.owner_transfer_session_ended(session).transition()
     }
 
     /// The security resources, if the security model is on.
@@ -277,6 +320,7 @@ impl Device {
                 changed: None,
                 svr_changed: o.persist,
                 creds_changed: o.creds_changed,
+                transition: o.transition,
             };
         }
         if let Some(sec) = &self.security {
@@ -284,8 +328,8 @@ impl Device {
                 path.as_str(),
                 "/oic/res" | "/oic/d" | "/oic/p" | "/introspection" | INTROSPECTION_DATA_HREF
             );
-            if let Access::Denied(code) = sec.authorize(&meta.security.peer(), &path, req, core) {
-                return self.error(req, meta, code);
+            if let Access::Denied(d) = sec.authorize(&meta.security.peer(), &path, req, core) {
+                return self.error(req, meta, denial_code(d));
             }
         }
         match path.as_str() {
@@ -314,18 +358,17 @@ impl Device {
     /// Returns the changed href (or `None` if the value was already set).
     pub fn apply_ssm(&mut self, a: &Accepted) -> Result<Option<String>, SsmRefusal> {
         let req = &a.request;
-        check_version(req).map_err(|c| SsmRefusal::Bad(format!("version options ({c})")))?;
+        check_version(req).map_err(SsmRefusal::Version)?;
         let path = req.uri_path();
         if let Some(sec) = &self.security {
             // Authorised as coming from the credential's subject.
             let peer = Peer::Authenticated { subject: a.subject };
-            if let Access::Denied(code) = sec.authorize(&peer, &path, req, false) {
-                return Err(SsmRefusal::Forbidden(format!(
-                    "{code} for {} on {path}",
-                    a.subject
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| "?".into())
-                )));
+            if let Access::Denied(denial) = sec.authorize(&peer, &path, req, false) {
+                return Err(SsmRefusal::Forbidden {
+                    subject: a.subject,
+                    href: path,
+                    denial,
+                });
             }
         }
         let e = self
@@ -336,12 +379,9 @@ impl Device {
         if !e.ssm {
             return Err(SsmRefusal::NotSsm(path));
         }
-        let body = message::payload(req).map_err(|c| SsmRefusal::Bad(format!("payload ({c})")))?;
-        let props = update_props(&body).map_err(|u| SsmRefusal::Bad(u.to_string()))?;
-        let changed = e
-            .resource
-            .update(&props)
-            .map_err(|u| SsmRefusal::Bad(u.to_string()))?;
+        let body = message::payload(req).map_err(SsmRefusal::Payload)?;
+        let props = update_props(&body)?;
+        let changed = e.resource.update(&props)?;
         Ok(changed.then_some(path))
     }
 
@@ -389,238 +429,6 @@ impl Device {
         }
         Outcome {
             response: Some(reply(req, code)),
-            changed: None,
-            ..Default::default()
-        }
-    }
-
-    fn links(&self) -> Vec<Link> {
-        let anchor = Some(format!("ocf://{}", self.info.di));
-        let eps: Vec<Endpoint> = self
-            .endpoints
-            .iter()
-            .map(|e| Endpoint {
-                ep: e.clone(),
-                pri: Some(1),
-            })
-            .collect();
-        let core = |href: &str, rt: &str, ifs: &[&str]| Link {
-            anchor: anchor.clone(),
-            href: href.into(),
-            rt: vec![rt.into()],
-            interfaces: ifs.iter().map(|s| s.to_string()).collect(),
-            bm: BM_DISCOVERABLE,
-            eps: eps.clone(),
-        };
-        let mut links = vec![
-            core("/oic/res", "oic.wk.res", &[IF_LL, IF_BASELINE]),
-            core("/oic/d", "oic.wk.d", &[IF_R, IF_BASELINE]),
-            core("/oic/p", "oic.wk.p", &[IF_R, IF_BASELINE]),
-            core(
-                "/introspection",
-                "oic.wk.introspection",
-                &[IF_R, IF_BASELINE],
-            ),
-        ];
-        links[1].rt.push(self.info.device_type.clone());
-        for e in &self.entries {
-            let mut eps = eps.clone();
-            if e.ssm {
-                if self.ssm_v6 {
-                    eps.push(Endpoint {
-                        ep: SSM_EP_V6.into(),
-                        pri: None,
-                    });
-                }
-                if self.ssm_v4 {
-                    eps.push(Endpoint {
-                        ep: SSM_EP_V4.into(),
-                        pri: None,
-                    });
-                }
-            }
-            links.push(Link {
-                anchor: anchor.clone(),
-                href: e.href.clone(),
-                rt: e
-                    .resource
-                    .resource_types()
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-                interfaces: e
-                    .resource
-                    .interfaces()
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-                bm: BM_DISCOVERABLE | BM_OBSERVABLE,
-                eps,
-            });
-        }
-        links
-    }
-
-    fn discovery(&self, req: &Message, meta: &RequestMeta, iface: Option<&str>) -> Outcome {
-        if req.code != Code::GET {
-            return self.error(req, meta, Code::METHOD_NOT_ALLOWED);
-        }
-        let rt = req
-            .uri_queries()
-            .find_map(|q| q.strip_prefix("rt="))
-            .map(String::from);
-        let links: Vec<Link> = self
-            .links()
-            .into_iter()
-            .filter(|l| rt.as_ref().is_none_or(|rt| l.rt.iter().any(|x| x == rt)))
-            .filter(|l| match iface {
-                None | Some(IF_LL) | Some(IF_BASELINE) => true,
-                Some(i) => l.interfaces.iter().any(|x| x == i),
-            })
-            .collect();
-        if links.is_empty() {
-            return self.error(req, meta, Code::BAD_REQUEST);
-        }
-        let arr = Value::Array(links.iter().map(Link::to_value).collect());
-        let body = if iface == Some(IF_BASELINE) {
-            Value::Array(vec![cbor::map([
-                ("rt", cbor::text_array(&["oic.wk.res"])),
-                ("if", cbor::text_array(&[IF_LL, IF_BASELINE])),
-                ("n", Value::Text(self.info.name.clone())),
-                ("links", arr),
-            ])])
-        } else {
-            arr
-        };
-        let mut r = reply(req, Code::CONTENT);
-        message::set_payload(&mut r, &body);
-        Outcome {
-            response: Some(r),
-            changed: None,
-            ..Default::default()
-        }
-    }
-
-    fn oic_d(&self) -> Vec<(&'static str, Value)> {
-        vec![
-            (
-                "rt",
-                cbor::text_array(&["oic.wk.d", self.info.device_type.as_str()]),
-            ),
-            ("if", cbor::text_array(&[IF_R, IF_BASELINE])),
-            ("n", Value::Text(self.info.name.clone())),
-            ("di", Value::Text(self.info.di.to_string())),
-            ("icv", Value::Text("ocf.2.0.5".into())),
-            ("dmv", Value::Text("ocf.res.1.3.0,ocf.sh.1.3.0".into())),
-            ("piid", Value::Text(self.info.piid.to_string())),
-        ]
-    }
-
-    fn oic_p(&self) -> Vec<(&'static str, Value)> {
-        vec![
-            ("rt", cbor::text_array(&["oic.wk.p"])),
-            ("if", cbor::text_array(&[IF_R, IF_BASELINE])),
-            ("pi", Value::Text(self.info.pi.to_string())),
-            ("mnmn", Value::Text(self.info.mnmn.clone())),
-        ]
-    }
-
-    fn introspection_info(&self) -> Vec<(&'static str, Value)> {
-        let base = self
-            .endpoints
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "coap://localhost".into());
-        vec![
-            ("rt", cbor::text_array(&["oic.wk.introspection"])),
-            ("if", cbor::text_array(&[IF_R, IF_BASELINE])),
-            (
-                "urlInfo",
-                Value::Array(vec![cbor::map([
-                    (
-                        "url",
-                        Value::Text(format!("{base}{INTROSPECTION_DATA_HREF}")),
-                    ),
-                    ("protocol", Value::Text("coap".into())),
-                    ("content-type", Value::Text("application/cbor".into())),
-                    ("version", Value::Integer(1.into())),
-                ])]),
-            ),
-        ]
-    }
-
-    /// The Introspection Device Data: one swagger 2.0 document with the
-    /// paths and definitions of every application resource, at its href.
-    pub fn introspection_data(&self) -> serde_json::Value {
-        let mut paths = serde_json::Map::new();
-        let mut definitions = serde_json::Map::new();
-        let mut parameters = serde_json::Map::new();
-        for e in &self.entries {
-            let Some(doc) = e.resource.introspection() else {
-                continue;
-            };
-            if let Some(p) = doc
-                .get("paths")
-                .and_then(|p| p.as_object())
-                .and_then(|p| p.values().next())
-            {
-                paths.insert(e.href.clone(), p.clone());
-            }
-            for (k, v) in doc
-                .get("definitions")
-                .and_then(|d| d.as_object())
-                .into_iter()
-                .flatten()
-            {
-                definitions.insert(k.clone(), v.clone());
-            }
-            for (k, v) in doc
-                .get("parameters")
-                .and_then(|d| d.as_object())
-                .into_iter()
-                .flatten()
-            {
-                parameters.insert(k.clone(), v.clone());
-            }
-        }
-        serde_json::json!({
-            "swagger": "2.0",
-            "info": {
-                "title": self.info.name,
-                "version": env!("CARGO_PKG_VERSION"),
-                "x-license": "resource definitions: OCF Data Model License (see the OCF IoTDataModels repository)"
-            },
-            "schemes": ["coap"],
-            "consumes": ["application/vnd.ocf+cbor"],
-            "produces": ["application/vnd.ocf+cbor"],
-            "paths": paths,
-            "parameters": parameters,
-            "definitions": definitions,
-        })
-    }
-
-    fn core_get(
-        &self,
-        req: &Message,
-        meta: &RequestMeta,
-        iface: Option<&str>,
-        props: Vec<(&'static str, Value)>,
-    ) -> Outcome {
-        if req.code != Code::GET {
-            return self.error(req, meta, Code::METHOD_NOT_ALLOWED);
-        }
-        let props = match iface {
-            None | Some(IF_BASELINE) => props,
-            Some(IF_R) => props
-                .into_iter()
-                .filter(|(k, _)| *k != "rt" && *k != "if")
-                .collect(),
-            Some(_) => return self.error(req, meta, Code::BAD_REQUEST),
-        };
-        let mut r = reply(req, Code::CONTENT);
-        message::set_payload(&mut r, &props_map(props));
-        Outcome {
-            response: Some(r),
             changed: None,
             ..Default::default()
         }

@@ -1,0 +1,249 @@
+//! The core resources (OCF Core; DIGEST §2, §4): `/oic/res` (discovery
+//! links, with the SSM endpoints of REFERENCE-SSM §5), `/oic/d`, `/oic/p`,
+//! and the introspection resource and data.
+use super::{props_map, reply, Device, Outcome, RequestMeta, INTROSPECTION_DATA_HREF};
+use crate::cbor;
+use crate::discovery::{Endpoint, Link, BM_DISCOVERABLE, BM_OBSERVABLE, SSM_EP_V4, SSM_EP_V6};
+use crate::message;
+use crate::resource::{IF_BASELINE, IF_LL, IF_R};
+use ciborium::Value;
+use ssm_coap::{Code, Message};
+
+impl Device {
+    pub(super) fn links(&self) -> Vec<Link> {
+        let anchor = Some(format!("ocf://{}", self.info.di));
+        let eps: Vec<Endpoint> = self
+            .endpoints
+            .iter()
+            .map(|e| Endpoint {
+                ep: e.clone(),
+                pri: Some(1),
+            })
+            .collect();
+        let core = |href: &str, rt: &str, ifs: &[&str]| Link {
+            anchor: anchor.clone(),
+            href: href.into(),
+            rt: vec![rt.into()],
+            interfaces: ifs.iter().map(|s| s.to_string()).collect(),
+            bm: BM_DISCOVERABLE,
+            eps: eps.clone(),
+        };
+        let mut links = vec![
+            core("/oic/res", "oic.wk.res", &[IF_LL, IF_BASELINE]),
+            core("/oic/d", "oic.wk.d", &[IF_R, IF_BASELINE]),
+            core("/oic/p", "oic.wk.p", &[IF_R, IF_BASELINE]),
+            core(
+                "/introspection",
+                "oic.wk.introspection",
+                &[IF_R, IF_BASELINE],
+            ),
+        ];
+        links[1].rt.push(self.info.device_type.clone());
+        for e in &self.entries {
+            let mut eps = eps.clone();
+            if e.ssm {
+                if self.ssm_v6 {
+                    eps.push(Endpoint {
+                        ep: SSM_EP_V6.into(),
+                        pri: None,
+                    });
+                }
+                if self.ssm_v4 {
+                    eps.push(Endpoint {
+                        ep: SSM_EP_V4.into(),
+                        pri: None,
+                    });
+                }
+            }
+            links.push(Link {
+                anchor: anchor.clone(),
+                href: e.href.clone(),
+                rt: e
+                    .resource
+                    .resource_types()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                interfaces: e
+                    .resource
+                    .interfaces()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                bm: BM_DISCOVERABLE | BM_OBSERVABLE,
+                eps,
+            });
+        }
+        links
+    }
+
+    pub(super) fn discovery(
+        &self,
+        req: &Message,
+        meta: &RequestMeta,
+        iface: Option<&str>,
+    ) -> Outcome {
+        if req.code != Code::GET {
+            return self.error(req, meta, Code::METHOD_NOT_ALLOWED);
+        }
+        let rt = req
+            .uri_queries()
+            .find_map(|q| q.strip_prefix("rt="))
+            .map(String::from);
+        let links: Vec<Link> = self
+            .links()
+            .into_iter()
+            .filter(|l| rt.as_ref().is_none_or(|rt| l.rt.iter().any(|x| x == rt)))
+            .filter(|l| match iface {
+                None | Some(IF_LL) | Some(IF_BASELINE) => true,
+                Some(i) => l.interfaces.iter().any(|x| x == i),
+            })
+            .collect();
+        if links.is_empty() {
+            return self.error(req, meta, Code::BAD_REQUEST);
+        }
+        let arr = Value::Array(links.iter().map(Link::to_value).collect());
+        let body = if iface == Some(IF_BASELINE) {
+            Value::Array(vec![cbor::map([
+                ("rt", cbor::text_array(&["oic.wk.res"])),
+                ("if", cbor::text_array(&[IF_LL, IF_BASELINE])),
+                ("n", Value::Text(self.info.name.clone())),
+                ("links", arr),
+            ])])
+        } else {
+            arr
+        };
+        let mut r = reply(req, Code::CONTENT);
+        message::set_payload(&mut r, &body);
+        Outcome {
+            response: Some(r),
+            changed: None,
+            ..Default::default()
+        }
+    }
+
+    pub(super) fn oic_d(&self) -> Vec<(&'static str, Value)> {
+        vec![
+            (
+                "rt",
+                cbor::text_array(&["oic.wk.d", self.info.device_type.as_str()]),
+            ),
+            ("if", cbor::text_array(&[IF_R, IF_BASELINE])),
+            ("n", Value::Text(self.info.name.clone())),
+            ("di", Value::Text(self.info.di.to_string())),
+            ("icv", Value::Text("ocf.2.0.5".into())),
+            ("dmv", Value::Text("ocf.res.1.3.0,ocf.sh.1.3.0".into())),
+            ("piid", Value::Text(self.info.piid.to_string())),
+        ]
+    }
+
+    pub(super) fn oic_p(&self) -> Vec<(&'static str, Value)> {
+        vec![
+            ("rt", cbor::text_array(&["oic.wk.p"])),
+            ("if", cbor::text_array(&[IF_R, IF_BASELINE])),
+            ("pi", Value::Text(self.info.pi.to_string())),
+            ("mnmn", Value::Text(self.info.mnmn.clone())),
+        ]
+    }
+
+    pub(super) fn introspection_info(&self) -> Vec<(&'static str, Value)> {
+        let base = self
+            .endpoints
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "coap://localhost".into());
+        vec![
+            ("rt", cbor::text_array(&["oic.wk.introspection"])),
+            ("if", cbor::text_array(&[IF_R, IF_BASELINE])),
+            (
+                "urlInfo",
+                Value::Array(vec![cbor::map([
+                    (
+                        "url",
+                        Value::Text(format!("{base}{INTROSPECTION_DATA_HREF}")),
+                    ),
+                    ("protocol", Value::Text("coap".into())),
+                    ("content-type", Value::Text("application/cbor".into())),
+                    ("version", Value::Integer(1.into())),
+                ])]),
+            ),
+        ]
+    }
+
+    /// The Introspection Device Data: one swagger 2.0 document with the
+    /// paths and definitions of every application resource, at its href.
+    pub fn introspection_data(&self) -> serde_json::Value {
+        let mut paths = serde_json::Map::new();
+        let mut definitions = serde_json::Map::new();
+        let mut parameters = serde_json::Map::new();
+        for e in &self.entries {
+            let Some(doc) = e.resource.introspection() else {
+                continue;
+            };
+            if let Some(p) = doc
+                .get("paths")
+                .and_then(|p| p.as_object())
+                .and_then(|p| p.values().next())
+            {
+                paths.insert(e.href.clone(), p.clone());
+            }
+            for (k, v) in doc
+                .get("definitions")
+                .and_then(|d| d.as_object())
+                .into_iter()
+                .flatten()
+            {
+                definitions.insert(k.clone(), v.clone());
+            }
+            for (k, v) in doc
+                .get("parameters")
+                .and_then(|d| d.as_object())
+                .into_iter()
+                .flatten()
+            {
+                parameters.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::json!({
+            "swagger": "2.0",
+            "info": {
+                "title": self.info.name,
+                "version": env!("CARGO_PKG_VERSION"),
+                "x-license": "resource definitions: OCF Data Model License (see the OCF IoTDataModels repository)"
+            },
+            "schemes": ["coap"],
+            "consumes": ["application/vnd.ocf+cbor"],
+            "produces": ["application/vnd.ocf+cbor"],
+            "paths": paths,
+            "parameters": parameters,
+            "definitions": definitions,
+        })
+    }
+
+    pub(super) fn core_get(
+        &self,
+        req: &Message,
+        meta: &RequestMeta,
+        iface: Option<&str>,
+        props: Vec<(&'static str, Value)>,
+    ) -> Outcome {
+        if req.code != Code::GET {
+            return self.error(req, meta, Code::METHOD_NOT_ALLOWED);
+        }
+        let props = match iface {
+            None | Some(IF_BASELINE) => props,
+            Some(IF_R) => props
+                .into_iter()
+                .filter(|(k, _)| *k != "rt" && *k != "if")
+                .collect(),
+            Some(_) => return self.error(req, meta, Code::BAD_REQUEST),
+        };
+        let mut r = reply(req, Code::CONTENT);
+        message::set_payload(&mut r, &props_map(props));
+        Outcome {
+            response: Some(r),
+            changed: None,
+            ..Default::default()
+        }
+    }
+}

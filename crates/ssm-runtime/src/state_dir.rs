@@ -1,0 +1,297 @@
+//! A device's or client's state directory and its file layout, in one
+//! place for the device runtime, the clients and the CLI:
+//!
+//! | file | what |
+//! |---|---|
+//! | `device.json` | identity (UUID, name), written by the CLI |
+//! | `creds.json` | `/oic/sec/cred` in JSON (pre-shared credentials) |
+//! | `svr.json` | the security resources (doxm, pstat, cred, acl2, sp) |
+//! | `ssm-replay-floors.json` | the SSM replay floors, persisted before apply |
+//! | `pin` | the Random PIN shown while unowned (RFOTM) |
+//! | `device.lock` | held by the one device running on the directory |
+//! | `ssn-<credid>` | a sender's sequence numbers ([`FileSequenceStore`]) |
+//!
+//! Every file is owner-only ([`crate::store`]).
+use crate::store::{atomic_write, FileSequenceStore};
+use ssm_ocf::security::SecurityState;
+use ssm_ocf::ssm::ReplayFloors;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A state file that exists but cannot be decoded.
+#[derive(Debug)]
+pub struct Corrupt {
+    /// The file.
+    pub path: PathBuf,
+    /// Why it does not decode.
+    pub error: serde_json::Error,
+}
+
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.error)
+    }
+}
+
+impl std::error::Error for Corrupt {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl From<Corrupt> for io::Error {
+    fn from(c: Corrupt) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, c)
+    }
+}
+
+/// Loading a state file: it cannot be read, or it does not decode.
+#[derive(Debug)]
+pub enum LoadError {
+    /// Reading failed.
+    Io(io::Error),
+    /// It does not decode.
+    Corrupt(Corrupt),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Io(e) => e.fmt(f),
+            LoadError::Corrupt(c) => c.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LoadError::Io(e) => Some(e),
+            LoadError::Corrupt(c) => Some(c),
+        }
+    }
+}
+
+impl From<io::Error> for LoadError {
+    fn from(e: io::Error) -> Self {
+        LoadError::Io(e)
+    }
+}
+
+impl From<LoadError> for io::Error {
+    fn from(e: LoadError) -> io::Error {
+        match e {
+            LoadError::Io(e) => e,
+            LoadError::Corrupt(c) => c.into(),
+        }
+    }
+}
+
+/// A state directory (see the module doc for its files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// The state directory at `root` (nothing is created yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StateDir { root: root.into() }
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates the directory (owner-only) if it does not exist.
+    pub fn create(&self) -> io::Result<()> {
+        crate::store::create_private_dir(&self.root)
+    }
+
+    /// `device.json`: the identity.
+    pub fn identity_path(&self) -> PathBuf {
+        self.root.join("device.json")
+    }
+
+    /// `creds.json`: pre-shared credentials.
+    pub fn creds_path(&self) -> PathBuf {
+        self.root.join("creds.json")
+    }
+
+    /// `svr.json`: the security resources.
+    pub fn svr_path(&self) -> PathBuf {
+        self.root.join("svr.json")
+    }
+
+    /// `ssm-replay-floors.json`: the SSM replay floors.
+    pub fn floors_path(&self) -> PathBuf {
+        self.root.join("ssm-replay-floors.json")
+    }
+
+    /// `pin`: the Random PIN shown while unowned.
+    pub fn pin_path(&self) -> PathBuf {
+        self.root.join("pin")
+    }
+
+    /// `device.lock`: held by the running device.
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join("device.lock")
+    }
+
+    /// `ssn-<credid>`: the sequence numbers of the sender context of
+    /// credential `credid`.
+    pub fn sequence_path(&self, credid: u32) -> PathBuf {
+        self.root.join(format!("ssn-{credid}"))
+    }
+
+    /// The sequence-number store of credential `credid`.
+    pub fn sequence_store(&self, credid: u32) -> FileSequenceStore {
+        FileSequenceStore::new(self.sequence_path(credid))
+    }
+
+    /// Reads `svr.json`, if there is one (it is never created here; see
+    /// the CLI's `load_or_provision_security` for that).
+    pub fn load_security(&self) -> Result<Option<SecurityState>, LoadError> {
+        read_json(&self.svr_path())
+    }
+
+    /// Persists the security resources atomically to `svr.json`.
+    pub fn save_security(&self, s: &SecurityState) -> io::Result<()> {
+        atomic_write(
+            &self.svr_path(),
+            serde_json::to_string_pretty(s)
+                .map_err(io::Error::other)?
+                .as_bytes(),
+        )
+    }
+
+    /// Reads the replay floors; none persisted yet is an empty set.
+    pub fn load_floors(&self) -> Result<ReplayFloors, LoadError> {
+        Ok(read_json(&self.floors_path())?.unwrap_or_default())
+    }
+
+    /// Writes the PIN file (0600).
+    pub fn save_pin(&self, pin: &str) -> io::Result<()> {
+        atomic_write(&self.pin_path(), pin.as_bytes())
+    }
+
+    /// Removes the PIN file (none is fine).
+    pub fn remove_pin(&self) {
+        let _ = std::fs::remove_file(self.pin_path());
+    }
+
+    /// Takes the directory for one running device: a second device on the
+    /// same dir would keep its own copy of the security state and replay
+    /// floors and answer with the same sequence numbers' contexts. (Clients
+    /// on the dir, `ssm client`, share it safely through the sequence
+    /// store's lock.) The returned file holds the lock until dropped.
+    pub fn lock(&self) -> io::Result<std::fs::File> {
+        use std::io::{Read, Seek, Write};
+        let mut f = crate::store::private_options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.lock_path())?;
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = f.read_to_string(&mut pid);
+                let pid = pid.trim();
+                return Err(io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    format!(
+                        "{} is in use by another running device{}: stop it first (one device per state dir)",
+                        self.root.display(),
+                        if pid.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (pid {pid})")
+                        }
+                    ),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        f.set_len(0)?;
+        f.seek(io::SeekFrom::Start(0))?;
+        writeln!(f, "{}", std::process::id())?;
+        Ok(f)
+    }
+}
+
+/// `path` decoded from JSON; `None` if it does not exist.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, LoadError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => serde_json::from_str(&s).map(Some).map_err(|error| {
+            LoadError::Corrupt(Corrupt {
+                path: path.to_path_buf(),
+                error,
+            })
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LoadError::Io(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> StateDir {
+        let d = std::env::temp_dir().join(format!("ssm-statedir-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let d = StateDir::new(d);
+        d.create().unwrap();
+        d
+    }
+
+    #[test]
+    fn layout() {
+        let d = StateDir::new("/s");
+        assert_eq!(d.svr_path(), Path::new("/s/svr.json"));
+        assert_eq!(d.creds_path(), Path::new("/s/creds.json"));
+        assert_eq!(d.identity_path(), Path::new("/s/device.json"));
+        assert_eq!(d.floors_path(), Path::new("/s/ssm-replay-floors.json"));
+        assert_eq!(d.pin_path(), Path::new("/s/pin"));
+        assert_eq!(d.lock_path(), Path::new("/s/device.lock"));
+        assert_eq!(d.sequence_path(7), Path::new("/s/ssn-7"));
+    }
+
+    #[test]
+    fn missing_files_are_empty_corrupt_ones_errors() {
+        let d = tmp("load");
+        assert!(d.load_security().unwrap().is_none());
+        assert!(d.load_floors().unwrap().0.is_empty());
+        std::fs::write(d.svr_path(), "{").unwrap();
+        std::fs::write(d.floors_path(), "[").unwrap();
+        let e = d.load_security().unwrap_err();
+        assert!(matches!(e, LoadError::Corrupt(_)), "{e}");
+        assert!(e.to_string().contains("svr.json"), "{e}");
+        assert!(matches!(d.load_floors(), Err(LoadError::Corrupt(_))));
+        let s = SecurityState::new(ssm_ocf::Uuid::from_u128(1));
+        d.save_security(&s).unwrap();
+        assert_eq!(
+            d.load_security().unwrap().unwrap().device_uuid(),
+            s.device_uuid()
+        );
+        let _ = std::fs::remove_dir_all(d.path());
+    }
+
+    #[test]
+    fn one_lock_per_dir() {
+        let d = tmp("lock");
+        let held = d.lock().unwrap();
+        let e = d.lock().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ResourceBusy);
+        assert!(
+            e.to_string().contains(&std::process::id().to_string()),
+            "{e}"
+        );
+        drop(held);
+        d.lock().unwrap();
+        let _ = std::fs::remove_dir_all(d.path());
+    }
+}
