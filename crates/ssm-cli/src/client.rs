@@ -13,9 +13,8 @@ use ssm_ocf::{cbor, message, Uuid};
 use ssm_runtime::client::{
     describe, discover, request, socket_for, MulticastScope, MulticastTargets, SsmSender,
 };
-use ssm_runtime::netif::NetIf;
 use ssm_runtime::store::FileSequenceStore;
-use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::net::{SocketAddr, SocketAddrV6};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -148,27 +147,7 @@ enum OnOff {
 
 /// Parses `coap://host:port` (IPv6 in brackets, optional `%zone`).
 pub fn parse_ep(ep: &str) -> Result<SocketAddr> {
-    let with_scheme = if ep.starts_with("coap://") {
-        ep.to_string()
-    } else {
-        format!("coap://{ep}")
-    };
-    let (host, port) = ssm_ocf::discovery::split_ep(&with_scheme)
-        .ok_or_else(|| crate::usage!("{ep:?} is not coap://host:port"))?;
-    if let Some((addr, zone)) = host.split_once('%') {
-        let ip: std::net::Ipv6Addr = addr
-            .parse()
-            .map_err(|e| crate::usage!("bad address in {ep}: {e}"))?;
-        let index = NetIf::by_name(zone)
-            .map(|i| i.index)
-            .or_else(|_| zone.parse::<u32>())
-            .map_err(|_| crate::usage!("unknown zone {zone} in {ep}"))?;
-        return Ok(SocketAddr::V6(SocketAddrV6::new(ip, port, 0, index)));
-    }
-    let ip: IpAddr = host
-        .parse()
-        .map_err(|e| crate::usage!("bad address in {ep}: {e}"))?;
-    Ok(SocketAddr::new(ip, port))
+    ssm_runtime::netif::parse_ep(ep).map_err(|e| crate::usage!("{e}"))
 }
 
 /// A pair-wise OSCORE (credtype 64) client over `sock`, its sequence

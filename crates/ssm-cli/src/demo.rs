@@ -12,11 +12,13 @@
 //!    multicast UPDATE; every light applies it; its state is confirmed by a
 //!    unicast RETRIEVE (pair-wise OSCORE) and by an OBSERVE notification.
 //! 4. A replayed and a forged datagram are shown rejected by every light.
-use crate::obt::{onboard_many, sync_devices, Link};
+use crate::obt::{engine_err, progress};
 use anyhow::{anyhow, bail, Context, Result};
 use ciborium::Value;
 use ssm_coap::{Code, MessageType, Token};
+use ssm_obt::engine::{onboard_many, rng, sync_devices, OnboardJob, Reach};
 use ssm_obt::store::{DeviceRecord, Store};
+use ssm_obt::DeviceRole;
 use ssm_ocf::cred::CredType;
 use ssm_ocf::device::{Device, DeviceInfo};
 use ssm_ocf::security::SecurityState;
@@ -305,14 +307,21 @@ async fn demo(args: &Args, dir: &Path) -> Result<bool> {
         .iter()
         .map(|(id, ep)| {
             let (name, role) = match by_uuid[id] {
-                Some(i) => (lights[i].name.clone(), "light"),
-                None => ("wall-switch".to_string(), "switch"),
+                Some(i) => (lights[i].name.clone(), DeviceRole::Light),
+                None => ("wall-switch".to_string(), DeviceRole::Switch),
             };
-            (*ep, pins[id].clone(), Some(name), role.to_string())
+            OnboardJob {
+                peer: *ep,
+                pin: pins[id].clone(),
+                name: Some(name),
+                role,
+            }
         })
         .collect();
     let (mut store, report) =
-        onboard_many(store, obt, &domain_name, work, 8, show_progress).await?;
+        onboard_many(store, obt, &domain_name, work, 8, &progress(show_progress))
+            .await
+            .map_err(engine_err)?;
     let failed: Vec<String> = report
         .iter()
         .filter_map(|(ep, r)| r.as_ref().err().map(|e| format!("{ep}: {e}")))
@@ -353,12 +362,21 @@ async fn demo(args: &Args, dir: &Path) -> Result<bool> {
     let t_grant = Instant::now();
     let ids: Vec<Uuid> = light_recs.iter().map(|r| r.uuid).collect();
     let affected = store.grant_lights(&switch_rec.uuid, &ids, &mut rng)?;
-    let link = Link {
+    let reach = Reach {
         iface: iface.clone(),
         port: args.port,
         ipv6: v6,
     };
-    let synced = sync_devices(&mut store, obt, &affected, &link, 8, false).await?;
+    let synced = sync_devices(
+        &mut store,
+        obt,
+        &affected,
+        &reach,
+        8,
+        &ssm_obt::engine::no_progress,
+    )
+    .await
+    .map_err(engine_err)?;
     let failures: Vec<String> = synced
         .iter()
         .filter_map(|r| r.outcome.as_ref().err().map(|e| format!("{}: {e}", r.name)))
@@ -641,12 +659,6 @@ async fn notifications(lights: &mut [Light], value: bool, limit: Duration) -> Re
         }
     }
     Ok(got)
-}
-
-fn rng(b: &mut [u8]) {
-    for chunk in b.chunks_mut(32) {
-        chunk.copy_from_slice(&random_bytes::<32>()[..chunk.len()]);
-    }
 }
 
 fn hex_id() -> String {

@@ -1,6 +1,18 @@
 //! Devices: records, states, owner PSKs.
 use super::*;
 
+/// A role or state column: the text the schema keeps, parsed at the store
+/// boundary (an unknown text is a corrupt row, reported as such).
+fn text_column<T>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr<Err = crate::model::UnknownName>,
+{
+    let s: String = r.get(i)?;
+    s.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
 impl Store {
     /// Records an onboarded device (one transaction with its audit entry).
     pub fn add_device(&mut self, d: &DeviceRecord, owner_psk: &[u8; 16]) -> Result<(), StoreError> {
@@ -8,12 +20,12 @@ impl Store {
         let tx = self.conn.transaction().map_err(&sq)?;
         tx.execute(
             "INSERT OR REPLACE INTO devices (uuid, name, endpoint, role, state, owner_psk, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![d.uuid.to_string(), d.name, d.endpoint, d.role, d.state, &owner_psk[..], d.last_seen],
+            params![d.uuid.to_string(), d.name, d.endpoint, d.role.as_str(), d.state.as_str(), &owner_psk[..], d.last_seen],
         )
         .map_err(&sq)?;
         audit_on(
             &tx,
-            if d.state == "onboarding" {
+            if d.state == DeviceState::Onboarding {
                 "onboarding"
             } else {
                 "onboard"
@@ -25,12 +37,12 @@ impl Store {
     }
 
     /// Updates a device's state (and audits it).
-    pub fn set_state(&mut self, uuid: &Uuid, state: &str) -> Result<(), StoreError> {
+    pub fn set_state(&mut self, uuid: &Uuid, state: DeviceState) -> Result<(), StoreError> {
         let n = self
             .conn
             .execute(
                 "UPDATE devices SET state = ?2, updated = CURRENT_TIMESTAMP WHERE uuid = ?1",
-                params![uuid.to_string(), state],
+                params![uuid.to_string(), state.as_str()],
             )
             .map_err(|e| StoreError::Sqlite {
                 path: self.path.clone(),
@@ -55,8 +67,8 @@ impl Store {
                     uuid: r.get::<_, String>(0)?.parse().unwrap_or(Uuid::nil()),
                     name: r.get(1)?,
                     endpoint: r.get(2)?,
-                    role: r.get(3)?,
-                    state: r.get(4)?,
+                    role: text_column(r, 3)?,
+                    state: text_column(r, 4)?,
                     last_seen: r.get(5)?,
                 })
             })
@@ -159,8 +171,8 @@ impl Store {
         let sq = sqlite_err(self.path.clone());
         let tx = self.conn.transaction().map_err(&sq)?;
         tx.execute(
-            "DELETE FROM devices WHERE uuid = ?1 AND state = 'onboarding'",
-            params![uuid.to_string()],
+            "DELETE FROM devices WHERE uuid = ?1 AND state = ?2",
+            params![uuid.to_string(), DeviceState::Onboarding.as_str()],
         )
         .map_err(&sq)?;
         audit_on(&tx, "onboarding-undone", &uuid.to_string()).map_err(&sq)?;

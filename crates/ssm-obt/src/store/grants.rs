@@ -4,8 +4,12 @@ use super::*;
 pub(super) fn mark_stale(c: &Connection, uuids: &[Uuid]) -> rusqlite::Result<()> {
     for u in uuids {
         c.execute(
-            "UPDATE devices SET state = 'stale', updated = CURRENT_TIMESTAMP WHERE uuid = ?1 AND state != 'onboarding'",
-            params![u.to_string()],
+            "UPDATE devices SET state = ?2, updated = CURRENT_TIMESTAMP WHERE uuid = ?1 AND state != ?3",
+            params![
+                u.to_string(),
+                DeviceState::Stale.as_str(),
+                DeviceState::Onboarding.as_str()
+            ],
         )?;
     }
     Ok(())

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+pub use crate::model::{DeviceRole, DeviceState};
+
 mod audit;
 mod devices;
 mod grants;
@@ -58,13 +60,13 @@ pub struct DeviceRecord {
     pub name: String,
     /// Last known unicast endpoint.
     pub endpoint: String,
-    /// `light` or `switch`.
-    pub role: String,
+    /// Light or switch.
+    pub role: DeviceRole,
     /// `onboarding` (PIN session stood; the OBT has not seen the transfer
     /// end), `owned` (nothing to provision), `provisioned` (holds what the
     /// domain says), `stale` (the domain changed; the device has not been
     /// brought up to date yet: `ssm obt sync`).
-    pub state: String,
+    pub state: DeviceState,
     /// When the OBT last completed an exchange with it (UTC), if ever.
     pub last_seen: Option<String>,
 }

@@ -65,8 +65,8 @@ fn lifecycle_lock_and_versions() {
             uuid: Uuid::from_u128(5),
             name: "light 1".into(),
             endpoint: "coap://127.0.0.1:1".into(),
-            role: "light".into(),
-            state: "owned".into(),
+            role: DeviceRole::Light,
+            state: DeviceState::Owned,
             last_seen: None,
         };
         s.add_device(&d, &[7; 16]).unwrap();
@@ -127,8 +127,8 @@ fn dev(s: &mut Store, n: u128, role: &str) -> Uuid {
         uuid: Uuid::from_u128(n),
         name: format!("{role}-{n}"),
         endpoint: format!("coap://127.0.0.1:{n}"),
-        role: role.into(),
-        state: "owned".into(),
+        role: role.parse().unwrap(),
+        state: DeviceState::Owned,
         last_seen: None,
     };
     s.add_device(&d, &[n as u8; 16]).unwrap();
@@ -139,7 +139,7 @@ fn states(s: &Store) -> Vec<(String, String)> {
     s.devices()
         .unwrap()
         .into_iter()
-        .map(|d| (d.name, d.state))
+        .map(|d| (d.name, d.state.to_string()))
         .collect()
 }
 
