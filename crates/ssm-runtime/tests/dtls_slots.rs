@@ -20,7 +20,7 @@ mod common;
 use common::tempdir;
 use ssm_dtls::{connect, DtlsConfig, DtlsSession};
 use ssm_ocf::device::{Device, DeviceInfo};
-use ssm_ocf::obt::{owner_transfer, Channel};
+use ssm_ocf::onboarding::{owner_transfer, Channel};
 use ssm_ocf::security::otm::pin_psk;
 use ssm_ocf::security::pstat::DeviceOnboardingState as Dos;
 use ssm_ocf::security::SecurityState;

@@ -18,7 +18,7 @@ pub struct Synced {
     /// Its UUID.
     pub uuid: Uuid,
     /// What changed on it, or why it is still stale.
-    pub outcome: Result<ssm_ocf::obt::Reconciliation, String>,
+    pub outcome: Result<ssm_ocf::onboarding::Reconciliation, String>,
 }
 
 /// Brings `uuids` up to date with the domain: lights first (so that the
