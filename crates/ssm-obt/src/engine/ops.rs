@@ -278,3 +278,104 @@ pub async fn rekey(
     let synced = sync_devices(s, obt, &members, reach, jobs, progress).await?;
     Ok(Rekeyed { epoch, synced })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    fn store(name: &str) -> Store {
+        let d = std::env::temp_dir().join(format!("ssm-engine-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        Store::init(&d.join("domain.sqlite"), Uuid::from_u128(1), "t").unwrap()
+    }
+
+    fn add(s: &mut Store, n: u128, role: DeviceRole) {
+        let d = DeviceRecord {
+            uuid: Uuid::from_u128(n),
+            name: format!("{role}-{n}"),
+            endpoint: format!("coap://127.0.0.1:{n}"),
+            role,
+            state: DeviceState::Owned,
+            last_seen: None,
+        };
+        s.add_device(&d, &[n as u8; 16]).unwrap();
+    }
+
+    /// The requests the engine refuses before touching a device: no light
+    /// named (a usage error), none in the domain, a grant to a light, a
+    /// rekey before any group; none of them changes the store.
+    #[tokio::test]
+    async fn refused_requests_change_nothing() {
+        let mut s = store("refused");
+        let reach = Reach {
+            iface: "lo".into(),
+            port: 1,
+            ipv6: false,
+        };
+        assert!(matches!(
+            lights_of(&s, &[], true),
+            Err(EngineError::NoLights)
+        ));
+        let e = lights_of(&s, &[], false).unwrap_err();
+        assert!(matches!(e, EngineError::NoLightsNamed) && e.is_usage());
+        add(&mut s, 10, DeviceRole::Light);
+        add(&mut s, 11, DeviceRole::Light);
+        add(&mut s, 20, DeviceRole::Switch);
+        let all = lights_of(&s, &[], true).unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(all.iter().all(|d| d.role == DeviceRole::Light));
+        let audit = s.audit_len().unwrap();
+        let e = grant(
+            &mut s,
+            "light-10",
+            &[],
+            true,
+            &reach,
+            1,
+            &super::super::no_progress,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            EngineError::NotASwitch {
+                role: DeviceRole::Light,
+                ..
+            }
+        ));
+        assert!(!e.is_usage());
+        let e = revoke(
+            &mut s,
+            "switch-20",
+            &[],
+            true,
+            &reach,
+            1,
+            &super::super::no_progress,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, EngineError::NoGrants(_)));
+        let e = rekey(&mut s, &reach, 1, &super::super::no_progress)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, EngineError::NoGroup));
+        assert!(matches!(
+            grant(
+                &mut s,
+                "nobody",
+                &[],
+                true,
+                &reach,
+                1,
+                &super::super::no_progress
+            )
+            .await,
+            Err(EngineError::Store(StoreError::UnknownDevice(_)))
+        ));
+        assert_eq!(s.audit_len().unwrap(), audit);
+        assert!(s.grants().unwrap().is_empty());
+        assert!(s.group().unwrap().is_none());
+    }
+}

@@ -313,3 +313,50 @@ fn migrates_a_version_1_domain() {
         .unwrap();
     assert_eq!(v, SCHEMA_VERSION);
 }
+
+/// The typed role and state are the schema's text, unchanged: a domain
+/// written before the types reads back, and what is written now is the
+/// same words in the same columns. A row with an unknown word is refused
+/// as corrupt, not read as something else.
+#[test]
+fn role_and_state_are_the_same_sql_text() {
+    let p = tmp("text");
+    let mut s = Store::init(&p, Uuid::from_u128(1), "hall").unwrap();
+    let sw = dev(&mut s, 20, "switch");
+    let l = dev(&mut s, 10, "light");
+    s.set_state(&sw, DeviceState::Stale).unwrap();
+    s.set_state(&l, DeviceState::Provisioned).unwrap();
+    let raw = |s: &Store, u: &Uuid| -> (String, String) {
+        s.conn
+            .query_row(
+                "SELECT role, state FROM devices WHERE uuid = ?1",
+                params![u.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    };
+    assert_eq!(raw(&s, &sw), ("switch".into(), "stale".into()));
+    assert_eq!(raw(&s, &l), ("light".into(), "provisioned".into()));
+    let d = s.device("switch-20").unwrap();
+    assert_eq!((d.role, d.state), (DeviceRole::Switch, DeviceState::Stale));
+    // The onboarding record and its settlement use the same words.
+    let rec = DeviceRecord {
+        uuid: Uuid::from_u128(30),
+        name: "new".into(),
+        endpoint: "coap://127.0.0.1:30".into(),
+        role: DeviceRole::Light,
+        state: DeviceState::Onboarding,
+        last_seen: None,
+    };
+    s.add_device(&rec, &[3; 16]).unwrap();
+    assert_eq!(raw(&s, &rec.uuid).1, "onboarding");
+    s.forget_onboarding(&rec.uuid).unwrap();
+    assert!(s.device("new").is_err());
+    s.conn
+        .execute(
+            "UPDATE devices SET state = 'lost' WHERE uuid = ?1",
+            params![l.to_string()],
+        )
+        .unwrap();
+    assert!(matches!(s.devices(), Err(StoreError::Sqlite { .. })));
+}
