@@ -2,7 +2,7 @@
 //! onboarding, SSM provisioning, the switch's application, ON/OFF rounds,
 //! attacks.
 use super::{collect, drain, ms, notifications, on_off, read_back, switch_value, Args, Light, Out};
-use crate::obt::{engine_err, progress};
+use crate::engine_ui::{engine_err, progress};
 use anyhow::{anyhow, bail, Context, Result};
 use ssm_coap::{Code, MessageType, Token};
 use ssm_obt::engine::{onboard_many, rng, sync_devices, OnboardJob, Reach};

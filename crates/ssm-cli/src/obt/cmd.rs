@@ -3,7 +3,7 @@
 use super::args::{Cmd, Link, Work};
 use super::{engine_err, progress, read_pin, report_sync};
 use anyhow::{bail, Context, Result};
-use ssm_obt::engine::{self, OnboardJob, SyncScope};
+use ssm_obt::engine::{self, OnboardJob, OnboardSource, SyncScope};
 use ssm_obt::store::Store;
 use ssm_obt::DeviceRole;
 use ssm_runtime::obt::zero_free_uuid;
@@ -88,54 +88,39 @@ pub(super) async fn onboard(path: &Path, c: Cmd, json: bool) -> Result<bool> {
         unreachable!("onboard is called for Cmd::Onboard")
     };
     let role: DeviceRole = role.parse().map_err(|e| crate::usage!("--role: {e}"))?;
-    let mut s = Store::open(path)?;
-    let (obt, domain_name) = s.obt()?;
-    let settled = engine::settle_onboarding(&mut s, obt)
-        .await
-        .map_err(engine_err)?;
-    let (work, mut report) = if all {
+    let s = Store::open(path)?;
+    let table;
+    let source = if all {
         let pins = pins.ok_or_else(|| {
             crate::usage!("--all needs --pins FILE with `<device uuid> <PIN>` lines")
         })?;
-        let table = std::fs::read_to_string(&pins)
+        table = std::fs::read_to_string(&pins)
             .with_context(|| format!("cannot read {}", pins.display()))?;
-        engine::plan_sheet(&table, &link.reach(), role)
-            .await
-            .map_err(engine_err)?
+        OnboardSource::Sheet {
+            sheet: &table,
+            role,
+        }
     } else {
         let ep = ep.ok_or_else(|| crate::usage!("give the device endpoint, or --all"))?;
         let pin = read_pin(pin, pin_file)?;
         let peer = crate::client::parse_ep(&ep)?;
-        let job = OnboardJob {
+        OnboardSource::One(OnboardJob {
             peer,
             pin,
             name,
             role,
-        };
-        (vec![job], Vec::new())
+        })
     };
-    let (mut s, done) = engine::onboard_many(
+    let (s, r) = engine::onboard(
         s,
-        obt,
-        &domain_name,
-        work,
+        source,
+        &link.reach(),
         jobs as usize,
         &progress(!json && all),
     )
     .await
     .map_err(engine_err)?;
-    report.extend(done);
-    // Interrupted earlier onboardings the devices confirmed: finish them.
-    let synced = engine::sync_devices(
-        &mut s,
-        obt,
-        &settled,
-        &link.reach(),
-        jobs as usize,
-        &engine::no_progress,
-    )
-    .await
-    .map_err(engine_err)?;
+    let (report, synced) = (r.devices, r.resumed);
     let ok = report.iter().filter(|r| r.1.is_ok()).count();
     let names: Vec<Option<String>> = report
         .iter()

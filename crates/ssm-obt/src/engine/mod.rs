@@ -19,7 +19,10 @@ mod onboard;
 mod ops;
 mod sync;
 
-pub use onboard::{onboard_many, plan_sheet, settle_onboarding, OnboardJob, Onboarding};
+pub use onboard::{
+    onboard, onboard_many, plan_sheet, settle_onboarding, OnboardJob, OnboardReport, OnboardSource,
+    Onboarding,
+};
 pub use ops::{
     discover, grant, lights_of, offboard, rekey, revoke, sync, Discovered, Granted, Offboarded,
     Rekeyed, Revoked, SyncScope,

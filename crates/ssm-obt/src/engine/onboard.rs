@@ -5,7 +5,7 @@
 //! `owned`. A record left `onboarding` (a crash, a lost last answer) is
 //! settled later by asking the device whether it accepts the stored owner
 //! key ([`settle_onboarding`]).
-use super::{EngineError, Progress, Reach};
+use super::{sync_devices, EngineError, Progress, Reach, Synced};
 use crate::store::{DeviceRecord, Store};
 use crate::{DeviceRole, DeviceState};
 use ssm_runtime::obt::{onboard_with, owns, zero_free_uuid, Onboarded};
@@ -220,4 +220,53 @@ async fn onboard_one(
         }
     }
     Ok((ep, r))
+}
+
+/// Where the devices to onboard come from.
+#[derive(Debug, Clone)]
+pub enum OnboardSource<'a> {
+    /// One device, its endpoint and PIN given.
+    One(OnboardJob),
+    /// Every unowned device found on the link that a commissioning sheet
+    /// has a row for (see [`plan_sheet`]).
+    Sheet {
+        /// The sheet's text.
+        sheet: &'a str,
+        /// The role of rows that name none.
+        role: DeviceRole,
+    },
+}
+
+/// What `onboard` did.
+#[derive(Debug)]
+pub struct OnboardReport {
+    /// Per device: its endpoint and new UUID, or why it was not onboarded
+    /// (devices the sheet cannot onboard first).
+    pub devices: Vec<Onboarding>,
+    /// Interrupted earlier onboardings the devices confirmed, brought up
+    /// to date.
+    pub resumed: Vec<Synced>,
+}
+
+/// Onboarding as `ssm obt onboard` does it: interrupted onboardings are
+/// settled first, then the devices of `source` are onboarded (at most
+/// `jobs` at once), then the settled ones are synced.
+pub async fn onboard(
+    s: Store,
+    source: OnboardSource<'_>,
+    reach: &Reach,
+    jobs: usize,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<(Store, OnboardReport), EngineError> {
+    let mut s = s;
+    let (obt, domain_name) = s.obt()?;
+    let settled = settle_onboarding(&mut s, obt).await?;
+    let (work, mut devices) = match source {
+        OnboardSource::One(job) => (vec![job], Vec::new()),
+        OnboardSource::Sheet { sheet, role } => plan_sheet(sheet, reach, role).await?,
+    };
+    let (mut s, done) = onboard_many(s, obt, &domain_name, work, jobs, progress).await?;
+    devices.extend(done);
+    let resumed = sync_devices(&mut s, obt, &settled, reach, jobs, &super::no_progress).await?;
+    Ok((s, OnboardReport { devices, resumed }))
 }
