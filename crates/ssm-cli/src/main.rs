@@ -5,6 +5,7 @@ mod client;
 mod creds;
 mod demo;
 mod device;
+mod engine_ui;
 mod examples;
 mod obt;
 mod state;

@@ -1,4 +1,6 @@
-//! The onboarding tool (OBT) application layer: the secure-domain store.
+//! The onboarding tool (OBT) as a library: the secure-domain store
+//! ([`store`]) and the engine that works on devices ([`engine`]: onboard,
+//! grant, revoke, rekey, offboard, sync); `ssm obt` only parses and prints.
 //!
 //! One SQLite file (bundled SQLite, WAL, busy timeout) holds the OBT's
 //! identity, the devices it owns with their owner PSKs, the SSM group
@@ -8,6 +10,12 @@
 //! process on the same domain gets a clear "locked" error (an exclusive
 //! lock on `<domain>.lock`). Every multi-step change is one transaction.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+pub mod engine;
+pub mod model;
 pub mod plan;
 pub mod store;
+
+pub use engine::Reach;
+pub use model::{DeviceRole, DeviceState};

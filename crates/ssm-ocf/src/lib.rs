@@ -16,8 +16,8 @@
 //!   resource, never answer) and the sender.
 //! * [`security`]: `/oic/sec/doxm`, `pstat`, `cred`, `acl2`, `sdi` and the
 //!   access rule every request passes (DIGEST §5); owner-transfer keys.
-//! * [`obt`]: the onboarding tool's owner transfer and provisioning as
-//!   request sequences (DIGEST §6–§7).
+//! * [`onboarding`]: the onboarding tool's owner transfer, provisioning and
+//!   reconciliation as request sequences (DIGEST §6–§7).
 //! * [`provision`]: consistent SSM credential sets (REFERENCE-SSM §6).
 //! * [`cbor`]: CBOR helpers for OCF payloads.
 //!
@@ -36,7 +36,7 @@ pub mod device;
 pub mod discovery;
 pub mod message;
 pub mod observe;
-pub mod obt;
+pub mod onboarding;
 pub mod provision;
 pub mod resource;
 pub mod security;

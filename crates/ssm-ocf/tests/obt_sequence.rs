@@ -7,7 +7,7 @@ use ssm_coap::{Code, Token};
 use ssm_ocf::cbor;
 use ssm_ocf::cred::CredType;
 use ssm_ocf::device::{Device, DeviceInfo, RequestMeta, Security};
-use ssm_ocf::obt::{owner_transfer, provision, Channel, Sequence};
+use ssm_ocf::onboarding::{owner_transfer, provision, Channel, Sequence};
 use ssm_ocf::provision::{default_aces, generate_group};
 use ssm_ocf::security::pstat::DeviceOnboardingState as Dos;
 use ssm_ocf::security::SecurityState;

@@ -8,7 +8,7 @@ use ssm_coap::Code;
 use ssm_ocf::cbor;
 use ssm_ocf::device::{Device, DeviceInfo, RequestMeta, Security};
 use ssm_ocf::message;
-use ssm_ocf::obt::{owner_transfer, Channel, Sequence};
+use ssm_ocf::onboarding::{owner_transfer, Channel, Sequence};
 use ssm_ocf::security::otm::OtmKeys;
 use ssm_ocf::security::pstat::DeviceOnboardingState as Dos;
 use ssm_ocf::security::{OwnerTransferEnd, SecurityState};

@@ -24,6 +24,7 @@ pub mod journal;
 pub mod multicast;
 pub mod netif;
 pub mod obt;
+pub mod otm;
 pub mod responder;
 pub mod state_dir;
 pub mod store;

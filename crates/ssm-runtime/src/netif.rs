@@ -172,3 +172,86 @@ pub fn normalise(peer: SocketAddr) -> SocketAddr {
         v4 => v4,
     }
 }
+
+/// An endpoint text that names no unicast CoAP endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    /// Not `coap://host:port` (nor `host:port`).
+    #[error("{0:?} is not coap://host:port")]
+    Form(String),
+    /// The host is not an IP address.
+    #[error("bad address in {ep}: {reason}")]
+    Address {
+        /// The endpoint text.
+        ep: String,
+        /// Why.
+        reason: String,
+    },
+    /// The `%zone` of an IPv6 link-local address names no interface.
+    #[error("unknown zone {zone} in {ep}")]
+    Zone {
+        /// The endpoint text.
+        ep: String,
+        /// The zone.
+        zone: String,
+    },
+}
+
+/// Parses a unicast endpoint: `coap://host:port` or `host:port`, an IPv6
+/// host in brackets, optionally with a `%zone` (an interface name or
+/// index; RFC 6874) that becomes the socket address's scope id.
+pub fn parse_ep(ep: &str) -> Result<std::net::SocketAddr, EndpointError> {
+    use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+    let with_scheme = if ep.starts_with("coap://") {
+        ep.to_string()
+    } else {
+        format!("coap://{ep}")
+    };
+    let (host, port) = ssm_ocf::discovery::split_ep(&with_scheme)
+        .ok_or_else(|| EndpointError::Form(ep.to_string()))?;
+    let bad = |e: std::net::AddrParseError| EndpointError::Address {
+        ep: ep.to_string(),
+        reason: e.to_string(),
+    };
+    if let Some((addr, zone)) = host.split_once('%') {
+        let ip: Ipv6Addr = addr.parse().map_err(bad)?;
+        let index = NetIf::by_name(zone)
+            .map(|i| i.index)
+            .or_else(|_| zone.parse::<u32>())
+            .map_err(|_| EndpointError::Zone {
+                ep: ep.to_string(),
+                zone: zone.to_string(),
+            })?;
+        return Ok(SocketAddr::V6(SocketAddrV6::new(ip, port, 0, index)));
+    }
+    let ip: IpAddr = host.parse().map_err(bad)?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod parse_ep_tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(
+            parse_ep("coap://127.0.0.1:5683").unwrap(),
+            "127.0.0.1:5683".parse().unwrap()
+        );
+        assert_eq!(
+            parse_ep("127.0.0.1:40000").unwrap(),
+            "127.0.0.1:40000".parse().unwrap()
+        );
+        let v6 = parse_ep("coap://[fe80::1%1]:5683").unwrap();
+        assert!(matches!(v6, std::net::SocketAddr::V6(a) if a.scope_id() == 1));
+        assert!(matches!(parse_ep("nonsense"), Err(EndpointError::Form(_))));
+        assert!(matches!(
+            parse_ep("coap://host.example:5683"),
+            Err(EndpointError::Address { .. })
+        ));
+        assert!(matches!(
+            parse_ep("coap://[fe80::1%no-such-if0]:5683"),
+            Err(EndpointError::Zone { .. })
+        ));
+    }
+}

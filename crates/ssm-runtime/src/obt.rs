@@ -1,13 +1,13 @@
 //! The onboarding tool's runtime: it runs the sans-IO sequences of
-//! [`ssm_ocf::obt`] over plain CoAP and DTLS sessions to one device.
+//! [`ssm_ocf::onboarding`] over plain CoAP and DTLS sessions to one device.
 use crate::client::request;
-use crate::device::otm_keys;
+use crate::otm::otm_keys;
 use crate::random_bytes;
 use ssm_coap::block::{Block2Progress, Block2Reassembler, BlockError};
 use ssm_coap::exchange::{Destination, Exchange, Received};
 use ssm_coap::{Code, Message, MessageType, Token};
 use ssm_dtls::{connect, send_pending, DtlsConfig, DtlsSession};
-use ssm_ocf::obt::{owner_transfer, Channel, Sequence};
+use ssm_ocf::onboarding::{owner_transfer, Channel, Sequence};
 use ssm_ocf::security::otm::pin_psk;
 use ssm_ocf::{cbor, message, Uuid};
 use std::io;
@@ -38,7 +38,7 @@ pub enum ObtError {
     },
     /// The device refused a step.
     #[error("{0}")]
-    Step(#[from] ssm_ocf::obt::StepError),
+    Step(#[from] ssm_ocf::onboarding::StepError),
     /// The device is already owned.
     #[error("device {0} is already owned: hard-reset it first")]
     AlreadyOwned(SocketAddr),
@@ -338,7 +338,7 @@ async fn owner_session(
 /// Brings the device at `peer` to exactly `creds` (its managed credentials:
 /// types 64, 128, 256) and `aces` (its UUID-subject ACEs) in one owner
 /// session: it reads `/oic/sec/cred` and `/oic/sec/acl2`, then deletes,
-/// adds and leaves alone as [`ssm_ocf::obt::reconcile`] plans, inside
+/// adds and leaves alone as [`ssm_ocf::onboarding::reconcile`] plans, inside
 /// RFPRO → RFNOP. Idempotent: re-running it after any interruption
 /// finishes the job.
 pub async fn sync_device(
@@ -348,12 +348,12 @@ pub async fn sync_device(
     creds: &[ssm_ocf::cred::Credential],
     aces: &[ssm_ocf::security::acl2::Ace],
     progress: &mut (dyn FnMut(usize, usize) + Send),
-) -> Result<ssm_ocf::obt::Reconciliation, ObtError> {
+) -> Result<ssm_ocf::onboarding::Reconciliation, ObtError> {
     let (socket, session) = owner_session(peer, obt, owner_psk).await?;
     let mut dtls = Some(session);
     let result = async {
         let s = dtls.as_mut().expect("session");
-        let [get_cred, get_acl] = ssm_ocf::obt::read_state();
+        let [get_cred, get_acl] = ssm_ocf::onboarding::read_state();
         let mut answers = Vec::new();
         for req in [get_cred, get_acl] {
             let r = dtls_request(&socket, peer, s, req).await?;
@@ -365,7 +365,7 @@ pub async fn sync_device(
                     .map_err(|c| ObtError::Protocol(peer, format!("read state: {c}")))?,
             );
         }
-        let (mut seq, plan) = ssm_ocf::obt::reconcile(&answers[0], &answers[1], creds, aces)
+        let (mut seq, plan) = ssm_ocf::onboarding::reconcile(&answers[0], &answers[1], creds, aces)
             .ok_or_else(|| {
                 ObtError::Protocol(peer, "cannot decode its /oic/sec/cred or acl2".into())
             })?;
@@ -386,7 +386,7 @@ pub async fn hard_reset(peer: SocketAddr, obt: Uuid, owner_psk: &[u8; 16]) -> Re
         peer,
         obt,
         owner_psk,
-        ssm_ocf::obt::hard_reset(),
+        ssm_ocf::onboarding::hard_reset(),
         &mut |_, _| {},
     )
     .await

@@ -81,7 +81,7 @@ async fn commission_a_hallway() {
             *peer,
             obt,
             &done.owner_psk,
-            ssm_ocf::obt::provision(vec![cred], vec![]),
+            ssm_ocf::onboarding::provision(vec![cred], vec![]),
             &mut |_, _| {},
         )
         .await
@@ -103,7 +103,7 @@ async fn commission_a_hallway() {
             *peer,
             obt,
             &done.owner_psk,
-            ssm_ocf::obt::provision(creds, aces),
+            ssm_ocf::onboarding::provision(creds, aces),
             &mut |_, _| {},
         )
         .await

@@ -8,7 +8,7 @@ use ciborium::Value;
 use common::tempdir;
 use ssm_ocf::cred::CredType;
 use ssm_ocf::device::{Device, DeviceInfo};
-use ssm_ocf::obt::provision as provisioning;
+use ssm_ocf::onboarding::provision as provisioning;
 use ssm_ocf::provision::{default_aces, generate_group};
 use ssm_ocf::security::pstat::DeviceOnboardingState as Dos;
 use ssm_ocf::security::SecurityState;
@@ -181,7 +181,7 @@ async fn random_pin_onboarding_provisioning_restart_and_reset() {
         peer,
         obt,
         &done.owner_psk,
-        ssm_ocf::obt::hard_reset(),
+        ssm_ocf::onboarding::hard_reset(),
         &mut |_, _| {},
     )
     .await

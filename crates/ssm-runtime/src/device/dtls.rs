@@ -4,6 +4,7 @@
 use super::notify::{notify, send_all};
 use super::{after_request, new_pin_if_needed, Datagrams, DeviceEvent, State, BLOCK_SIZE};
 use crate::dtls_table::Limits;
+use crate::otm::otm_keys;
 use crate::random_bytes;
 use ssm_coap::Message;
 use ssm_ocf::cred::CredType;
@@ -45,17 +46,6 @@ pub(super) struct DtlsPeer {
     /// An owner-transfer session's exported keys, derived once when its
     /// handshake finished and shared with each of its requests.
     otm_keys: Option<Arc<ssm_ocf::security::otm::OtmKeys>>,
-}
-
-/// Converts a session's exported keys for the owner-PSK derivation (the
-/// result wipes itself on drop).
-pub fn otm_keys(k: &ssm_dtls::KeyMaterial) -> ssm_ocf::security::otm::OtmKeys {
-    ssm_ocf::security::otm::OtmKeys {
-        master_secret: *k.master_secret,
-        client_random: k.client_random,
-        server_random: k.server_random,
-        key_block_len: ssm_ocf::security::otm::key_block_len(&k.cipher),
-    }
 }
 
 fn dtls_server_config(st: &State) -> Option<(ssm_dtls::DtlsConfig, bool)> {

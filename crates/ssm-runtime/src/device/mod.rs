@@ -22,7 +22,7 @@ mod unicast;
 
 use dtls::DtlsPeer;
 pub use dtls::{
-    otm_keys, DTLS_HANDSHAKE_LIFETIME, DTLS_IDLE, DTLS_LIMITS, MAX_DTLS_SESSIONS,
+    DTLS_HANDSHAKE_LIFETIME, DTLS_IDLE, DTLS_LIMITS, MAX_DTLS_SESSIONS,
     MAX_DTLS_SESSIONS_PER_SOURCE, OTM_IDLE,
 };
 pub use error::DeviceError;

@@ -1,0 +1,306 @@
+//! The subcommands of `ssm client`, one function each.
+use super::confirm::confirm_lights;
+use super::{connect, pairwise_client, parse_ep, Conn, Net, OnOff, Secured};
+use crate::state::{load_creds, load_identity};
+use anyhow::{anyhow, bail, Context, Result};
+use ciborium::Value;
+use ssm_coap::{Code, MessageType, OptionNumber};
+use ssm_ocf::cred::{CredType, OscoreCred};
+use ssm_ocf::{cbor, message, Uuid};
+use ssm_runtime::client::{
+    describe, discover as discover_links, request, socket_for, MulticastTargets, SsmSender,
+};
+use std::path::Path;
+use std::time::Duration;
+
+/// `ssm client discover`.
+pub(super) async fn discover(net: &Net, rt: &str, wait_ms: u64, json: bool) -> Result<bool> {
+    let targets = MulticastTargets::open(&net.scope())?;
+    let found = discover_links(
+        &targets,
+        Some(&format!("rt={rt}")),
+        Duration::from_millis(wait_ms),
+    )
+    .await?;
+    let mut out = Vec::new();
+    for (from, links) in &found {
+        for l in links {
+            out.push(serde_json::json!({
+                "from": from.to_string(), "di": l.device_id(), "href": l.href, "rt": l.rt,
+                "ssm": l.accepts_ssm(), "eps": l.eps.iter().map(|e| e.ep.clone()).collect::<Vec<_>>(),
+            }));
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"devices": found.len(), "links": out})
+        );
+    } else {
+        println!("{} device(s) answered", found.len());
+        for l in &out {
+            println!(
+                "  {}  {}  ssm={}  {}",
+                l["di"].as_str().unwrap_or("?"),
+                l["href"].as_str().unwrap_or(""),
+                l["ssm"],
+                l["eps"]
+            );
+        }
+    }
+    Ok(!found.is_empty())
+}
+
+/// `ssm client get EP`.
+pub(super) async fn get(state_dir: &Path, ep: &str, href: &str, json: bool) -> Result<bool> {
+    let peer = parse_ep(ep)?;
+    let get = message::request(MessageType::Confirmable, Code::GET, href, None);
+    let r = match connect(state_dir, ep, peer).await? {
+        Conn::Oscore(mut client) => Secured::Oscore(
+            client
+                .request(peer, get)
+                .await
+                .with_context(|| format!("secured RETRIEVE {href} from {ep}"))?,
+        ),
+        Conn::Plain(sock) => Secured::Plain(
+            request(&sock, peer, get, Duration::from_millis(500), 4)
+                .await
+                .with_context(|| format!("RETRIEVE {href} from {ep}: is the device running? (`ssm client discover` lists endpoints)"))?,
+        ),
+    };
+    let security = r.security();
+    let (code, body) = describe(r.message());
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"code": code.to_string(), "body": body, "security": security})
+        );
+    } else {
+        println!(
+            "{code} {} ({security})",
+            body.map(|b| b.to_string()).unwrap_or_default()
+        );
+    }
+    Ok(code.is_response() && code.class() == 2)
+}
+
+/// The multicast form of `ssm client update`.
+pub(super) struct Multicast<'a> {
+    pub(super) href: &'a str,
+    pub(super) value: OnOff,
+    pub(super) no_no_response: bool,
+    pub(super) confirm: bool,
+    pub(super) confirm_ms: u64,
+    pub(super) net: &'a Net,
+}
+
+/// `ssm client update`: the fields of `Cmd::Update`.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn update(
+    state_dir: &Path,
+    ep: Option<String>,
+    value: OnOff,
+    multicast: bool,
+    href: String,
+    no_no_response: bool,
+    confirm: bool,
+    confirm_ms: u64,
+    net: Net,
+    json: bool,
+) -> Result<bool> {
+    let props = cbor::map([("value", Value::Bool(matches!(value, OnOff::On)))]);
+    let creds = load_creds(state_dir)?;
+    let oscore = creds.oscore_creds()?;
+    if multicast {
+        let m = Multicast {
+            href: &href,
+            value,
+            no_no_response,
+            confirm,
+            confirm_ms,
+            net: &net,
+        };
+        return update_multicast(state_dir, &oscore, m, json).await;
+    }
+    let ep = ep.ok_or_else(|| crate::usage!("give a device endpoint, or --multicast"))?;
+    let peer = parse_ep(&ep)?;
+    let sock = socket_for(peer).await?;
+    // Which device is it? Its pair-wise credential is keyed by UUID.
+    let d = request(
+        &sock,
+        peer,
+        message::request(MessageType::Confirmable, Code::GET, "/oic/d", None),
+        Duration::from_millis(500),
+        4,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "{ep} did not answer: is the device running? (`ssm client discover` lists endpoints)"
+        )
+    })?;
+    let di: Uuid = message::payload(&d)
+        .ok()
+        .and_then(|v| cbor::get(&v, "di").and_then(|x| x.as_text().map(String::from)))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("{ep} did not tell its device ID"))?;
+    let cred = oscore
+        .iter()
+        .find(|c| c.credtype == CredType::PairwiseOscore && c.subject == Some(di))
+        .ok_or_else(|| anyhow!("no pair-wise OSCORE credential (credtype 64) for device {di}: use --multicast, or provision one"))?;
+    let mut client = pairwise_client(state_dir, cred, sock)?;
+    let r = client
+        .request(
+            peer,
+            message::update(MessageType::Confirmable, &href, &props),
+        )
+        .await?;
+    let (code, body) = describe(&r);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"code": code.to_string(), "body": body})
+        );
+    } else {
+        println!("{code} {}", body.map(|b| b.to_string()).unwrap_or_default());
+    }
+    Ok(code.class() == 2)
+}
+
+/// `ssm client update --multicast [--confirm]`: one SSM datagram.
+async fn update_multicast(
+    state_dir: &Path,
+    oscore: &[OscoreCred],
+    m: Multicast<'_>,
+    json: bool,
+) -> Result<bool> {
+    let Multicast {
+        href,
+        value,
+        no_no_response,
+        confirm,
+        confirm_ms,
+        net,
+    } = m;
+    let props = cbor::map([("value", Value::Bool(matches!(value, OnOff::On)))]);
+    let cred = oscore
+        .iter()
+        .find(|c| c.credtype == CredType::SsmClient)
+        .ok_or_else(|| {
+            anyhow!(
+                "no SSM client credential (credtype 128) in {}: run `ssm creds generate`",
+                crate::state::creds_path(state_dir).display()
+            )
+        })?;
+    let store = ssm_runtime::state_dir::StateDir::new(state_dir).sequence_store(cred.credid);
+    let mut sender = SsmSender::new(cred, store)?;
+    let targets = MulticastTargets::open(&net.scope())?;
+    let sent = sender.send(&targets, href, &props, !no_no_response).await?;
+    if confirm {
+        return confirm_lights(
+            state_dir,
+            oscore,
+            &targets,
+            href,
+            matches!(value, OnOff::On),
+            Duration::from_millis(confirm_ms),
+            &sent,
+            json,
+        )
+        .await;
+    }
+    if json {
+        let s: Vec<_> = sent
+            .iter()
+            .map(|s| serde_json::json!({"to": s.to.to_string(), "piv": s.piv, "bytes": s.len}))
+            .collect();
+        println!("{}", serde_json::json!({"sent": s}));
+    } else {
+        for s in &sent {
+            println!(
+                "sent SSM UPDATE {href} {:?} to {} (seq {}, {} bytes)",
+                value, s.to, s.piv, s.len
+            );
+        }
+    }
+    Ok(true)
+}
+
+/// `ssm client observe EP`.
+pub(super) async fn observe(
+    state_dir: &Path,
+    ep: &str,
+    href: &str,
+    count: u32,
+    timeout_ms: u64,
+    json: bool,
+) -> Result<bool> {
+    let _ = load_identity(state_dir, "client").ok();
+    let peer = parse_ep(ep)?;
+    let reg = message::request(MessageType::Confirmable, Code::GET, href, None);
+    let show = |m: &ssm_coap::Message, security: &str, seq: Option<u32>| {
+        let (code, body) = describe(m);
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"code": code.to_string(), "observe": seq, "body": body, "security": security})
+            );
+        } else {
+            println!(
+                "{code} observe={} {} ({security})",
+                seq.map(|s| s.to_string()).unwrap_or_default(),
+                body.map(|b| b.to_string()).unwrap_or_default()
+            );
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+    let mut got = 0;
+    match connect(state_dir, ep, peer).await? {
+        Conn::Oscore(mut client) => {
+            let (first, mut obs) = client
+                .observe(peer, reg)
+                .await
+                .with_context(|| format!("secured OBSERVE {href} on {ep}"))?;
+            // The order of OSCORE notifications is their Partial
+            // IV's (RFC 8613 §4.1.3.5.2): the inner Observe is
+            // empty, so the count of notifications is shown.
+            show(&first, "oscore", Some(0));
+            while got < count {
+                match client.next_notification(&mut obs, deadline).await? {
+                    Some(n) => {
+                        got += 1;
+                        show(&n, "oscore", Some(got));
+                    }
+                    None => break,
+                }
+            }
+        }
+        Conn::Plain(sock) => {
+            let mut reg = reg;
+            reg.add_option_uint(OptionNumber::OBSERVE, 0);
+            let first = request(&sock, peer, reg, Duration::from_millis(500), 4).await
+            .with_context(|| format!("OBSERVE {href} on {ep}: is the device running? (`ssm client discover` lists endpoints)"))?;
+            if first.option_uint(OptionNumber::OBSERVE).is_none() {
+                bail!("{ep} did not accept the observation ({}, plain CoAP: no pair-wise credential for it in {})", first.code, state_dir.display());
+            }
+            show(&first, "plain", first.option_uint(OptionNumber::OBSERVE));
+            while got < count {
+                match ssm_runtime::client::next_notification_from(
+                    &sock,
+                    peer,
+                    &first.token,
+                    deadline,
+                )
+                .await?
+                {
+                    Some(n) => {
+                        show(&n, "plain", n.option_uint(OptionNumber::OBSERVE));
+                        got += 1;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+    Ok(got == count)
+}

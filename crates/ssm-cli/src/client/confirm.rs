@@ -1,0 +1,303 @@
+//! `ssm client update --multicast --confirm`: every granted light read
+//! back by a secured RETRIEVE.
+use super::pairwise_client;
+use anyhow::{anyhow, Result};
+use ciborium::Value;
+use ssm_coap::{Code, MessageType};
+use ssm_ocf::cred::CredType;
+use ssm_ocf::{cbor, message, Uuid};
+use ssm_runtime::client::{socket_for, MulticastTargets};
+use std::net::{SocketAddr, SocketAddrV6};
+use std::time::Duration;
+
+/// One light's confirmation.
+struct Confirmed {
+    di: Uuid,
+    name: Option<String>,
+    ep: Option<String>,
+    state: Option<bool>,
+    confirmed: bool,
+    ms: u128,
+    error: Option<String>,
+}
+
+/// `update --multicast --confirm`: every light the state dir holds a
+/// pair-wise credential for (credtype 64 subjects) is located by multicast
+/// discovery and read back by a secured RETRIEVE until it shows `want` or
+/// `window` has passed (applies are asynchronous). Prints a table (or
+/// JSON); `Ok(false)` (exit 1) if any light did not confirm.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn confirm_lights(
+    state_dir: &std::path::Path,
+    oscore: &[ssm_ocf::cred::OscoreCred],
+    targets: &MulticastTargets,
+    href: &str,
+    want: bool,
+    window: Duration,
+    sent: &[ssm_runtime::client::Sent],
+    json: bool,
+) -> Result<bool> {
+    let started = tokio::time::Instant::now();
+    let lights: Vec<&ssm_ocf::cred::OscoreCred> = oscore
+        .iter()
+        .filter(|c| c.credtype == CredType::PairwiseOscore && c.subject.is_some())
+        .collect();
+    let wanted: Vec<Uuid> = lights.iter().filter_map(|c| c.subject).collect();
+    // Discovery ends as soon as every granted light answered (a light may
+    // answer multicast after a random Leisure, RFC 7252 §8.2); a light found
+    // late still gets one RETRIEVE.
+    let found = locate(targets, &wanted, window).await?;
+    let mut rows = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, cred) in lights.iter().enumerate() {
+        let di = cred.subject.unwrap_or_default();
+        let Some(peer) = endpoint_of(&found, di) else {
+            rows.push((
+                i,
+                Confirmed {
+                    di,
+                    name: None,
+                    ep: None,
+                    state: None,
+                    confirmed: false,
+                    ms: 0,
+                    error: Some("not found by discovery".into()),
+                },
+            ));
+            continue;
+        };
+        let sock = socket_for(peer).await?;
+        let mut client = pairwise_client(state_dir, cred, sock)?;
+        client.config.max_retransmit = 2;
+        let href = href.to_string();
+        tasks.spawn(async move {
+            let c = read_until(&mut client, peer, &href, want, started, window).await;
+            (i, Confirmed { di, ..c })
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        rows.push(r.map_err(|e| anyhow!("confirm task failed: {e}"))?);
+    }
+    rows.sort_by_key(|(i, _)| *i);
+    let rows: Vec<Confirmed> = rows.into_iter().map(|(_, r)| r).collect();
+    let all = !rows.is_empty() && rows.iter().all(|r| r.confirmed);
+    print_confirmed(&rows, sent, href, want, all, state_dir, json);
+    Ok(all)
+}
+
+/// A light's endpoint: the discovery reply whose link names device `di`;
+/// the address it answered from, with the port of its endpoint (and the
+/// reply's IPv6 scope).
+fn endpoint_of(
+    found: &[(SocketAddr, Vec<ssm_ocf::discovery::Link>)],
+    di: Uuid,
+) -> Option<SocketAddr> {
+    // Its endpoint: the discovery reply whose link names this device;
+    // the address it answered from, with the port of its endpoint.
+    let at = found.iter().find_map(|(from, links)| {
+        links
+            .iter()
+            .find(|l| l.device_id() == Some(di))
+            .map(|l| (*from, l.clone()))
+    });
+    let (from, link) = at?;
+    let port = link
+        .eps
+        .iter()
+        .filter_map(|e| ssm_ocf::discovery::split_ep(&e.ep))
+        .map(|(_, p)| p)
+        .next()
+        .unwrap_or(from.port());
+    let peer = SocketAddr::new(from.ip(), port);
+    let peer = match peer {
+        SocketAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(
+            *a.ip(),
+            a.port(),
+            0,
+            match from {
+                SocketAddr::V6(f) => f.scope_id(),
+                _ => 0,
+            },
+        )),
+        v4 => v4,
+    };
+    Some(peer)
+}
+
+/// RETRIEVEs `href` from the light at `peer` until it shows `want` or
+/// `window` from `started` has passed (applies are asynchronous), then its name; the
+/// caller fills in `di`.
+async fn read_until(
+    client: &mut ssm_runtime::udp::OscoreClient<ssm_runtime::store::FileSequenceStore>,
+    peer: SocketAddr,
+    href: &str,
+    want: bool,
+    started: tokio::time::Instant,
+    window: Duration,
+) -> Confirmed {
+    let deadline = started + window;
+    let mut last: Option<bool> = None;
+    let mut error: Option<String>;
+    loop {
+        let get = message::request(MessageType::Confirmable, Code::GET, href, None);
+        match client.request(peer, get).await {
+            Ok(r) if r.code.class() == 2 => {
+                last = message::payload(&r)
+                    .ok()
+                    .and_then(|v| cbor::get(&v, "value").and_then(Value::as_bool));
+                error = None;
+            }
+            Ok(r) => error = Some(format!("answered {}", r.code)),
+            Err(e) => error = Some(e.to_string()),
+        }
+        if last == Some(want) || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ms = started.elapsed().as_millis();
+    // Its name, if it answered at all.
+    let mut name = None;
+    if last.is_some() {
+        let d = message::request(MessageType::Confirmable, Code::GET, "/oic/d", None);
+        if let Ok(r) = client.request(peer, d).await {
+            name = message::payload(&r)
+                .ok()
+                .and_then(|v| cbor::get(&v, "n").and_then(|x| x.as_text().map(String::from)));
+        }
+    }
+    Confirmed {
+        di: Uuid::nil(),
+        name,
+        ep: Some(peer.to_string()),
+        state: last,
+        confirmed: last == Some(want),
+        ms,
+        error: if last == Some(want) { None } else { error },
+    }
+}
+
+/// The table (or JSON) of `update --multicast --confirm`.
+fn print_confirmed(
+    rows: &[Confirmed],
+    sent: &[ssm_runtime::client::Sent],
+    href: &str,
+    want: bool,
+    all: bool,
+    state_dir: &std::path::Path,
+    json: bool,
+) {
+    let value = if want { "on" } else { "off" };
+    if json {
+        let s: Vec<_> = sent
+            .iter()
+            .map(|s| serde_json::json!({"to": s.to.to_string(), "piv": s.piv, "bytes": s.len}))
+            .collect();
+        let l: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "di": r.di.to_string(), "name": r.name, "ep": r.ep,
+                    "state": r.state, "confirmed": r.confirmed, "ms": r.ms as u64,
+                    "security": "oscore", "error": r.error,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"sent": s, "value": want, "lights": l, "confirmed": rows.iter().filter(|r| r.confirmed).count(), "all_confirmed": all})
+        );
+    } else {
+        for s in sent {
+            println!(
+                "sent SSM UPDATE {href} {value} to {} (seq {}, {} bytes)",
+                s.to, s.piv, s.len
+            );
+        }
+        println!(
+            "{:<36} {:<12} {:<6} {:<10} {:>6}",
+            "light", "name", "state", "confirmed", "ms"
+        );
+        for r in rows {
+            let state = match r.state {
+                Some(true) => "on",
+                Some(false) => "off",
+                None => "?",
+            };
+            println!(
+                "{:<36} {:<12} {:<6} {:<10} {:>6}{}",
+                r.di.to_string(),
+                r.name.as_deref().unwrap_or("?"),
+                state,
+                if r.confirmed { "yes" } else { "no" },
+                r.ms,
+                r.error
+                    .as_ref()
+                    .map(|e| format!("  ({e})"))
+                    .unwrap_or_default()
+            );
+        }
+        if rows.is_empty() {
+            println!(
+                "no light to confirm: {} holds no pair-wise credential (credtype 64)",
+                state_dir.display()
+            );
+        }
+    }
+}
+
+/// Multicast discovery of the switch resources (`GET
+/// /oic/res?rt=oic.r.switch.binary`) until every device of `wanted` has
+/// answered or `wait` has passed: the replies by responder.
+async fn locate(
+    targets: &MulticastTargets,
+    wanted: &[Uuid],
+    wait: Duration,
+) -> Result<Vec<(SocketAddr, Vec<ssm_ocf::discovery::Link>)>> {
+    let mut req = message::request(
+        MessageType::NonConfirmable,
+        Code::GET,
+        "/oic/res",
+        Some("rt=oic.r.switch.binary"),
+    );
+    req.message_id = u16::from_be_bytes(ssm_runtime::random_bytes::<2>());
+    req.token = ssm_coap::Token::new(&ssm_runtime::random_bytes::<8>()).unwrap_or_default();
+    let bytes = req.to_vec();
+    for (s, dests) in &targets.targets {
+        for d in dests {
+            s.send_to(&bytes, *d).await?;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut found: Vec<(SocketAddr, Vec<ssm_ocf::discovery::Link>)> = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    let all_found = |found: &[(SocketAddr, Vec<ssm_ocf::discovery::Link>)]| {
+        wanted.iter().all(|w| {
+            found
+                .iter()
+                .any(|(_, ls)| ls.iter().any(|l| l.device_id() == Some(*w)))
+        })
+    };
+    // The sockets in turn, a short wait each, until the deadline.
+    while !all_found(&found) && tokio::time::Instant::now() < deadline {
+        for (s, _) in &targets.targets {
+            let slice = (tokio::time::Instant::now() + Duration::from_millis(10)).min(deadline);
+            while let Ok(r) = tokio::time::timeout_at(slice, s.recv_from(&mut buf)).await {
+                let (n, from) = r?;
+                let Ok(m) = ssm_coap::Message::parse(&buf[..n]) else {
+                    continue;
+                };
+                if m.token != req.token || m.code != Code::CONTENT {
+                    continue;
+                }
+                let links = message::payload(&m)
+                    .map(|p| ssm_ocf::discovery::parse_links(&p))
+                    .unwrap_or_default();
+                if !found.iter().any(|(f, _)| *f == from) {
+                    found.push((from, links));
+                }
+            }
+        }
+    }
+    Ok(found)
+}

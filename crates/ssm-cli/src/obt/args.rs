@@ -1,0 +1,170 @@
+//! The arguments of `ssm obt` (clap).
+use std::path::PathBuf;
+
+/// Options of `ssm obt`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The secure-domain store (default: ~/.local/share/ssm/domain.sqlite).
+    #[arg(long, global = true)]
+    pub(super) domain: Option<PathBuf>,
+    /// JSON output.
+    #[arg(long, global = true)]
+    pub(super) json: bool,
+    #[command(subcommand)]
+    pub(super) cmd: Cmd,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub(super) enum Cmd {
+    /// Create the secure domain (example: `ssm obt init --name hallway`).
+    Init {
+        /// Domain name.
+        #[arg(long, default_value = "ssm domain")]
+        name: String,
+    },
+    /// Find devices by multicast on an interface: unowned ones, and owned
+    /// ones (those of this domain by name; their endpoints are refreshed).
+    Discover {
+        #[command(flatten)]
+        link: Link,
+        /// How long to collect replies (ms).
+        #[arg(long, default_value_t = 1000)]
+        wait_ms: u64,
+    },
+    /// Onboard one device by Random PIN (example: `ssm obt onboard 127.0.0.1:40000 --pin 12345678 --name hall-1`),
+    /// or every unowned device on an interface with `--all --pins FILE`.
+    Onboard {
+        /// The device's unicast endpoint (`coap://host:port` or `host:port`).
+        ep: Option<String>,
+        /// Onboard every unowned device found on `--iface`.
+        #[arg(long)]
+        all: bool,
+        /// With --all: a file of `<device uuid> <PIN> [name] [light|switch]`
+        /// lines (the PINs the devices show; a commissioning sheet).
+        #[arg(long)]
+        pins: Option<PathBuf>,
+        /// With --all: where to discover.
+        #[command(flatten)]
+        link: Link,
+        /// Devices worked on at once.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+        jobs: u32,
+        /// The PIN the device shows (without it and --pin-file: asked for on the terminal).
+        #[arg(long)]
+        pin: Option<String>,
+        /// Read the PIN from this file (headless devices write `<state>/pin`).
+        #[arg(long)]
+        pin_file: Option<PathBuf>,
+        /// Name to remember it by.
+        #[arg(long)]
+        name: Option<String>,
+        /// light or switch (with --all: for rows of the PIN file that name no role).
+        #[arg(long, default_value = "light", value_parser = ["light", "switch"])]
+        role: String,
+    },
+    /// List the devices of the domain (state, role, last seen).
+    List,
+    /// One device: state, role, SSM group, grants, last seen, recent audit.
+    ///
+    /// Example: `ssm obt show hall-switch`
+    Show {
+        /// Name or UUID.
+        device: String,
+    },
+    /// Remove a device: hard-reset it if reachable, forget it, and rekey
+    /// the SSM group it belonged to (the new key is pushed to every
+    /// remaining member; offline ones become stale).
+    ///
+    /// Example: `ssm obt offboard light-3`
+    Offboard {
+        /// Name or UUID.
+        device: String,
+        #[command(flatten)]
+        work: Work,
+    },
+    /// Bring devices up to date with the domain (default: every stale one;
+    /// devices that moved are found again by multicast on `--iface`).
+    ///
+    /// Example: `ssm obt sync` or `ssm obt sync --all`
+    Sync {
+        /// Names or UUIDs (default: the stale ones).
+        devices: Vec<String>,
+        /// Every device of the domain.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        work: Work,
+    },
+    /// SSM group management: grant, revoke, rekey.
+    #[command(subcommand)]
+    Ssm(SsmCmd),
+}
+
+/// Where and how many devices at once (every command that changes devices).
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct Work {
+    #[command(flatten)]
+    pub(super) link: Link,
+    /// Devices worked on at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub(super) jobs: u32,
+}
+
+/// Where the OBT looks for devices.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct Link {
+    /// Interface (only named interfaces are used).
+    #[arg(long, default_value = "lo")]
+    pub(crate) iface: String,
+    /// Multicast port.
+    #[arg(long, default_value_t = ssm_runtime::multicast::COAP_PORT)]
+    pub(crate) port: u16,
+    /// Use IPv6 ff02::158 instead of IPv4 (not on lo).
+    #[arg(long)]
+    pub(crate) ipv6: bool,
+}
+
+impl Link {
+    /// The engine's view of it.
+    pub(crate) fn reach(&self) -> ssm_obt::engine::Reach {
+        ssm_obt::engine::Reach {
+            iface: self.iface.clone(),
+            port: self.port,
+            ipv6: self.ipv6,
+        }
+    }
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub(super) enum SsmCmd {
+    /// Let a switch command lights by SSM (example: `ssm obt ssm grant hall-switch --all`).
+    Grant {
+        /// The switch (name or UUID).
+        client: String,
+        /// Lights (names or UUIDs).
+        lights: Vec<String>,
+        /// Every light of the domain.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        work: Work,
+    },
+    /// Take lights from a switch; a switch left with none leaves the group,
+    /// which is rekeyed (example: `ssm obt ssm revoke hall-switch light-2`).
+    Revoke {
+        /// The switch (name or UUID).
+        client: String,
+        /// Lights (names or UUIDs).
+        lights: Vec<String>,
+        /// Every light it may command.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        work: Work,
+    },
+    /// A new group key (new epoch) for every member (example: `ssm obt ssm rekey`).
+    Rekey {
+        #[command(flatten)]
+        work: Work,
+    },
+}

@@ -1,0 +1,145 @@
+//! `ssm obt`: the onboarding tool.
+//!
+//! Every change to the domain is first written to the store in one
+//! transaction that also marks the devices it concerns `stale`; then those
+//! devices are brought up to date (lights first, then switches) and marked
+//! `provisioned` one by one. A crash, an offline device or a refused step
+//! leaves the truth in the store: `ssm obt list` shows what is stale, and
+//! `ssm obt sync` (or re-running the command) finishes the job.
+use anyhow::{bail, Context, Result};
+use ssm_obt::engine::Synced;
+use ssm_obt::store::StoreError;
+use std::path::PathBuf;
+
+pub(crate) use crate::engine_ui::{engine_err, progress};
+
+mod args;
+mod cmd;
+mod show;
+
+pub use args::Args;
+use args::{Cmd, SsmCmd};
+
+/// Exit status of a command whose domain store could not be used (locked,
+/// missing, from a newer version, corrupt): scripts can tell it from a
+/// failed operation (1) and a usage error (2).
+pub const EXIT_STORE: u8 = 3;
+
+/// The exit status for an error of `ssm obt` (and of every command: 2 for
+/// a usage error, else 1).
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if crate::usage::is_usage(e) {
+        crate::usage::EXIT_USAGE
+    } else if e.chain().any(|c| {
+        c.downcast_ref::<StoreError>()
+            .is_some_and(|s| !matches!(s, StoreError::UnknownDevice(_)))
+    }) {
+        EXIT_STORE
+    } else {
+        1
+    }
+}
+
+fn default_domain() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("ssm/domain.sqlite")
+}
+
+/// Prints a sync report; true if every device is up to date.
+fn report_sync(results: &[Synced], json: bool, what: serde_json::Value) -> bool {
+    let failed: Vec<&Synced> = results.iter().filter(|r| r.outcome.is_err()).collect();
+    if json {
+        let v: Vec<_> = results
+            .iter()
+            .map(|r| match &r.outcome {
+                Ok(p) => serde_json::json!({"device": r.name, "uuid": r.uuid, "synced": true,
+                    "creds_added": p.creds_added, "creds_removed": p.creds_removed.len(),
+                    "aces_added": p.aces_added, "aces_removed": p.aces_removed.len()}),
+                Err(e) => serde_json::json!({"device": r.name, "uuid": r.uuid, "synced": false, "error": e}),
+            })
+            .collect();
+        let mut out = what;
+        out["devices"] = serde_json::Value::Array(v);
+        out["stale"] = serde_json::json!(failed.len());
+        println!("{out}");
+    } else {
+        println!(
+            "{} device(s) up to date, {} stale",
+            results.len() - failed.len(),
+            failed.len()
+        );
+        for f in &failed {
+            if let Err(e) = &f.outcome {
+                println!("  stale {} ({}): {e}", f.name, f.uuid);
+            }
+        }
+        if !failed.is_empty() {
+            println!("bring them online, then run `ssm obt sync`");
+        }
+    }
+    failed.is_empty()
+}
+
+fn read_pin(pin: Option<String>, pin_file: Option<PathBuf>) -> Result<String> {
+    let from_flag = pin.is_some();
+    let pin = match (pin, pin_file) {
+        (Some(p), _) => p,
+        (None, Some(f)) => std::fs::read_to_string(&f)
+            .with_context(|| format!("cannot read the PIN from {}", f.display()))?
+            .trim()
+            .to_string(),
+        (None, None) => {
+            use std::io::{BufRead, IsTerminal, Write};
+            if !std::io::stdin().is_terminal() {
+                return Err(crate::usage!(
+                    "give the PIN the device shows: --pin 12345678 (or --pin-file)"
+                ));
+            }
+            eprint!("PIN shown by the device: ");
+            let _ = std::io::stderr().flush();
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            line.trim().to_string()
+        }
+    };
+    if pin.len() != 8 || !pin.bytes().all(|c| c.is_ascii_digit()) {
+        if from_flag {
+            return Err(crate::usage!("--pin: a Random PIN is 8 digits"));
+        }
+        bail!("a Random PIN is 8 digits");
+    }
+    Ok(pin)
+}
+
+/// Runs `ssm obt …`; with `--json` an error is also printed as
+/// `{"error": "…", "exit": N}` on stdout (by `main`, as for every command).
+pub async fn run(a: Args) -> Result<bool> {
+    let path = a.domain.clone().unwrap_or_else(default_domain);
+    crate::state::warn_open_to_others(ssm_obt::store::domain_open_to_others(&path));
+    let json = a.json;
+    match a.cmd {
+        Cmd::Init { name } => cmd::init(&path, &name, json),
+        Cmd::Discover { link, wait_ms } => cmd::discover(&path, &link, wait_ms, json).await,
+        c @ Cmd::Onboard { .. } => cmd::onboard(&path, c, json).await,
+        Cmd::List => show::list(&path, json),
+        Cmd::Show { device } => show::show(&path, &device, json),
+        Cmd::Offboard { device, work } => cmd::offboard(&path, &device, &work, json).await,
+        Cmd::Sync { devices, all, work } => cmd::sync(&path, devices, all, &work, json).await,
+        Cmd::Ssm(SsmCmd::Grant {
+            client,
+            lights,
+            all,
+            work,
+        }) => cmd::grant(&path, &client, &lights, all, &work, json).await,
+        Cmd::Ssm(SsmCmd::Revoke {
+            client,
+            lights,
+            all,
+            work,
+        }) => cmd::revoke(&path, &client, &lights, all, &work, json).await,
+        Cmd::Ssm(SsmCmd::Rekey { work }) => cmd::rekey(&path, &work, json).await,
+    }
+}

@@ -1,0 +1,98 @@
+//! `ssm obt list` and `ssm obt show`: read the store, print.
+use anyhow::Result;
+use ssm_obt::store::Store;
+use std::path::Path;
+use uuid::Uuid;
+
+/// `ssm obt list`.
+pub(super) fn list(path: &Path, json: bool) -> Result<bool> {
+    let s = Store::open(path)?;
+    let devs = s.devices()?;
+    if json {
+        let v: Vec<_> = devs.iter().map(|d| serde_json::json!({"uuid": d.uuid, "name": d.name, "role": d.role.as_str(), "state": d.state.as_str(), "ep": d.endpoint, "last_seen": d.last_seen})).collect();
+        let g = s.group()?.map(|g| g.epoch);
+        println!("{}", serde_json::json!({"devices": v, "ssm_epoch": g}));
+    } else {
+        println!(
+            "{:<20} {:<7} {:<12} {:<21} {:<37} endpoint",
+            "name", "role", "state", "last seen", "uuid"
+        );
+        for d in &devs {
+            println!(
+                "{:<20} {:<7} {:<12} {:<21} {:<37} {}",
+                d.name,
+                d.role,
+                d.state,
+                d.last_seen.as_deref().unwrap_or("-"),
+                d.uuid,
+                d.endpoint
+            );
+        }
+    }
+    Ok(true)
+}
+
+/// `ssm obt show DEVICE`.
+pub(super) fn show(path: &Path, device: &str, json: bool) -> Result<bool> {
+    let s = Store::open(path)?;
+    let d = s.device(device)?;
+    let grants = s.grants()?;
+    let name = |u: &Uuid| {
+        s.device(&u.to_string())
+            .map(|d| d.name)
+            .unwrap_or_else(|_| u.to_string())
+    };
+    let commands: Vec<String> = grants
+        .iter()
+        .filter(|g| g.0 == d.uuid)
+        .map(|g| name(&g.1))
+        .collect();
+    let commanded_by: Vec<String> = grants
+        .iter()
+        .filter(|g| g.1 == d.uuid)
+        .map(|g| name(&g.0))
+        .collect();
+    let group = s.group()?;
+    let member = !commands.is_empty() || !commanded_by.is_empty();
+    let sid = s.current_sender_id(&d.uuid)?;
+    let audit = s.audit_of(&d.uuid.to_string(), 10)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "uuid": d.uuid, "name": d.name, "role": d.role.as_str(), "state": d.state.as_str(),
+                "ep": d.endpoint, "last_seen": d.last_seen,
+                "ssm": {"member": member, "epoch": group.as_ref().filter(|_| member).map(|g| g.epoch), "sender_id": sid,
+                        "commands": commands, "commanded_by": commanded_by},
+                "audit": audit.iter().map(|(at, what, detail)| serde_json::json!({"at": at, "action": what, "detail": detail})).collect::<Vec<_>>(),
+            })
+        );
+        return Ok(true);
+    }
+    println!("{} ({})", d.name, d.uuid);
+    println!("  role       {}", d.role);
+    println!("  state      {}", d.state);
+    println!("  endpoint   {}", d.endpoint);
+    println!("  last seen  {}", d.last_seen.as_deref().unwrap_or("never"));
+    match (&group, member) {
+        (Some(g), true) => println!(
+            "  SSM group  member, epoch {}{}",
+            g.epoch,
+            sid.map(|s| format!(", Sender ID {s}")).unwrap_or_default()
+        ),
+        _ => println!("  SSM group  not a member"),
+    }
+    if !commands.is_empty() {
+        println!("  commands   {}", commands.join(", "));
+    }
+    if !commanded_by.is_empty() {
+        println!("  commanded by {}", commanded_by.join(", "));
+    }
+    if !audit.is_empty() {
+        println!("  recent changes:");
+        for (at, what, detail) in audit.iter().rev() {
+            println!("    {at}  {what}  {detail}");
+        }
+    }
+    Ok(true)
+}

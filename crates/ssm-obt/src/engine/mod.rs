@@ -1,0 +1,137 @@
+//! The OBT engine: every operation of `ssm obt` as a library call.
+//!
+//! Every change to the domain is first written to the store in one
+//! transaction that also marks the devices it concerns `stale`; then those
+//! devices are brought up to date (lights first, then switches) and marked
+//! `provisioned` one by one ([`sync_devices`]). A crash, an offline device
+//! or a refused step leaves the truth in the store: a later sync finishes
+//! the job. Each operation returns a typed report; progress goes to a
+//! caller-given callback (a terminal progress bar is the caller's).
+use ssm_runtime::client::{MulticastScope, MulticastTargets};
+use ssm_runtime::random_bytes;
+use std::net::SocketAddr;
+use std::time::Duration;
+use uuid::Uuid;
+
+use crate::store::StoreError;
+
+mod onboard;
+mod ops;
+mod sync;
+
+pub use onboard::{
+    onboard, onboard_many, plan_sheet, settle_onboarding, OnboardJob, OnboardReport, OnboardSource,
+    Onboarding,
+};
+pub use ops::{
+    discover, grant, lights_of, offboard, rekey, revoke, sync, Discovered, Granted, Offboarded,
+    Rekeyed, Revoked, SyncScope,
+};
+pub use sync::{sync_devices, Synced};
+
+/// How far a long operation is, for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// `total` devices to work on; `what` names the unit done
+    /// (`devices up to date`, `onboarded`).
+    Start {
+        /// Devices to work on.
+        total: usize,
+        /// What one step means.
+        what: &'static str,
+    },
+    /// One more device done (succeeded or failed).
+    Step,
+    /// Every device done.
+    Finish,
+}
+
+/// A progress callback that shows nothing.
+pub fn no_progress(_: Progress) {}
+
+/// Engine errors. Store errors keep their own type (a caller maps them to
+/// an exit status); the rest say what the request lacked.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The domain store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A device exchange outside the per-device reports.
+    #[error(transparent)]
+    Obt(#[from] ssm_runtime::obt::ObtError),
+    /// A socket error (opening the multicast sockets, discovery).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A bad endpoint.
+    #[error(transparent)]
+    Endpoint(#[from] ssm_runtime::netif::EndpointError),
+    /// No lights were named (and `--all` was not given).
+    #[error("no lights: name them or use --all")]
+    NoLightsNamed,
+    /// The domain has no light.
+    #[error("no lights in the domain: onboard some first (`ssm obt onboard`)")]
+    NoLights,
+    /// A grant names a device that is not a switch.
+    #[error("{name} is a {role}; grant a switch (a client) to lights")]
+    NotASwitch {
+        /// Its name.
+        name: String,
+        /// Its role.
+        role: crate::DeviceRole,
+    },
+    /// A revoke for a switch that commands no light.
+    #[error("{0} may command no light")]
+    NoGrants(String),
+    /// A rekey before the first grant.
+    #[error("no SSM group yet: grant a switch first (`ssm obt ssm grant`)")]
+    NoGroup,
+    /// A worker task ended abnormally.
+    #[error("{0}")]
+    Task(String),
+}
+
+impl EngineError {
+    /// Whether the request itself was wrong (a usage error), not the
+    /// domain or a device.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, EngineError::NoLightsNamed | EngineError::Endpoint(_))
+    }
+}
+
+/// Where the OBT looks for devices by multicast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reach {
+    /// Interface (only named interfaces are used).
+    pub iface: String,
+    /// Multicast port.
+    pub port: u16,
+    /// IPv6 ff02::158 instead of IPv4 224.0.1.187.
+    pub ipv6: bool,
+}
+
+impl Reach {
+    /// The multicast sockets: this interface only, hop limit 1.
+    pub fn targets(&self) -> Result<MulticastTargets, EngineError> {
+        let scope = MulticastScope {
+            interfaces: vec![self.iface.clone()],
+            ipv4: !self.ipv6,
+            ipv6_scopes: if self.ipv6 { vec![2] } else { vec![] },
+            port: self.port,
+            hops: 1,
+        };
+        Ok(MulticastTargets::open(&scope)?)
+    }
+
+    /// Unowned devices answering within `wait`.
+    pub async fn unowned(&self, wait: Duration) -> Result<Vec<(SocketAddr, Uuid)>, EngineError> {
+        Ok(ssm_runtime::obt::discover_unowned(&self.targets()?, wait).await?)
+    }
+}
+
+/// Fills `b` from the system's CSPRNG (the store's `random` source).
+pub fn rng(b: &mut [u8]) {
+    for chunk in b.chunks_mut(32) {
+        let r = random_bytes::<32>();
+        chunk.copy_from_slice(&r[..chunk.len()]);
+    }
+}

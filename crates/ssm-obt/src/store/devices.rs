@@ -1,0 +1,181 @@
+//! Devices: records, states, owner PSKs.
+use super::*;
+
+/// A role or state column: the text the schema keeps, parsed at the store
+/// boundary (an unknown text is a corrupt row, reported as such).
+fn text_column<T>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr<Err = crate::model::UnknownName>,
+{
+    let s: String = r.get(i)?;
+    s.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+impl Store {
+    /// Records an onboarded device (one transaction with its audit entry).
+    pub fn add_device(&mut self, d: &DeviceRecord, owner_psk: &[u8; 16]) -> Result<(), StoreError> {
+        let sq = sqlite_err(self.path.clone());
+        let tx = self.conn.transaction().map_err(&sq)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO devices (uuid, name, endpoint, role, state, owner_psk, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![d.uuid.to_string(), d.name, d.endpoint, d.role.as_str(), d.state.as_str(), &owner_psk[..], d.last_seen],
+        )
+        .map_err(&sq)?;
+        audit_on(
+            &tx,
+            if d.state == DeviceState::Onboarding {
+                "onboarding"
+            } else {
+                "onboard"
+            },
+            &format!("{} {} ({}) at {}", d.role, d.uuid, d.name, d.endpoint),
+        )
+        .map_err(&sq)?;
+        tx.commit().map_err(&sq)
+    }
+
+    /// Updates a device's state (and audits it).
+    pub fn set_state(&mut self, uuid: &Uuid, state: DeviceState) -> Result<(), StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE devices SET state = ?2, updated = CURRENT_TIMESTAMP WHERE uuid = ?1",
+                params![uuid.to_string(), state.as_str()],
+            )
+            .map_err(|e| StoreError::Sqlite {
+                path: self.path.clone(),
+                source: e,
+            })?;
+        if n == 0 {
+            return Err(StoreError::UnknownDevice(uuid.to_string()));
+        }
+        self.audit("state", &format!("{uuid} -> {state}"))
+    }
+
+    /// Every device.
+    pub fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        let sq = sqlite_err(self.path.clone());
+        let mut st = self
+            .conn
+            .prepare("SELECT uuid, name, endpoint, role, state, last_seen FROM devices ORDER BY role, name")
+            .map_err(&sq)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(DeviceRecord {
+                    uuid: r.get::<_, String>(0)?.parse().unwrap_or(Uuid::nil()),
+                    name: r.get(1)?,
+                    endpoint: r.get(2)?,
+                    role: text_column(r, 3)?,
+                    state: text_column(r, 4)?,
+                    last_seen: r.get(5)?,
+                })
+            })
+            .map_err(&sq)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(&sq)
+    }
+
+    /// A device by UUID or name.
+    pub fn device(&self, key: &str) -> Result<DeviceRecord, StoreError> {
+        self.devices()?
+            .into_iter()
+            .find(|d| d.uuid.to_string() == key || d.name == key)
+            .ok_or_else(|| StoreError::UnknownDevice(key.into()))
+    }
+
+    /// A device's owner PSK.
+    pub fn owner_psk(&self, uuid: &Uuid) -> Result<Zeroizing<[u8; 16]>, StoreError> {
+        let v: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT owner_psk FROM devices WHERE uuid = ?1",
+                params![uuid.to_string()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| StoreError::Sqlite {
+                path: self.path.clone(),
+                source: e,
+            })?;
+        let v = v.ok_or_else(|| StoreError::UnknownDevice(uuid.to_string()))?;
+        let mut out = Zeroizing::new([0u8; 16]);
+        if v.len() == 16 {
+            out.copy_from_slice(&v);
+        }
+        Ok(out)
+    }
+
+    /// Removes a device from the domain in one transaction: its record,
+    /// grants, pair-wise keys and Sender IDs (kept, revoked: never reused).
+    /// If it belonged to the SSM group, the group is rekeyed and every
+    /// remaining member becomes stale. Returns the new epoch (if rekeyed)
+    /// and the devices to sync.
+    pub fn remove_device(
+        &mut self,
+        uuid: &Uuid,
+        random: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(Option<i64>, Vec<Uuid>), StoreError> {
+        let sq = sqlite_err(self.path.clone());
+        let tx = self.conn.transaction().map_err(&sq)?;
+        let u = uuid.to_string();
+        let was_member = members(&tx).map_err(&sq)?.contains(uuid);
+        let n = tx
+            .execute("DELETE FROM devices WHERE uuid = ?1", params![u])
+            .map_err(&sq)?;
+        if n == 0 {
+            return Err(StoreError::UnknownDevice(u));
+        }
+        tx.execute(
+            "DELETE FROM grants WHERE client_uuid = ?1 OR light_uuid = ?1",
+            params![u],
+        )
+        .map_err(&sq)?;
+        tx.execute(
+            "DELETE FROM pairwise WHERE client_uuid = ?1 OR light_uuid = ?1",
+            params![u],
+        )
+        .map_err(&sq)?;
+        tx.execute(
+            "UPDATE sender_ids SET revoked = 1 WHERE client_uuid = ?1",
+            params![u],
+        )
+        .map_err(&sq)?;
+        audit_on(&tx, "offboard", &u).map_err(&sq)?;
+        let epoch = if was_member {
+            Some(rekey_on(&tx, random, &format!("{u} removed")).map_err(&sq)?)
+        } else {
+            None
+        };
+        let m = members(&tx).map_err(&sq)?;
+        tx.commit().map_err(&sq)?;
+        Ok((epoch, m))
+    }
+
+    /// Records a completed exchange with a device (and where it answered).
+    pub fn touch(&mut self, uuid: &Uuid, endpoint: Option<&str>) -> Result<(), StoreError> {
+        let u = uuid.to_string();
+        self.conn
+            .execute(
+                "UPDATE devices SET last_seen = strftime('%Y-%m-%dT%H:%M:%SZ', 'now'),
+                 endpoint = COALESCE(?2, endpoint) WHERE uuid = ?1",
+                params![u, endpoint],
+            )
+            .map_err(self.sq())?;
+        Ok(())
+    }
+
+    /// Removes the record of an onboarding that did not happen (the device
+    /// refused the stored key: it undid the transfer).
+    pub fn forget_onboarding(&mut self, uuid: &Uuid) -> Result<(), StoreError> {
+        let sq = sqlite_err(self.path.clone());
+        let tx = self.conn.transaction().map_err(&sq)?;
+        tx.execute(
+            "DELETE FROM devices WHERE uuid = ?1 AND state = ?2",
+            params![uuid.to_string(), DeviceState::Onboarding.as_str()],
+        )
+        .map_err(&sq)?;
+        audit_on(&tx, "onboarding-undone", &uuid.to_string()).map_err(&sq)?;
+        tx.commit().map_err(&sq)
+    }
+}

@@ -1,0 +1,71 @@
+//! The schema and its forward migrations (`PRAGMA user_version`).
+use super::*;
+
+/// The version-1 schema (the migration path starts here).
+pub(super) const SCHEMA_V1: &str = "CREATE TABLE obt (id INTEGER PRIMARY KEY CHECK (id = 1), uuid TEXT NOT NULL, name TEXT NOT NULL);
+     CREATE TABLE devices (uuid TEXT PRIMARY KEY, name TEXT NOT NULL, endpoint TEXT NOT NULL, role TEXT NOT NULL,
+     state TEXT NOT NULL, owner_psk BLOB NOT NULL, updated TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
+     CREATE TABLE ssm_group (id INTEGER PRIMARY KEY CHECK (id = 1), secret BLOB NOT NULL, epoch INTEGER NOT NULL);
+     CREATE TABLE sender_ids (sender_id TEXT PRIMARY KEY, client_uuid TEXT NOT NULL, epoch INTEGER NOT NULL,
+     revoked INTEGER NOT NULL DEFAULT 0);
+     CREATE TABLE grants (client_uuid TEXT NOT NULL, light_uuid TEXT NOT NULL, PRIMARY KEY (client_uuid, light_uuid));
+     CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+     action TEXT NOT NULL, detail TEXT NOT NULL);";
+
+impl Store {
+    pub(super) fn open_inner(path: &Path, create: bool) -> Result<Store, StoreError> {
+        let lock = lock(path)?;
+        let sq = sqlite_err(path.to_path_buf());
+        let conn = Connection::open(path).map_err(&sq)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(&sq)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(&sq)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(&sq)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(&sq)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+            });
+        }
+        if version == 0 && !create {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        let s = Store {
+            conn,
+            path: path.to_path_buf(),
+            _lock: lock,
+        };
+        s.migrate(version)?;
+        Ok(s)
+    }
+
+    fn migrate(&self, from: i64) -> Result<(), StoreError> {
+        let sq = sqlite_err(self.path.clone());
+        if from < 1 {
+            self.conn
+                .execute_batch(&format!(
+                    "BEGIN; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
+                ))
+                .map_err(&sq)?;
+        }
+        if from < 2 {
+            self.conn
+                .execute_batch(
+                    "BEGIN;
+                     ALTER TABLE devices ADD COLUMN last_seen TEXT;
+                     CREATE TABLE pairwise (client_uuid TEXT NOT NULL, light_uuid TEXT NOT NULL, secret BLOB NOT NULL,
+                                            client_id TEXT NOT NULL UNIQUE, light_id TEXT NOT NULL UNIQUE,
+                                            PRIMARY KEY (client_uuid, light_uuid));
+                     PRAGMA user_version = 2;
+                     COMMIT;",
+                )
+                .map_err(&sq)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,185 @@
+//! Reconciliation: what a device holds (as it shows it) against what the
+//! domain says it should hold, as a provisioning sequence.
+use super::{dos, post, provision, Channel, Sequence, Step};
+use crate::cbor;
+use crate::cred::{CredType, Credential};
+use crate::message;
+use crate::security::acl2::Ace;
+use ciborium::Value;
+use ssm_coap::{Code, Message, MessageType};
+
+/// The credential types the onboarding tool manages on a device beyond
+/// the owner credential: pair-wise OSCORE (64), SSM client (128) and SSM
+/// server (256). Anything else (the owner's credtype 1) is never touched
+/// by [`reconcile`].
+pub const MANAGED_CREDTYPES: [CredType; 3] = [
+    CredType::PairwiseOscore,
+    CredType::SsmClient,
+    CredType::SsmServer,
+];
+
+/// The GET requests whose answers [`reconcile`] compares: the device's
+/// `/oic/sec/cred` (without private data) and `/oic/sec/acl2`.
+pub fn read_state() -> [Message; 2] {
+    [
+        message::request(MessageType::Confirmable, Code::GET, "/oic/sec/cred", None),
+        message::request(MessageType::Confirmable, Code::GET, "/oic/sec/acl2", None),
+    ]
+}
+
+/// What identifies a credential's key material as the device shows it
+/// (a RETRIEVE never returns private data): type, subject, and the OSCORE
+/// IDs and description the device returns for that type. Every key the
+/// onboarding tool creates comes with fresh IDs, so equal identities mean
+/// equal keys.
+#[allow(clippy::type_complexity)]
+fn cred_identity(
+    c: &Credential,
+) -> (
+    CredType,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+) {
+    let o = c.oscore.clone().unwrap_or_default();
+    let lower = |s: Option<String>| s.map(|s| s.to_ascii_lowercase());
+    let (sender, recipient, desc) = match c.credtype {
+        CredType::PairwiseOscore => (lower(o.senderid), lower(o.recipientid), None),
+        CredType::SsmClient => (lower(o.senderid), None, o.desc),
+        CredType::SsmServer => (None, lower(o.recipientid), o.desc),
+        _ => (lower(o.senderid), lower(o.recipientid), o.desc),
+    };
+    (
+        c.credtype,
+        c.subjectuuid.to_ascii_lowercase(),
+        sender,
+        recipient,
+        desc,
+    )
+}
+
+/// What a [`reconcile`] sequence changes on a device.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciliation {
+    /// Managed credentials removed (their `credid`s on the device).
+    pub creds_removed: Vec<u32>,
+    /// Credentials added.
+    pub creds_added: usize,
+    /// ACEs removed (their `aceid`s).
+    pub aces_removed: Vec<u32>,
+    /// ACEs added.
+    pub aces_added: usize,
+}
+
+impl Reconciliation {
+    /// True when the device already holds exactly the desired state.
+    pub fn is_noop(&self) -> bool {
+        self.creds_removed.is_empty()
+            && self.creds_added == 0
+            && self.aces_removed.is_empty()
+            && self.aces_added == 0
+    }
+}
+
+/// Brings a device to a desired set of managed credentials and UUID-subject
+/// ACEs (DIGEST §7: provisioning in RFPRO), given what it holds now (the
+/// answers to [`read_state`]). Managed credentials and UUID-subject ACEs
+/// that are not desired are deleted by id; desired ones that are missing
+/// are added; matching ones are left alone. Running it twice changes
+/// nothing the second time, so an interrupted provisioning is finished by
+/// running it again. The owner credential and the default (connection-type)
+/// ACEs are never touched.
+///
+/// Returns `None` when an answer cannot be decoded.
+pub fn reconcile(
+    current_cred: &Value,
+    current_acl: &Value,
+    desired_creds: &[Credential],
+    desired_aces: &[Ace],
+) -> Option<(Sequence, Reconciliation)> {
+    use Channel::*;
+    let current: Vec<Credential> = cbor::get(current_cred, "creds")?
+        .as_array()?
+        .iter()
+        .map(crate::security::svr::cred_from_value)
+        .collect::<Option<_>>()?;
+    let aces: Vec<Ace> = match cbor::get(current_acl, "aclist2") {
+        Some(v) => v.deserialized().ok()?,
+        None => Vec::new(),
+    };
+    let mut plan = Reconciliation::default();
+    let wanted: Vec<_> = desired_creds.iter().map(cred_identity).collect();
+    let mut present = Vec::new();
+    for c in current
+        .iter()
+        .filter(|c| MANAGED_CREDTYPES.contains(&c.credtype))
+    {
+        let id = cred_identity(c);
+        if wanted.contains(&id) && !present.contains(&id) {
+            present.push(id);
+        } else {
+            plan.creds_removed.push(c.credid);
+        }
+    }
+    let to_add: Vec<Credential> = desired_creds
+        .iter()
+        .filter(|c| !present.contains(&cred_identity(c)))
+        .cloned()
+        .collect();
+    plan.creds_added = to_add.len();
+    let ace_key = |a: &Ace| (a.subject.clone(), a.resources.clone(), a.permission);
+    let want_aces: Vec<_> = desired_aces.iter().map(ace_key).collect();
+    let mut have_aces = Vec::new();
+    for a in aces
+        .iter()
+        .filter(|a| matches!(a.subject, crate::security::acl2::AceSubject::Uuid { .. }))
+    {
+        let k = ace_key(a);
+        if want_aces.contains(&k) && !have_aces.contains(&k) {
+            have_aces.push(k);
+        } else {
+            plan.aces_removed.push(a.aceid);
+        }
+    }
+    let aces_to_add: Vec<Ace> = desired_aces
+        .iter()
+        .filter(|a| !have_aces.contains(&ace_key(a)))
+        .cloned()
+        .collect();
+    plan.aces_added = aces_to_add.len();
+
+    let mut steps = vec![Step {
+        channel: Owner,
+        what: "pstat RFPRO",
+        request: post("/oic/sec/pstat", dos(2)),
+    }];
+    for id in &plan.creds_removed {
+        steps.push(Step {
+            channel: Owner,
+            what: "delete credential",
+            request: message::request(
+                MessageType::Confirmable,
+                Code::DELETE,
+                "/oic/sec/cred",
+                Some(&format!("credid={id}")),
+            ),
+        });
+    }
+    for id in &plan.aces_removed {
+        steps.push(Step {
+            channel: Owner,
+            what: "delete ACE",
+            request: message::request(
+                MessageType::Confirmable,
+                Code::DELETE,
+                "/oic/sec/acl2",
+                Some(&format!("aceid={id}")),
+            ),
+        });
+    }
+    let mut rest = provision(to_add, aces_to_add).steps;
+    rest.remove(0); // its own RFPRO
+    steps.extend(rest);
+    Some((Sequence { steps, next: 0 }, plan))
+}
