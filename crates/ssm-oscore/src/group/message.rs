@@ -1,6 +1,7 @@
 //! Protecting and verifying messages in group mode (RFC 10021 §7):
 //! encryption as in RFC 8613 §8 with the `aad_array` of §3.4, then the
 //! countersignature (§3.1) encrypted with the keystream of §4.2.
+use super::cose::{aad_array_of, countersign_structure};
 use super::{
     enc_structure, keystream, GroupCommon, GroupRecipientContext, GroupSenderContext, ENC_HEAD,
     GROUP_FLAG, MAX_AAD_ARRAY_LEN, MAX_GROUP_CIPHERTEXT_LEN, MAX_TBS_LEN, SIGNATURE_LEN,
@@ -17,8 +18,6 @@ use crate::replay::ReplayState;
 use crate::TAG_LEN;
 use ed25519_dalek::{Signature, Signer};
 use ssm_coap::{Code, OptionNumber, Packet};
-
-use super::cose::{aad_array_of, countersign_structure};
 
 impl GroupSenderContext {
     /// Protects a request in group mode (RFC 10021 §7.1): OSCORE option

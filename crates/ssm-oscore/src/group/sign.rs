@@ -1,4 +1,5 @@
 //! Keys of the countersignature encryption (RFC 10021 §2.1.9, §4.2).
+use super::cose::bstr;
 use super::SIGNATURE_LEN;
 use crate::error::Error;
 use crate::id::{Id, IdContext, PartialIv};
@@ -7,8 +8,6 @@ use crate::{ALG_AES_CCM_16_64_128, KEY_LEN};
 use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::Zeroizing;
-
-use super::cose::bstr;
 
 /// The Signature Encryption Key (RFC 10021 §2.1.9): derived like a
 /// Sender Key (RFC 8613 §3.2.1) with `id` = h'', `alg_aead` = the Group
