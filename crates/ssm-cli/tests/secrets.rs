@@ -553,7 +553,7 @@ fn debug_of_key_holding_types_redacts() {
         );
     }
     dbg += &format!("{group:?}\n{group:#?}\n");
-    let onboarded = ssm_runtime::obt::Onboarded {
+    let onboarded = ssm_runtime::obt_transport::Onboarded {
         device_uuid: ssm_ocf::Uuid::from_u128(2),
         owner_psk,
     };

@@ -84,11 +84,6 @@ impl CipherSuite {
             CipherSuite::PskWithAes128Ccm8 => 0xC0A8,
         }
     }
-
-    /// Looks a suite up by its OpenSSL name.
-    pub fn from_openssl_name(name: &str) -> Option<CipherSuite> {
-        Self::ALL.into_iter().find(|c| c.openssl_name() == name)
-    }
 }
 
 impl fmt::Display for CipherSuite {

@@ -1,7 +1,7 @@
 //! What a device of the domain should hold: the managed credentials
 //! (credtypes 64, 128, 256) and UUID-subject ACEs that follow from the
 //! domain's grants, SSM group epoch and pair-wise keys. The OBT brings a
-//! device to exactly this with [`ssm_runtime::obt::sync_device`].
+//! device to exactly this with [`ssm_runtime::obt_transport::sync_device`].
 use crate::store::{Store, StoreError};
 use ssm_ocf::cred::{CredType, Credential, OscoreFields, PrivateData};
 use ssm_ocf::security::acl2::{Ace, AceResource, AceSubject, PERM_N, PERM_R, PERM_U};

@@ -3,12 +3,24 @@
 //! keys (the reference stack's `eps` bug, DIGEST §2).
 use ciborium::Value;
 
+/// Why bytes are not one CBOR item.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CborError {
+    /// Not CBOR (ciborium's reason).
+    #[error("bad CBOR: {0}")]
+    Malformed(String),
+    /// Bytes after the first item.
+    #[error("trailing bytes after CBOR item")]
+    TrailingBytes,
+}
+
 /// Decodes one CBOR item; trailing bytes are an error.
-pub fn decode(bytes: &[u8]) -> Result<Value, String> {
+pub fn decode(bytes: &[u8]) -> Result<Value, CborError> {
     let mut rd = bytes;
-    let v: Value = ciborium::de::from_reader(&mut rd).map_err(|e| format!("bad CBOR: {e}"))?;
+    let v: Value =
+        ciborium::de::from_reader(&mut rd).map_err(|e| CborError::Malformed(e.to_string()))?;
     if !rd.is_empty() {
-        return Err("trailing bytes after CBOR item".into());
+        return Err(CborError::TrailingBytes);
     }
     Ok(v)
 }

@@ -119,19 +119,33 @@ impl PrivateData {
     }
 
     /// The key bytes.
-    pub fn bytes(&self) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+    pub fn bytes(&self) -> Result<zeroize::Zeroizing<Vec<u8>>, PrivateDataError> {
         use base64::Engine;
         let v = match self.encoding.as_str() {
             "oic.sec.encoding.raw" => {
-                hex::decode(&self.data).map_err(|_| "privatedata.data is not hex".to_string())?
+                hex::decode(&self.data).map_err(|_| PrivateDataError::NotHex)?
             }
             "oic.sec.encoding.base64" => base64::engine::general_purpose::STANDARD
                 .decode(&self.data)
-                .map_err(|_| "privatedata.data is not base64".to_string())?,
-            e => return Err(format!("unsupported privatedata encoding {e:?}")),
+                .map_err(|_| PrivateDataError::NotBase64)?,
+            e => return Err(PrivateDataError::Encoding(e.to_string())),
         };
         Ok(zeroize::Zeroizing::new(v))
     }
+}
+
+/// Why `privatedata` holds no usable key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrivateDataError {
+    /// `oic.sec.encoding.raw` data that is not hex.
+    #[error("privatedata.data is not hex")]
+    NotHex,
+    /// `oic.sec.encoding.base64` data that is not base64.
+    #[error("privatedata.data is not base64")]
+    NotBase64,
+    /// An encoding this implementation does not read.
+    #[error("unsupported privatedata encoding {0:?}")]
+    Encoding(String),
 }
 
 /// The `oscore` object of a credential.
@@ -274,7 +288,7 @@ impl Credential {
             .as_ref()
             .ok_or_else(|| bad("privatedata missing"))?
             .bytes()
-            .map_err(|e| bad(&e))?;
+            .map_err(|e| bad(&e.to_string()))?;
         if secret.len() != MASTER_SECRET_LEN {
             return Err(bad("the master secret must be 32 bytes"));
         }

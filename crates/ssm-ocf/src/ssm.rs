@@ -444,22 +444,45 @@ pub fn update_request(
     m
 }
 
+/// Why an OSCORE context cannot be built from a credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContextError {
+    /// Not an SSM client credential.
+    #[error("credential {0} is not an SSM client credential (credtype 128)")]
+    NotSsmClient(u32),
+    /// An SSM client credential without a Sender ID.
+    #[error("SSM client credential {0} without senderid")]
+    NoSenderId(u32),
+    /// Not a pair-wise OSCORE credential (both IDs needed).
+    #[error("credential {0} is not a pair-wise OSCORE credential")]
+    NotPairwise(u32),
+    /// The key derivation refused the parameters.
+    #[error("OSCORE context of credential {credid}: {error}")]
+    Derive {
+        /// The credential.
+        credid: u32,
+        /// What OSCORE said.
+        error: OscoreError,
+    },
+}
+
 /// The sender context of an SSM client credential (credtype 128).
 pub fn sender_context(
     cred: &OscoreCred,
     sequence: ssm_oscore::SequenceNumber,
-) -> Result<ssm_oscore::SenderContext, String> {
+) -> Result<ssm_oscore::SenderContext, ContextError> {
     if cred.credtype != CredType::SsmClient {
-        return Err(format!(
-            "credential {} is not an SSM client credential (credtype 128)",
-            cred.credid
-        ));
+        return Err(ContextError::NotSsmClient(cred.credid));
     }
     let sid = cred
         .sender_id
-        .ok_or("SSM client credential without senderid")?;
-    ssm_oscore::SenderContext::derive(&cred.secret, None, None, sid, sequence)
-        .map_err(|e| e.to_string())
+        .ok_or(ContextError::NoSenderId(cred.credid))?;
+    ssm_oscore::SenderContext::derive(&cred.secret, None, None, sid, sequence).map_err(|error| {
+        ContextError::Derive {
+            credid: cred.credid,
+            error,
+        }
+    })
 }
 
 /// Both halves of a pair-wise OSCORE credential (credtype 64).
@@ -467,12 +490,9 @@ pub fn pairwise_context(
     cred: &OscoreCred,
     sequence: ssm_oscore::SequenceNumber,
     replay: ReplayState,
-) -> Result<ssm_oscore::SecurityContext, String> {
+) -> Result<ssm_oscore::SecurityContext, ContextError> {
     let (Some(s), Some(r)) = (cred.sender_id, cred.recipient_id) else {
-        return Err(format!(
-            "credential {} is not a pair-wise OSCORE credential",
-            cred.credid
-        ));
+        return Err(ContextError::NotPairwise(cred.credid));
     };
     ssm_oscore::SecurityContext::derive(
         &ssm_oscore::ContextParams {
@@ -485,7 +505,10 @@ pub fn pairwise_context(
         sequence,
         replay,
     )
-    .map_err(|e| e.to_string())
+    .map_err(|error| ContextError::Derive {
+        credid: cred.credid,
+        error,
+    })
 }
 
 #[cfg(test)]

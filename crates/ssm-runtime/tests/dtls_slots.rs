@@ -28,7 +28,7 @@ use ssm_ocf::switch::{BinarySwitch, HREF};
 use ssm_ocf::Uuid;
 use ssm_runtime::client::request;
 use ssm_runtime::device::{start, DeviceConfig, DeviceHandle};
-use ssm_runtime::obt::{dtls_request, onboard, zero_free_uuid};
+use ssm_runtime::obt_transport::{dtls_request, onboard, zero_free_uuid};
 use ssm_runtime::otm::otm_keys;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -16,7 +16,7 @@ use ssm_ocf::switch::{BinarySwitch, HREF};
 use ssm_ocf::{cbor, Uuid};
 use ssm_runtime::client::{MulticastScope, MulticastTargets, SsmSender};
 use ssm_runtime::device::{start, DeviceConfig, DeviceEvent, DeviceHandle};
-use ssm_runtime::obt::{discover_unowned, onboard, provision, zero_free_uuid};
+use ssm_runtime::obt_transport::{discover_unowned, onboard, provision, zero_free_uuid};
 use ssm_runtime::random_bytes;
 use ssm_runtime::store::FileSequenceStore;
 use std::net::SocketAddr;

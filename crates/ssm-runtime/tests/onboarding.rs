@@ -16,7 +16,7 @@ use ssm_ocf::switch::{BinarySwitch, HREF};
 use ssm_ocf::{cbor, Uuid};
 use ssm_runtime::client::{MulticastScope, MulticastTargets, SsmSender};
 use ssm_runtime::device::{start, DeviceConfig, DeviceEvent, DeviceHandle};
-use ssm_runtime::obt::{onboard, provision, zero_free_uuid, ObtError};
+use ssm_runtime::obt_transport::{onboard, provision, zero_free_uuid, ObtError};
 use ssm_runtime::state_dir::StateDir;
 use ssm_runtime::store::FileSequenceStore;
 use std::net::SocketAddr;

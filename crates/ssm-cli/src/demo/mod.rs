@@ -21,7 +21,7 @@ use ssm_ocf::{cbor, message, Uuid};
 use ssm_runtime::client::{MulticastScope, MulticastTargets};
 use ssm_runtime::device::{DeviceEvent, DeviceHandle};
 use ssm_runtime::multicast::COAP_PORT;
-use ssm_runtime::obt::zero_free_uuid;
+use ssm_runtime::obt_transport::zero_free_uuid;
 use ssm_runtime::random_bytes;
 use ssm_runtime::store::FileSequenceStore;
 use ssm_runtime::udp::{Observation, OscoreClient};

@@ -16,7 +16,7 @@ use ssm_ocf::switch::{BinarySwitch, HREF};
 use ssm_ocf::{message, Uuid};
 use ssm_runtime::client::{socket_for, MulticastTargets, SsmSender};
 use ssm_runtime::device::{start, DeviceConfig, DeviceEvent, DeviceHandle};
-use ssm_runtime::obt::discover_unowned;
+use ssm_runtime::obt_transport::discover_unowned;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;

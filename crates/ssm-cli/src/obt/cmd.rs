@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use ssm_obt::engine::{self, OnboardJob, OnboardSource, SyncScope};
 use ssm_obt::store::Store;
 use ssm_obt::DeviceRole;
-use ssm_runtime::obt::zero_free_uuid;
+use ssm_runtime::obt_transport::zero_free_uuid;
 use std::path::Path;
 use std::time::Duration;
 

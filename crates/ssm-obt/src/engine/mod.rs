@@ -58,7 +58,7 @@ pub enum EngineError {
     Store(#[from] StoreError),
     /// A device exchange outside the per-device reports.
     #[error(transparent)]
-    Obt(#[from] ssm_runtime::obt::ObtError),
+    Obt(#[from] ssm_runtime::obt_transport::ObtError),
     /// A socket error (opening the multicast sockets, discovery).
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -124,7 +124,7 @@ impl Reach {
 
     /// Unowned devices answering within `wait`.
     pub async fn unowned(&self, wait: Duration) -> Result<Vec<(SocketAddr, Uuid)>, EngineError> {
-        Ok(ssm_runtime::obt::discover_unowned(&self.targets()?, wait).await?)
+        Ok(ssm_runtime::obt_transport::discover_unowned(&self.targets()?, wait).await?)
     }
 }
 

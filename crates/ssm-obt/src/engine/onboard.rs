@@ -8,7 +8,7 @@
 use super::{sync_devices, EngineError, Progress, Reach, Synced};
 use crate::store::{DeviceRecord, Store};
 use crate::{DeviceRole, DeviceState};
-use ssm_runtime::obt::{onboard_with, owns, zero_free_uuid, Onboarded};
+use ssm_runtime::obt_transport::{onboard_with, owns, zero_free_uuid, Onboarded};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -3,7 +3,7 @@
 use super::{rng, sync_devices, EngineError, Progress, Reach, Synced};
 use crate::store::{DeviceRecord, Store};
 use crate::{DeviceRole, DeviceState};
-use ssm_runtime::obt::{discover_devices, hard_reset};
+use ssm_runtime::obt_transport::{discover_devices, hard_reset};
 use std::net::SocketAddr;
 use std::time::Duration;
 use uuid::Uuid;

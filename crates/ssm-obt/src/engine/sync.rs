@@ -4,7 +4,7 @@ use super::{EngineError, Progress, Reach};
 use crate::plan::desired;
 use crate::store::{DeviceRecord, Store};
 use crate::{DeviceRole, DeviceState};
-use ssm_runtime::obt::{discover_devices, sync_device};
+use ssm_runtime::obt_transport::{discover_devices, sync_device};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,7 +141,7 @@ async fn attempt_wave(
                     .map_err(|e| {
                         (
                             e.to_string(),
-                            matches!(e, ssm_runtime::obt::ObtError::Step(_)),
+                            matches!(e, ssm_runtime::obt_transport::ObtError::Step(_)),
                         )
                     }),
                 Err(e) => Err((e.to_string(), false)),

@@ -19,13 +19,6 @@ pub const RDP_LABEL: &[u8] = b"oic.sec.doxm.rdp";
 /// PBKDF2 iterations for the PIN PSK.
 pub const PIN_ITERATIONS: u32 = 1000;
 
-/// The PSK identity hint a device sends for Random PIN.
-pub fn rdp_identity_hint(device: &Uuid) -> Vec<u8> {
-    let mut v = b"oic.sec.doxm.rdp:".to_vec();
-    v.extend_from_slice(device.as_bytes());
-    v
-}
-
 /// An 8-digit PIN from caller randomness (uniform: rejection sampling).
 pub fn random_pin(random: &mut dyn FnMut(&mut [u8])) -> String {
     loop {

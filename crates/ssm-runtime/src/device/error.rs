@@ -20,7 +20,7 @@ pub enum DeviceError {
         /// The credential.
         credid: u32,
         /// Why.
-        reason: String,
+        reason: ssm_ocf::ssm::ContextError,
     },
     /// Files, interfaces, sockets.
     Io(io::Error),
