@@ -74,17 +74,9 @@ pub fn load_identity(dir: &Path, default_name: &str) -> Result<Identity> {
 /// present, else `creds.json`; none is an empty set.
 pub fn load_creds(dir: &Path) -> Result<CredResource> {
     check_state_dir(dir);
-    if let Some(s) = StateDir::new(dir).load_security()? {
-        if !s.cred.creds.is_empty() {
-            return Ok(s.cred);
-        }
-    }
-    let p = creds_path(dir);
-    match std::fs::read_to_string(&p) {
-        Ok(s) => CredResource::from_json(&s).with_context(|| format!("in {}", p.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CredResource::default()),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
-    }
+    StateDir::new(dir)
+        .load_creds()
+        .with_context(|| format!("cannot load the credentials of {}", dir.display()))
 }
 
 /// The device's security resources: `svr.json` if present; otherwise built
@@ -97,16 +89,8 @@ pub fn load_or_provision_security(
     id: &Identity,
     app_hrefs: &[&str],
 ) -> Result<ssm_ocf::security::SecurityState> {
-    if let Some(s) = StateDir::new(dir).load_security()? {
-        return Ok(s);
-    }
-    let creds = load_creds(dir)?;
-    if creds.creds.is_empty() {
-        return Ok(ssm_ocf::security::SecurityState::new(id.deviceuuid));
-    }
-    let owner: Uuid = creds.rowneruuid.parse().unwrap_or(Uuid::nil());
-    let aces = ssm_ocf::provision::default_aces(&creds, app_hrefs, true);
-    let s = ssm_ocf::provision::provisioned_state(id.deviceuuid, owner, creds, aces);
-    StateDir::new(dir).save_security(&s)?;
-    Ok(s)
+    check_state_dir(dir);
+    StateDir::new(dir)
+        .load_or_provision_security(id.deviceuuid, app_hrefs)
+        .with_context(|| format!("cannot load the security state of {}", dir.display()))
 }

@@ -13,6 +13,7 @@
 //!
 //! Every file is owner-only ([`crate::store`]).
 use crate::store::{atomic_write, FileSequenceStore};
+use ssm_ocf::cred::CredResource;
 use ssm_ocf::security::SecurityState;
 use ssm_ocf::ssm::ReplayFloors;
 use std::io;
@@ -52,6 +53,13 @@ pub enum LoadError {
     Io(io::Error),
     /// It does not decode.
     Corrupt(Corrupt),
+    /// `creds.json` decodes but breaks the credential rules.
+    Credentials {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        error: ssm_ocf::cred::CredError,
+    },
 }
 
 impl std::fmt::Display for LoadError {
@@ -59,6 +67,7 @@ impl std::fmt::Display for LoadError {
         match self {
             LoadError::Io(e) => e.fmt(f),
             LoadError::Corrupt(c) => c.fmt(f),
+            LoadError::Credentials { path, error } => write!(f, "in {}: {error}", path.display()),
         }
     }
 }
@@ -68,6 +77,7 @@ impl std::error::Error for LoadError {
         match self {
             LoadError::Io(e) => Some(e),
             LoadError::Corrupt(c) => Some(c),
+            LoadError::Credentials { error, .. } => Some(error),
         }
     }
 }
@@ -83,6 +93,9 @@ impl From<LoadError> for io::Error {
         match e {
             LoadError::Io(e) => e,
             LoadError::Corrupt(c) => c.into(),
+            e @ LoadError::Credentials { .. } => {
+                io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+            }
         }
     }
 }
@@ -151,9 +164,52 @@ impl StateDir {
     }
 
     /// Reads `svr.json`, if there is one (it is never created here; see
-    /// the CLI's `load_or_provision_security` for that).
+    /// [`Self::load_or_provision_security`] for that).
     pub fn load_security(&self) -> Result<Option<SecurityState>, LoadError> {
         read_json(&self.svr_path())
+    }
+
+    /// The device's credentials: `svr.json`'s if an onboarding tool
+    /// provisioned some, else the pre-shared `creds.json`; neither is an
+    /// empty set.
+    pub fn load_creds(&self) -> Result<CredResource, LoadError> {
+        if let Some(s) = self.load_security()? {
+            if !s.cred.creds.is_empty() {
+                return Ok(s.cred);
+            }
+        }
+        let path = self.creds_path();
+        match std::fs::read_to_string(&path) {
+            Ok(s) => {
+                CredResource::from_json(&s).map_err(|error| LoadError::Credentials { path, error })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(CredResource::default()),
+            Err(e) => Err(LoadError::Io(e)),
+        }
+    }
+
+    /// The security resources a device starts with: `svr.json` if present;
+    /// otherwise, with pre-shared credentials in `creds.json`, an owned
+    /// device in normal operation with the default ACEs for `app_hrefs`
+    /// (saved as `svr.json`; the policy is `ssm_ocf::provision`'s);
+    /// otherwise a new, unowned device waiting for an onboarding tool.
+    pub fn load_or_provision_security(
+        &self,
+        device_uuid: uuid::Uuid,
+        app_hrefs: &[&str],
+    ) -> Result<SecurityState, LoadError> {
+        if let Some(s) = self.load_security()? {
+            return Ok(s);
+        }
+        let creds = self.load_creds()?;
+        if creds.creds.is_empty() {
+            return Ok(SecurityState::new(device_uuid));
+        }
+        let owner: uuid::Uuid = creds.rowneruuid.parse().unwrap_or(uuid::Uuid::nil());
+        let aces = ssm_ocf::provision::default_aces(&creds, app_hrefs, true);
+        let s = ssm_ocf::provision::provisioned_state(device_uuid, owner, creds, aces);
+        self.save_security(&s)?;
+        Ok(s)
     }
 
     /// Persists the security resources atomically to `svr.json`.

@@ -64,6 +64,7 @@ impl From<LoadError> for DeviceError {
         match e {
             LoadError::Io(e) => DeviceError::Io(e),
             LoadError::Corrupt(c) => DeviceError::StateFile(c),
+            LoadError::Credentials { error, .. } => DeviceError::Credentials(error),
         }
     }
 }
