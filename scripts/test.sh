@@ -31,6 +31,9 @@ if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1; then
     bash tests/netns/topology.sh selftest
 fi
 
+step "architecture size limits (files ~600 lines, functions ~120; scripts/code-size.py)"
+python3 scripts/code-size.py
+
 step "OSCORE core builds without std"
 cargo build -q -p ssm-oscore --no-default-features
 
