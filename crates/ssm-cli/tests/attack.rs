@@ -28,6 +28,7 @@ mod netkit;
 use netkit::*;
 use serde_json::Value;
 use ssm_ocf::cred::CredType;
+use ssm_testkit::{is_root, Topology};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -77,7 +78,7 @@ impl World {
         if !self.ipv6 {
             args.push("--no-ipv6");
         }
-        let out = self.switch.run(&args);
+        let out = self.switch.ssm(&args);
         assert!(
             out.status.success(),
             "genuine update: {}",
@@ -122,7 +123,7 @@ impl World {
     }
 
     fn value_of(&self, ep: &str) -> Value {
-        let out = self.switch.run(&["client", "get", ep, "--json"]);
+        let out = self.switch.ssm(&["client", "get", ep, "--json"]);
         assert!(
             out.status.success(),
             "get {ep}: {}",

@@ -3,6 +3,7 @@
 //! shell), never with a panic; a usage error, hand-made or clap's, exits 2,
 //! and with `--json` also prints `{"error": …, "exit": 2}` on stdout.
 use serde_json::Value;
+use ssm_testkit::TempDir;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -17,13 +18,6 @@ fn ssm() -> Command {
 /// A port of its own (multicast on lo is shared by parallel tests).
 fn port(offset: u32) -> String {
     (20000 + (std::process::id() * 23 + offset) % 20000).to_string()
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ssm-exit-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 /// Runs `ssm args` with stdout a pipe whose reading end is already closed
@@ -65,7 +59,7 @@ fn assert_quiet_end(args: &[&str]) {
 
 #[test]
 fn closed_stdout_ends_quietly() {
-    let dir = tempdir("pipe");
+    let dir = TempDir::new("exit-pipe");
     let domain = dir.join("d.sqlite");
     let domain = domain.to_str().unwrap();
     let out = ssm()
@@ -148,7 +142,7 @@ fn state_dir_with_creds(dir: &Path) -> PathBuf {
 
 #[test]
 fn usage_errors_exit_2_with_json() {
-    let dir = tempdir("usage");
+    let dir = TempDir::new("exit-usage");
     let sw = state_dir_with_creds(&dir.join("g"));
     let sw = sw.to_str().unwrap();
     let domain = dir.join("d.sqlite");

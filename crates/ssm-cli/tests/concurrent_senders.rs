@@ -17,6 +17,7 @@
 mod netkit;
 use netkit::*;
 use serde_json::Value;
+use ssm_testkit::{is_root, Topology};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -185,7 +186,7 @@ fn many_senders_on_one_state_dir_never_reuse_a_nonce_and_every_command_is_applie
     let switch_dir = dir.join("switch-0");
     let sd = switch_dir.to_str().unwrap().to_string();
     let mut switch_dev = switch
-        .cmd()
+        .cmd(ssm())
         .args(["device", "--json", "--role", "switch", "--iface", iface])
         .args(["--port", &ps, "--state-dir", &sd])
         .stdout(Stdio::piped())
@@ -201,7 +202,7 @@ fn many_senders_on_one_state_dir_never_reuse_a_nonce_and_every_command_is_applie
         assert!(first.contains("\"ready\""), "switch device: {first}");
     }
     // A second device on the same state dir refuses, and says why.
-    let second = switch.run(&[
+    let second = switch.ssm(&[
         "device",
         "--role",
         "switch",
@@ -226,7 +227,7 @@ fn many_senders_on_one_state_dir_never_reuse_a_nonce_and_every_command_is_applie
     let mut children = Vec::new();
     for i in 0..SENDERS {
         let value = if i % 2 == 0 { "on" } else { "off" };
-        let mut c = switch.cmd();
+        let mut c = switch.cmd(ssm());
         c.args(update_args(&sd, iface, &ps, value))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -236,7 +237,7 @@ fn many_senders_on_one_state_dir_never_reuse_a_nonce_and_every_command_is_applie
     // sequence store the same way (one first: the light's window starts
     // with an Echo round trip, RFC 8613 App. B.1.2).
     let unicast = |value: &str| {
-        let mut c = switch.cmd();
+        let mut c = switch.cmd(ssm());
         c.args(["client", "--state-dir", &sd, "update", &lights[0].ep])
             .args(["--json", "--value", value])
             .stdout(Stdio::piped())
@@ -356,7 +357,7 @@ fn one_command_over_three_groups_is_applied_once() {
     for (i, value) in ["on", "off", "on"].iter().enumerate() {
         let mut a = update_args(&sd, "ssm0", &ps, value);
         a.extend(["--scopes", "2,5"]);
-        let out = hosts[0].run(&a);
+        let out = hosts[0].ssm(&a);
         assert!(
             out.status.success(),
             "{}",

@@ -19,8 +19,9 @@
 use serde_json::Value;
 use ssm_ocf::security::pstat::DeviceOnboardingState as Dos;
 use ssm_ocf::security::SecurityState;
+use ssm_testkit::TempDir;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -168,17 +169,10 @@ fn security(dir: &Path) -> SecurityState {
     serde_json::from_str(&text).expect("svr.json loads")
 }
 
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ssm-crash-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 #[test]
 fn killed_during_onboarding_never_half_owned_never_loses_an_acknowledged_onboarding() {
     let runs = runs();
-    let dir = tmp("otm");
+    let dir = TempDir::new("crash-otm");
     let port = (21000 + (std::process::id() * 3 + 1) % 20000) as u16;
     let seed = seed();
     eprintln!("crash_store onboarding: {runs} kills, seed {seed} (SSM_CRASH_SEED)");
@@ -311,7 +305,7 @@ fn killed_during_onboarding_never_half_owned_never_loses_an_acknowledged_onboard
 #[test]
 fn killed_during_ssm_updates_keeps_every_acknowledged_replay_floor() {
     let runs = runs();
-    let dir = tmp("floors");
+    let dir = TempDir::new("crash-floors");
     let port = (21000 + (std::process::id() * 3 + 2) % 20000) as u16;
     let out = ssm()
         .args([

@@ -4,6 +4,7 @@
 //! RETRIEVE and OBSERVE; the replay and forgery are rejected by every light.
 //! Also as an unprivileged user, and over IPv6 in a namespace when root.
 use serde_json::Value;
+use ssm_testkit::is_root;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -11,17 +12,6 @@ use std::process::{Command, Output};
 /// A port of its own per test so parallel runs do not hear each other.
 fn port(offset: u32) -> String {
     (20000 + (std::process::id() * 3 + offset) % 20000).to_string()
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 fn check_json(out: &Output, lights: u64, commands: u64) -> Value {

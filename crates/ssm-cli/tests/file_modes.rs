@@ -11,6 +11,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
+use ssm_testkit::hosts;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -58,7 +59,7 @@ fn names(files: &[PathBuf], dir: &Path) -> Vec<String> {
 /// Starts `ssm device` with stderr captured; returns its stderr once it is
 /// ready (the warnings come before `ready`), then stops it.
 fn stderr_of_a_start(host: &Host, dir: &Path, iface: &str, port: u16) -> String {
-    let mut c = host.cmd();
+    let mut c = host.cmd(ssm());
     c.args(["device", "--json", "--iface", iface, "--port"])
         .arg(port.to_string())
         .arg("--state-dir")
@@ -120,7 +121,7 @@ fn every_secret_file_is_owner_only() {
         out
     };
     ok(
-        obt.run(&["obt", "--domain", domain, "init", "--name", "modes"]),
+        obt.ssm(&["obt", "--domain", domain, "init", "--name", "modes"]),
         "init",
     );
     for (d, sd, name, role) in [
@@ -143,10 +144,10 @@ fn every_secret_file_is_owner_only() {
         ];
         let link = link_args(iface, port);
         a.extend(link.iter().map(String::as_str));
-        ok(obt.run(&a), name);
+        ok(obt.ssm(&a), name);
     }
     ok(
-        obt.run(&[
+        obt.ssm(&[
             "obt", "--domain", domain, "ssm", "grant", "switch-0", "light-0",
         ]),
         "grant",
@@ -161,7 +162,7 @@ fn every_secret_file_is_owner_only() {
         "the light applied the SSM update"
     );
     let out = ok(
-        switch_host.run(&[
+        switch_host.ssm(&[
             "client",
             "--state-dir",
             switch_dir.to_str().unwrap(),
@@ -178,7 +179,7 @@ fn every_secret_file_is_owner_only() {
 
     // The domain while an OBT has it open: its -wal and -shm files exist
     // and got the database's mode.
-    let mut d = obt.cmd();
+    let mut d = obt.cmd(ssm());
     d.args(["obt", "--domain", domain, "discover", "--wait-ms", "3000"])
         .args(link_args(iface, port))
         .stdout(Stdio::null())
@@ -204,7 +205,7 @@ fn every_secret_file_is_owner_only() {
     // `ssm creds generate` state dirs (and the --out dir it creates).
     let gen = dir.join("gen");
     ok(
-        obt.run(&["creds", "generate", "--out", gen.to_str().unwrap()]),
+        obt.ssm(&["creds", "generate", "--out", gen.to_str().unwrap()]),
         "creds generate",
     );
     drop(light);
@@ -245,7 +246,7 @@ fn every_secret_file_is_owner_only() {
     assert!(!err.contains("warning:"), "{err}");
     // The domain.
     std::fs::set_permissions(domain, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let out = ok(obt.run(&["obt", "--domain", domain, "list"]), "list");
+    let out = ok(obt.ssm(&["obt", "--domain", domain, "list"]), "list");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&format!(

@@ -14,6 +14,7 @@ mod netkit;
 use netkit::*;
 use serde_json::Value;
 use ssm_ocf::cred::CredType;
+use ssm_testkit::{is_root, Topology};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -309,7 +310,7 @@ fn flood(
     // Still serving: unicast read-back of the last real command.
     for l in &lights {
         assert!(l.child_alive(), "light {} died during the flood", l.ep);
-        let out = l.host.run(&["client", "get", &l.ep, "--json"]);
+        let out = l.host.ssm(&["client", "get", &l.ep, "--json"]);
         let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         assert_eq!(
             v["body"]["value"],

@@ -5,9 +5,9 @@
 //! and an observer gets the NOTIFY. Without root (no namespaces) the same
 //! scenario runs over IPv4 on `lo`.
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use ssm_testkit::{is_root, Host, TempDir, Topology};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const LIGHTS: usize = 5;
@@ -16,108 +16,8 @@ fn ssm() -> &'static str {
     env!("CARGO_BIN_EXE_ssm")
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-        && Command::new("ip").arg("-V").output().is_ok()
-}
-
-/// A namespace topology, deleted on drop.
-struct Topology {
-    prefix: String,
-    nodes: Vec<Vec<String>>,
-}
-
-impl Topology {
-    fn up(prefix: &str, n: usize) -> Topology {
-        let out = Command::new("bash")
-            .arg(repo().join("tests/netns/topology.sh"))
-            .args(["up", prefix, &n.to_string()])
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run topology.sh");
-        assert!(out.status.success(), "topology.sh up failed");
-        let nodes = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .filter(|l| l.starts_with("node "))
-            .map(|l| l.split_whitespace().map(String::from).collect())
-            .collect::<Vec<Vec<String>>>();
-        assert_eq!(nodes.len(), n);
-        Topology {
-            prefix: prefix.into(),
-            nodes,
-        }
-    }
-    fn ns(&self, i: usize) -> &str {
-        &self.nodes[i][2]
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo().join("tests/netns/topology.sh"))
-            .args(["down", &self.prefix])
-            .status();
-    }
-}
-
-/// Where a command runs: a namespace, or this host (loopback fallback).
-#[derive(Clone)]
-struct Host(Option<String>);
-
-impl Host {
-    fn cmd(&self) -> Command {
-        match &self.0 {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, ssm()]);
-                c
-            }
-            None => Command::new(ssm()),
-        }
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        let mut c = self.cmd();
-        c.args(args);
-        run_with_timeout(c, Duration::from_secs(20))
-    }
-}
-
-fn run_with_timeout(mut c: Command, limit: Duration) -> Output {
-    let mut child = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "command timed out: {:?}\n{}",
-                c,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+/// How long one `ssm client` command may run.
+const RUN_LIMIT: Duration = Duration::from_secs(20);
 
 struct Light {
     child: Child,
@@ -132,7 +32,7 @@ impl Drop for Light {
 }
 
 fn start_light(host: &Host, dir: &Path, iface: &str, port: u16, extra: &[&str]) -> Light {
-    let mut c = host.cmd();
+    let mut c = host.cmd(ssm());
     c.args([
         "device",
         "--json",
@@ -144,22 +44,20 @@ fn start_light(host: &Host, dir: &Path, iface: &str, port: u16, extra: &[&str]) 
     ])
     .arg(dir)
     .args(extra);
-    let mut child = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start ssm device");
-    let stdout = child.stdout.take().unwrap();
+    c.stderr(Stdio::inherit());
+    let ssm_testkit::Ready {
+        child,
+        ready,
+        lines,
+    } = ssm_testkit::spawn_ready(c, Duration::from_secs(60));
     // From here on the process is killed even if an assertion fails.
     let mut light = Light {
         child,
         ep: String::new(),
     };
-    let mut lines = BufReader::new(stdout).lines();
-    let ready: Value = serde_json::from_str(&lines.next().expect("ready line").unwrap()).unwrap();
     assert_eq!(ready["event"], "ready", "{ready}");
     // Keep draining the event lines so the light never blocks on stdout.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
+    std::thread::spawn(move || for _ in lines {});
     let eps: Vec<String> = ready["endpoints"]
         .as_array()
         .unwrap()
@@ -177,7 +75,7 @@ fn start_light(host: &Host, dir: &Path, iface: &str, port: u16, extra: &[&str]) 
 }
 
 fn value_of(host: &Host, ep: &str) -> Value {
-    let out = host.run(&["client", "get", ep, "--json"]);
+    let out = host.run(ssm(), &["client", "get", ep, "--json"], RUN_LIMIT);
     assert!(
         out.status.success(),
         "get {ep}: {}",
@@ -189,8 +87,7 @@ fn value_of(host: &Host, ep: &str) -> Value {
 }
 
 fn scenario(client: Host, lights_on: Vec<Host>, iface: &str, rounds: &[(&str, Vec<&str>)]) {
-    let dir = std::env::temp_dir().join(format!("ssm-netns-{}-{iface}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = TempDir::new(&format!("netns-{iface}"));
     let port = 5683;
     let out = Command::new(ssm())
         .args([
@@ -227,7 +124,7 @@ fn scenario(client: Host, lights_on: Vec<Host>, iface: &str, rounds: &[(&str, Ve
         "700",
     ];
     args.extend(rounds[0].1.iter().copied());
-    let out = client.run(&args);
+    let out = client.run(ssm(), &args, RUN_LIMIT);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["devices"], LIGHTS as u64, "{v}");
     assert!(v["links"]
@@ -240,7 +137,7 @@ fn scenario(client: Host, lights_on: Vec<Host>, iface: &str, rounds: &[(&str, Ve
     for (name, flags) in rounds {
         on = !on;
         // An observer on the first light, from the client host.
-        let mut obs = client.cmd();
+        let mut obs = client.cmd(ssm());
         obs.args([
             "client",
             "observe",
@@ -270,7 +167,7 @@ fn scenario(client: Host, lights_on: Vec<Host>, iface: &str, rounds: &[(&str, Ve
             if on { "on" } else { "off" },
         ];
         args.extend(flags.iter().copied());
-        let out = client.run(&args);
+        let out = client.run(ssm(), &args, RUN_LIMIT);
         assert!(
             out.status.success(),
             "{name}: {}",
@@ -310,7 +207,6 @@ fn scenario(client: Host, lights_on: Vec<Host>, iface: &str, rounds: &[(&str, Ve
         );
     }
     drop(lights);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

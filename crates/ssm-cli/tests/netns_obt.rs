@@ -7,6 +7,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
+use ssm_testkit::hosts;
 use std::time::{Duration, Instant};
 
 /// The next SSM verdict a light reports: "ssm_applied" or "refused".
@@ -43,7 +44,7 @@ fn obt_commissions_lights_and_switches() {
         .collect();
 
     assert!(obt
-        .run(&["obt", "--domain", domain, "init", "--name", "hall"])
+        .ssm(&["obt", "--domain", domain, "init", "--name", "hall"])
         .status
         .success());
     let ipv6 = if iface == "lo" {
@@ -65,13 +66,13 @@ fn obt_commissions_lights_and_switches() {
         "800",
     ];
     args.extend(ipv6.iter().copied());
-    let v: Value = serde_json::from_slice(&obt.run(&args).stdout).unwrap();
+    let v: Value = serde_json::from_slice(&obt.ssm(&args).stdout).unwrap();
     assert_eq!(v["unowned"].as_array().unwrap().len(), 5, "{v}");
 
     for (i, d) in devs.iter().enumerate() {
         let pin_file = dir.join(format!("d{i}/pin"));
         let name = format!("{}-{i}", roles[i]);
-        let out = obt.run(&[
+        let out = obt.ssm(&[
             "obt",
             "--domain",
             domain,
@@ -90,7 +91,7 @@ fn obt_commissions_lights_and_switches() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let out = obt.run(&[
+    let out = obt.ssm(&[
         "obt", "--domain", domain, "ssm", "grant", "switch-3", "--all", "--json",
     ]);
     assert!(
@@ -99,7 +100,7 @@ fn obt_commissions_lights_and_switches() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Switch 4: SSM credentials for itself (a grant on no light).
-    let out = obt.run(&[
+    let out = obt.ssm(&[
         "obt", "--domain", domain, "ssm", "grant", "switch-4", "light-0", "--json",
     ]);
     assert!(
@@ -108,7 +109,7 @@ fn obt_commissions_lights_and_switches() {
         String::from_utf8_lossy(&out.stderr)
     );
     let listed: Value = serde_json::from_slice(
-        &obt.run(&["obt", "--domain", domain, "list", "--json"])
+        &obt.ssm(&["obt", "--domain", domain, "list", "--json"])
             .stdout,
     )
     .unwrap();
@@ -135,7 +136,7 @@ fn obt_commissions_lights_and_switches() {
         );
     }
     // Unicast UPDATE with the pair-wise context the OBT provisioned.
-    let out = hosts[4].run(&[
+    let out = hosts[4].ssm(&[
         "client",
         "--state-dir",
         dir.join("d3").to_str().unwrap(),
@@ -153,7 +154,7 @@ fn obt_commissions_lights_and_switches() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["code"], "2.04", "{v}");
     // Without credentials there is no secured UPDATE.
-    let out = hosts[4].run(&[
+    let out = hosts[4].ssm(&[
         "client",
         "--state-dir",
         dir.join("nobody").to_str().unwrap(),

@@ -48,7 +48,7 @@ fn obt_killed_mid_onboarding_and_mid_rekey() {
 
     // 1. Killed while onboarding one device at a time.
     let pins = sheet(&devs);
-    let mut obt = h.cmd();
+    let mut obt = h.cmd(ssm());
     obt.args([
         "obt", "--domain", &domain, "--json", "onboard", "--all", "--jobs", "1",
     ])
@@ -169,7 +169,7 @@ fn obt_killed_mid_onboarding_and_mid_rekey() {
     send(&h, &dir.join("switch"), "lo", port, "on");
     copy_dir(&dir.join("switch"), &stolen);
     devs.iter().for_each(|d| d.drain());
-    let mut obt = h.cmd();
+    let mut obt = h.cmd(ssm());
     obt.args([
         "obt", "--domain", &domain, "--json", "offboard", "light-0", "--jobs", "1", "--port",
         &ports,

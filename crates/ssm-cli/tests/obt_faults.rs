@@ -8,7 +8,7 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 fn fails(h: &Host, args: &[&str], code: i32, needles: &[&str]) {
-    let out = h.run(args);
+    let out = h.ssm(args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
     for n in needles {
@@ -95,7 +95,7 @@ fn bad_input_and_faults() {
     );
     assert_eq!(v["onboarded"], 1, "{v}");
     // Onboarding it again: it is owned now.
-    let out = h.run(&[
+    let out = h.ssm(&[
         "obt",
         "--domain",
         d,

@@ -12,6 +12,7 @@
 //! gets a clear "locked" error (exit status 3).
 mod common;
 use common::*;
+use ssm_testkit::hosts;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -245,7 +246,7 @@ fn commission_offboard_rekey_sync() {
     assert_eq!(code, Some(1));
 
     // A second OBT on the same domain: "locked", exit status 3.
-    let mut holder = obt.cmd();
+    let mut holder = obt.cmd(ssm());
     holder
         .args(["obt", "--domain", &domain, "discover", "--wait-ms", "3000"])
         .args(&link)
@@ -253,7 +254,7 @@ fn commission_offboard_rekey_sync() {
         .stderr(Stdio::null());
     let mut holder = holder.spawn().unwrap();
     std::thread::sleep(Duration::from_millis(700));
-    let out = obt.run(&["obt", "--domain", &domain, "list"]);
+    let out = obt.ssm(&["obt", "--domain", &domain, "list"]);
     let _ = holder.kill();
     let _ = holder.wait();
     assert_eq!(out.status.code(), Some(3));

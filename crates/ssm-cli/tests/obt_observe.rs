@@ -17,6 +17,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
+use ssm_testkit::hosts;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -209,7 +210,7 @@ fn secured_get_observe_confirm_after_obt_commissioning() {
             value,
         ];
         a.extend(mcast.iter().map(String::as_str));
-        let out = sw_host.run(&a);
+        let out = sw_host.ssm(&a);
         let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
                 "confirm: not JSON ({e}): {}",
@@ -238,7 +239,7 @@ fn secured_get_observe_confirm_after_obt_commissioning() {
 
     // A secured OBSERVE, then two commands confirmed on every light.
     let mut observer = sw_host
-        .cmd()
+        .cmd(ssm())
         .args([
             "client",
             "--state-dir",
@@ -328,7 +329,7 @@ fn secured_get_observe_confirm_after_obt_commissioning() {
         (Some("4.01"), Some("plain")),
         "{v}"
     );
-    let out = sw_host.run(&[
+    let out = sw_host.ssm(&[
         "client",
         "--state-dir",
         nobody,

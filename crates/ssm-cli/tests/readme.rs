@@ -4,14 +4,11 @@
 //! every process it leaves behind killed); every code excerpt marked
 //! `<!-- from FILE ... -->` is found verbatim in FILE; the CLI reference
 //! names every subcommand.
+use ssm_testkit::repo;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn readme() -> String {
     std::fs::read_to_string(repo().join("README.md")).expect("README.md")

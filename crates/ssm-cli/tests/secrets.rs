@@ -13,8 +13,9 @@ use base64::Engine;
 use serde_json::Value;
 use ssm_ocf::cred::{CredResource, CredType};
 use ssm_oscore::kdf::Prk;
+use ssm_testkit::TempDir;
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -144,13 +145,6 @@ fn run(args: &[&str]) -> (Output, Vec<u8>) {
     (out, all)
 }
 
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ssm-secrets-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn port(offset: u32) -> u16 {
     (30000 + (std::process::id() * 7 + offset) % 20000) as u16
 }
@@ -166,7 +160,11 @@ fn creds_of(dir: &Path) -> CredResource {
 #[test]
 fn demo_logs_and_json_carry_no_key() {
     for json in [false, true] {
-        let dir = tmp(if json { "demo-json" } else { "demo" });
+        let dir = TempDir::new(if json {
+            "secrets-demo-json"
+        } else {
+            "secrets-demo"
+        });
         let p = port(u32::from(json)).to_string();
         let mut args = vec![
             "demo",
@@ -310,7 +308,7 @@ impl Drop for Dev {
 
 #[test]
 fn onboarding_grant_and_multicast_carry_no_key() {
-    let dir = tmp("obt");
+    let dir = TempDir::new("secrets-obt");
     let p = port(7).to_string();
     let light_dir = dir.join("light-0");
     let switch_dir = dir.join("switch-0");

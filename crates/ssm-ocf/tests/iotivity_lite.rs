@@ -19,7 +19,7 @@ use ssm_ocf::ssm::{sender_context, update_request, DropReason, ReplayFloors, Ssm
 use ssm_ocf::switch::BinarySwitch;
 use ssm_ocf::Uuid;
 use ssm_oscore::SequenceNumber;
-use ssm_testutil::{hex, load};
+use ssm_testkit::{hex, load};
 
 /// The capture's cred, in our JSON form (raw bytes as hex).
 fn cred(v: &serde_json::Value) -> Credential {

@@ -14,7 +14,7 @@ use ssm_oscore::group::*;
 use ssm_oscore::kdf::Prk;
 use ssm_oscore::pairwise::*;
 use ssm_oscore::*;
-use ssm_testutil::{hex, load};
+use ssm_testkit::{hex, load};
 
 struct Vectors {
     v: serde_json::Value,

@@ -6,7 +6,7 @@
 
 use ssm_oscore::kdf::{info, Label, Prk};
 use ssm_oscore::*;
-use ssm_testutil::{hex, load};
+use ssm_testkit::{hex, load};
 
 #[test]
 fn reference_stack_datagrams_verify_in_order_and_never_twice() {

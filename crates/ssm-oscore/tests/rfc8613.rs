@@ -3,7 +3,7 @@
 use ssm_oscore::crypto::{aad, nonce};
 use ssm_oscore::kdf::{info, Label, Prk};
 use ssm_oscore::*;
-use ssm_testutil::{hex, load, opt_hex};
+use ssm_testkit::{hex, load, opt_hex};
 
 fn id(v: &serde_json::Value) -> Id {
     Id::new(&hex(v)).unwrap()

@@ -183,16 +183,19 @@ impl FloorJournal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ssm_testkit::TempDir;
 
-    fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("ssm-journal-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d.join("floors.journal")
+    /// A journal path whose directory does not exist yet, in a fresh
+    /// temp dir that lives as long as the returned guard.
+    fn tmp(name: &str) -> (TempDir, PathBuf) {
+        let d = TempDir::new(&format!("journal-{name}"));
+        let p = d.join("journal").join("floors.journal");
+        (d, p)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writes_are_durable_and_read_back() {
-        let p = tmp("rw");
+        let (_d, p) = tmp("rw");
         let j = FloorJournal::open(&p).unwrap();
         let mut tasks = Vec::new();
         for i in 0..50u64 {
@@ -216,7 +219,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_torn_tail_is_ignored_and_cleaned() {
-        let p = tmp("torn");
+        let (_d, p) = tmp("torn");
         {
             let j = FloorJournal::open(&p).unwrap();
             j.write("a", b"{\"01\":5}".to_vec()).await.unwrap();
@@ -236,7 +239,7 @@ mod tests {
 
     #[test]
     fn an_unparsable_line_is_skipped_not_the_rest() {
-        let p = tmp("skip");
+        let (_d, p) = tmp("skip");
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(
             &p,
@@ -250,7 +253,7 @@ mod tests {
 
     #[tokio::test]
     async fn compaction_keeps_the_latest_per_key() {
-        let p = tmp("compact");
+        let (_d, p) = tmp("compact");
         let j = FloorJournal::open(&p).unwrap();
         let big = format!("{{\"01\":1,\"pad\":\"{}\"}}", "x".repeat(4000));
         for i in 0..300 {

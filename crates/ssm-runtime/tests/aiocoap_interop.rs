@@ -5,9 +5,9 @@
 //! The venv comes from `interop/aiocoap/setup-venv.sh` (idempotent); set
 //! `SSM_AIOCOAP_PYTHON` to reuse one. Contexts are generated fresh per run.
 use ssm_coap::{Code, Message, MessageType, Token};
+use ssm_testkit::{repo, TempDir};
 mod common;
 
-use common::tempdir;
 use ssm_oscore::*;
 use ssm_runtime::random_bytes;
 use ssm_runtime::store::FileSequenceStore;
@@ -19,13 +19,6 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UdpSocket;
 use tokio::process::{Child, Command};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
 
 fn python() -> PathBuf {
     if let Ok(p) = std::env::var("SSM_AIOCOAP_PYTHON") {
@@ -131,7 +124,7 @@ async fn aiocoap_client(py: &Path, creds: &Path, args: &[&str]) -> (bool, Vec<u8
 async fn aiocoap_client_against_our_server() {
     let py = python();
     let keys = Keys::fresh();
-    let dir = tempdir("client");
+    let dir = TempDir::new("test-client");
     let client_dir = dir.join("aiocoap-client-ctx");
     keys.write_aiocoap(&client_dir, true);
     let creds = dir.join("creds.json");
@@ -197,7 +190,7 @@ async fn start_aiocoap_server(py: &Path, ctx: &Path) -> PyServer {
 async fn our_client_against_aiocoap_server() {
     let py = python();
     let keys = Keys::fresh();
-    let dir = tempdir("server");
+    let dir = TempDir::new("test-server");
     let server_dir = dir.join("aiocoap-server-ctx");
     keys.write_aiocoap(&server_dir, false);
     let mut srv = start_aiocoap_server(&py, &server_dir).await;

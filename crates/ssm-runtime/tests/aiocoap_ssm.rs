@@ -3,10 +3,8 @@
 //! we send to the multicast group on `lo`: our lights apply it (and reject
 //! its replay). And aiocoap, holding the matching recipient context,
 //! decrypts the SSM datagram our switch produced.
-mod common;
 
 use ciborium::Value;
-use common::tempdir;
 use ssm_coap::Token;
 use ssm_ocf::cbor;
 use ssm_ocf::cred::CredType;
@@ -19,16 +17,10 @@ use ssm_runtime::client::{MulticastScope, MulticastTargets, SsmSender};
 use ssm_runtime::device::{start, DeviceConfig, DeviceEvent};
 use ssm_runtime::random_bytes;
 use ssm_runtime::store::FileSequenceStore;
+use ssm_testkit::{repo, TempDir};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
 
 fn python() -> PathBuf {
     if let Ok(p) = std::env::var("SSM_AIOCOAP_PYTHON") {
@@ -80,7 +72,7 @@ fn run_py(py: &Path, script: &str, args: &[&str]) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiocoap_and_our_ssm_interoperate() {
     let py = python();
-    let dir = tempdir("aiocoap-ssm");
+    let dir = TempDir::new("test-aiocoap-ssm");
     let mut rng = |b: &mut [u8]| b.copy_from_slice(&random_bytes::<64>()[..b.len()]);
     let (lights, switches) = generate_group(3, 1, Uuid::new_v4(), &mut rng);
     let creds = switches[0].creds.oscore_creds().unwrap();

@@ -15,9 +15,7 @@
 //!   with the owner PSK both sides derived. While B's transfer runs, a third
 //!   PIN session is refused. (At d078798 A's end wiped B's transfer and the
 //!   device ended "owned" with a nil owner and no owner PSK.)
-mod common;
 
-use common::tempdir;
 use ssm_dtls::{connect, DtlsConfig, DtlsSession};
 use ssm_ocf::device::{Device, DeviceInfo};
 use ssm_ocf::onboarding::{owner_transfer, Channel};
@@ -30,6 +28,7 @@ use ssm_runtime::client::request;
 use ssm_runtime::device::{start, DeviceConfig, DeviceHandle};
 use ssm_runtime::obt_transport::{dtls_request, onboard, zero_free_uuid};
 use ssm_runtime::otm::otm_keys;
+use ssm_testkit::TempDir;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -108,7 +107,7 @@ async fn flood(device: SocketAddr, ports: usize) -> Flood {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f2_a_cookieless_flood_does_not_block_onboarding() {
     for (i, ports) in [16usize, 64].into_iter().enumerate() {
-        let dir = tempdir(&format!("dtls-flood-{ports}"));
+        let dir = TempDir::new(&format!("test-dtls-flood-{ports}"));
         let port = 31000 + (std::process::id() % 9000) as u16 + i as u16;
         let (h, peer) = start_light(&dir, zero_free_uuid(), port).await;
         let pin = h.pin().unwrap();
@@ -168,7 +167,7 @@ async fn f2_a_cookieless_flood_does_not_block_onboarding() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f5_an_abandoned_sessions_end_does_not_wipe_a_running_transfer() {
-    let dir = tempdir("otm-binding");
+    let dir = TempDir::new("test-otm-binding");
     let port = 40000 + (std::process::id() % 9000) as u16;
     let factory = zero_free_uuid();
     let (h, peer) = start_light(&dir, factory, port).await;

@@ -4,9 +4,10 @@
 //! too; a server that keeps sending the value the client already returned
 //! ends the exchange (no loop).
 use ssm_coap::{Code, Message, MessageType, Token};
+use ssm_testkit::TempDir;
 mod common;
 
-use common::{tempdir, test_app};
+use common::test_app;
 use ssm_oscore::*;
 use ssm_runtime::responder::OscoreResponder;
 use ssm_runtime::store::FileSequenceStore;
@@ -98,7 +99,7 @@ fn get() -> Message {
 
 #[tokio::test]
 async fn a_second_restart_between_challenge_and_retry() {
-    let dir = tempdir("echo-twice");
+    let dir = TempDir::new("test-echo-twice");
     // Restarted before the request and again before the retry: the retry's
     // Echo is unknown to the new context, which challenges with another.
     let (addr, seen) = restarting_server(&dir, 2, |i| [i as u8 + 1; 8]).await;
@@ -112,7 +113,7 @@ async fn a_second_restart_between_challenge_and_retry() {
 
 #[tokio::test]
 async fn the_same_value_again_ends_the_exchange() {
-    let dir = tempdir("echo-same");
+    let dir = TempDir::new("test-echo-same");
     // A new context before every datagram, each challenging with the same
     // value: returning it again cannot help.
     let (addr, seen) = restarting_server(&dir, usize::MAX, |_| [9; 8]).await;

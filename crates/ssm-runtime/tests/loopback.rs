@@ -1,9 +1,9 @@
 //! Our OSCORE client against our OSCORE server over real UDP sockets on
 //! 127.0.0.1, including restarts of either side.
 use ssm_coap::{Code, Message, MessageType, OptionNumber, Token};
+use ssm_testkit::TempDir;
 mod common;
 
-use common::tempdir;
 use ssm_oscore::*;
 use ssm_runtime::store::FileSequenceStore;
 use ssm_runtime::udp::{ClientError, OscoreClient};
@@ -57,7 +57,7 @@ fn get(path: &str) -> Message {
 
 #[tokio::test]
 async fn request_response_and_restarts() {
-    let dir = tempdir("rr");
+    let dir = TempDir::new("test-rr");
     let (addr, server) = start_server(&dir, false).await;
     let mut c = client(&dir).await;
 
@@ -97,7 +97,7 @@ async fn request_response_and_restarts() {
 
 #[tokio::test]
 async fn wrong_key_gets_unprotected_error() {
-    let dir = tempdir("wrong");
+    let dir = TempDir::new("test-wrong");
     let (addr, server) = start_server(&dir, false).await;
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let ctx = SecurityContext::derive(
@@ -131,7 +131,7 @@ async fn wrong_key_gets_unprotected_error() {
 /// again (the review's F8): that is not a second acceptance.
 #[tokio::test]
 async fn replayed_datagram_is_refused() {
-    let dir = tempdir("replay");
+    let dir = TempDir::new("test-replay");
     let (addr, server) = start_server(&dir, false).await;
     // Capture one protected request and send it again by hand.
     let mut ctx = context(

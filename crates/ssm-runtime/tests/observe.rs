@@ -6,10 +6,8 @@
 //! victim (the review's F7); a DTLS observation is notified in its
 //! session; a retransmitted CON OSCORE UPDATE gets the same protected
 //! response and is applied once (F8).
-mod common;
 
 use ciborium::Value;
-use common::tempdir;
 use ssm_coap::{Code, Message, MessageType, OptionNumber, Packet, Token};
 use ssm_ocf::cbor;
 use ssm_ocf::cred::{CredResource, CredType};
@@ -21,6 +19,7 @@ use ssm_runtime::device::{start, DeviceConfig, DeviceHandle};
 use ssm_runtime::random_bytes;
 use ssm_runtime::store::FileSequenceStore;
 use ssm_runtime::udp::OscoreClient;
+use ssm_testkit::TempDir;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -141,7 +140,7 @@ async fn switch_to(c: &mut OscoreClient<FileSequenceStore>, to: SocketAddr, v: b
 /// never sent a plaintext one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oscore_observation_is_notified_protected() {
-    let dir = tempdir("observe-oscore");
+    let dir = TempDir::new("test-observe-oscore");
     let (h, l, sw) = light(&dir, port(0)).await;
     let to = unicast(&h);
     std::fs::create_dir_all(dir.join("a")).unwrap();
@@ -177,7 +176,7 @@ async fn oscore_observation_is_notified_protected() {
 /// matched by token (which an RST does not have) and the observer stayed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rst_by_message_id_cancels_observation() {
-    let dir = tempdir("observe-rst");
+    let dir = TempDir::new("test-observe-rst");
     let (h, l, sw) = light(&dir, port(1)).await;
     let to = unicast(&h);
     std::fs::create_dir_all(dir.join("w")).unwrap();
@@ -212,7 +211,7 @@ async fn rst_by_message_id_cancels_observation() {
 /// and must not send 64 notifications to the victim.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_plain_registrations_do_not_evict_or_amplify() {
-    let dir = tempdir("observe-f7");
+    let dir = TempDir::new("test-observe-f7");
     let (h, l, sw) = light(&dir, port(2)).await;
     let to = unicast(&h);
     std::fs::create_dir_all(dir.join("a")).unwrap();
@@ -290,7 +289,7 @@ async fn dtls_messages(
 /// as plain datagrams.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dtls_observation_is_notified_in_its_session() {
-    let dir = tempdir("observe-dtls");
+    let dir = TempDir::new("test-observe-dtls");
     let (h, l, sw) = light(&dir, port(3)).await;
     let to = unicast(&h);
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -329,7 +328,7 @@ async fn dtls_observation_is_notified_in_its_session() {
 /// it once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retransmitted_update_gets_the_same_protected_response() {
-    let dir = tempdir("observe-f8");
+    let dir = TempDir::new("test-observe-f8");
     let (h, l, sw) = light(&dir, port(4)).await;
     let to = unicast(&h);
     std::fs::create_dir_all(dir.join("w")).unwrap();

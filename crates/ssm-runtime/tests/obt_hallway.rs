@@ -4,10 +4,8 @@
 //! gives both switches a Sender ID, every light the server credentials and
 //! an ACE for switch 0 only. Switch 0's multicast switches every light;
 //! switch 1's verifies but is denied by the ACL.
-mod common;
 
 use ciborium::Value;
-use common::tempdir;
 use ssm_ocf::cred::CredType;
 use ssm_ocf::device::{Device, DeviceInfo};
 use ssm_ocf::provision::{default_aces, SsmGroup};
@@ -19,12 +17,13 @@ use ssm_runtime::device::{start, DeviceConfig, DeviceEvent, DeviceHandle};
 use ssm_runtime::obt_transport::{discover_unowned, onboard, provision, zero_free_uuid};
 use ssm_runtime::random_bytes;
 use ssm_runtime::store::FileSequenceStore;
+use ssm_testkit::TempDir;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commission_a_hallway() {
-    let dir = tempdir("hallway");
+    let dir = TempDir::new("test-hallway");
     let port = 47000 + (std::process::id() % 10000) as u16;
     let mut devices: Vec<(DeviceHandle, bool)> = Vec::new();
     for i in 0..5 {

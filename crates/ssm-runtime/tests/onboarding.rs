@@ -2,10 +2,8 @@
 //! DTLS (a wrong PIN fails and leaves the device unowned, the right one
 //! succeeds), SSM provisioning in an owner session, an SSM update that the
 //! light then accepts, a restart that keeps everything, and a hard reset.
-mod common;
 
 use ciborium::Value;
-use common::tempdir;
 use ssm_ocf::cred::CredType;
 use ssm_ocf::device::{Device, DeviceInfo};
 use ssm_ocf::onboarding::provision as provisioning;
@@ -19,6 +17,7 @@ use ssm_runtime::device::{start, DeviceConfig, DeviceEvent, DeviceHandle};
 use ssm_runtime::obt_transport::{onboard, provision, zero_free_uuid, ObtError};
 use ssm_runtime::state_dir::StateDir;
 use ssm_runtime::store::FileSequenceStore;
+use ssm_testkit::TempDir;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -53,7 +52,7 @@ async fn applied(h: &DeviceHandle, rx: &mut tokio::sync::broadcast::Receiver<Dev
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_pin_onboarding_provisioning_restart_and_reset() {
-    let dir = tempdir("onboard");
+    let dir = TempDir::new("test-onboard");
     let port = 45000 + (std::process::id() % 10000) as u16;
     let factory = zero_free_uuid();
     let (h, peer) = start_light(&dir, SecurityState::new(factory), port).await;
@@ -208,7 +207,7 @@ async fn random_pin_onboarding_provisioning_restart_and_reset() {
 /// half-owned (found by crates/ssm-cli/tests/crash_store.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_half_done_owner_transfer_on_disk_is_undone_at_start() {
-    let dir = tempdir("half-owned");
+    let dir = TempDir::new("test-half-owned");
     let id = Uuid::from_u128(0x4a1f);
     let mut s = SecurityState::new(id);
     s.acl.rowneruuid = Uuid::from_u128(0x0b7);

@@ -3,9 +3,7 @@
 //! restarted light rejects what it accepted before, and with a floor
 //! reservation of k it writes once per k + 1 updates and still rejects
 //! every replay after a restart.
-mod common;
 
-use common::tempdir;
 use ssm_coap::Token;
 use ssm_ocf::cred::CredType;
 use ssm_ocf::device::{Device, DeviceInfo};
@@ -18,6 +16,7 @@ use ssm_runtime::device::{start, DeviceConfig, DeviceEvent, DeviceHandle};
 use ssm_runtime::multicast::{sender_v4, ALL_COAP_NODES_V4};
 use ssm_runtime::netif::NetIf;
 use ssm_runtime::state_dir::StateDir;
+use ssm_testkit::TempDir;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -97,7 +96,7 @@ async fn floor_is_durable_before_apply_and_survives_restart() {
     let sock = sender_v4(lo, 1).unwrap();
 
     // 1. Exact floor (the default).
-    let dir = tempdir("floor-exact");
+    let dir = TempDir::new("test-floor-exact");
     let h = light(&lights[0], &dir).await;
     let mut rx = h.events.subscribe();
     let (d10, _) = datagram(&mut s, true);
@@ -143,7 +142,7 @@ async fn floor_is_durable_before_apply_and_survives_restart() {
 
     // 2. Reserved 4 ahead: one write per 5 updates; after a restart no
     // replay is accepted, and fresh numbers above the reservation are.
-    let dir = tempdir("floor-reserved");
+    let dir = TempDir::new("test-floor-reserved");
     let h = light(&lights[0], &dir).await;
     h.set_floor_reservation(4);
     let mut rx = h.events.subscribe();

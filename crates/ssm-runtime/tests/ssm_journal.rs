@@ -3,9 +3,7 @@
 //! with one commit, no per-light floor file is written, and after a
 //! restart (journal and lights reopened) every light rejects the replay
 //! and applies the next fresh command.
-mod common;
 
-use common::tempdir;
 use ssm_coap::Token;
 use ssm_ocf::cred::CredType;
 use ssm_ocf::device::{Device, DeviceInfo};
@@ -19,6 +17,7 @@ use ssm_runtime::journal::FloorJournal;
 use ssm_runtime::multicast::{sender_v4, ALL_COAP_NODES_V4};
 use ssm_runtime::netif::NetIf;
 use ssm_runtime::state_dir::StateDir;
+use ssm_testkit::TempDir;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -97,7 +96,7 @@ async fn shared_journal_survives_restart() {
     let mut s = ssm_ocf::ssm::sender_context(&cred, SequenceNumber::volatile(20)).unwrap();
     let lo = NetIf::by_name("lo").unwrap().ipv4_addr().unwrap();
     let sock = sender_v4(lo, 1).unwrap();
-    let base = tempdir("journal");
+    let base = TempDir::new("test-journal");
     let jpath = base.join("floors.journal");
     let dirs: Vec<_> = (0..3).map(|i| base.join(format!("light-{i}"))).collect();
 

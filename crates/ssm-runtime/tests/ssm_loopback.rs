@@ -3,10 +3,8 @@
 //! UPDATE switching every light, read-back by unicast GET, an Observe
 //! notification, the negative cases (nothing changes, nothing is sent
 //! back) and restarts of lights and client.
-mod common;
 
 use ciborium::Value;
-use common::tempdir;
 use ssm_coap::{Code, Message, MessageType, OptionNumber};
 use ssm_ocf::cbor;
 use ssm_ocf::cred::{CredResource, CredType};
@@ -19,6 +17,7 @@ use ssm_runtime::client::{discover, request, MulticastScope, MulticastTargets, S
 use ssm_runtime::device::{start, DeviceConfig, DeviceEvent, DeviceHandle};
 use ssm_runtime::random_bytes;
 use ssm_runtime::store::FileSequenceStore;
+use ssm_testkit::TempDir;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -84,7 +83,7 @@ async fn unicast_value(light: &DeviceHandle, href: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_update_switches_every_light_and_attacks_change_nothing() {
-    let dir = tempdir("ssm-lo");
+    let dir = TempDir::new("test-ssm-lo");
     let port = port(0);
     let mut rng = |b: &mut [u8]| b.copy_from_slice(&random_bytes::<64>()[..b.len()]);
     let (lights, clients) = generate_group(LIGHTS, 1, Uuid::new_v4(), &mut rng);
@@ -294,7 +293,7 @@ async fn one_update_switches_every_light_and_attacks_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unicast_update_needs_the_pairwise_context() {
-    let dir = tempdir("pairwise");
+    let dir = TempDir::new("test-pairwise");
     let mut rng = |b: &mut [u8]| b.copy_from_slice(&random_bytes::<64>()[..b.len()]);
     let (lights, clients) = generate_group(1, 1, Uuid::new_v4(), &mut rng);
     let light = start_light(0, lights[0].uuid, &lights[0].creds, &dir, port(1)).await;

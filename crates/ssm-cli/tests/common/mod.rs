@@ -1,100 +1,39 @@
 //! Shared by the `ssm obt` process tests: hosts (a network namespace when
 //! root, else this host on `lo`), device processes with their JSON events,
 //! and bounded waits.
+// Compiled into each test binary that uses a part of it: the rest is
+// dead code there.
 #![allow(dead_code)]
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
+
+pub use ssm_testkit::Host;
 
 pub fn ssm() -> &'static str {
     env!("CARGO_BIN_EXE_ssm")
 }
 
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+/// How long one `ssm` command of the OBT tests may run.
+pub const RUN_LIMIT: Duration = Duration::from_secs(90);
 
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-        && Command::new("ip").arg("-V").output().is_ok()
-}
-
-/// Namespaces made by `tests/netns/topology.sh`, deleted on drop.
-pub struct Topology(pub String);
-impl Drop for Topology {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo().join("tests/netns/topology.sh"))
-            .args(["down", &self.0])
-            .status();
-    }
-}
-
-/// `n` hosts: namespaces PREFIX-n0.. on a bridge (interface `ssm0`) when
-/// root, else `n` times this host (interface `lo`).
-pub fn hosts(prefix: &str, n: usize) -> (Option<Topology>, Vec<Host>, &'static str) {
-    if is_root() {
-        let out = Command::new("bash")
-            .arg(repo().join("tests/netns/topology.sh"))
-            .args(["up", prefix, &n.to_string()])
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "topology up");
-        let hosts = (0..n)
-            .map(|i| Host(Some(format!("{prefix}-n{i}"))))
-            .collect();
-        (Some(Topology(prefix.to_string())), hosts, "ssm0")
-    } else {
-        eprintln!("not root: running on lo with IPv4 multicast instead of namespaces");
-        (None, (0..n).map(|_| Host(None)).collect(), "lo")
-    }
-}
-
-#[derive(Clone)]
-pub struct Host(pub Option<String>);
-impl Host {
-    pub fn cmd(&self) -> Command {
-        match &self.0 {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, ssm()]);
-                c
-            }
-            None => Command::new(ssm()),
-        }
-    }
-    /// Runs `ssm args…` to the end (at most 90 s).
-    pub fn run(&self, args: &[&str]) -> Output {
-        let mut c = self.cmd();
-        c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        let start = Instant::now();
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                return child.wait_with_output().unwrap();
-            }
-            if start.elapsed() > Duration::from_secs(90) {
-                let _ = child.kill();
-                panic!("timed out: {args:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+/// `ssm` commands on a host.
+pub trait Ssm {
+    /// Runs `ssm args…` to the end (at most [`RUN_LIMIT`]).
+    fn ssm(&self, args: &[&str]) -> Output;
     /// Runs and parses the JSON it prints; panics with stderr on failure
     /// unless `may_fail`.
-    pub fn json(&self, args: &[&str], may_fail: bool) -> (Option<i32>, Value) {
-        let out = self.run(args);
+    fn json(&self, args: &[&str], may_fail: bool) -> (Option<i32>, Value);
+}
+
+impl Ssm for Host {
+    fn ssm(&self, args: &[&str]) -> Output {
+        self.run(ssm(), args, RUN_LIMIT)
+    }
+    fn json(&self, args: &[&str], may_fail: bool) -> (Option<i32>, Value) {
+        let out = self.ssm(args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             may_fail || out.status.success(),
@@ -144,25 +83,19 @@ impl Dev {
 }
 
 pub fn start(host: &Host, dir: &Path, iface: &str, role: &str, port: u16) -> Dev {
-    let mut c = host.cmd();
+    let mut c = host.cmd(ssm());
     c.args(["device", "--json", "--iface", iface, "--role", role])
         .args(["--port", &port.to_string(), "--state-dir"])
-        .arg(dir);
-    let mut child = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
+        .arg(dir)
+        .stderr(Stdio::null());
+    let ssm_testkit::Ready {
+        child,
+        ready,
+        lines,
+    } = ssm_testkit::spawn_ready(c, READY_LIMIT);
     let (tx, rx) = std::sync::mpsc::channel();
-    let mut lines = BufReader::new(out).lines();
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
-    let ready: Value = serde_json::from_str(&first).unwrap_or_else(|_| {
-        let _ = child.kill();
-        panic!("device in {} did not start: {first:?}", dir.display())
-    });
     std::thread::spawn(move || {
-        for l in lines.map_while(Result::ok) {
+        for l in lines {
             if let Ok(v) = serde_json::from_str::<Value>(&l) {
                 if tx.send(v).is_err() {
                     break;
@@ -189,6 +122,9 @@ pub fn start(host: &Host, dir: &Path, iface: &str, role: &str, port: u16) -> Dev
         events: rx,
     }
 }
+
+/// How long a device may take to print its ready line.
+pub const READY_LIMIT: Duration = Duration::from_secs(60);
 
 /// Link flags for `ssm obt` and `ssm client` on `iface`.
 pub fn link_args(iface: &str, port: u16) -> Vec<String> {
@@ -223,7 +159,7 @@ pub fn send(host: &Host, state: &Path, iface: &str, port: u16, value: &str) {
     if iface != "lo" {
         a.extend(["--no-ipv4", "--scopes", "2"]);
     }
-    let out = host.run(&a);
+    let out = host.ssm(&a);
     assert!(
         out.status.success(),
         "send: {}",

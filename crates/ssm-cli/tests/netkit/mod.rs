@@ -1,100 +1,41 @@
 //! Shared kit of the attack and flood tests: namespace topology, light
 //! processes with their JSON event streams, an attacker with capture and
 //! send sockets, forged OSCORE datagrams.
+// Compiled into each test binary that uses a part of it: the rest is
+// dead code there.
 #![allow(dead_code)]
 use serde_json::Value;
 use socket2::{Domain, Protocol, Socket, Type};
 use ssm_ocf::cred::{CredResource, CredType, OscoreCred};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const V4_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 1, 187);
 pub const V6_GROUP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x158);
 
-// The binary, the repository and the root check are the OBT tests' own.
-#[path = "../common/mod.rs"]
-mod common;
-pub use common::{is_root, repo, ssm};
+pub use ssm_testkit::Host;
 
-/// A namespace topology, deleted on drop.
-pub struct Topology {
-    pub prefix: String,
-    pub nodes: Vec<Vec<String>>,
+pub fn ssm() -> &'static str {
+    env!("CARGO_BIN_EXE_ssm")
 }
 
-impl Topology {
-    pub fn up(prefix: &str, n: usize) -> Topology {
-        let out = Command::new("bash")
-            .arg(repo().join("tests/netns/topology.sh"))
-            .args(["up", prefix, &n.to_string()])
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run topology.sh");
-        // Torn down on drop even if `up` half failed.
-        let t = Topology {
-            prefix: prefix.into(),
-            nodes: String::from_utf8(out.stdout)
-                .unwrap()
-                .lines()
-                .filter(|l| l.starts_with("node "))
-                .map(|l| l.split_whitespace().map(String::from).collect())
-                .collect(),
-        };
-        assert!(out.status.success(), "topology.sh up failed");
-        assert_eq!(t.nodes.len(), n);
-        t
-    }
+/// How long one `ssm` command of the attack and flood tests may run.
+pub const RUN_LIMIT: Duration = Duration::from_secs(20);
+
+/// `ssm` commands on a host.
+pub trait Ssm {
+    /// Runs `ssm args…` to the end (at most [`RUN_LIMIT`]).
+    fn ssm(&self, args: &[&str]) -> Output;
 }
 
-impl Drop for Topology {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo().join("tests/netns/topology.sh"))
-            .args(["down", &self.prefix])
-            .status();
-    }
-}
-
-/// Where a process runs: a namespace, or this host (loopback fallback).
-#[derive(Clone)]
-pub struct Host(pub Option<String>);
-
-impl Host {
-    pub fn cmd(&self) -> Command {
-        match &self.0 {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, ssm()]);
-                c
-            }
-            None => Command::new(ssm()),
-        }
-    }
-
-    pub fn run(&self, args: &[&str]) -> Output {
-        let mut c = self.cmd();
-        c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = c.spawn().expect("spawn ssm");
-        let start = Instant::now();
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                return child.wait_with_output().unwrap();
-            }
-            if start.elapsed() > Duration::from_secs(20) {
-                let _ = child.kill();
-                let out = child.wait_with_output().unwrap();
-                panic!(
-                    "timed out: {args:?}\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+impl Ssm for Host {
+    fn ssm(&self, args: &[&str]) -> Output {
+        self.run(ssm(), args, RUN_LIMIT)
     }
 }
 
@@ -127,7 +68,7 @@ pub struct Light {
 
 impl Light {
     pub fn start(host: &Host, dir: &Path, iface: &str, port: u16) -> Light {
-        let mut c = host.cmd();
+        let mut c = host.cmd(ssm());
         c.args([
             "device",
             "--json",
@@ -137,13 +78,13 @@ impl Light {
             &port.to_string(),
             "--state-dir",
         ])
-        .arg(dir);
-        let mut child = c
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start ssm device");
-        let stdout = child.stdout.take().unwrap();
+        .arg(dir)
+        .stderr(Stdio::null());
+        let ssm_testkit::Ready {
+            child,
+            ready,
+            lines,
+        } = ssm_testkit::spawn_ready(c, Duration::from_secs(60));
         let events = Arc::new(Mutex::new(Events::default()));
         let mut light = Light {
             child,
@@ -152,12 +93,9 @@ impl Light {
             dir: dir.to_path_buf(),
             host: host.clone(),
         };
-        let mut lines = BufReader::new(stdout).lines();
-        let ready: Value =
-            serde_json::from_str(&lines.next().expect("ready line").unwrap()).unwrap();
         assert_eq!(ready["event"], "ready", "{ready}");
         std::thread::spawn(move || {
-            for l in lines.map_while(Result::ok) {
+            for l in lines {
                 let Ok(v) = serde_json::from_str::<Value>(&l) else {
                     continue;
                 };

@@ -1,4 +1,6 @@
 //! Shared in-memory drivers for the DTLS tests.
+// Compiled into each test binary that uses a part of it: the rest is
+// dead code there.
 #![allow(dead_code)]
 
 use std::time::{Duration, Instant};

@@ -1,12 +1,13 @@
 //! The store's tests.
 use super::schema::SCHEMA_V1;
 use super::*;
+use ssm_testkit::TempDir;
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ssm-store-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d.join("domain.sqlite")
+/// A domain path in a fresh temp dir that lives as long as the guard.
+fn tmp(name: &str) -> (TempDir, PathBuf) {
+    let d = TempDir::new(&format!("store-{name}"));
+    let p = d.join("domain.sqlite");
+    (d, p)
 }
 
 /// Every owner PSK and the group secret live in the domain: its
@@ -17,7 +18,7 @@ fn tmp(name: &str) -> PathBuf {
 fn domain_is_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
-    let base = tmp("modes").parent().unwrap().to_path_buf();
+    let (base, _) = tmp("modes");
     let p = base.join("new-dir/domain.sqlite");
     let mut s = Store::init(&p, Uuid::from_u128(1), "hall").unwrap();
     dev(&mut s, 10, "light");
@@ -44,7 +45,7 @@ fn domain_is_owner_only() {
 
 #[test]
 fn lifecycle_lock_and_versions() {
-    let p = tmp("life");
+    let (_d, p) = tmp("life");
     let obt = Uuid::from_u128(0x1111_2222_3333_4444_5555_6666_7777_8888);
     let mut rng = {
         let mut n = 1u8;
@@ -145,7 +146,7 @@ fn states(s: &Store) -> Vec<(String, String)> {
 
 #[test]
 fn grant_revoke_offboard_rekey() {
-    let p = tmp("group");
+    let (_d, p) = tmp("group");
     let mut rng = counter_rng();
     let mut s = Store::init(&p, Uuid::from_u128(1), "hall").unwrap();
     let lights: Vec<Uuid> = (10..14).map(|n| dev(&mut s, n, "light")).collect();
@@ -232,7 +233,7 @@ fn grant_revoke_offboard_rekey() {
 /// row and the grant silently had no pair-wise key.
 #[test]
 fn pairwise_id_collision_draws_again() {
-    let p = tmp("pwcollide");
+    let (_d, p) = tmp("pwcollide");
     let mut s = Store::init(&p, Uuid::from_u128(1), "hall").unwrap();
     let (l1, l2) = (dev(&mut s, 10, "light"), dev(&mut s, 11, "light"));
     let sw = dev(&mut s, 20, "switch");
@@ -288,7 +289,7 @@ fn pairwise_id_collision_draws_again() {
 
 #[test]
 fn migrates_a_version_1_domain() {
-    let p = tmp("v1");
+    let (_d, p) = tmp("v1");
     {
         let c = Connection::open(&p).unwrap();
         c.execute_batch(SCHEMA_V1).unwrap();
@@ -320,7 +321,7 @@ fn migrates_a_version_1_domain() {
 /// as corrupt, not read as something else.
 #[test]
 fn role_and_state_are_the_same_sql_text() {
-    let p = tmp("text");
+    let (_d, p) = tmp("text");
     let mut s = Store::init(&p, Uuid::from_u128(1), "hall").unwrap();
     let sw = dev(&mut s, 20, "switch");
     let l = dev(&mut s, 10, "light");

@@ -1,5 +1,7 @@
-//! Shared by the runtime's integration tests: temp dirs, a small test
+//! Shared by the runtime's integration tests: a small test
 //! application and an OSCORE server whose state lives in a directory.
+// Compiled into each test binary that uses a part of it: the rest is
+// dead code there.
 #![allow(dead_code)]
 use ssm_coap::{Code, Message, MessageType, Token};
 use ssm_oscore::{ReplayState, ReplayWindow, SecurityContext, SequenceNumber};
@@ -7,16 +9,8 @@ use ssm_runtime::responder::OscoreResponder;
 use ssm_runtime::store::FileSequenceStore;
 use ssm_runtime::udp::serve;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tokio::net::UdpSocket;
-
-/// A fresh directory under the system temp dir.
-pub fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ssm-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// GET /hello, POST /echo, and a binary switch at /BinarySwitchResURI.
 pub fn test_app() -> impl FnMut(&Message) -> Message + Send {

@@ -1,5 +1,5 @@
-//! Test support: the reference vectors live in `shared/vectors` beside the
-//! repository checkout and are read at test time, never copied.
+//! The reference vectors live in `shared/vectors` beside the repository
+//! checkout and are read at test time, never copied.
 use std::path::PathBuf;
 
 /// `$SSM_SHARED_DIR`, else `shared/` beside the repository checkout. Panics

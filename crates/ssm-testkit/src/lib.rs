@@ -1,0 +1,26 @@
+//! Test support shared by the workspace's tests: the reference vectors,
+//! temp dirs, the root check, namespace topologies (`tests/netns/topology.sh`),
+//! hosts (a namespace, or this host on `lo`), commands run with a bounded
+//! timeout and processes waited for their ready JSON line.
+//!
+//! The binary under test is always given by the caller:
+//! `env!("CARGO_BIN_EXE_ssm")` exists only inside ssm-cli's tests.
+mod net;
+mod process;
+mod tempdir;
+mod vectors;
+
+pub use net::{hosts, is_root, Host, Topology};
+pub use process::{run_with_timeout, spawn_ready, Ready};
+pub use tempdir::TempDir;
+pub use vectors::{hex, load, opt_hex, shared_dir};
+
+use std::path::PathBuf;
+
+/// The workspace root (canonical: no `..` in it).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
