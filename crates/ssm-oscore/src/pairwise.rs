@@ -334,17 +334,8 @@ impl GroupRecipientContext {
             self.cred.as_bytes(),
         )?;
         let nonce = nonce_with_piv(&self.inner.nonce_base, &piv);
-        let mut d = open(&keys.recipient, &layout, datagram, &nonce, &enc[a..b])?;
-        if !d.code.is_request() {
-            return Err(Error::MalformedPlaintext);
-        }
-        let binding = RequestBinding {
-            observe: d.options.get(OptionNumber::OBSERVE).is_some(),
-            ..binding
-        };
-        d.binding = Some(binding);
-        self.inner.accept_verified(piv, &d, binding)?;
-        Ok(d)
+        let d = open(&keys.recipient, &layout, datagram, &nonce, &enc[a..b])?;
+        self.inner.accept_verified(piv, d, binding)
     }
 
     /// Verifies and decrypts a pairwise-mode response (RFC 10021 §8.6) of

@@ -208,7 +208,7 @@ impl GroupRecipientContext {
             observe: false,
         };
         let nonce = nonce_with_piv(&self.inner.nonce_base, &piv); // kid == self.id
-        let mut d = self.open(
+        let d = self.open(
             common,
             &layout,
             datagram,
@@ -217,17 +217,9 @@ impl GroupRecipientContext {
             &binding,
             (piv, kid, true),
         )?;
-        if !d.code.is_request() {
-            return Err(Error::MalformedPlaintext);
-        }
-        let binding = RequestBinding {
-            observe: d.options.get(OptionNumber::OBSERVE).is_some(),
-            ..binding
-        };
-        d.binding = Some(binding);
-        // Signature and tag verified: now, and only now, the window moves.
-        self.inner.accept_verified(piv, &d, binding)?;
-        Ok(d)
+        // Every check passed (for Group OSCORE the signature too): now,
+        // and only now, the replay state may change.
+        self.inner.accept_verified(piv, d, binding)
     }
 
     /// Verifies and decrypts a group-mode response (RFC 10021 §7.4) of this

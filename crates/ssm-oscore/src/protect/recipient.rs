@@ -42,7 +42,24 @@ impl RecipientContext {
         };
         let nonce = nonce_with_piv(&self.nonce_base, &piv); // kid == self.id
         let (aad, aad_len) = aad(&kid, &piv);
-        let mut d = open(&self.aead, &layout, datagram, &nonce, &aad[..aad_len])?;
+        let d = open(&self.aead, &layout, datagram, &nonce, &aad[..aad_len])?;
+        self.accept_verified(piv, d, binding)
+    }
+
+    /// The end of every request unprotect (RFC 8613, and RFC 10021 group
+    /// and pairwise mode): the plaintext must be a request, the binding
+    /// learns whether it registers an Observe, and the replay state is
+    /// updated (§7.4, App. B.1.2): the window records `piv`, or, while
+    /// awaiting an Echo round trip, a request returning the pending Echo
+    /// value anchors a new window. Call only after every check of the
+    /// request passed (for Group OSCORE also the countersignature, RFC
+    /// 10021 §7.2).
+    pub(crate) fn accept_verified<'a>(
+        &mut self,
+        piv: PartialIv,
+        mut d: Decrypted<'a>,
+        binding: RequestBinding,
+    ) -> Result<Decrypted<'a>, Error> {
         if !d.code.is_request() {
             return Err(Error::MalformedPlaintext);
         }
@@ -51,21 +68,6 @@ impl RecipientContext {
             ..binding
         };
         d.binding = Some(binding);
-        self.accept_verified(piv, &d, binding)?;
-        Ok(d)
-    }
-
-    /// The replay-state update after a request verified (§7.4, App. B.1.2):
-    /// the window records `piv`, or, while awaiting an Echo round trip, a
-    /// request returning the pending Echo value anchors a new window. Call
-    /// only after every check of the request passed (for Group OSCORE also
-    /// the countersignature, RFC 10021 §7.2).
-    pub(crate) fn accept_verified(
-        &mut self,
-        piv: PartialIv,
-        d: &Decrypted<'_>,
-        binding: RequestBinding,
-    ) -> Result<(), Error> {
         // Verified: now, and only now, the replay state may change.
         match self.replay {
             ReplayState::Window(ref mut w) => w.accept(piv.value()),
@@ -82,7 +84,7 @@ impl RecipientContext {
                 }
             }
         }
-        Ok(())
+        Ok(d)
     }
 
     /// Verifies and decrypts a response (§8.4) to the request described by
