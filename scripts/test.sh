@@ -17,6 +17,11 @@ if [ "$(id -u)" = 0 ] && ! command -v ip >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null
 fi
 
+if [ "$(id -u)" = 0 ] && ! command -v smcrouted >/dev/null 2>&1; then
+    step "installing smcroute (the multicast router of the routed three-subnet test)"
+    apt-get update -qq && apt-get install -y -qq smcroute >/dev/null
+fi
+
 step "aiocoap 0.4.17 venv for the interop tests"
 SSM_AIOCOAP_PYTHON="$(bash interop/aiocoap/setup-venv.sh | tail -n 1)"
 export SSM_AIOCOAP_PYTHON

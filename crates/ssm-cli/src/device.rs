@@ -35,6 +35,11 @@ pub struct Args {
     /// OCF device that only sends; onboard it, then use `ssm client`).
     #[arg(long, default_value = "light", value_parser = ["light", "switch"])]
     role: String,
+    /// Also answer discovery from this routed prefix of the site
+    /// (repeatable; e.g. fd00::/16): `ssm obt discover --scope site`
+    /// through a multicast router. Default: on-link sources only.
+    #[arg(long = "site-prefix", value_name = "PREFIX")]
+    site_prefixes: Vec<ssm_runtime::discovery::SitePrefix>,
     /// JSON lines on stdout.
     #[arg(long)]
     json: bool,
@@ -57,6 +62,7 @@ pub async fn run(a: Args) -> Result<bool> {
         port: a.port,
         state_dir: a.state_dir.clone(),
         floor_journal: None,
+        site_prefixes: a.site_prefixes.clone(),
     };
     let handle = start(device, &cfg)
         .await

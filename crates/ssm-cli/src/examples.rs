@@ -61,7 +61,13 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
         "obt init",
         &["ssm obt init --name hallway", "ssm obt --domain /tmp/d.sqlite init"],
     ),
-    ("obt discover", &["ssm obt discover --iface lo --json"]),
+    (
+        "obt discover",
+        &[
+            "ssm obt discover --iface lo --json",
+            "ssm obt discover --iface eth1 --ipv6 --scope site --hops 4   # ff05::158, across routers",
+        ],
+    ),
     (
         "obt onboard",
         &[

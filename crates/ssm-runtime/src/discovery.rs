@@ -6,7 +6,9 @@
 //! * **Only on-link sources** ([`OnLink`]): the source address must lie in
 //!   a subnet of the interface the request arrived on (IPv6 link-local:
 //!   scoped to that interface; loopback on `lo`). A spoofed or routed
-//!   source from elsewhere gets nothing.
+//!   source from elsewhere gets nothing, unless it lies in a routed prefix
+//!   of the site the operator named ([`SitePrefix`]: site-wide discovery
+//!   through a multicast router).
 //! * **Rate-limited per source** ([`RateLimiter`]): a token bucket per
 //!   source address ([`PER_SOURCE_BURST`], refilled at
 //!   [`PER_SOURCE_RATE`] per second) and one for all sources together
@@ -116,6 +118,77 @@ impl OnLink {
                     .iter()
                     .any(|(net, len)| prefix_eq(u128::from(ip), u128::from(*net), *len, 128))
             }
+        }
+    }
+}
+
+/// A routed prefix of the site whose sources a device answers besides its
+/// on-link ones (`DeviceConfig::site_prefixes`, `ssm device --site-prefix`):
+/// site-wide discovery (`ssm obt discover --scope site`, ff05::158 through
+/// a multicast router) comes from another subnet. Only what the operator
+/// names is admitted; the rate limits and the Block2 cap still apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SitePrefix {
+    /// The network address.
+    pub addr: IpAddr,
+    /// The prefix length.
+    pub len: u8,
+}
+
+/// A `--site-prefix` that is not `ADDRESS/LENGTH` of a unicast network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a site prefix (ADDRESS/LENGTH, e.g. fd00::/16 or 10.0.0.0/16; not link-local, multicast or /0)")]
+pub struct SitePrefixError(pub String);
+
+impl std::str::FromStr for SitePrefix {
+    type Err = SitePrefixError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || SitePrefixError(s.to_string());
+        let (a, l) = s.split_once('/').ok_or_else(bad)?;
+        let addr: IpAddr = a.parse().map_err(|_| bad())?;
+        let len: u8 = l.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let link_local = match addr {
+            IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+            IpAddr::V4(v4) => v4.is_link_local(),
+        };
+        // /0 would admit every source: the reflection the on-link rule stops.
+        if len == 0 || len > max || addr.is_multicast() || addr.is_unspecified() || link_local {
+            return Err(bad());
+        }
+        Ok(SitePrefix { addr, len })
+    }
+}
+
+impl std::fmt::Display for SitePrefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl SitePrefix {
+    /// Whether `src` lies in this prefix (link-local and loopback sources
+    /// never do: they are the on-link rule's to judge).
+    pub fn contains(&self, src: SocketAddr) -> bool {
+        match (self.addr, src.ip()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                !ip.is_loopback()
+                    && !ip.is_broadcast()
+                    && !ip.is_multicast()
+                    && prefix_eq(
+                        u128::from(u32::from(ip)),
+                        u128::from(u32::from(net)),
+                        self.len,
+                        32,
+                    )
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                ip.segments()[0] & 0xffc0 != 0xfe80
+                    && !ip.is_loopback()
+                    && !ip.is_multicast()
+                    && prefix_eq(u128::from(ip), u128::from(net), self.len, 128)
+            }
+            _ => false,
         }
     }
 }
@@ -258,6 +331,39 @@ mod tests {
             ..OnLink::default()
         };
         assert!(odd.contains(v4("8.8.8.8")));
+    }
+
+    #[test]
+    fn site_prefixes_admit_only_their_routed_sources() {
+        let p: SitePrefix = "fd00::/16".parse().unwrap();
+        let v6 = |s: &str, scope: u32| {
+            SocketAddr::V6(SocketAddrV6::new(s.parse().unwrap(), 5683, 0, scope))
+        };
+        assert!(p.contains(v6("fd00:a::2", 0)));
+        assert!(!p.contains(v6("fd01::2", 0)));
+        assert!(
+            !p.contains(v6("fe80::1", 3)),
+            "link-local: the on-link rule's"
+        );
+        assert!(!p.contains(v4("10.0.1.2")), "other family");
+        let q: SitePrefix = "10.0.0.0/16".parse().unwrap();
+        assert!(q.contains(v4("10.0.3.2")));
+        assert!(!q.contains(v4("10.1.0.2")));
+        assert_eq!(q.to_string(), "10.0.0.0/16");
+        for bad in [
+            "fd00::",
+            "fd00::/0",
+            "0.0.0.0/0",
+            "10.0.0.0/33",
+            "fe80::/10",
+            "ff05::/16",
+            "169.254.0.0/16",
+            "224.0.0.0/4",
+            "x/8",
+            "::/64",
+        ] {
+            assert!(bad.parse::<SitePrefix>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -103,16 +103,19 @@ impl NetIf {
     }
 
     /// `coap://` endpoints for a unicast port on this interface: every
-    /// IPv4 address, link-local IPv6 with a zone, other IPv6 as is.
+    /// IPv4 address, link-local IPv6 with a zone, other IPv6 as is. The
+    /// routable IPv6 addresses come first: a peer on another subnet (an
+    /// OBT across a router) can reach only those, and takes the first
+    /// endpoint it can use.
     pub fn endpoints(&self, port: u16, ipv4: bool, ipv6: bool) -> Vec<String> {
         let mut eps = Vec::new();
         if ipv6 {
-            for a in &self.ipv6 {
-                if a.segments()[0] & 0xffc0 == 0xfe80 {
-                    eps.push(format!("coap://[{a}%{}]:{port}", self.name));
-                } else {
-                    eps.push(format!("coap://[{a}]:{port}"));
-                }
+            let link_local = |a: &Ipv6Addr| a.segments()[0] & 0xffc0 == 0xfe80;
+            for a in self.ipv6.iter().filter(|a| !link_local(a)) {
+                eps.push(format!("coap://[{a}]:{port}"));
+            }
+            for a in self.ipv6.iter().filter(|a| link_local(a)) {
+                eps.push(format!("coap://[{a}%{}]:{port}", self.name));
             }
         }
         if ipv4 {
@@ -231,6 +234,24 @@ pub fn parse_ep(ep: &str) -> Result<std::net::SocketAddr, EndpointError> {
 #[cfg(test)]
 mod parse_ep_tests {
     use super::*;
+
+    #[test]
+    fn routable_endpoints_first() {
+        let nif = NetIf {
+            name: "ssm0".into(),
+            index: 2,
+            ipv4: vec![Ipv4Addr::new(10, 0, 2, 2)],
+            ipv6: vec!["fe80::1".parse().unwrap(), "fd00:b::2".parse().unwrap()],
+        };
+        assert_eq!(
+            nif.endpoints(5683, true, true),
+            [
+                "coap://[fd00:b::2]:5683",
+                "coap://[fe80::1%ssm0]:5683",
+                "coap://10.0.2.2:5683"
+            ]
+        );
+    }
 
     #[test]
     fn endpoints() {

@@ -60,6 +60,7 @@ pub(super) async fn start_devices(st: &Stage<'_>) -> Result<Devices> {
         port: args.port,
         state_dir: dir.join(name),
         floor_journal: Some(journal.clone()),
+        site_prefixes: Vec::new(),
     };
     let mut lights = Vec::new();
     let mut pins: HashMap<Uuid, String> = HashMap::new();
@@ -224,11 +225,7 @@ pub(super) async fn grant(
     let (obt, _) = store.obt()?;
     let ids: Vec<Uuid> = light_recs.iter().map(|r| r.uuid).collect();
     let affected = store.grant_lights(&switch_rec.uuid, &ids, &mut rng)?;
-    let reach = Reach {
-        iface: st.iface.clone(),
-        port: st.args.port,
-        ipv6: st.v6,
-    };
+    let reach = Reach::link(&st.iface, st.args.port, st.v6);
     let synced = sync_devices(
         store,
         obt,

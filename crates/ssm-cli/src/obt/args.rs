@@ -122,6 +122,23 @@ pub(crate) struct Link {
     /// Use IPv6 ff02::158 instead of IPv4 (not on lo).
     #[arg(long)]
     pub(crate) ipv6: bool,
+    /// `link` (hop limit 1) or `site`: across multicast routers, IPv6
+    /// ff05::158 (with --ipv6) or IPv4 224.0.1.187 with hop limit --hops;
+    /// the devices must answer the OBT's subnet (`ssm device --site-prefix`).
+    #[arg(long, value_enum, default_value_t = Scope::Link)]
+    pub(crate) scope: Scope,
+    /// Hop limit (TTL) of the site-scope requests (`--scope site`).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(2..=255))]
+    pub(crate) hops: u32,
+}
+
+/// How far the OBT's multicast requests go.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// This link only (hop limit 1; IPv6 ff02::158).
+    Link,
+    /// The site, through multicast routers (IPv6 ff05::158).
+    Site,
 }
 
 impl Link {
@@ -131,6 +148,7 @@ impl Link {
             iface: self.iface.clone(),
             port: self.port,
             ipv6: self.ipv6,
+            site_hops: (self.scope == Scope::Site).then_some(self.hops),
         }
     }
 }

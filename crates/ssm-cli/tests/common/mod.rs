@@ -51,6 +51,8 @@ pub struct Dev {
     pub child: Child,
     /// Its unicast endpoint (link-local on `ssm0`, or 127.0.0.1).
     pub ep: String,
+    /// Every endpoint of its ready line (routable ones first).
+    pub eps: Vec<String>,
     pub di: String,
     pub events: Receiver<Value>,
 }
@@ -83,10 +85,23 @@ impl Dev {
 }
 
 pub fn start(host: &Host, dir: &Path, iface: &str, role: &str, port: u16) -> Dev {
+    start_with(host, dir, iface, role, port, &[])
+}
+
+/// [`start`] with more `ssm device` flags.
+pub fn start_with(
+    host: &Host,
+    dir: &Path,
+    iface: &str,
+    role: &str,
+    port: u16,
+    extra: &[&str],
+) -> Dev {
     let mut c = host.cmd(ssm());
     c.args(["device", "--json", "--iface", iface, "--role", role])
         .args(["--port", &port.to_string(), "--state-dir"])
         .arg(dir)
+        .args(extra)
         .stderr(Stdio::null());
     let ssm_testkit::Ready {
         child,
@@ -118,6 +133,7 @@ pub fn start(host: &Host, dir: &Path, iface: &str, role: &str, port: u16) -> Dev
     Dev {
         child,
         ep,
+        eps,
         di: ready["di"].as_str().unwrap().to_string(),
         events: rx,
     }

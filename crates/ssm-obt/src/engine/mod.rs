@@ -107,17 +107,33 @@ pub struct Reach {
     pub port: u16,
     /// IPv6 ff02::158 instead of IPv4 224.0.1.187.
     pub ipv6: bool,
+    /// Site scope through multicast routers: IPv6 ff05::158 (or IPv4
+    /// 224.0.1.187) with this hop limit (TTL). `None`: the link only (hop
+    /// limit 1, IPv6 ff02::158).
+    pub site_hops: Option<u32>,
 }
 
 impl Reach {
-    /// The multicast sockets: this interface only, hop limit 1.
+    /// The link only (hop limit 1).
+    pub fn link(iface: &str, port: u16, ipv6: bool) -> Reach {
+        Reach {
+            iface: iface.into(),
+            port,
+            ipv6,
+            site_hops: None,
+        }
+    }
+
+    /// The multicast sockets: this interface only, hop limit 1 (or the
+    /// site's).
     pub fn targets(&self) -> Result<MulticastTargets, EngineError> {
+        let v6_scope = if self.site_hops.is_some() { 5 } else { 2 };
         let scope = MulticastScope {
             interfaces: vec![self.iface.clone()],
             ipv4: !self.ipv6,
-            ipv6_scopes: if self.ipv6 { vec![2] } else { vec![] },
+            ipv6_scopes: if self.ipv6 { vec![v6_scope] } else { vec![] },
             port: self.port,
-            hops: 1,
+            hops: self.site_hops.unwrap_or(1),
         };
         Ok(MulticastTargets::open(&scope)?)
     }

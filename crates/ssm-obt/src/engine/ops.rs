@@ -308,11 +308,7 @@ mod tests {
     #[tokio::test]
     async fn refused_requests_change_nothing() {
         let mut s = store("refused");
-        let reach = Reach {
-            iface: "lo".into(),
-            port: 1,
-            ipv6: false,
-        };
+        let reach = Reach::link("lo", 1, false);
         assert!(matches!(
             lights_of(&s, &[], true),
             Err(EngineError::NoLights)

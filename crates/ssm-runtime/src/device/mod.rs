@@ -27,7 +27,7 @@ pub use dtls::{
 };
 pub use error::DeviceError;
 
-use crate::discovery::{OnLink, RateLimiter};
+use crate::discovery::{OnLink, RateLimiter, SitePrefix};
 use crate::dtls_table::DtlsTable;
 use crate::journal::FloorJournal;
 use crate::multicast::{all_ocf_nodes, join_v4, join_v6, ALL_COAP_NODES_V4, COAP_PORT};
@@ -78,6 +78,10 @@ pub struct DeviceConfig {
     /// devices of the process (one fsync per command for all of them),
     /// instead of one file per device. `None`: the device's own file.
     pub floor_journal: Option<Arc<FloorJournal>>,
+    /// Routed prefixes of the site whose sources discovery is answered for,
+    /// besides on-link ones (site-wide discovery through a multicast
+    /// router). Empty: on-link sources only.
+    pub site_prefixes: Vec<SitePrefix>,
 }
 
 impl DeviceConfig {
@@ -91,6 +95,7 @@ impl DeviceConfig {
             port: COAP_PORT,
             state_dir,
             floor_journal: None,
+            site_prefixes: Vec::new(),
         }
     }
 }
@@ -208,6 +213,8 @@ struct Discovery {
     limiter: RateLimiter,
     /// The unicast socket, for answers sent after their Leisure.
     leisure_socket: Arc<UdpSocket>,
+    /// Routed sources answered besides on-link ones.
+    site: Vec<SitePrefix>,
 }
 
 /// Builds the live OSCORE contexts from the device's credentials.
@@ -412,6 +419,7 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
         discovery: Discovery {
             limiter: RateLimiter::new(now),
             leisure_socket: unicast.clone(),
+            site: config.site_prefixes.clone(),
         },
     }));
     {

@@ -1,6 +1,7 @@
 //! The multicast sockets: SSM updates (verified, the replay floor made
 //! durable *before* the update is applied, never answered) and plain
-//! discovery (on-link only, rate-limited, after a Leisure, RFC 7252 §8.2).
+//! discovery (on-link sources and the named site prefixes only,
+//! rate-limited, after a Leisure, RFC 7252 §8.2).
 use super::notify::{notify, send_all};
 use super::{Datagrams, DeviceEvent, State};
 use crate::discovery::{leisure, OnLink, MULTICAST_BLOCK_SIZE};
@@ -127,7 +128,7 @@ fn handle_multicast(
         let Ok(req) = Message::parse(datagram) else {
             return MulticastStep::Done(Vec::new());
         };
-        if !link.contains(peer) {
+        if !link.contains(peer) && !st.discovery.site.iter().any(|p| p.contains(peer)) {
             tracing::trace!(%peer, "plain multicast request from an off-link source ignored");
             if req.code != Code::GET {
                 // Counted as before: an unprotected multicast update.
