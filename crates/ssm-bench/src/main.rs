@@ -4,10 +4,12 @@
 //! * `fanout`: one SSM command to N lights vs sequential unicast.
 //! * `throughput`: receive throughput of one light (sans-IO and socket).
 //! * `footprint`: RSS of N lights in one process.
+//! * `building`: 50 zones × 20 lights, a switch and a group key per zone.
 //! * `report`: all of it, repeated, into a Markdown section and an SVG plot.
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod building;
 mod common;
 mod fanout;
 mod footprint;
@@ -32,6 +34,12 @@ enum Command {
     Throughput(throughput::Args),
     /// RSS of N lights in this process.
     Footprint(footprint::Args),
+    /// A building: zones of lights, one switch and one group key each;
+    /// every command applied by exactly its zone.
+    Building(building::Args),
+    /// The lights of one `building --mode procs` process (internal).
+    #[command(hide = true)]
+    BuildingHost(building::HostArgs),
     /// Runs everything and writes the report and the plot.
     Report(report::Args),
 }
@@ -53,6 +61,8 @@ fn main() -> std::process::ExitCode {
             Command::Fanout(a) => fanout::run(a).await,
             Command::Throughput(a) => throughput::run(a).await,
             Command::Footprint(a) => footprint::run(a).await,
+            Command::Building(a) => building::run(a).await,
+            Command::BuildingHost(a) => building::host(a).await,
             Command::Report(a) => report::run(a).await,
         }
     });

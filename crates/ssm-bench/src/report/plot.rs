@@ -48,6 +48,22 @@ fn series(r: &Results, a: &Args) -> Vec<Series> {
         false,
     );
     line(
+        "SSM all applied p50 (tasks, one floor journal)",
+        "tasks-journal",
+        &a.n,
+        &|g| g.all_p50.clone(),
+        RGBColor(20, 150, 40),
+        false,
+    );
+    line(
+        "SSM all applied p99 (tasks, one floor journal)",
+        "tasks-journal",
+        &a.n,
+        &|g| g.all_p99.clone(),
+        RGBColor(120, 190, 60),
+        false,
+    );
+    line(
         &format!(
             "SSM all applied p50 (no floor write: reserved {} ahead)",
             a.reserve
