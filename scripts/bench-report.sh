@@ -7,7 +7,9 @@
 # Runs on lo only (224.0.1.187, TTL 1), no root needed. Steps: criterion benches
 # (OSCORE per message, full SSM receive path, each vs the AES-CCM floor), the
 # no_std OSCORE core size, onboarding (scripts/bench-onboard.sh), then
-# `ssm-bench report` (fan-out vs unicast, throughput, footprint, the plot).
+# `ssm-bench report` (fan-out vs unicast, the shared floor journal beside the
+# product, throughput, footprint, the building of 50 zones x 20 lights in one
+# process and over 10 processes, the plot).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -116,6 +118,7 @@ step "ssm-bench report ($runs runs)"
 if [ "$quick" = 1 ]; then
     target/release/ssm-bench report --out "$out" --runs 1 --rounds 3 --n 1,5 --procs-n 1,2 \
         --footprint-lights 10 --seconds 0.3 --command "QUICK=1 bash scripts/bench-report.sh" \
+        --building-zones 3 --building-per-zone 4 --building-rounds 2 --building-procs 2 \
         --include "$out/criterion.md" --include "$out/nostd.md" --include "$out/onboard.md" > /dev/null
 else
     target/release/ssm-bench report --out "$out" --runs "$runs" \

@@ -70,7 +70,9 @@ pub fn zones(zones: usize, per_zone: usize) -> Result<Vec<Zone>> {
     let mut out = Vec::with_capacity(zones);
     for z in 0..zones {
         let (lights, switch) = group(per_zone);
-        let kid = ssm_cred(&switch.creds)?.sender_id.clone();
+        let kid = ssm_cred(&switch.creds)?
+            .sender_id
+            .context("an SSM client credential without a Sender ID")?;
         if !kids.insert(kid) {
             bail!("zone {z}: a Sender ID collided with another zone's");
         }

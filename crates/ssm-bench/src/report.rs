@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+mod building;
 mod markdown;
 mod plot;
 use markdown::markdown;
@@ -56,6 +57,18 @@ pub struct Args {
     /// Multicast port (default: pid-based).
     #[arg(long)]
     pub port: Option<u16>,
+    /// Building: zones (0: no building run).
+    #[arg(long, default_value_t = 50)]
+    pub building_zones: usize,
+    /// Building: lights per zone.
+    #[arg(long, default_value_t = 20)]
+    pub building_per_zone: usize,
+    /// Building: measured commands per zone.
+    #[arg(long, default_value_t = 4)]
+    pub building_rounds: usize,
+    /// Building over this many light processes (0: lights as tasks only).
+    #[arg(long, default_value_t = 10)]
+    pub building_procs: usize,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -65,6 +78,12 @@ struct Results {
     fanout: Vec<Vec<Point>>,
     throughput: Vec<Throughput>,
     footprint: Vec<Footprint>,
+    /// Per run: the building with its lights as tasks (and its baseline).
+    #[serde(default)]
+    building: Vec<crate::building::Building>,
+    /// Per run: the building over light processes.
+    #[serde(default)]
+    building_procs: Vec<crate::building::Building>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -216,6 +235,8 @@ pub async fn run(a: Args) -> Result<bool> {
         fanout: Vec::new(),
         throughput: Vec::new(),
         footprint: Vec::new(),
+        building: Vec::new(),
+        building_procs: Vec::new(),
     };
     for run in 1..=a.runs {
         let mut pts = Vec::new();
@@ -272,6 +293,7 @@ pub async fn run(a: Args) -> Result<bool> {
         let v: serde_json::Value = serde_json::from_slice(&o.stdout)?;
         res.footprint
             .push(serde_json::from_value(v["footprint"].clone())?);
+        building_runs(&a, port, run, &mut res).await?;
     }
     res.machine.load_after = loadavg();
     std::fs::write(
@@ -286,8 +308,49 @@ pub async fn run(a: Args) -> Result<bool> {
         "wrote {}/results.json, report.md, fanout.svg",
         a.out.display()
     );
-    let ok = res.fanout.iter().flatten().all(|p| p.missing == 0);
+    let ok = res.fanout.iter().flatten().all(|p| p.missing == 0)
+        && res
+            .building
+            .iter()
+            .chain(&res.building_procs)
+            .all(crate::building::ok);
     Ok(ok)
+}
+
+/// The building, lights as tasks and (with `--building-procs`) over
+/// processes, into `res`.
+async fn building_runs(a: &Args, port: u16, run: usize, res: &mut Results) -> Result<()> {
+    if a.building_zones == 0 {
+        return Ok(());
+    }
+    let mut b = crate::building::Args {
+        zones: a.building_zones,
+        per_zone: a.building_per_zone,
+        rounds: a.building_rounds,
+        mode: "tasks".into(),
+        procs: a.building_procs,
+        count: a.count,
+        port: Some(port),
+        json: true,
+    };
+    eprintln!(
+        "run {run}/{}: building {} x {} (tasks)",
+        a.runs, b.zones, b.per_zone
+    );
+    let m = crate::building::measure(&b).await?;
+    crate::building::print_building(&m);
+    res.building.push(m);
+    if a.building_procs > 0 {
+        b.mode = "procs".into();
+        eprintln!(
+            "run {run}/{}: building {} x {} ({} processes)",
+            a.runs, b.zones, b.per_zone, b.procs
+        );
+        let m = crate::building::measure(&b).await?;
+        crate::building::print_building(&m);
+        res.building_procs.push(m);
+    }
+    Ok(())
 }
 
 fn goal(met: bool) -> &'static str {

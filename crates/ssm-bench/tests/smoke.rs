@@ -67,6 +67,14 @@ fn report_writes_tables_and_plot() {
             "0.2",
             "--count",
             "2000",
+            "--building-zones",
+            "2",
+            "--building-per-zone",
+            "2",
+            "--building-rounds",
+            "1",
+            "--building-procs",
+            "0",
             "--port",
         ])
         .arg(port(1))
@@ -88,6 +96,8 @@ fn report_writes_tables_and_plot() {
         "### Receive throughput",
         "### Footprint",
         "3 lights as tasks in one process",
+        "### Building: 2 zones × 2 lights",
+        "| … wrong applies (a light outside the zone applied) = 0 | 0 | met |",
     ] {
         assert!(md.contains(needle), "report lacks {needle:?}:\n{md}");
     }
@@ -102,6 +112,56 @@ fn report_writes_tables_and_plot() {
         "2 N x (product, shared floor journal, reserved)"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A tiny building (3 zones × 2 lights, a key each), in-process and over
+/// 2 light processes of `ssm-bench building-host`: every command applied
+/// by exactly its zone, every other light dropped it for an unknown kid.
+#[test]
+fn building_zone_commands_reach_only_their_zone() {
+    for mode in ["tasks", "procs"] {
+        let out = bench()
+            .args([
+                "building",
+                "--zones",
+                "3",
+                "--per-zone",
+                "2",
+                "--rounds",
+                "2",
+                "--procs",
+                "2",
+                "--count",
+                "2000",
+                "--json",
+                "--mode",
+                mode,
+                "--port",
+            ])
+            .arg(port(3))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "building {mode}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        let b = &v["building"]["building"];
+        assert_eq!(b["mode"], mode);
+        assert_eq!(b["commands"], 6, "{b}");
+        assert_eq!(b["all_applied_us"].as_array().unwrap().len(), 6);
+        assert_eq!(b["missing"], 0, "{b}");
+        assert_eq!(b["wrong_applies"], 0, "{b}");
+        assert_eq!(b["aead_drops"], 0, "{b}");
+        // 3 zones x 3 commands (warm-up included) x 4 lights outside.
+        assert_eq!(b["unknown_kid_drops"], 36, "{b}");
+        assert_eq!(b["expected_unknown_kid_drops"], 36);
+        assert!(b["rss_kib"].as_u64().unwrap() > 0);
+        assert_eq!(v["building"]["baseline"]["commands"], 6);
+        assert!(v["building"]["drop_ns"].as_f64().unwrap() > 0.0);
+    }
 }
 
 /// Light processes: each `ssm device` reports its apply time on the shared

@@ -23,7 +23,14 @@ fn sender(zone: &Zone) -> Result<SenderContext> {
 
 fn protect(s: &mut SenderContext, i: usize) -> Result<Vec<u8>> {
     let token = Token::new(&(i as u64).to_be_bytes()).unwrap_or_default();
-    let req = update_request(HREF, &switch_value(i % 2 == 0), i as u16, token, true).to_vec();
+    let req = update_request(
+        HREF,
+        &switch_value(i.is_multiple_of(2)),
+        i as u16,
+        token,
+        true,
+    )
+    .to_vec();
     let mut out = vec![0u8; req.len() + 64];
     let (n, _) = s
         .protect_request(&req, &mut out)

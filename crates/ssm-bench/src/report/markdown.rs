@@ -6,9 +6,11 @@ pub(super) fn markdown(r: &Results, a: &Args) -> Result<String> {
     header(&mut s, r, a)?;
     goals_fanout(&mut s, r, a)?;
     goals_receive(&mut s, r, a)?;
+    super::building::goals(&mut s, r)?;
     fanout_table(&mut s, r, a)?;
     model(&mut s, r, a)?;
     throughput(&mut s, r, a)?;
+    super::building::section(&mut s, r)?;
     footprint(&mut s, r, a)?;
     Ok(s)
 }
