@@ -95,6 +95,10 @@ pub struct Run {
     pub all_applied_us: Vec<f64>,
     /// Per command: first → last light of the zone applied (µs).
     pub skew_us: Vec<f64>,
+    /// Per command: how long the switch's send took (µs): on `lo` the
+    /// kernel copies the datagram to every light's socket in that call.
+    #[serde(default)]
+    pub send_us: Vec<f64>,
     /// Zone lights that did not apply a command within the timeout.
     pub missing: usize,
     /// Applies by lights outside the command's zone (must be 0).
@@ -184,6 +188,7 @@ async fn commands(
             let sent = senders[z]
                 .send(targets, HREF, &switch_value(value), true)
                 .await?;
+            let send_us = mono_ns().saturating_sub(sent_at) as f64 / 1e3;
             let at = events
                 .collect(
                     &members,
@@ -199,6 +204,7 @@ async fn commands(
                 continue;
             }
             run.missing += per - at.len();
+            run.send_us.push(send_us);
             let lat = sorted(
                 &at.iter()
                     .map(|t| t.saturating_sub(sent_at) as f64 / 1e3)
@@ -348,7 +354,7 @@ pub fn print_building(b: &Building) {
     let ms = |v: f64| v / 1e3;
     for r in [&b.baseline, &b.building] {
         println!(
-            "building {} {}x{} ({} procs) {} cmds: all applied p50 {:.3} ms p99 {:.3} ms, skew p50 {:.3} ms p99 {:.3} ms, missing {}, wrong applies {}, unknown-kid drops {}/{}, AEAD drops {}, RSS {:.1} MiB",
+            "building {} {}x{} ({} procs) {} cmds: all applied p50 {:.3} ms p99 {:.3} ms, skew p50 {:.3} ms p99 {:.3} ms, send p50 {:.3} ms, missing {}, wrong applies {}, unknown-kid drops {}/{}, AEAD drops {}, RSS {:.1} MiB",
             r.mode,
             r.zones,
             r.per_zone,
@@ -358,6 +364,7 @@ pub fn print_building(b: &Building) {
             ms(r.p(&r.all_applied_us, 99.0)),
             ms(r.p(&r.skew_us, 50.0)),
             ms(r.p(&r.skew_us, 99.0)),
+            ms(r.p(&r.send_us, 50.0)),
             r.missing,
             r.wrong_applies,
             r.unknown_kid_drops,

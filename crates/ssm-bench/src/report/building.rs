@@ -94,22 +94,23 @@ pub(super) fn section(s: &mut String, r: &Results) -> Result<()> {
         b0.building.zones, b0.building.per_zone
     )?;
     writeln!(s, "Command: `ssm-bench building [--mode procs]` (the report runs both). Every light listens on 224.0.1.187 on `lo`; each zone's switch has its own group secret and Sender ID (distinct across the building), and its lights an SSM server credential and an ACE for it only (`ssm_ocf::provision`, no OBT). One warm-up command per zone, then {} commands per zone, zone after zone; \"all applied\" is send → the zone's last light applied, skew last − first light of the zone. Wrong applies and drops come from every light's own counters at the end. The baseline is the first zone alone, as many commands, same run. Milliseconds, median over runs (min–max).\n", b0.building.commands / b0.building.zones.max(1))?;
-    writeln!(s, "| lights | commands | all applied p50 | all applied p99 | skew p50 | skew p99 | not applied | wrong applies | unknown-kid drops (expected) | AEAD drops | RSS |")?;
+    writeln!(s, "| lights | commands | all applied p50 | all applied p99 | skew p50 | skew p99 | send p50 | not applied | wrong applies | unknown-kid drops (expected) | AEAD drops | RSS |")?;
     writeln!(
         s,
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     )?;
     for (label, runs) in &kinds {
         let sum = |f: &dyn Fn(&Run) -> u64| runs.iter().map(|r| f(r)).sum::<u64>();
         let rss: Vec<f64> = runs.iter().map(|r| r.rss_kib as f64).collect();
         writeln!(
             s,
-            "| {label} | {} | {} | {} | {} | {} | {}/{} | {} | {} ({}) | {} | {} MiB |",
+            "| {label} | {} | {} | {} | {} | {} | {} | {}/{} | {} | {} ({}) | {} | {} MiB |",
             sum(&|r| r.commands as u64),
             mmm(&pcts(runs, &|r| &r.all_applied_us, 50.0), ms, 3),
             mmm(&pcts(runs, &|r| &r.all_applied_us, 99.0), ms, 3),
             mmm(&pcts(runs, &|r| &r.skew_us, 50.0), ms, 3),
             mmm(&pcts(runs, &|r| &r.skew_us, 99.0), ms, 3),
+            mmm(&pcts(runs, &|r| &r.send_us, 50.0), ms, 3),
             sum(&|r| r.missing as u64),
             sum(&|r| (r.commands * r.per_zone) as u64),
             sum(&|r| r.wrong_applies),
