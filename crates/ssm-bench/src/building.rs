@@ -46,6 +46,10 @@ pub struct Args {
     /// Light processes for `--mode procs`.
     #[arg(long, default_value_t = 10)]
     pub procs: usize,
+    /// The lights of a process share one socket per group
+    /// (`DeviceConfig::group_hub`) instead of one each.
+    #[arg(long)]
+    pub hub: bool,
     /// Datagrams for the sans-IO drop-cost measurement.
     #[arg(long, default_value_t = 200_000)]
     pub count: usize,
@@ -270,13 +274,14 @@ impl Applies for TaskEvents {
 
 /// The building (or a single zone) with every light a task of this
 /// process, all sharing one floor journal.
-pub async fn tasks(zs: &[Zone], rounds: usize, port: u16, mode: &str) -> Result<Run> {
+pub async fn tasks(zs: &[Zone], rounds: usize, port: u16, mode: &str, hub: bool) -> Result<Run> {
     let dir = TempDir::new("building")?;
     let per = zs[0].lights.len();
     let (base, _) = rss_kib("self")?;
     let journal = ssm_runtime::journal::FloorJournal::open(dir.0.join("floors.journal"))?;
     let all: Vec<Member> = zs.iter().flat_map(|z| z.lights.iter().cloned()).collect();
-    let handles = start_lights(&all, &dir.0, port, Some(journal)).await?;
+    let hub = hub.then(ssm_runtime::device::GroupHub::new);
+    let handles = start_lights(&all, &dir.0, port, Some(journal), hub).await?;
     drop(all);
     let mut events = TaskEvents {
         rxs: handles.iter().map(|h| h.events.subscribe()).collect(),
@@ -318,10 +323,11 @@ pub async fn measure(a: &Args) -> Result<Building> {
     let zs = zones(a.zones, a.per_zone)?;
     let (drop_ns, receive_ns) = sansio::drop_cost(&zs, a.count)?;
     // The baseline: the first zone alone, as many commands as the building.
-    let baseline = tasks(&zs[..1], a.rounds * a.zones, port, "baseline").await?;
+    let baseline = tasks(&zs[..1], a.rounds * a.zones, port, "baseline", false).await?;
+    let hub = if a.hub { "-hub" } else { "" };
     let building = match a.mode.as_str() {
-        "tasks" => tasks(&zs, a.rounds, port, "tasks").await?,
-        "procs" => host::procs(&zs, a.rounds, port, a.procs).await?,
+        "tasks" => tasks(&zs, a.rounds, port, &format!("tasks{hub}"), a.hub).await?,
+        "procs" => host::procs(&zs, a.rounds, port, a.procs, a.hub).await?,
         m => bail!("unknown mode {m} (tasks or procs)"),
     };
     Ok(Building {

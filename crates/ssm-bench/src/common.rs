@@ -58,11 +58,13 @@ pub fn group(n: usize) -> (Vec<Member>, Member) {
 /// its state (replay floors) in `dir/light-i`, as `ssm demo` does.
 /// With `journal`, they share one replay-floor journal (one fsync per
 /// command for all of them) instead of a floor file each.
+/// With `hub`, they share one socket per group (`DeviceConfig::group_hub`).
 pub async fn start_lights(
     lights: &[Member],
     dir: &Path,
     port: u16,
     journal: Option<std::sync::Arc<ssm_runtime::journal::FloorJournal>>,
+    hub: Option<std::sync::Arc<ssm_runtime::device::GroupHub>>,
 ) -> Result<Vec<DeviceHandle>> {
     let mut handles = Vec::with_capacity(lights.len());
     for (i, l) in lights.iter().enumerate() {
@@ -78,6 +80,7 @@ pub async fn start_lights(
         let mut cfg = DeviceConfig::loopback(dir.join(format!("light-{i}")));
         cfg.port = port;
         cfg.floor_journal = journal.clone();
+        cfg.group_hub = hub.clone();
         handles.push(
             start(d, &cfg)
                 .await

@@ -187,7 +187,7 @@ pub async fn tasks(
     } else {
         None
     };
-    let handles = start_lights(&lights, &dir.0, port, j).await?;
+    let handles = start_lights(&lights, &dir.0, port, j, None).await?;
     for h in &handles {
         h.set_floor_reservation(floor_reserve);
     }

@@ -35,7 +35,7 @@ pub async fn run(a: Args) -> Result<bool> {
     let (base, _) = rss_kib("self")?;
     let dir = TempDir::new("footprint")?;
     let (lights, switch) = group(a.lights);
-    let handles = start_lights(&lights, &dir.0, port, None).await?;
+    let handles = start_lights(&lights, &dir.0, port, None, None).await?;
     drop(lights);
     let mut rxs: Vec<_> = handles.iter().map(|h| h.events.subscribe()).collect();
     let (mut sender, targets) = ssm_switch(&switch.creds, &dir.0, port)?;

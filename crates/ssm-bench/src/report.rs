@@ -66,7 +66,8 @@ pub struct Args {
     /// Building: measured commands per zone.
     #[arg(long, default_value_t = 4)]
     pub building_rounds: usize,
-    /// Building over this many light processes (0: lights as tasks only).
+    /// Building over this many light processes, a `GroupHub` each (0:
+    /// lights as tasks only).
     #[arg(long, default_value_t = 10)]
     pub building_procs: usize,
 }
@@ -81,7 +82,10 @@ struct Results {
     /// Per run: the building with its lights as tasks (and its baseline).
     #[serde(default)]
     building: Vec<crate::building::Building>,
-    /// Per run: the building over light processes.
+    /// Per run: the building, lights as tasks sharing one socket per group.
+    #[serde(default)]
+    building_hub: Vec<crate::building::Building>,
+    /// Per run: the building over light processes (one group socket each).
     #[serde(default)]
     building_procs: Vec<crate::building::Building>,
 }
@@ -236,6 +240,7 @@ pub async fn run(a: Args) -> Result<bool> {
         throughput: Vec::new(),
         footprint: Vec::new(),
         building: Vec::new(),
+        building_hub: Vec::new(),
         building_procs: Vec::new(),
     };
     for run in 1..=a.runs {
@@ -312,6 +317,7 @@ pub async fn run(a: Args) -> Result<bool> {
         && res
             .building
             .iter()
+            .chain(&res.building_hub)
             .chain(&res.building_procs)
             .all(crate::building::ok);
     Ok(ok)
@@ -329,6 +335,7 @@ async fn building_runs(a: &Args, port: u16, run: usize, res: &mut Results) -> Re
         rounds: a.building_rounds,
         mode: "tasks".into(),
         procs: a.building_procs,
+        hub: false,
         count: a.count,
         port: Some(port),
         json: true,
@@ -340,6 +347,14 @@ async fn building_runs(a: &Args, port: u16, run: usize, res: &mut Results) -> Re
     let m = crate::building::measure(&b).await?;
     crate::building::print_building(&m);
     res.building.push(m);
+    b.hub = true;
+    eprintln!(
+        "run {run}/{}: building {} x {} (tasks, one socket per group)",
+        a.runs, b.zones, b.per_zone
+    );
+    let m = crate::building::measure(&b).await?;
+    crate::building::print_building(&m);
+    res.building_hub.push(m);
     if a.building_procs > 0 {
         b.mode = "procs".into();
         eprintln!(

@@ -241,7 +241,7 @@ async fn blaster_socket() -> Result<std::net::UdpSocket> {
 async fn socket_valid(seconds: f64, port: u16, floor_reserve: u64) -> Result<(f64, f64)> {
     let dir = TempDir::new("tput")?;
     let (lights, switch) = group(1);
-    let handles = start_lights(&lights, &dir.0, port, None).await?;
+    let handles = start_lights(&lights, &dir.0, port, None, None).await?;
     let h = &handles[0];
     h.set_floor_reservation(floor_reserve);
     let cred = ssm_cred(&switch.creds)?;
@@ -299,7 +299,7 @@ async fn socket_valid(seconds: f64, port: u16, floor_reserve: u64) -> Result<(f6
 async fn socket_garbage(seconds: f64, port: u16) -> Result<(f64, f64)> {
     let dir = TempDir::new("tput")?;
     let (lights, _) = group(1);
-    let handles = start_lights(&lights, &dir.0, port, None).await?;
+    let handles = start_lights(&lights, &dir.0, port, None, None).await?;
     let h = &handles[0];
     let mut l = light()?;
     let (_, unknown_kid, _) = garbage(&mut l);

@@ -119,7 +119,7 @@ fn report_writes_tables_and_plot() {
 /// by exactly its zone, every other light dropped it for an unknown kid.
 #[test]
 fn building_zone_commands_reach_only_their_zone() {
-    for mode in ["tasks", "procs"] {
+    for (mode, hub) in [("tasks", false), ("tasks", true), ("procs", true)] {
         let out = bench()
             .args([
                 "building",
@@ -139,6 +139,7 @@ fn building_zone_commands_reach_only_their_zone() {
                 "--port",
             ])
             .arg(port(3))
+            .args(hub.then_some("--hub"))
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -149,7 +150,8 @@ fn building_zone_commands_reach_only_their_zone() {
         );
         let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
         let b = &v["building"]["building"];
-        assert_eq!(b["mode"], mode);
+        let label = format!("{mode}{}", if hub { "-hub" } else { "" });
+        assert_eq!(b["mode"], label.as_str());
         assert_eq!(b["commands"], 6, "{b}");
         assert_eq!(b["all_applied_us"].as_array().unwrap().len(), 6);
         assert_eq!(b["missing"], 0, "{b}");

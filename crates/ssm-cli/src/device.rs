@@ -63,6 +63,7 @@ pub async fn run(a: Args) -> Result<bool> {
         state_dir: a.state_dir.clone(),
         floor_journal: None,
         site_prefixes: a.site_prefixes.clone(),
+        group_hub: None,
     };
     let handle = start(device, &cfg)
         .await

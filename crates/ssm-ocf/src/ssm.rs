@@ -267,6 +267,14 @@ impl SsmReceiver {
         self.reserve
     }
 
+    /// Whether a datagram with this kid could be more than an
+    /// [`DropReason::UnknownKid`] here (an SSM recipient context, or a
+    /// pair-wise kid to refuse by name): a process hosting many devices
+    /// on one group socket hands a datagram only to those.
+    pub fn admits(&self, kid: &Id) -> bool {
+        self.pairwise_kids.contains(kid) || self.recipients.iter().any(|r| *r.ctx.id() == *kid)
+    }
+
     /// Number of SSM recipient contexts.
     pub fn len(&self) -> usize {
         self.recipients.len()
@@ -423,6 +431,19 @@ impl DropCounters {
     pub fn total(&self) -> u64 {
         self.0.values().sum()
     }
+}
+
+/// The kid of a NON multicast datagram with a well-formed OSCORE option
+/// (what [`SsmReceiver::receive`] looks up first); `None` for anything
+/// else, which only the full receive path can judge.
+pub fn datagram_kid(datagram: &[u8]) -> Option<Id> {
+    let p = Packet::new_checked(datagram).ok()?;
+    if p.msg_type() == ssm_coap::MessageType::Confirmable {
+        return None;
+    }
+    OscoreOption::parse(p.options().get(OptionNumber::OSCORE)?.value)
+        .ok()?
+        .kid
 }
 
 /// The SSM UPDATE a client sends (REFERENCE-SSM §3): NON POST to `href`

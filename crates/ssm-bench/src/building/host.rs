@@ -30,6 +30,9 @@ pub struct HostArgs {
     /// Multicast port.
     #[arg(long)]
     pub port: u16,
+    /// One socket per group for all the lights (`DeviceConfig::group_hub`).
+    #[arg(long)]
+    pub hub: bool,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -52,7 +55,8 @@ pub async fn host(a: HostArgs) -> Result<bool> {
         })
         .collect::<Result<_>>()?;
     let journal = ssm_runtime::journal::FloorJournal::open(a.dir.join("floors.journal"))?;
-    let handles = start_lights(&members, &a.dir, a.port, Some(journal)).await?;
+    let hub = a.hub.then(ssm_runtime::device::GroupHub::new);
+    let handles = start_lights(&members, &a.dir, a.port, Some(journal), hub).await?;
     drop(members);
     let (tx, mut out) = tokio::sync::mpsc::unbounded_channel::<String>();
     for (h, l) in handles.iter().zip(&list) {
@@ -188,8 +192,50 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Starts one `building-host` with `lights`; its lines go to `tx`.
+fn spawn_host(
+    exe: &std::path::Path,
+    d: &std::path::Path,
+    lights: &[HostLight],
+    port: u16,
+    hub: bool,
+    tx: &tokio::sync::mpsc::UnboundedSender<Msg>,
+) -> Result<(tokio::process::Child, tokio::process::ChildStdin)> {
+    std::fs::create_dir_all(d)?;
+    let file = d.join("lights.json");
+    write_private(&file, &serde_json::to_vec(lights)?)?;
+    let mut c = tokio::process::Command::new(exe)
+        .arg("building-host")
+        .arg("--lights")
+        .arg(&file)
+        .arg("--dir")
+        .arg(d)
+        .args(["--port", &port.to_string()])
+        .args(hub.then_some("--hub"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start ssm-bench building-host")?;
+    let stdin = c.stdin.take().context("no stdin")?;
+    let stdout = c.stdout.take().context("no stdout")?;
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            if let Some(m) = serde_json::from_str(&l).ok().and_then(parse) {
+                if tx.send(m).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok((c, stdin))
+}
+
 /// The building over `procs` `building-host` processes.
-pub async fn procs(zs: &[Zone], rounds: usize, port: u16, procs: usize) -> Result<Run> {
+pub async fn procs(zs: &[Zone], rounds: usize, port: u16, procs: usize, hub: bool) -> Result<Run> {
     let dir = TempDir::new("building-procs")?;
     let per = zs[0].lights.len();
     let exe = std::env::current_exe()?;
@@ -208,36 +254,15 @@ pub async fn procs(zs: &[Zone], rounds: usize, port: u16, procs: usize) -> Resul
                 creds: l.creds.to_json(),
             })
             .collect();
-        let d = dir.0.join(format!("host-{p}"));
-        std::fs::create_dir_all(&d)?;
-        let file = d.join("lights.json");
-        write_private(&file, &serde_json::to_vec(&mine)?)?;
-        let mut c = tokio::process::Command::new(&exe)
-            .arg("building-host")
-            .arg("--lights")
-            .arg(&file)
-            .arg("--dir")
-            .arg(&d)
-            .args(["--port", &port.to_string()])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start ssm-bench building-host")?;
-        stdins.push(c.stdin.take().context("no stdin")?);
-        let stdout = c.stdout.take().context("no stdout")?;
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(stdout).lines();
-            while let Ok(Some(l)) = lines.next_line().await {
-                if let Some(m) = serde_json::from_str(&l).ok().and_then(parse) {
-                    if tx.send(m).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
+        let (c, stdin) = spawn_host(
+            &exe,
+            &dir.0.join(format!("host-{p}")),
+            &mine,
+            port,
+            hub,
+            &tx,
+        )?;
+        stdins.push(stdin);
         children.push(c);
     }
     drop(tx);
@@ -261,7 +286,7 @@ pub async fn procs(zs: &[Zone], rounds: usize, port: u16, procs: usize) -> Resul
                 .sum()
         };
         let mut run = Run {
-            mode: "procs".into(),
+            mode: if hub { "procs-hub" } else { "procs" }.into(),
             zones: zs.len(),
             per_zone: per,
             procs,

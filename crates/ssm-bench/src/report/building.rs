@@ -7,6 +7,7 @@ use crate::building::{Building, Run};
 /// (label, the runs of that kind over the report's runs).
 fn kinds(r: &Results) -> Vec<(String, Vec<&Run>)> {
     let tasks: Vec<&Building> = r.building.iter().collect();
+    let hub: Vec<&Building> = r.building_hub.iter().collect();
     let procs: Vec<&Building> = r.building_procs.iter().collect();
     let mut out = Vec::new();
     if let Some(b) = tasks.first() {
@@ -25,10 +26,19 @@ fn kinds(r: &Results) -> Vec<(String, Vec<&Run>)> {
             tasks.iter().map(|b| &b.building).collect(),
         ));
     }
+    if let Some(b) = hub.first() {
+        out.push((
+            format!(
+                "{} × {} lights as tasks of one process, one floor journal, one socket per group (`GroupHub`)",
+                b.building.zones, b.building.per_zone
+            ),
+            hub.iter().map(|b| &b.building).collect(),
+        ));
+    }
     if let Some(b) = procs.first() {
         out.push((
             format!(
-                "{} × {} lights over {} processes ({} lights each, a journal each)",
+                "{} × {} lights over {} processes ({} lights each, a journal and a `GroupHub` each)",
                 b.building.zones,
                 b.building.per_zone,
                 b.building.procs,
@@ -120,7 +130,12 @@ pub(super) fn section(s: &mut String, r: &Results) -> Result<()> {
             mmm(&rss, 1024.0, 1),
         )?;
     }
-    let all: Vec<&Building> = r.building.iter().chain(&r.building_procs).collect();
+    let all: Vec<&Building> = r
+        .building
+        .iter()
+        .chain(&r.building_hub)
+        .chain(&r.building_procs)
+        .collect();
     let drop: Vec<f64> = all.iter().map(|b| b.drop_ns).collect();
     let rx: Vec<f64> = all.iter().map(|b| b.receive_ns).collect();
     let ratio: Vec<f64> = all

@@ -61,6 +61,7 @@ pub(super) async fn start_devices(st: &Stage<'_>) -> Result<Devices> {
         state_dir: dir.join(name),
         floor_journal: Some(journal.clone()),
         site_prefixes: Vec::new(),
+        group_hub: None,
     };
     let mut lights = Vec::new();
     let mut pins: HashMap<Uuid, String> = HashMap::new();

@@ -202,3 +202,27 @@ fn a_confirmable_multicast_request_is_dropped() {
         DropReason::ConfirmableMulticast
     );
 }
+
+/// What a group socket shared by many devices looks at first: the kid of
+/// a NON OSCORE datagram, and whether a receiver has a context for it.
+#[test]
+fn datagram_kid_and_admits() {
+    let rx = SsmReceiver::new(&[server_cred(1, 1, &SECRET)], ReplayFloors::default()).unwrap();
+    let d = update(&mut sender(0), true);
+    assert_eq!(datagram_kid(&d), Some(kid()));
+    assert!(rx.admits(&kid()));
+    let other = Id::new(&[0x02, 1, 2, 3, 4, 5, 6]).unwrap();
+    assert!(!rx.admits(&other));
+    // Not OSCORE, not CoAP, or confirmable: for the full receive path.
+    let plain = crate::message::request(
+        MessageType::NonConfirmable,
+        ssm_coap::Code::GET,
+        "/oic/res",
+        None,
+    );
+    assert_eq!(datagram_kid(&plain.to_vec()), None);
+    assert_eq!(datagram_kid(&[0xff, 0x00]), None);
+    let mut con = d.clone();
+    con[0] = (con[0] & !0x30) | ((MessageType::Confirmable as u8) << 4);
+    assert_eq!(datagram_kid(&con), None);
+}

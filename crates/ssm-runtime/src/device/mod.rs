@@ -16,6 +16,7 @@
 //! share.
 mod dtls;
 mod error;
+mod hub;
 mod multicast;
 mod notify;
 mod unicast;
@@ -36,6 +37,7 @@ use crate::random_bytes;
 use crate::responder::OscoreResponder;
 use crate::state_dir::StateDir;
 use crate::store::FileSequenceStore;
+pub use hub::GroupHub;
 use ssm_ocf::cred::CredType;
 use ssm_ocf::device::Device;
 use ssm_ocf::ssm::{DropCounters, DropReason, ReplayFloors, SsmReceiver};
@@ -82,6 +84,10 @@ pub struct DeviceConfig {
     /// besides on-link ones (site-wide discovery through a multicast
     /// router). Empty: on-link sources only.
     pub site_prefixes: Vec<SitePrefix>,
+    /// Share one socket per multicast group with the other devices of the
+    /// process that use this hub (see [`GroupHub`]). `None`: a socket of
+    /// the device's own.
+    pub group_hub: Option<Arc<GroupHub>>,
 }
 
 impl DeviceConfig {
@@ -96,6 +102,7 @@ impl DeviceConfig {
             state_dir,
             floor_journal: None,
             site_prefixes: Vec::new(),
+            group_hub: None,
         }
     }
 }
@@ -290,6 +297,8 @@ pub struct DeviceHandle {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The state dir's lock, released when the handle goes.
     _lock: std::fs::File,
+    /// The shared group sockets live while a device uses them.
+    _hub: Option<Arc<GroupHub>>,
 }
 
 impl DeviceHandle {
@@ -429,6 +438,24 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
         new_pin_if_needed(&mut st, &events);
     }
 
+    // Every group joined (or subscribed) before any task runs: an error
+    // here leaves nothing running.
+    let inputs = mcast
+        .into_iter()
+        .map(|(spec, link)| {
+            let input = match &config.group_hub {
+                Some(hub) => multicast::GroupInput::Hub(hub.subscribe(
+                    spec.ifindex,
+                    spec.group,
+                    || spec.open(),
+                    &state,
+                    &events,
+                )?),
+                None => multicast::GroupInput::Socket(spec.open()?),
+            };
+            Ok((input, link))
+        })
+        .collect::<io::Result<Vec<_>>>()?;
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(dtls::timer_loop(
         unicast.clone(),
@@ -443,9 +470,9 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
     // One SSM update of this device at a time from receive to apply, across
     // its multicast sockets, so floor writes land in order.
     let ssm_order = Arc::new(tokio::sync::Mutex::new(()));
-    for (s, link) in mcast {
+    for (input, link) in inputs {
         tasks.push(tokio::spawn(multicast::receive_loop(
-            s,
+            input,
             link,
             unicast.clone(),
             state.clone(),
@@ -460,6 +487,7 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
         state,
         tasks,
         _lock: lock,
+        _hub: config.group_hub.clone(),
     })
 }
 
@@ -484,12 +512,32 @@ fn load_floors(
     Ok(floors)
 }
 
-/// A multicast group socket and the on-link prefixes of its interface.
-type GroupSocket = (UdpSocket, Arc<OnLink>);
+/// A multicast group to join on an interface.
+struct GroupSpec {
+    ifindex: u32,
+    group: SocketAddr,
+    /// The interface's IPv4 address (IPv4 groups are joined by address).
+    v4_iface: Option<std::net::Ipv4Addr>,
+}
 
-/// Joins the multicast groups on each configured interface; returns the
-/// sockets (with the interface's on-link prefixes) and the unicast
-/// endpoints to announce for `port`.
+impl GroupSpec {
+    fn open(&self) -> io::Result<UdpSocket> {
+        match (self.group, self.v4_iface) {
+            (SocketAddr::V4(g), Some(a)) => join_v4(*g.ip(), g.port(), a),
+            (SocketAddr::V6(g), _) => join_v6(*g.ip(), g.port(), self.ifindex),
+            _ => Err(io::Error::other(
+                "an IPv4 group without an interface address",
+            )),
+        }
+    }
+}
+
+/// A multicast group and the on-link prefixes of its interface.
+type GroupSocket = (GroupSpec, Arc<OnLink>);
+
+/// The multicast groups to join on each configured interface (with the
+/// interface's on-link prefixes) and the unicast endpoints to announce
+/// for `port`.
 fn join_groups(config: &DeviceConfig, port: u16) -> io::Result<(Vec<GroupSocket>, Vec<String>)> {
     let mut mcast = Vec::new();
     let mut endpoints = Vec::new();
@@ -498,17 +546,21 @@ fn join_groups(config: &DeviceConfig, port: u16) -> io::Result<(Vec<GroupSocket>
         let v6 = config.ipv6 && !nif.is_loopback();
         let link = Arc::new(nif.on_link());
         if config.ipv4 {
-            mcast.push((
-                join_v4(ALL_COAP_NODES_V4, config.port, nif.ipv4_addr()?)?,
-                link.clone(),
-            ));
+            let spec = GroupSpec {
+                ifindex: nif.index,
+                group: SocketAddr::from((ALL_COAP_NODES_V4, config.port)),
+                v4_iface: Some(nif.ipv4_addr()?),
+            };
+            mcast.push((spec, link.clone()));
         }
         if v6 {
             for scope in &config.ipv6_scopes {
-                mcast.push((
-                    join_v6(all_ocf_nodes(*scope), config.port, nif.index)?,
-                    link.clone(),
-                ));
+                let spec = GroupSpec {
+                    ifindex: nif.index,
+                    group: SocketAddr::from((all_ocf_nodes(*scope), config.port)),
+                    v4_iface: None,
+                };
+                mcast.push((spec, link.clone()));
             }
         }
         endpoints.extend(nif.endpoints(

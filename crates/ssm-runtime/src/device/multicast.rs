@@ -19,10 +19,32 @@ use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
 use tokio::sync::broadcast;
 
-/// Receives on one multicast group socket: SSM updates (verified, floor
+/// Where a device's datagrams of one group come from: its own socket, or
+/// its queue of a [`super::hub::GroupHub`] shared with the other devices of
+/// the process.
+pub(super) enum GroupInput {
+    Socket(UdpSocket),
+    Hub(tokio::sync::mpsc::Receiver<super::hub::Datagram>),
+}
+
+impl GroupInput {
+    async fn next(&mut self, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+        match self {
+            GroupInput::Socket(s) => s.recv_from(buf).await.ok(),
+            GroupInput::Hub(rx) => {
+                let (d, peer) = rx.recv().await?;
+                let n = d.len().min(buf.len());
+                buf[..n].copy_from_slice(&d[..n]);
+                Some((n, peer))
+            }
+        }
+    }
+}
+
+/// Receives on one multicast group: SSM updates (verified, floor
 /// persisted, applied; never answered) and plain discovery.
 pub(super) async fn receive_loop(
-    socket: UdpSocket,
+    mut input: GroupInput,
     link: Arc<OnLink>,
     unicast: Arc<UdpSocket>,
     state: Arc<Mutex<State>>,
@@ -31,7 +53,7 @@ pub(super) async fn receive_loop(
 ) {
     let mut buf = vec![0u8; 1500];
     loop {
-        let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+        let Some((n, peer)) = input.next(&mut buf).await else {
             return;
         };
         let peer = normalise(peer);
