@@ -20,6 +20,11 @@ fi
 if [ "$(id -u)" = 0 ] && ! command -v smcrouted >/dev/null 2>&1; then
     step "installing smcroute (the multicast router of the routed three-subnet test)"
     apt-get update -qq && apt-get install -y -qq smcroute >/dev/null
+    # The test runs smcrouted only inside its router namespace; the package's
+    # own service (where systemd runs) would route on this host's interfaces.
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now smcroute >/dev/null 2>&1 || true
+    fi
 fi
 
 step "aiocoap 0.4.17 venv for the interop tests"
