@@ -104,7 +104,11 @@ pub(super) fn ensure_group(c: &Connection, name: &str, auto: bool) -> rusqlite::
 }
 
 /// The group's epoch; its key is created (epoch 1) if it has none yet.
-fn ensure_key(c: &Connection, gid: i64, random: &mut dyn FnMut(&mut [u8])) -> rusqlite::Result<i64> {
+fn ensure_key(
+    c: &Connection,
+    gid: i64,
+    random: &mut dyn FnMut(&mut [u8]),
+) -> rusqlite::Result<i64> {
     let (keyed, epoch): (bool, i64) = c.query_row(
         "SELECT secret IS NOT NULL, epoch FROM ssm_groups WHERE id = ?1",
         params![gid],
@@ -119,7 +123,11 @@ fn ensure_key(c: &Connection, gid: i64, random: &mut dyn FnMut(&mut [u8])) -> ru
         "UPDATE ssm_groups SET secret = ?1, epoch = 1 WHERE id = ?2",
         params![&secret[..], gid],
     )?;
-    audit_on(c, "ssm-group", &format!("group {gid} key created (epoch 1)"))?;
+    audit_on(
+        c,
+        "ssm-group",
+        &format!("group {gid} key created (epoch 1)"),
+    )?;
     Ok(1)
 }
 
@@ -434,7 +442,10 @@ pub(super) fn leave_all_groups(
 impl Store {
     /// Every (client, light) pair some group grants (each pair once).
     pub fn grants(&self) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
-        self.grant_rows("SELECT DISTINCT client_uuid, light_uuid FROM group_grants", params![])
+        self.grant_rows(
+            "SELECT DISTINCT client_uuid, light_uuid FROM group_grants",
+            params![],
+        )
     }
 
     /// The (client, light) grants of group `gid`.

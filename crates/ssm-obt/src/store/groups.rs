@@ -335,11 +335,11 @@ impl Store {
         tx.commit().map_err(&sq)?;
         Ok(affected)
     }
-
 }
 
 fn self_grants(c: &Connection, gid: i64) -> rusqlite::Result<Vec<(Uuid, Uuid)>> {
-    let mut st = c.prepare("SELECT client_uuid, light_uuid FROM group_grants WHERE group_id = ?1")?;
+    let mut st =
+        c.prepare("SELECT client_uuid, light_uuid FROM group_grants WHERE group_id = ?1")?;
     let rows = st.query_map(params![gid], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
     })?;

@@ -58,7 +58,9 @@ pub enum StoreError {
     #[error("the SSM group {0} exists already: see `ssm obt group show {0}`")]
     GroupExists(String),
     /// Not a group name.
-    #[error("{0:?} is not a group name: 1 to 32 letters, digits, '-', '_', '.' (not starting with '-')")]
+    #[error(
+        "{0:?} is not a group name: 1 to 32 letters, digits, '-', '_', '.' (not starting with '-')"
+    )]
     BadGroupName(String),
 }
 
@@ -266,5 +268,7 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+mod group_tests;
 #[cfg(test)]
 mod tests;

@@ -88,12 +88,16 @@ impl Store {
         }
         if from < 2 {
             self.conn
-                .execute_batch(&format!("BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"))
+                .execute_batch(&format!(
+                    "BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"
+                ))
                 .map_err(&sq)?;
         }
         if from < 3 {
             self.conn
-                .execute_batch(&format!("BEGIN; {SCHEMA_V3} PRAGMA user_version = 3; COMMIT;"))
+                .execute_batch(&format!(
+                    "BEGIN; {SCHEMA_V3} PRAGMA user_version = 3; COMMIT;"
+                ))
                 .map_err(&sq)?;
         }
         Ok(())
