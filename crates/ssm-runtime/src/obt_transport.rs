@@ -339,16 +339,22 @@ async fn owner_session(
 /// types 64, 128, 256) and `aces` (its UUID-subject ACEs) in one owner
 /// session: it reads `/oic/sec/cred` and `/oic/sec/acl2`, then deletes,
 /// adds and leaves alone as [`ssm_ocf::onboarding::reconcile`] plans, inside
-/// RFPRO → RFNOP. Idempotent: re-running it after any interruption
+/// RFPRO → RFNOP; then its `/groupsResURI` is set to `groups` if it lists
+/// others (a device without that resource, such as the reference stack's,
+/// is left as it is). Idempotent: re-running it after any interruption
 /// finishes the job.
 pub async fn sync_device(
     peer: SocketAddr,
     obt: Uuid,
     owner_psk: &[u8; 16],
-    creds: &[ssm_ocf::cred::Credential],
-    aces: &[ssm_ocf::security::acl2::Ace],
+    want: Desired<'_>,
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<ssm_ocf::onboarding::Reconciliation, ObtError> {
+    let Desired {
+        creds,
+        aces,
+        groups,
+    } = want;
     let (socket, session) = owner_session(peer, obt, owner_psk).await?;
     let mut dtls = Some(session);
     let result = async {
@@ -370,6 +376,9 @@ pub async fn sync_device(
                 ObtError::Protocol(peer, "cannot decode its /oic/sec/cred or acl2".into())
             })?;
         run(&mut seq, &socket, peer, &mut dtls, progress).await?;
+        let mut plan = plan;
+        let s = dtls.as_mut().expect("session");
+        plan.groups_written = sync_groups(&socket, peer, s, groups).await?;
         Ok(plan)
     }
     .await;
@@ -377,6 +386,46 @@ pub async fn sync_device(
         close(s, &socket, peer).await;
     }
     result
+}
+
+/// What [`sync_device`] brings a device to.
+#[derive(Debug, Clone, Copy)]
+pub struct Desired<'a> {
+    /// Its managed credentials (types 64, 128, 256).
+    pub creds: &'a [ssm_ocf::cred::Credential],
+    /// Its UUID-subject ACEs.
+    pub aces: &'a [ssm_ocf::security::acl2::Ace],
+    /// The ids of its SSM groups (`/groupsResURI`).
+    pub groups: &'a [u32],
+}
+
+/// Sets the device's `/groupsResURI` to `groups` unless it lists exactly
+/// those; true if it was written. A device without the resource (4.04)
+/// is left alone.
+async fn sync_groups(
+    socket: &UdpSocket,
+    peer: SocketAddr,
+    s: &mut DtlsSession,
+    groups: &[u32],
+) -> Result<bool, ObtError> {
+    let r = dtls_request(socket, peer, s, ssm_ocf::groups::read()).await?;
+    if r.code == Code::NOT_FOUND {
+        return Ok(false);
+    }
+    let current = message::payload(&r)
+        .ok()
+        .and_then(|v| ssm_ocf::groups::parse(&v, true));
+    if r.code == Code::CONTENT && current.as_deref() == Some(groups) {
+        return Ok(false);
+    }
+    let w = dtls_request(socket, peer, s, ssm_ocf::groups::write(groups)).await?;
+    if w.code != Code::CHANGED {
+        return Err(ObtError::Protocol(
+            peer,
+            format!("{} refused: {}", ssm_ocf::groups::HREF, w.code),
+        ));
+    }
+    Ok(true)
 }
 
 /// Hard reset of an owned device (pstat RESET over an owner session): it
