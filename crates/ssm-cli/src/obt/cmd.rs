@@ -11,16 +11,22 @@ use std::path::Path;
 use std::time::Duration;
 
 /// `ssm obt init`.
-pub(super) fn init(path: &Path, name: &str, json: bool) -> Result<bool> {
-    let s = Store::init(path, zero_free_uuid(), name)?;
+pub(super) fn init(path: &Path, name: &str, auto_ssm: bool, json: bool) -> Result<bool> {
+    let mut s = Store::init(path, zero_free_uuid(), name)?;
     let (obt, _) = s.obt()?;
+    if auto_ssm {
+        s.auto_all()?;
+    }
     if json {
         println!(
             "{}",
-            serde_json::json!({"domain": path, "obt": obt, "name": name})
+            serde_json::json!({"domain": path, "obt": obt, "name": name, "auto_ssm": auto_ssm})
         );
     } else {
         println!("domain '{name}' at {} (OBT {obt})", path.display());
+        if auto_ssm {
+            println!("every SSM device onboarded joins the group `all`");
+        }
     }
     Ok(true)
 }

@@ -56,6 +56,16 @@ pub(super) fn show(path: &Path, device: &str, json: bool) -> Result<bool> {
     let member = !commands.is_empty() || !commanded_by.is_empty();
     let sid = s.current_sender_id(&d.uuid)?;
     let audit = s.audit_of(&d.uuid.to_string(), 10)?;
+    let ids = s.device_groups(&d.uuid)?;
+    let groups: Vec<(i64, String, i64, Option<String>)> = s
+        .groups()?
+        .into_iter()
+        .filter(|g| ids.contains(&g.id))
+        .map(|g| {
+            let sid = s.sender_id_in(g.id, &d.uuid).ok().flatten();
+            (g.id, g.name, g.epoch, sid)
+        })
+        .collect();
     if json {
         println!(
             "{}",
@@ -64,6 +74,7 @@ pub(super) fn show(path: &Path, device: &str, json: bool) -> Result<bool> {
                 "ep": d.endpoint, "last_seen": d.last_seen,
                 "ssm": {"member": member, "epoch": group.as_ref().filter(|_| member).map(|g| g.epoch), "sender_id": sid,
                         "commands": commands, "commanded_by": commanded_by},
+                "groups": groups.iter().map(|(id, n, e, sid)| serde_json::json!({"id": id, "name": n, "epoch": e, "sender_id": sid})).collect::<Vec<_>>(),
                 "audit": audit.iter().map(|(at, what, detail)| serde_json::json!({"at": at, "action": what, "detail": detail})).collect::<Vec<_>>(),
             })
         );
@@ -81,6 +92,14 @@ pub(super) fn show(path: &Path, device: &str, json: bool) -> Result<bool> {
             sid.map(|s| format!(", Sender ID {s}")).unwrap_or_default()
         ),
         _ => println!("  SSM group  not a member"),
+    }
+    for (id, n, e, sid) in &groups {
+        println!(
+            "  group      {n} (id {id}), epoch {e}{}",
+            sid.as_ref()
+                .map(|s| format!(", Sender ID {s}"))
+                .unwrap_or_default()
+        );
     }
     if !commands.is_empty() {
         println!("  commands   {}", commands.join(", "));

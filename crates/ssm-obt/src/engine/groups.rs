@@ -187,7 +187,8 @@ pub async fn revoke_group(
     if lights.is_empty() && !g.followers.contains(&c.uuid) && !g.switches.contains(&c.uuid) {
         return Err(EngineError::NoGrants(c.name));
     }
-    let (affected, epoch) = s.remove_from_group(group, &[(c.uuid, DeviceRole::Switch)], &mut rng)?;
+    let (affected, epoch) =
+        s.remove_from_group(group, &[(c.uuid, DeviceRole::Switch)], &mut rng)?;
     let synced = sync_devices(s, obt, &affected, reach, jobs, progress).await?;
     Ok(Revoked {
         client: c,

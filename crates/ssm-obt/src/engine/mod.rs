@@ -94,7 +94,9 @@ pub enum EngineError {
     #[error("no devices: name lights or switches")]
     NoDevicesNamed,
     /// A rekey of a group that has no key yet.
-    #[error("the SSM group {0} has no key yet: add a device first (`ssm obt group add {0} DEVICE`)")]
+    #[error(
+        "the SSM group {0} has no key yet: add a device first (`ssm obt group add {0} DEVICE`)"
+    )]
     NoGroupKey(String),
     /// A worker task ended abnormally.
     #[error("{0}")]

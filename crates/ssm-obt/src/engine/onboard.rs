@@ -268,7 +268,10 @@ pub async fn onboard(
     let (mut s, done) = onboard_many(s, obt, &domain_name, work, jobs, progress).await?;
     // Auto-enrolment (groups made with `--auto`): the new devices join
     // them, and they and the group's devices are provisioned now.
-    let mut new: Vec<Uuid> = done.iter().filter_map(|(_, r)| r.as_ref().ok().copied()).collect();
+    let mut new: Vec<Uuid> = done
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok().copied())
+        .collect();
     new.extend(&settled);
     let mut to_sync = super::auto_enrol(&mut s, &new)?;
     to_sync.extend(&settled);

@@ -148,12 +148,12 @@ async fn attempt_wave(
                     &mut |_, _| {},
                 )
                 .await
-                    .map_err(|e| {
-                        (
-                            e.to_string(),
-                            matches!(e, ssm_runtime::obt_transport::ObtError::Step(_)),
-                        )
-                    }),
+                .map_err(|e| {
+                    (
+                        e.to_string(),
+                        matches!(e, ssm_runtime::obt_transport::ObtError::Step(_)),
+                    )
+                }),
                 Err(e) => Err((e.to_string(), false)),
             };
             (r, ep, want.is_empty(), out)

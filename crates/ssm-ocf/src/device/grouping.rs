@@ -11,7 +11,12 @@ use ssm_coap::Code;
 use ssm_coap::Message;
 
 impl Device {
-    pub(super) fn grouping(&mut self, req: &Message, meta: &RequestMeta, iface: Option<&str>) -> Outcome {
+    pub(super) fn grouping(
+        &mut self,
+        req: &Message,
+        meta: &RequestMeta,
+        iface: Option<&str>,
+    ) -> Outcome {
         let peer = meta.security.peer();
         let Some(sec) = self.security.as_mut() else {
             return self.error(req, meta, Code::NOT_FOUND);
