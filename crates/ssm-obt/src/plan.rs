@@ -26,17 +26,7 @@ impl Desired {
     }
 }
 
-/// The `desc` of an SSM credential: which group and epoch (the switch finds
-/// the credential of `--group NAME` by it; the reference stack keeps the
-/// text as it is).
-pub fn ssm_desc(group: &str, id: i64, epoch: i64) -> String {
-    format!("SSM group {group} ({id}) epoch {epoch}")
-}
-
-/// The group name an SSM credential's `desc` names (see [`ssm_desc`]).
-pub fn group_of_desc(desc: &str) -> Option<&str> {
-    desc.strip_prefix("SSM group ")?.split(' ').next()
-}
+pub use ssm_ocf::groups::group_of_desc;
 
 /// The desired state of device `uuid`, per group with a key:
 /// * a switch that commands the group: its SSM Client credential
@@ -56,7 +46,7 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
         let Some(g) = store.group_state(info.id)? else {
             continue;
         };
-        let desc = ssm_desc(&g.name, g.id, g.epoch);
+        let desc = ssm_ocf::groups::desc(&g.name, g.id, g.epoch);
         if let Some(sid) = store.sender_id_in(g.id, uuid)? {
             let mut id = [0u8; 7];
             if hex::decode_to_slice(&sid, &mut id).is_ok() {

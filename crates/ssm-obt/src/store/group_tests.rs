@@ -117,7 +117,7 @@ fn groups_have_their_own_keys_and_rekeys() {
         .collect();
     let names: Vec<&str> = descs
         .iter()
-        .filter_map(|d| crate::plan::group_of_desc(d))
+        .filter_map(|d| crate::plan::group_of_desc(d).map(|g| g.0))
         .collect();
     assert_eq!(names, ["east", "west"]);
     // Removing l3 from west rekeys west only; east keeps key and epoch.
