@@ -216,7 +216,7 @@ fn zones_lifecycle_and_forgery_across_groups() {
 
     // Targeted commands.
     let sw = |n: &str| dir.join(n);
-    let soon = || Instant::now() + Duration::from_secs(4);
+    let soon = || Instant::now() + Duration::from_millis(2500);
     site.drain();
     let (code, err) = send_group(&hosts[6], &sw("sw-a"), iface, port, "on", None);
     assert_eq!(code, Some(0), "{err}");

@@ -400,8 +400,9 @@ pub struct Desired<'a> {
 }
 
 /// Sets the device's `/groupsResURI` to `groups` unless it lists exactly
-/// those; true if it was written. A device without the resource (4.04)
-/// is left alone.
+/// those; true if it was written. A device that does not serve the
+/// resource (any answer but 2.05, e.g. the reference stack's 4.04) is left
+/// alone: its SSM credentials are all it needs.
 async fn sync_groups(
     socket: &UdpSocket,
     peer: SocketAddr,
@@ -409,13 +410,13 @@ async fn sync_groups(
     groups: &[u32],
 ) -> Result<bool, ObtError> {
     let r = dtls_request(socket, peer, s, ssm_ocf::groups::read()).await?;
-    if r.code == Code::NOT_FOUND {
+    if r.code != Code::CONTENT {
         return Ok(false);
     }
     let current = message::payload(&r)
         .ok()
         .and_then(|v| ssm_ocf::groups::parse(&v, true));
-    if r.code == Code::CONTENT && current.as_deref() == Some(groups) {
+    if current.as_deref() == Some(groups) {
         return Ok(false);
     }
     let w = dtls_request(socket, peer, s, ssm_ocf::groups::write(groups)).await?;
