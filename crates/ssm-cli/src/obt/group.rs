@@ -77,12 +77,19 @@ fn list(v: &[String]) -> String {
 /// Runs `ssm obt group …`.
 pub(super) async fn run(path: &Path, cmd: GroupCmd, json: bool) -> Result<bool> {
     let mut s = Store::open(path)?;
-    let at = |w: &Work| (w.link.reach(), w.jobs as usize);
+    match cmd {
+        GroupCmd::Create { .. } | GroupCmd::List | GroupCmd::Show { .. } => read(&mut s, cmd, json),
+        cmd => change(&mut s, cmd, json).await,
+    }
+}
+
+/// The commands that reach no device.
+fn read(s: &mut Store, cmd: GroupCmd, json: bool) -> Result<bool> {
     match cmd {
         GroupCmd::Create { name, auto } => {
-            let g = engine::group_create(&mut s, &name, auto).map_err(engine_err)?;
+            let g = engine::group_create(s, &name, auto).map_err(engine_err)?;
             if json {
-                println!("{}", serde_json::json!({"group": group_json(&s, &g)}));
+                println!("{}", serde_json::json!({"group": group_json(s, &g)}));
             } else {
                 println!(
                     "created group {} (id {}){}",
@@ -100,7 +107,7 @@ pub(super) async fn run(path: &Path, cmd: GroupCmd, json: bool) -> Result<bool> 
         GroupCmd::List => {
             let gs = s.groups()?;
             if json {
-                let v: Vec<_> = gs.iter().map(|g| group_json(&s, g)).collect();
+                let v: Vec<_> = gs.iter().map(|g| group_json(s, g)).collect();
                 println!("{}", serde_json::json!({"groups": v}));
             } else {
                 println!(
@@ -124,30 +131,38 @@ pub(super) async fn run(path: &Path, cmd: GroupCmd, json: bool) -> Result<bool> 
         GroupCmd::Show { name } => {
             let g = s.group_info(&name)?;
             if json {
-                println!("{}", serde_json::json!({"group": group_json(&s, &g)}));
+                println!("{}", serde_json::json!({"group": group_json(s, &g)}));
             } else {
-                print_group(&s, &g);
+                print_group(s, &g);
             }
             Ok(true)
         }
+        _ => unreachable!("read is called for create, list and show"),
+    }
+}
+
+/// The commands that change devices (then synced).
+async fn change(s: &mut Store, cmd: GroupCmd, json: bool) -> Result<bool> {
+    let at = |w: &Work| (w.link.reach(), w.jobs as usize);
+    match cmd {
         GroupCmd::Add {
             name,
             devices,
             work,
         } => {
             let (reach, jobs) = at(&work);
-            let r = engine::group_add(&mut s, &name, &devices, &reach, jobs, &progress(!json))
+            let r = engine::group_add(s, &name, &devices, &reach, jobs, &progress(!json))
                 .await
                 .map_err(engine_err)?;
             if !json {
                 println!(
                     "added {} to group {} (epoch {})",
-                    names(&s, &r.devices).join(", "),
+                    names(s, &r.devices).join(", "),
                     r.group.name,
                     r.group.epoch
                 );
             }
-            let out = serde_json::json!({"group": group_json(&s, &r.group), "added": r.devices, "epoch": r.group.epoch});
+            let out = serde_json::json!({"group": group_json(s, &r.group), "added": r.devices, "epoch": r.group.epoch});
             Ok(report_sync(&r.synced, json, out))
         }
         GroupCmd::Remove {
@@ -156,13 +171,13 @@ pub(super) async fn run(path: &Path, cmd: GroupCmd, json: bool) -> Result<bool> 
             work,
         } => {
             let (reach, jobs) = at(&work);
-            let r = engine::group_remove(&mut s, &name, &devices, &reach, jobs, &progress(!json))
+            let r = engine::group_remove(s, &name, &devices, &reach, jobs, &progress(!json))
                 .await
                 .map_err(engine_err)?;
             if !json {
                 println!(
                     "removed {} from group {}",
-                    names(&s, &r.devices).join(", "),
+                    names(s, &r.devices).join(", "),
                     r.group.name
                 );
                 if let Some(e) = r.rekeyed {
@@ -172,12 +187,12 @@ pub(super) async fn run(path: &Path, cmd: GroupCmd, json: bool) -> Result<bool> 
                     );
                 }
             }
-            let out = serde_json::json!({"group": group_json(&s, &r.group), "removed": r.devices, "epoch": r.rekeyed});
+            let out = serde_json::json!({"group": group_json(s, &r.group), "removed": r.devices, "epoch": r.rekeyed});
             Ok(report_sync(&r.synced, json, out))
         }
         GroupCmd::Delete { name, work } => {
             let (reach, jobs) = at(&work);
-            let r = engine::group_delete(&mut s, &name, &reach, jobs, &progress(!json))
+            let r = engine::group_delete(s, &name, &reach, jobs, &progress(!json))
                 .await
                 .map_err(engine_err)?;
             if !json {
@@ -188,7 +203,7 @@ pub(super) async fn run(path: &Path, cmd: GroupCmd, json: bool) -> Result<bool> 
         }
         GroupCmd::Rekey { name, work } => {
             let (reach, jobs) = at(&work);
-            let r = engine::group_rekey(&mut s, &name, &reach, jobs, &progress(!json))
+            let r = engine::group_rekey(s, &name, &reach, jobs, &progress(!json))
                 .await
                 .map_err(engine_err)?;
             if !json {
@@ -198,6 +213,7 @@ pub(super) async fn run(path: &Path, cmd: GroupCmd, json: bool) -> Result<bool> 
                 serde_json::json!({"group": r.group.name, "id": r.group.id, "epoch": r.rekeyed});
             Ok(report_sync(&r.synced, json, out))
         }
+        _ => unreachable!("change is called for add, remove, delete and rekey"),
     }
 }
 

@@ -396,6 +396,9 @@ pub(super) fn rekey_on(
     Ok(Some(next))
 }
 
+/// A group rekeyed by a change: (group id, new epoch).
+pub(super) type Rekeyed = (i64, i64);
+
 /// Everything of `uuid` leaves every group (grants, membership, following,
 /// pair-wise keys; its Sender IDs are kept, revoked: never reused), and
 /// each group it was in is rekeyed. Returns (group id, new epoch) per
@@ -404,7 +407,7 @@ pub(super) fn leave_all_groups(
     c: &Connection,
     uuid: &Uuid,
     random: &mut dyn FnMut(&mut [u8]),
-) -> rusqlite::Result<(Vec<(i64, i64)>, Vec<Uuid>)> {
+) -> rusqlite::Result<(Vec<Rekeyed>, Vec<Uuid>)> {
     let u = uuid.to_string();
     let groups: Vec<i64> = {
         let mut st = c.prepare(
