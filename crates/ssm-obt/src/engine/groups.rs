@@ -210,3 +210,80 @@ pub fn auto_enrol(s: &mut Store, onboarded: &[Uuid]) -> Result<Vec<Uuid>, Engine
     affected.dedup();
     Ok(affected)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::no_progress;
+    use crate::store::{DeviceRecord, StoreError};
+    use crate::DeviceState;
+
+    /// The group requests refused before any device is reached change
+    /// nothing: no device named (a usage error), an unknown group, a rekey
+    /// of a group without a key, a light granted a group, a revoke of a
+    /// switch that does not command the group.
+    #[tokio::test]
+    async fn refused_group_requests_change_nothing() {
+        let d = ssm_testkit::TempDir::new("engine-groups");
+        let mut s = Store::init(&d.join("domain.sqlite"), Uuid::from_u128(1), "t").unwrap();
+        for (n, role) in [(10, DeviceRole::Light), (20, DeviceRole::Switch)] {
+            let r = DeviceRecord {
+                uuid: Uuid::from_u128(n),
+                name: format!("{role}-{n}"),
+                endpoint: format!("coap://127.0.0.1:{n}"),
+                role,
+                state: DeviceState::Owned,
+                last_seen: None,
+            };
+            s.add_device(&r, &[n as u8; 16]).unwrap();
+        }
+        let reach = Reach {
+            iface: "lo".into(),
+            port: 1,
+            ipv6: false,
+        };
+        group_create(&mut s, "east", false).unwrap();
+        let audit = s.audit_len().unwrap();
+        let e = group_add(&mut s, "east", &[], &reach, 1, &no_progress)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, EngineError::NoDevicesNamed) && e.is_usage());
+        let e = group_add(
+            &mut s,
+            "north",
+            &["light-10".into()],
+            &reach,
+            1,
+            &no_progress,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, EngineError::Store(StoreError::UnknownGroup(_))));
+        let e = group_rekey(&mut s, "east", &reach, 1, &no_progress)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, EngineError::NoGroupKey(_)));
+        let e = grant_group(&mut s, "light-10", "east", &reach, 1, &no_progress)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, EngineError::NotASwitch { .. }));
+        let e = revoke_group(&mut s, "switch-20", "east", &reach, 1, &no_progress)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, EngineError::NoGrants(_)));
+        let e = group_remove(&mut s, "east", &["nobody".into()], &reach, 1, &no_progress)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            EngineError::Store(StoreError::UnknownDevice(_))
+        ));
+        assert_eq!(s.audit_len().unwrap(), audit);
+        let g = s.group_info("east").unwrap();
+        assert_eq!((g.epoch, g.members.len()), (0, 0));
+        assert!(matches!(
+            group_create(&mut s, "east", true),
+            Err(EngineError::Store(StoreError::GroupExists(_)))
+        ));
+    }
+}

@@ -88,7 +88,7 @@ pub enum EngineError {
     #[error("{0} may command no light")]
     NoGrants(String),
     /// A rekey before the first grant.
-    #[error("no SSM group yet: grant a switch first (`ssm obt ssm grant`)")]
+    #[error("no SSM group `all` yet: grant a switch first (`ssm obt ssm grant`), or rekey a named group (`ssm obt group rekey NAME`)")]
     NoGroup,
     /// A group command without devices.
     #[error("no devices: name lights or switches")]
