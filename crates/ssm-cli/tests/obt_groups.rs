@@ -236,6 +236,44 @@ fn zones_lifecycle_and_forgery_across_groups() {
     let (code, err) = send_group(&hosts[7], &sw("sw-b"), iface, port, "off", Some("west"));
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(who_applied(&site.lights(), soon()), ["both", "w1", "w2"]);
+    // --confirm reads back the lights of that group only (by their
+    // /groupsResURI), though the switch holds pair-wise keys for all five.
+    let swb = sw("sw-b");
+    let mut a = vec![
+        "client",
+        "--json",
+        "--state-dir",
+        swb.to_str().unwrap(),
+        "update",
+        "--multicast",
+        "--group",
+        "west",
+        "--value",
+        "on",
+        "--confirm",
+    ];
+    let net = link_args(iface, port);
+    a.extend(net.iter().filter(|x| *x != "--ipv6").map(String::as_str));
+    if iface != "lo" {
+        a.extend(["--no-ipv4", "--scopes", "2"]);
+    }
+    let (code, v) = hosts[7].json(&a, true);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(
+        (v["confirmed"].as_u64(), v["all_confirmed"].as_bool()),
+        (Some(3), Some(true)),
+        "{v}"
+    );
+    let dis: Vec<&str> = v["lights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["di"].as_str())
+        .collect();
+    for n in ["both", "w1", "w2"] {
+        let uuid = plain(&["show", n])["uuid"].as_str().unwrap().to_string();
+        assert!(dis.contains(&uuid.as_str()), "{n} confirmed: {v}");
+    }
     let (code, err) = send_group(&hosts[6], &sw("sw-a"), iface, port, "on", Some("west"));
     assert_eq!(code, Some(2), "switch A does not command west: {err}");
 

@@ -115,8 +115,16 @@ pub(super) async fn update(
             ),
             e => crate::usage!("{e}"),
         })?;
+        // The group's id, if the credential names one (to confirm only
+        // the lights of that group).
+        let group_id = chosen
+            .oscore
+            .as_ref()
+            .and_then(|o| o.desc.as_deref())
+            .and_then(ssm_ocf::groups::group_of_desc)
+            .map(|g| g.1);
         let credid = chosen.credid;
-        return update_multicast(state_dir, &oscore, credid, m, json).await;
+        return update_multicast(state_dir, &oscore, (credid, group_id), m, json).await;
     }
     let ep = ep.ok_or_else(|| crate::usage!("give a device endpoint, or --multicast"))?;
     let peer = parse_ep(&ep)?;
@@ -169,7 +177,7 @@ pub(super) async fn update(
 async fn update_multicast(
     state_dir: &Path,
     oscore: &[OscoreCred],
-    credid: u32,
+    (credid, group_id): (u32, Option<u32>),
     m: Multicast<'_>,
     json: bool,
 ) -> Result<bool> {
@@ -200,6 +208,7 @@ async fn update_multicast(
             matches!(value, OnOff::On),
             Duration::from_millis(confirm_ms),
             &sent,
+            group_id,
             json,
         )
         .await;
