@@ -91,7 +91,8 @@ pub(super) fn show(path: &Path, device: &str, json: bool) -> Result<bool> {
             g.epoch,
             sid.map(|s| format!(", Sender ID {s}")).unwrap_or_default()
         ),
-        _ => println!("  SSM group  not a member"),
+        _ if groups.is_empty() => println!("  SSM group  not a member"),
+        _ => {}
     }
     for (id, n, e, sid) in &groups {
         println!(
