@@ -76,7 +76,10 @@ pub fn write(groups: &[u32]) -> Message {
 /// The `desc` of an SSM credential (credtypes 128 and 256) given by the
 /// onboarding tool: which group and epoch. A switch finds the sender
 /// credential of `--group NAME` by it; the reference stack keeps the text
-/// as it is.
+/// as it is. The text must not change while the key lives: a device takes
+/// the same key and Sender ID under another `desc` as a new credential,
+/// and a switch keeps its sequence numbers per credential (a group renamed
+/// must be rekeyed).
 pub fn desc(group: &str, id: i64, epoch: i64) -> String {
     format!("SSM group {group} ({id}) epoch {epoch}")
 }

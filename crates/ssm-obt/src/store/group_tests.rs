@@ -215,9 +215,10 @@ fn auto_groups_enrol_onboarded_devices() {
 
 /// A domain written by the version-2 code (the schema and the rows as it
 /// wrote them: one group, Sender IDs, grants, pair-wise keys) opens as
-/// version 3: the group is `all` with the same secret, epoch and Sender
-/// IDs, the grants and pair-wise keys are kept, its devices are stale
-/// (their groups resource is to be written), the rest is untouched.
+/// version 3: the group is `all` (id 1), rekeyed (epoch + 1, new Sender
+/// IDs, the old ones kept revoked), the grants and pair-wise keys are
+/// kept, its devices are stale (their credentials and groups resource are
+/// to be written), the rest is untouched.
 #[test]
 fn migrates_a_version_2_domain() {
     let (_d, p) = tmp("v2");
@@ -264,15 +265,13 @@ fn migrates_a_version_2_domain() {
         Uuid::from_u128(11),
         Uuid::from_u128(20),
     );
+    // The group is `all`, rekeyed by the migration: its credentials are
+    // re-issued under its name, never with the same key and Sender ID.
     let g = s.group().unwrap().unwrap();
-    assert_eq!(
-        (g.id, g.name.as_str(), g.epoch, *g.secret),
-        (1, "all", 2, secret)
-    );
-    assert_eq!(
-        s.current_sender_id(&sw).unwrap().as_deref(),
-        Some("02bbbbbbbbbbbb")
-    );
+    assert_eq!((g.id, g.name.as_str(), g.epoch), (1, "all", 3));
+    assert_ne!(*g.secret, secret);
+    let sid = s.current_sender_id(&sw).unwrap().unwrap();
+    assert!(!["02aaaaaaaaaaaa", "02bbbbbbbbbbbb"].contains(&sid.as_str()));
     assert_eq!(s.grants().unwrap(), vec![(sw, l1)]);
     assert_eq!(s.pairwise_keys(&l1).unwrap().len(), 1);
     let info = s.group_info(ALL_GROUP).unwrap();
@@ -284,9 +283,9 @@ fn migrates_a_version_2_domain() {
     s.add_to_group(ALL_GROUP, &[(l2, DeviceRole::Light)], &mut rng())
         .unwrap();
     let (epoch, _) = s.rekey(&mut rng(), "after migration").unwrap();
-    assert_eq!(epoch, 3);
+    assert_eq!(epoch, 4);
     let ids = all_sender_ids(&s);
-    assert_eq!(ids.len(), 3);
+    assert_eq!(ids.len(), 4);
     assert!(ids.contains(&"02aaaaaaaaaaaa".to_string()));
     drop(s);
     // A v2 domain that never had a group has none after the migration.

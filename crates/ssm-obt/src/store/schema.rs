@@ -25,7 +25,8 @@ pub(super) const SCHEMA_V2: &str = "ALTER TABLE devices ADD COLUMN last_seen TEX
 /// are Sender IDs (one table, across groups). A group's key is created by
 /// the first change that puts a device in it (`secret` NULL, epoch 0
 /// until then). The devices of the old group become stale: a sync writes
-/// their `/groupsResURI` and the group's name into their credentials.
+/// their `/groupsResURI` and the group's credentials, rekeyed by the
+/// migration (see `migrate`), under its name.
 pub(super) const SCHEMA_V3: &str = "CREATE TABLE ssm_groups (id INTEGER PRIMARY KEY AUTOINCREMENT CHECK (id BETWEEN 1 AND 65535),
        name TEXT NOT NULL UNIQUE, secret BLOB, epoch INTEGER NOT NULL DEFAULT 0, auto INTEGER NOT NULL DEFAULT 0,
        created TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
@@ -94,11 +95,24 @@ impl Store {
                 .map_err(&sq)?;
         }
         if from < 3 {
-            self.conn
-                .execute_batch(&format!(
-                    "BEGIN; {SCHEMA_V3} PRAGMA user_version = 3; COMMIT;"
-                ))
+            // One transaction: the new tables, and a rekey of the group
+            // `all`. Its credentials now name the group in their `desc`; a
+            // device would take that as a new credential with the same key
+            // and Sender ID, and a switch keeps its sequence numbers per
+            // credential: re-issuing the same key and ID could restart them
+            // (nonce reuse). A new epoch (new secret, new Sender IDs) makes
+            // every re-issued credential a new key.
+            let tx = self.conn.unchecked_transaction().map_err(&sq)?;
+            tx.execute_batch(&format!("{SCHEMA_V3} PRAGMA user_version = 3;"))
                 .map_err(&sq)?;
+            super::grants::rekey_on(
+                &tx,
+                1,
+                &mut |b: &mut [u8]| crate::engine::rng(b),
+                "schema 3: the group's credentials are re-issued under its name",
+            )
+            .map_err(&sq)?;
+            tx.commit().map_err(&sq)?;
         }
         Ok(())
     }
