@@ -166,6 +166,8 @@ fn zones_lifecycle_and_forgery_across_groups() {
         .map(|(d, n)| (d.as_ref().unwrap(), n.to_string(), role(n)))
         .collect();
     let pins = pin_sheet(&dir, &sheet);
+    let t0 = Instant::now();
+    let phase = |what: &str| eprintln!("{:>6} ms  {what}", t0.elapsed().as_millis());
     plain(&["init", "--name", "site"]);
     let (_, v) = obt_cmd(
         &["onboard", "--all", "--pins", pins.to_str().unwrap()],
@@ -173,6 +175,7 @@ fn zones_lifecycle_and_forgery_across_groups() {
     );
     assert_eq!(v["onboarded"], 7, "{v}");
 
+    phase("onboarded");
     // Groups, members, switches.
     let east = plain(&["group", "create", "east"])["group"].clone();
     let west = plain(&["group", "create", "west"])["group"].clone();
@@ -214,9 +217,10 @@ fn zones_lifecycle_and_forgery_across_groups() {
     );
     assert_eq!(code, Some(1), "an unknown group is not a store error");
 
+    phase("groups made");
     // Targeted commands.
     let sw = |n: &str| dir.join(n);
-    let soon = || Instant::now() + Duration::from_millis(2500);
+    let soon = || Instant::now() + Duration::from_millis(1500);
     site.drain();
     let (code, err) = send_group(&hosts[6], &sw("sw-a"), iface, port, "on", None);
     assert_eq!(code, Some(0), "{err}");
@@ -277,6 +281,7 @@ fn zones_lifecycle_and_forgery_across_groups() {
     let (code, err) = send_group(&hosts[6], &sw("sw-a"), iface, port, "on", Some("west"));
     assert_eq!(code, Some(2), "switch A does not command west: {err}");
 
+    phase("targeted commands");
     // /groupsResURI equals the store: read by a switch (pair-wise OSCORE).
     let read_groups = |light: &str| -> Vec<i64> {
         let out = hosts[7].ssm(&[
@@ -303,6 +308,7 @@ fn zones_lifecycle_and_forgery_across_groups() {
     assert_eq!(read_groups("e1"), vec![eid]);
     assert_eq!(read_groups("w2"), vec![wid]);
 
+    phase("groups read back");
     // e1 goes offline; e2 leaves east: east (only) is rekeyed.
     let i_e1 = names.iter().position(|n| *n == "e1").unwrap();
     site.devs[i_e1].take().unwrap().kill();
@@ -356,6 +362,7 @@ fn zones_lifecycle_and_forgery_across_groups() {
     send_group(&hosts[6], &sw("sw-a"), iface, port, "off", None);
     assert_eq!(who_applied(&site.lights(), soon()), ["both"]);
 
+    phase("removed");
     // e1 comes back (another port): sync brings it to east's new epoch.
     site.devs[i_e1] = Some(start(&hosts[i_e1 + 1], &sw("e1"), iface, "light", port));
     let (_, v) = obt_cmd(&["sync"], false);
@@ -368,6 +375,7 @@ fn zones_lifecycle_and_forgery_across_groups() {
     send_group(&hosts[6], &sw("sw-a"), iface, port, "on", None);
     assert_eq!(who_applied(&site.lights(), soon()), ["e1", "both"]);
 
+    phase("synced");
     // Forgery across groups: e1 uses everything on its disk.
     let west_ids: Vec<String> = west_after["sender_ids"]
         .as_array()
@@ -396,12 +404,11 @@ fn zones_lifecycle_and_forgery_across_groups() {
         ["w1", "w2"].iter().map(|n| (*n, s.dev(n))).collect()
     }
     site.drain();
+    // Every accepted update is reported (`ssm_applied`), changed or not.
     for i in 0..forged.len() {
         let g = format!("f{i}");
-        for value in ["on", "off"] {
-            let (code, err) = send_group(&hosts[1], &forger, iface, port, value, Some(&g));
-            assert_eq!(code, Some(0), "the forger sends: {err}");
-        }
+        let (code, err) = send_group(&hosts[1], &forger, iface, port, "off", Some(&g));
+        assert_eq!(code, Some(0), "the forger sends: {err}");
     }
     let seen = observe(&west_lights(&site), Instant::now() + Duration::from_secs(2));
     for (n, applied, drops) in &seen {
@@ -409,6 +416,7 @@ fn zones_lifecycle_and_forgery_across_groups() {
         // Every forgery reached it and was dropped (coalesced counts).
         assert!(!drops.is_empty(), "{n} saw the forgeries: {seen:?}");
     }
+    phase("forgeries");
     // West still works.
     site.drain();
     send_group(&hosts[7], &sw("sw-b"), iface, port, "on", Some("west"));
