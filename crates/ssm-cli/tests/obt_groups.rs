@@ -376,6 +376,21 @@ fn zones_lifecycle_and_forgery_across_groups() {
     assert_eq!(who_applied(&site.lights(), soon()), ["e1", "both"]);
 
     phase("synced");
+    // `list` shows each device's groups.
+    let l = plain(&["list"]);
+    let groups_of = |n: &str| {
+        l["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == n)
+            .unwrap()["groups"]
+            .clone()
+    };
+    assert_eq!(
+        (groups_of("both"), groups_of("e2"), groups_of("sw-b")),
+        (json!([eid, wid]), json!([]), json!([eid, wid]))
+    );
     // Forgery across groups: e1 uses everything on its disk.
     let west_ids: Vec<String> = west_after["sender_ids"]
         .as_array()
@@ -421,6 +436,18 @@ fn zones_lifecycle_and_forgery_across_groups() {
     site.drain();
     send_group(&hosts[7], &sw("sw-b"), iface, port, "on", Some("west"));
     assert_eq!(who_applied(&west_lights(&site), soon()), ["w1", "w2"]);
+
+    // Offboarding the switch of both groups rekeys both.
+    let (_, v) = obt_cmd(&["offboard", "sw-b"], false);
+    let mut rekeyed: Vec<&str> = v["rekeyed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["group"].as_str())
+        .collect();
+    rekeyed.sort();
+    assert_eq!(rekeyed, ["east", "west"], "{v}");
+    assert_eq!(v["stale"], 0, "{v}");
 
     drop(site);
     drop(topo);

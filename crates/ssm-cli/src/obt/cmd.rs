@@ -198,14 +198,19 @@ pub(super) async fn offboard(path: &Path, device: &str, w: &Work, json: bool) ->
                 Err(e) => format!("it could not be reset ({e}): reset it by hand"),
             }
         );
-        if let Some(e) = r.epoch {
-            println!("SSM group rekeyed to epoch {e}");
+        for (g, e) in &r.rekeyed {
+            println!("SSM group {g} rekeyed to epoch {e}");
         }
     }
+    let rekeyed: Vec<_> = r
+        .rekeyed
+        .iter()
+        .map(|(g, e)| serde_json::json!({"group": g, "epoch": e}))
+        .collect();
     Ok(report_sync(
         &r.synced,
         json,
-        serde_json::json!({"removed": d.uuid, "name": d.name, "reset": r.reset.is_ok(), "epoch": r.epoch}),
+        serde_json::json!({"removed": d.uuid, "name": d.name, "reset": r.reset.is_ok(), "epoch": r.epoch, "rekeyed": rekeyed}),
     ))
 }
 

@@ -9,7 +9,10 @@ pub(super) fn list(path: &Path, json: bool) -> Result<bool> {
     let s = Store::open(path)?;
     let devs = s.devices()?;
     if json {
-        let v: Vec<_> = devs.iter().map(|d| serde_json::json!({"uuid": d.uuid, "name": d.name, "role": d.role.as_str(), "state": d.state.as_str(), "ep": d.endpoint, "last_seen": d.last_seen})).collect();
+        let mut v = Vec::new();
+        for d in &devs {
+            v.push(serde_json::json!({"uuid": d.uuid, "name": d.name, "role": d.role.as_str(), "state": d.state.as_str(), "ep": d.endpoint, "last_seen": d.last_seen, "groups": s.device_groups(&d.uuid)?}));
+        }
         let g = s.group()?.map(|g| g.epoch);
         println!("{}", serde_json::json!({"devices": v, "ssm_epoch": g}));
     } else {
