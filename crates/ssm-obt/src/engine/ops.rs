@@ -241,7 +241,17 @@ pub async fn revoke(
     let (obt, _) = s.obt()?;
     let c = s.device(client)?;
     let ids: Vec<Uuid> = if all {
-        s.grants()?
+        // Its lights in the group `all` (grants in named groups are taken
+        // with `revoke --group`).
+        let all_group = s
+            .groups()?
+            .into_iter()
+            .find(|g| g.name == crate::store::ALL_GROUP);
+        let grants = match all_group {
+            Some(g) => s.grants_in(g.id)?,
+            None => Vec::new(),
+        };
+        grants
             .into_iter()
             .filter(|g| g.0 == c.uuid)
             .map(|g| g.1)
