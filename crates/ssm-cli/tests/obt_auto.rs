@@ -4,17 +4,20 @@
 //! key made at the first). One bulk onboarding leaves a hallway ready to
 //! switch with no further command; a light onboarded later (by PIN file,
 //! one device) joins `all` and a second group made with `group create
-//! --auto`, and the switch commands it at once. Real processes, one network
+//! --auto`, and the switch commands it at once. A device the sheet calls a
+//! light but that hosts no SSM-enabled resource (a switch process) is
+//! onboarded and joins no group. Real processes, one network
 //! namespace each when root (IPv6), else `lo` (IPv4).
 mod common;
 use common::*;
+use serde_json::json;
 use ssm_testkit::hosts;
 use std::time::{Duration, Instant};
 
 #[test]
 fn auto_ssm_hallway_is_ready_after_onboarding() {
     let pid = std::process::id();
-    let (topo, hosts, iface) = hosts(&format!("ssma{}", pid % 100000), 6);
+    let (topo, hosts, iface) = hosts(&format!("ssma{}", pid % 100000), 7);
     let port = 24000 + (pid % 9000) as u16;
     let dir = ssm_testkit::TempDir::new("ssm-obt-auto");
     let domain = dir.join("domain.sqlite");
@@ -30,13 +33,12 @@ fn auto_ssm_hallway_is_ready_after_onboarding() {
         }
         obt.json(&a, false).1
     };
-    let names = ["hall-1", "hall-2", "hall-3", "hall-switch"];
-    let role = |n: &str| {
-        if n.ends_with("switch") {
-            "switch"
-        } else {
-            "light"
-        }
+    // "odd-one" is a switch process (no SSM-enabled resource) that the
+    // sheet calls a light: it is onboarded, but joins no group.
+    let names = ["hall-1", "hall-2", "hall-3", "hall-switch", "odd-one"];
+    let role = |n: &str| match n {
+        "hall-switch" | "odd-one" => "switch",
+        _ => "light",
     };
     let devs: Vec<Dev> = names
         .iter()
@@ -46,7 +48,13 @@ fn auto_ssm_hallway_is_ready_after_onboarding() {
     let sheet: Vec<_> = devs
         .iter()
         .zip(names)
-        .map(|(d, n)| (d, n.to_string(), role(n)))
+        .map(|(d, n)| {
+            (
+                d,
+                n.to_string(),
+                if n == "odd-one" { "light" } else { role(n) },
+            )
+        })
         .collect();
     let pins = pin_sheet(&dir, &sheet);
     let v = run(&["init", "--name", "hallway", "--auto-ssm"], false);
@@ -63,17 +71,20 @@ fn auto_ssm_hallway_is_ready_after_onboarding() {
         &["onboard", "--all", "--pins", pins.to_str().unwrap()],
         true,
     );
-    assert_eq!(v["onboarded"], 4, "{v}");
-    assert_eq!(v["resumed"], 4, "every device provisioned at once: {v}");
+    assert_eq!(v["onboarded"], 5, "{v}");
+    assert_eq!(v["resumed"], 4, "every SSM device provisioned at once: {v}");
     let l = run(&["list"], false);
-    assert!(
-        l["devices"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|d| d["state"] == "provisioned"),
-        "{l}"
-    );
+    for d in l["devices"].as_array().unwrap() {
+        if d["name"] == "odd-one" {
+            assert_eq!(
+                (&d["state"], &d["groups"]),
+                (&json!("owned"), &json!([])),
+                "{d}"
+            );
+        } else {
+            assert_eq!(d["state"], "provisioned", "{d}");
+        }
+    }
     let all = run(&["group", "show", "all"], false)["group"].clone();
     assert_eq!(all["epoch"], 1, "the key was made at the first onboarding");
     assert_eq!(all["members"].as_array().unwrap().len(), 3, "{all}");
@@ -89,7 +100,7 @@ fn auto_ssm_hallway_is_ready_after_onboarding() {
     // A light onboarded later joins `all` and a second auto group.
     let late = run(&["group", "create", "late", "--auto"], false);
     assert_eq!(late["group"]["auto"], true);
-    let d4 = start(&hosts[5], &dir.join("hall-4"), iface, "light", port);
+    let d4 = start(&hosts[6], &dir.join("hall-4"), iface, "light", port);
     let pin = dir.join("hall-4").join("pin");
     let v = run(
         &[

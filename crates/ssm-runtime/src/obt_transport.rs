@@ -462,6 +462,45 @@ pub async fn owns(peer: SocketAddr, obt: Uuid, owner_psk: &[u8; 16]) -> Result<b
     }
 }
 
+/// What a device says of SSM in its unsecured resources: whether it hosts
+/// a resource that accepts SSM UPDATEs (a link of its `/oic/res` with the
+/// SSM endpoints, REFERENCE-SSM §5: it can be a group member), and whether
+/// it can send SSM (credtype 128 in its doxm `sct`: it can command a group).
+pub async fn ssm_capabilities(peer: SocketAddr) -> Result<(bool, bool), ObtError> {
+    let socket = crate::client::socket_for(peer).await?;
+    let get = |href: &str| message::request(MessageType::Confirmable, Code::GET, href, None);
+    let first = request(
+        &socket,
+        peer,
+        get("/oic/res"),
+        Duration::from_millis(500),
+        3,
+    )
+    .await?;
+    let res = crate::client::rest_by_unicast(peer, "/oic/res", None, first).await?;
+    let member = message::payload(&res)
+        .map(|p| {
+            ssm_ocf::discovery::parse_links(&p)
+                .iter()
+                .any(|l| l.accepts_ssm())
+        })
+        .unwrap_or(false);
+    let d = request(
+        &socket,
+        peer,
+        get("/oic/sec/doxm"),
+        Duration::from_millis(500),
+        3,
+    )
+    .await?;
+    let sender = message::payload(&d)
+        .ok()
+        .and_then(|v| cbor::get(&v, "sct")?.as_integer())
+        .and_then(|i| u32::try_from(i).ok())
+        .is_some_and(|sct| sct & 128 != 0);
+    Ok((member, sender))
+}
+
 /// Every device answering a multicast `GET /oic/sec/doxm` on the given
 /// targets: (unicast address, device UUID, owned).
 pub async fn discover_devices(

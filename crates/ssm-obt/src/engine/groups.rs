@@ -198,12 +198,34 @@ pub async fn revoke_group(
     })
 }
 
-/// Auto-enrolment after onboarding: every device just onboarded joins the
-/// `--auto` groups (see [`Store::auto_enrol`]); returns the devices to sync.
-pub fn auto_enrol(s: &mut Store, onboarded: &[Uuid]) -> Result<Vec<Uuid>, EngineError> {
+/// Auto-enrolment after onboarding: every SSM-capable device just
+/// onboarded joins the `--auto` groups (see [`Store::auto_enrol`]): a
+/// light that hosts an SSM-enabled resource (its `/oic/res`), a switch
+/// that can send SSM (credtype 128 in its doxm `sct`). Returns the devices
+/// to sync.
+pub async fn auto_enrol(s: &mut Store, onboarded: &[Uuid]) -> Result<Vec<Uuid>, EngineError> {
     let mut affected = Vec::new();
+    if !s.groups()?.iter().any(|g| g.auto) {
+        return Ok(affected);
+    }
     for u in onboarded {
         let d = s.device(&u.to_string())?;
+        let capable = match ssm_runtime::netif::parse_ep(&d.endpoint) {
+            Ok(peer) => ssm_runtime::obt_transport::ssm_capabilities(peer)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let joins = match (&capable, d.role) {
+            (Ok((member, _)), DeviceRole::Light) => *member,
+            (Ok((_, sender)), DeviceRole::Switch) => *sender,
+            (Err(_), _) => false,
+        };
+        if !joins {
+            tracing::warn!(device = %d.name, result = ?capable,
+                "not SSM-capable as a {}: not enrolled in the auto groups", d.role);
+            continue;
+        }
         affected.extend(s.auto_enrol(&d.uuid, d.role, &mut rng)?);
     }
     affected.sort();

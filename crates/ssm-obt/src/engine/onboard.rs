@@ -273,7 +273,7 @@ pub async fn onboard(
         .filter_map(|(_, r)| r.as_ref().ok().copied())
         .collect();
     new.extend(&settled);
-    let mut to_sync = super::auto_enrol(&mut s, &new)?;
+    let mut to_sync = super::auto_enrol(&mut s, &new).await?;
     to_sync.extend(&settled);
     devices.extend(done);
     let resumed = sync_devices(&mut s, obt, &to_sync, reach, jobs, &super::no_progress).await?;
