@@ -42,8 +42,8 @@ pub use ssm_ocf::groups::group_of_desc;
 pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
     let mut out = Desired::default();
     let mut clients: Vec<Uuid> = Vec::new();
-    for info in store.groups()? {
-        let Some(g) = store.group_state(info.id)? else {
+    for gid in store.keyed_group_ids()? {
+        let Some(g) = store.group_state(gid)? else {
             continue;
         };
         let desc = ssm_ocf::groups::desc(&g.name, g.id, g.epoch);
@@ -63,7 +63,7 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
                 });
             }
         }
-        for (client, _) in store.grants_in(g.id)?.iter().filter(|(_, l)| l == uuid) {
+        for client in &store.clients_of_light(g.id, uuid)? {
             if let Some(sid) = store.sender_id_in(g.id, client)? {
                 out.creds.push(Credential {
                     credid: 0,

@@ -451,6 +451,26 @@ impl Store {
         )
     }
 
+    /// The switches granted on `light` in group `gid`.
+    pub fn clients_of_light(&self, gid: i64, light: &Uuid) -> Result<Vec<Uuid>, StoreError> {
+        uuids(
+            &self.conn,
+            "SELECT client_uuid FROM group_grants WHERE group_id = ?1 AND light_uuid = ?2",
+            params![gid, light.to_string()],
+        )
+        .map_err(self.sq())
+    }
+
+    /// The ids of the groups whose key was created.
+    pub fn keyed_group_ids(&self) -> Result<Vec<i64>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id FROM ssm_groups WHERE secret IS NOT NULL ORDER BY id")
+            .map_err(self.sq())?;
+        let rows = st.query_map([], |r| r.get(0)).map_err(self.sq())?;
+        rows.collect::<Result<_, _>>().map_err(self.sq())
+    }
+
     /// The (client, light) grants of group `gid`.
     pub fn grants_in(&self, gid: i64) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
         self.grant_rows(
