@@ -301,3 +301,77 @@ fn migrates_a_version_2_domain() {
     assert!(s.groups().unwrap().is_empty());
     assert!(s.group().unwrap().is_none());
 }
+
+/// A domain file written by the version-2 `ssm obt` itself (the build
+/// before groups: `init`, three devices onboarded, `ssm grant --all`, a
+/// revoke and a grant again, `ssm rekey`; epoch 2, Sender IDs of epochs 1
+/// and 2) opens as version 3, its devices and keys intact, the group `all`
+/// rekeyed. The test works on a copy. (Made with the `ssm` of main at
+/// c1d59b1 on `lo`; those devices then took the migrated domain's sync and
+/// obeyed the switch again.)
+#[test]
+fn migrates_the_domain_file_of_the_v2_obt() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v2-domain.sqlite");
+    let (_d, p) = tmp("v2-real");
+    std::fs::copy(&fixture, &p).unwrap();
+    let before: (Vec<u8>, i64) = {
+        let c = Connection::open(&p).unwrap();
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 2, "the fixture is a version-2 domain");
+        c.query_row("SELECT secret, epoch FROM ssm_group", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap()
+    };
+    assert_eq!(before.1, 2);
+    let s = Store::open(&p).unwrap();
+    assert_eq!(s.obt().unwrap().1, "v2-hallway");
+    let names: Vec<(String, DeviceRole, DeviceState)> = s
+        .devices()
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.name, d.role, d.state))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("light-1".into(), DeviceRole::Light, DeviceState::Stale),
+            ("light-2".into(), DeviceRole::Light, DeviceState::Stale),
+            ("hall-switch".into(), DeviceRole::Switch, DeviceState::Stale),
+        ]
+    );
+    let sw = s.device("hall-switch").unwrap().uuid;
+    let lights: Vec<Uuid> = ["light-1", "light-2"]
+        .iter()
+        .map(|n| s.device(n).unwrap().uuid)
+        .collect();
+    let mut grants = s.grants().unwrap();
+    grants.sort();
+    let mut want: Vec<(Uuid, Uuid)> = lights.iter().map(|l| (sw, *l)).collect();
+    want.sort();
+    assert_eq!(grants, want);
+    assert_eq!(
+        s.pairwise_keys(&sw).unwrap().len(),
+        2,
+        "pair-wise keys kept"
+    );
+    let g = s.group().unwrap().unwrap();
+    assert_eq!((g.id, g.name.as_str(), g.epoch), (1, "all", 3));
+    assert_ne!(&g.secret[..], &before.0[..], "rekeyed by the migration");
+    let ids = all_sender_ids(&s);
+    assert_eq!(ids.len(), 3, "epochs 1, 2 kept (revoked), 3 new: {ids:?}");
+    let current = s.current_sender_id(&sw).unwrap().unwrap();
+    assert!(["029ea290571f0e", "02c4e575f005ee"]
+        .iter()
+        .all(|old| *old != current));
+    let d = crate::plan::desired(&s, &lights[0]).unwrap();
+    assert_eq!(d.groups, vec![1]);
+    let descs: Vec<String> = d
+        .creds
+        .iter()
+        .filter_map(|c| c.oscore.as_ref()?.desc.clone())
+        .collect();
+    assert_eq!(descs, ["SSM group all (1) epoch 3"]);
+}
