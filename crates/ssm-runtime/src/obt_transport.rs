@@ -377,7 +377,9 @@ pub async fn sync_device(
             })?;
         run(&mut seq, &socket, peer, &mut dtls, progress).await?;
         let mut plan = plan;
-        let s = dtls.as_mut().expect("session");
+        let s = dtls
+            .as_mut()
+            .ok_or_else(|| ObtError::Protocol(peer, "no secure session".into()))?;
         plan.groups_written = sync_groups(&socket, peer, s, groups).await?;
         Ok(plan)
     }
