@@ -127,7 +127,7 @@ impl Store {
             return Err(StoreError::UnknownDevice(u));
         }
         audit_on(&tx, "offboard", &u).map_err(&sq)?;
-        let (rekeyed, m) = grants::leave_all_groups(&tx, uuid, random).map_err(&sq)?;
+        let (rekeyed, m) = groups::leave_all_groups(&tx, uuid, random).map_err(&sq)?;
         tx.commit().map_err(&sq)?;
         Ok((rekeyed.first().map(|r| r.1), m))
     }

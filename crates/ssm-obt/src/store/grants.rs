@@ -27,7 +27,11 @@ pub(super) fn mark_stale(c: &Connection, uuids: &[Uuid]) -> rusqlite::Result<()>
     Ok(())
 }
 
-fn uuids(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<Vec<Uuid>> {
+pub(super) fn uuids(
+    c: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<Uuid>> {
     let mut st = c.prepare(sql)?;
     let rows = st.query_map(p, |r| r.get::<_, String>(0))?;
     let mut out: Vec<Uuid> = rows.filter_map(|r| r.ok()?.parse().ok()).collect();
@@ -396,52 +400,6 @@ pub(super) fn rekey_on(
     Ok(Some(next))
 }
 
-/// A group rekeyed by a change: (group id, new epoch).
-pub(super) type Rekeyed = (i64, i64);
-
-/// Everything of `uuid` leaves every group (grants, membership, following,
-/// pair-wise keys; its Sender IDs are kept, revoked: never reused), and
-/// each group it was in is rekeyed. Returns (group id, new epoch) per
-/// rekeyed group and the devices concerned.
-pub(super) fn leave_all_groups(
-    c: &Connection,
-    uuid: &Uuid,
-    random: &mut dyn FnMut(&mut [u8]),
-) -> rusqlite::Result<(Vec<Rekeyed>, Vec<Uuid>)> {
-    let u = uuid.to_string();
-    let groups: Vec<i64> = {
-        let mut st = c.prepare(
-            "SELECT group_id FROM group_grants WHERE client_uuid = ?1 OR light_uuid = ?1
-             UNION SELECT group_id FROM group_switches WHERE client_uuid = ?1
-             UNION SELECT group_id FROM group_members WHERE light_uuid = ?1
-             UNION SELECT group_id FROM sender_ids WHERE client_uuid = ?1 AND revoked = 0
-             ORDER BY 1",
-        )?;
-        let rows = st.query_map(params![u], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    for sql in [
-        "DELETE FROM group_grants WHERE client_uuid = ?1 OR light_uuid = ?1",
-        "DELETE FROM group_switches WHERE client_uuid = ?1",
-        "DELETE FROM group_members WHERE light_uuid = ?1",
-        "DELETE FROM pairwise WHERE client_uuid = ?1 OR light_uuid = ?1",
-        "UPDATE sender_ids SET revoked = 1 WHERE client_uuid = ?1",
-    ] {
-        c.execute(sql, params![u])?;
-    }
-    let mut rekeyed = Vec::new();
-    let mut affected = Vec::new();
-    for gid in groups {
-        if let Some(e) = rekey_on(c, gid, random, &format!("{u} removed"))? {
-            rekeyed.push((gid, e));
-        }
-        affected.extend(key_holders(c, gid)?);
-    }
-    affected.sort();
-    affected.dedup();
-    Ok((rekeyed, affected))
-}
-
 impl Store {
     /// Every (client, light) pair some group grants (each pair once).
     pub fn grants(&self) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
@@ -449,26 +407,6 @@ impl Store {
             "SELECT DISTINCT client_uuid, light_uuid FROM group_grants",
             params![],
         )
-    }
-
-    /// The switches granted on `light` in group `gid`.
-    pub fn clients_of_light(&self, gid: i64, light: &Uuid) -> Result<Vec<Uuid>, StoreError> {
-        uuids(
-            &self.conn,
-            "SELECT client_uuid FROM group_grants WHERE group_id = ?1 AND light_uuid = ?2",
-            params![gid, light.to_string()],
-        )
-        .map_err(self.sq())
-    }
-
-    /// The ids of the groups whose key was created.
-    pub fn keyed_group_ids(&self) -> Result<Vec<i64>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT id FROM ssm_groups WHERE secret IS NOT NULL ORDER BY id")
-            .map_err(self.sq())?;
-        let rows = st.query_map([], |r| r.get(0)).map_err(self.sq())?;
-        rows.collect::<Result<_, _>>().map_err(self.sq())
     }
 
     /// The (client, light) grants of group `gid`.
