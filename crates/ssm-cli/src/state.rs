@@ -60,7 +60,9 @@ pub fn load_identity(dir: &Path, default_name: &str) -> Result<Identity> {
             ssm_runtime::store::create_private_dir(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             let id = Identity {
-                deviceuuid: Uuid::new_v4(),
+                // Zero-free: the UUID is the DTLS PSK identity hint (see
+                // `ssm_runtime::obt_transport::zero_free_uuid`).
+                deviceuuid: ssm_runtime::obt_transport::zero_free_uuid(),
                 name: default_name.into(),
             };
             ssm_runtime::store::atomic_write(&p, serde_json::to_string_pretty(&id)?.as_bytes())?;

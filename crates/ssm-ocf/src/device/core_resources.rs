@@ -5,7 +5,7 @@ use super::{props_map, reply, Device, Outcome, RequestMeta, INTROSPECTION_DATA_H
 use crate::cbor;
 use crate::discovery::{Endpoint, Link, BM_DISCOVERABLE, BM_OBSERVABLE, SSM_EP_V4, SSM_EP_V6};
 use crate::message;
-use crate::resource::{IF_BASELINE, IF_LL, IF_R};
+use crate::resource::{IF_BASELINE, IF_LL, IF_R, IF_RW};
 use ciborium::Value;
 use ssm_coap::{Code, Message};
 
@@ -39,6 +39,9 @@ impl Device {
             ),
         ];
         links[1].rt.push(self.info.device_type.clone());
+        if self.security.is_some() {
+            links.extend(self.security_links(anchor.clone()));
+        }
         for e in &self.entries {
             let mut eps = eps.clone();
             if e.ssm {
@@ -75,6 +78,45 @@ impl Device {
             });
         }
         links
+    }
+
+    /// The security resources (OCF Security §13) as the reference stack
+    /// lists them: the reference OBT finds an unowned device by the
+    /// `oic.r.doxm` link in `/oic/res` and opens its DTLS session at that
+    /// link's `coaps://` endpoint (issue 14). Each unicast endpoint is
+    /// listed as `coap://` and as `coaps://` with the same port: DTLS
+    /// records and plain CoAP share one socket, told apart by their first
+    /// byte.
+    fn security_links(&self, anchor: Option<String>) -> Vec<Link> {
+        let mut eps = Vec::new();
+        for scheme in ["coap://", "coaps://"] {
+            for e in &self.endpoints {
+                if let Some(rest) = e.strip_prefix("coap://") {
+                    eps.push(Endpoint {
+                        ep: format!("{scheme}{rest}"),
+                        pri: Some(1),
+                    });
+                }
+            }
+        }
+        [
+            ("/oic/sec/doxm", "oic.r.doxm"),
+            ("/oic/sec/pstat", "oic.r.pstat"),
+            ("/oic/sec/cred", "oic.r.cred"),
+            ("/oic/sec/acl2", "oic.r.acl2"),
+            ("/oic/sec/sdi", "oic.r.sdi"),
+            ("/oic/sec/sp", "oic.r.sp"),
+        ]
+        .into_iter()
+        .map(|(href, rt)| Link {
+            anchor: anchor.clone(),
+            href: href.into(),
+            rt: vec![rt.into()],
+            interfaces: vec![IF_RW.into(), IF_BASELINE.into()],
+            bm: BM_DISCOVERABLE | BM_OBSERVABLE,
+            eps: eps.clone(),
+        })
+        .collect()
     }
 
     pub(super) fn discovery(

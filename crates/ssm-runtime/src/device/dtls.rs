@@ -75,6 +75,12 @@ fn dtls_server_config(st: &State) -> Option<(ssm_dtls::DtlsConfig, bool)> {
             ))
         })
         .collect();
+    // The hint is the 16 raw bytes of the device UUID, as the reference
+    // stack sends it (`security/oc_tls.c`, `oc_tls_populate_ssl_config`):
+    // its OBT picks the owner credential by the hint and, without one, never
+    // finishes the handshake (issue 14). A UUID with a 0x00 byte would be cut
+    // by OpenSSL; the device refuses such a UUID at owner transfer.
+    let hint = sec.device_uuid().as_bytes().to_vec();
     Some((
         ssm_dtls::DtlsConfig::psk_server(move |identity: &[u8]| {
             creds
@@ -82,6 +88,7 @@ fn dtls_server_config(st: &State) -> Option<(ssm_dtls::DtlsConfig, bool)> {
                 .find(|(i, _)| i == identity)
                 .map(|(_, k)| k.clone())
         })
+        .with_identity_hint(hint)
         .with_handshake_timeout(DTLS_HANDSHAKE_LIFETIME),
         false,
     ))

@@ -385,7 +385,10 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
             .interfaces
             .iter()
             .any(|n| NetIf::by_name(n).map(|i| !i.is_loopback()).unwrap_or(false));
-    device.set_endpoints(endpoints.clone());
+    // Advertised without an IPv6 zone: a zone means something only on this
+    // host, and the reference client drops an `ep` that has one (issue 14).
+    // A client takes the zone of the interface the answer came in on.
+    device.set_endpoints(endpoints.iter().map(|e| without_zone(e)).collect());
     device.set_ssm_families(any_v6, config.ipv4);
     // A sender sends one identical copy per group: the copies that arrive
     // through the other groups are duplicates, not replays.
@@ -476,6 +479,15 @@ fn load_floors(
     Ok(floors)
 }
 
+/// `ep` without its IPv6 zone (`coap://[fe80::1%eth0]:5683` →
+/// `coap://[fe80::1]:5683`).
+fn without_zone(ep: &str) -> String {
+    match (ep.find('%'), ep.find(']')) {
+        (Some(p), Some(b)) if p < b => format!("{}{}", &ep[..p], &ep[b..]),
+        _ => ep.to_string(),
+    }
+}
+
 /// A multicast group socket and the on-link prefixes of its interface.
 type GroupSocket = (UdpSocket, Arc<OnLink>);
 
@@ -534,4 +546,23 @@ fn new_pin_if_needed(st: &mut State, events: &broadcast::Sender<DeviceEvent>) {
     tracing::info!("a new Random PIN is shown for onboarding");
     let _ = events.send(DeviceEvent::Pin(pin.clone()));
     st.pin = Some(pin);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn advertised_endpoints_carry_no_zone() {
+        assert_eq!(
+            super::without_zone("coap://[fe80::58:ff:fe00:2%ssm0]:34549"),
+            "coap://[fe80::58:ff:fe00:2]:34549"
+        );
+        assert_eq!(
+            super::without_zone("coap://[fd58::2]:1"),
+            "coap://[fd58::2]:1"
+        );
+        assert_eq!(
+            super::without_zone("coap://10.0.0.1:5683"),
+            "coap://10.0.0.1:5683"
+        );
+    }
 }
