@@ -9,6 +9,19 @@ use crate::resource::{IF_BASELINE, IF_LL, IF_R, IF_RW};
 use ciborium::Value;
 use ssm_coap::{Code, Message};
 
+/// `coaps://` twins of the `coap://` endpoints (same port: DTLS and plain
+/// CoAP share the unicast socket).
+fn secure_eps(endpoints: &[String]) -> Vec<Endpoint> {
+    endpoints
+        .iter()
+        .filter_map(|e| e.strip_prefix("coap://"))
+        .map(|rest| Endpoint {
+            ep: format!("coaps://{rest}"),
+            pri: Some(1),
+        })
+        .collect()
+}
+
 impl Device {
     pub(super) fn links(&self) -> Vec<Link> {
         let anchor = Some(format!("ocf://{}", self.info.di));
@@ -43,7 +56,18 @@ impl Device {
             links.extend(self.security_links(anchor.clone()));
         }
         for e in &self.entries {
-            let mut eps = eps.clone();
+            // With security on, an application resource is reached secured:
+            // its `coaps://` endpoints come first, as the reference stack
+            // lists a secure resource (its clients take the first `ep`),
+            // then `coap://` (OSCORE requests), then the SSM endpoints.
+            let mut eps = match self.security {
+                Some(_) => secure_eps(&self.endpoints),
+                None => Vec::new(),
+            };
+            eps.extend(self.endpoints.iter().map(|e| Endpoint {
+                ep: e.clone(),
+                pri: Some(1),
+            }));
             if e.ssm {
                 if self.ssm_v6 {
                     eps.push(Endpoint {
@@ -88,17 +112,15 @@ impl Device {
     /// records and plain CoAP share one socket, told apart by their first
     /// byte.
     fn security_links(&self, anchor: Option<String>) -> Vec<Link> {
-        let mut eps = Vec::new();
-        for scheme in ["coap://", "coaps://"] {
-            for e in &self.endpoints {
-                if let Some(rest) = e.strip_prefix("coap://") {
-                    eps.push(Endpoint {
-                        ep: format!("{scheme}{rest}"),
-                        pri: Some(1),
-                    });
-                }
-            }
-        }
+        let mut eps: Vec<Endpoint> = self
+            .endpoints
+            .iter()
+            .map(|e| Endpoint {
+                ep: e.clone(),
+                pri: Some(1),
+            })
+            .collect();
+        eps.extend(secure_eps(&self.endpoints));
         [
             ("/oic/sec/doxm", "oic.r.doxm"),
             ("/oic/sec/pstat", "oic.r.pstat"),
