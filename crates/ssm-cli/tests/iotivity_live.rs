@@ -135,3 +135,299 @@ fn their_obt_commissions_our_light() {
     );
     let _ = Duration::ZERO;
 }
+
+/// `ssm obt onboard EP` with the PIN typed on stdin once it asks (after
+/// `oxmsel`): the PIN is read off their light's output at that moment (it
+/// makes a new one for every `oxmsel`).
+fn onboard_reading_their_pin(
+    obt_host: &Host,
+    domain: &str,
+    ep: &str,
+    name: &str,
+    light: &mut MenuApp,
+) -> serde_json::Value {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let mut c = obt_host.cmd(ssm());
+    c.args(["obt", "-v", "--domain", domain, "--json", "onboard", ep])
+        .args(["--name", name, "--role", "light"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut said = Vec::new();
+    let prompt = loop {
+        match rx.recv_timeout(STEP) {
+            Ok(l) if l.contains("PIN shown by the device") => break l,
+            Ok(l) => said.push(l),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("ssm obt onboard did not ask for the PIN");
+            }
+        }
+    };
+    assert!(prompt.contains("stdin"), "{prompt}");
+    // The PIN it shows now: the last one printed, after our oxmsel.
+    let shown = light.drain(Duration::from_millis(300));
+    let pin = shown
+        .rsplit("Random PIN: ")
+        .next()
+        .filter(|_| shown.contains("Random PIN: "))
+        .map(|t| t.chars().take(8).collect::<String>())
+        .unwrap_or_else(|| panic!("their light showed no PIN after oxmsel:\n{shown}"));
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{pin}").unwrap();
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "onboarding did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    said.extend(rx.try_iter());
+    let rest = said;
+    assert!(
+        out.status.success(),
+        "onboard {name}: {rest:?}\ntheir light printed:\n{}",
+        light.transcript
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `ssm obt discover` on the bridge (IPv6, port 5683).
+fn discover(h: &Host, domain: &str) -> serde_json::Value {
+    h.json(
+        &[
+            "obt",
+            "--domain",
+            domain,
+            "--json",
+            "discover",
+            "--iface",
+            "ssm0",
+            "--port",
+            "5683",
+            "--ipv6",
+            "--wait-ms",
+            "800",
+        ],
+        false,
+    )
+    .1
+}
+
+/// The unowned device at `host`'s address in a discover report.
+fn unowned_at(v: &serde_json::Value, addr: &str) -> Option<String> {
+    v["unowned"]
+        .as_array()?
+        .iter()
+        .find(|d| d["ep"].as_str().is_some_and(|e| e.contains(addr)))
+        .map(|d| d["ep"].as_str().unwrap().to_string())
+}
+
+/// Our switch's multicast UPDATE (IPv6 ff02::158 on the bridge, port 5683).
+fn switch_sends(h: &Host, state: &std::path::Path, value: &str) -> serde_json::Value {
+    h.json(
+        &[
+            "client",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--json",
+            "update",
+            "--multicast",
+            "--iface",
+            "ssm0",
+            "--port",
+            "5683",
+            "--no-ipv4",
+            "--scopes",
+            "2",
+            "--value",
+            value,
+        ],
+        false,
+    )
+    .1
+}
+
+/// What their light printed for an applied update: `Some(value)`.
+fn their_update(light: &mut MenuApp, within: Duration) -> Option<bool> {
+    light.try_expect("--multicast", within)?;
+    let t = light.expect("value: ", STEP);
+    let _ = t;
+    let v = light.expect("\n", STEP);
+    Some(v.trim() == "1")
+}
+
+/// (b) Our OBT commissions their Random PIN light and our switch.
+#[test]
+fn our_obt_commissions_their_light() {
+    if !root_or_skip("our_obt_commissions_their_light") {
+        return;
+    }
+    let dir = TempDir::new("iot-b");
+    let (topo, h) = topology("iob", 3);
+    let mut light = MenuApp::start(
+        &h[1],
+        &peers::bin("secure_mcast_server_rdp"),
+        &dir.join("rdp"),
+    );
+    let switch = start(&h[2], &dir.join("switch"), "ssm0", "switch", 5683);
+    let domain = dir.join("domain.sqlite");
+    let domain = domain.to_str().unwrap();
+    h[0].json(
+        &[
+            "obt", "--domain", domain, "--json", "init", "--name", "mixed",
+        ],
+        false,
+    );
+
+    // Their light takes a moment to come up: discovery until it answers.
+    let their_addr = &topo.nodes[1][6];
+    let ep = (0..10)
+        .find_map(|_| unowned_at(&discover(&h[0], domain), their_addr))
+        .expect("their light answers discovery");
+    let v = onboard_reading_their_pin(&h[0], domain, &ep, "their-light", &mut light);
+    assert_eq!(v["onboarded"], 1, "{v}");
+    let pin = dir.join("switch/pin");
+    h[0].json(
+        &[
+            "obt",
+            "--domain",
+            domain,
+            "--json",
+            "onboard",
+            &switch.ep,
+            "--pin-file",
+            pin.to_str().unwrap(),
+            "--name",
+            "our-switch",
+            "--role",
+            "switch",
+        ],
+        false,
+    );
+    let (_, g) = h[0].json(
+        &[
+            "obt",
+            "--domain",
+            domain,
+            "--json",
+            "ssm",
+            "grant",
+            "our-switch",
+            "their-light",
+        ],
+        false,
+    );
+    assert_eq!(g["hrefs"], serde_json::json!(["/lights"]), "{g}");
+    assert_eq!(g["stale"], 0, "{g}");
+    assert_eq!(managed_creds(&dir.join("switch")), vec![128, 64], "{g}");
+
+    // Our switch sends to /lights (the href their light showed).
+    let _ = light.drain(Duration::from_millis(100));
+    for (value, want) in [("on", true), ("off", false)] {
+        let sent = switch_sends(&h[2], &dir.join("switch"), value);
+        assert_eq!(sent["sent"][0]["href"], "/lights", "{sent}");
+        assert_eq!(
+            their_update(&mut light, STEP),
+            Some(want),
+            "{}",
+            light.transcript
+        );
+    }
+
+    // A copy of the switch as it is now: its old key, after the revoke.
+    let old = dir.join("old-switch");
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(dir.join("switch"))
+        .arg(&old)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+
+    // Revoke: their light's SSM Server credential (256), pair-wise
+    // credential (64) and ACE are deleted by the ids read back from it
+    // (kept apart: new entries were posted without ids).
+    let (_, r) = h[0].json(
+        &[
+            "obt",
+            "--domain",
+            domain,
+            "--json",
+            "ssm",
+            "revoke",
+            "our-switch",
+            "their-light",
+        ],
+        false,
+    );
+    let theirs = r["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device"] == "their-light")
+        .unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(theirs["synced"], true, "{r}");
+    assert_eq!(theirs["creds_removed"], 2, "{r}");
+    assert_eq!(theirs["aces_removed"], 1, "{r}");
+    // Read back by our OBT: nothing left to change on it.
+    let (_, s) = h[0].json(
+        &["obt", "--domain", domain, "--json", "sync", "their-light"],
+        false,
+    );
+    assert_eq!(s["devices"][0]["creds_removed"], 0, "{s}");
+    assert_eq!(s["devices"][0]["creds_added"], 0, "{s}");
+    assert_eq!(s["devices"][0]["aces_removed"], 0, "{s}");
+    // The switch left the group (no SSM credential); the old key no
+    // longer switches their light.
+    let out = h[2].ssm(&[
+        "client",
+        "--state-dir",
+        dir.join("switch").to_str().unwrap(),
+        "update",
+        "--multicast",
+        "--iface",
+        "ssm0",
+        "--port",
+        "5683",
+        "--no-ipv4",
+        "--value",
+        "on",
+    ]);
+    assert!(!out.status.success());
+    let _ = light.drain(Duration::from_millis(100));
+    switch_sends(&h[2], &old, "on");
+    assert_eq!(
+        their_update(&mut light, Duration::from_millis(1500)),
+        None,
+        "their light applied the revoked key:\n{}",
+        light.transcript
+    );
+
+    // Offboard: a hard reset; it is unowned again.
+    let (_, o) = h[0].json(
+        &[
+            "obt",
+            "--domain",
+            domain,
+            "--json",
+            "offboard",
+            "their-light",
+        ],
+        false,
+    );
+    assert_eq!(o["reset"], true, "{o}");
+    assert!(
+        (0..10).any(|_| unowned_at(&discover(&h[0], domain), their_addr).is_some()),
+        "their light is not unowned again after the offboard"
+    );
+}

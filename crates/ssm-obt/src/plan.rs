@@ -28,6 +28,40 @@ fn ssm_desc(epoch: i64) -> String {
     format!("SSM epoch {epoch}")
 }
 
+/// Where a light serves SSM: the href its discovery showed, else the
+/// resource type's example URI (what our lights use by default).
+pub fn href_of(store: &Store, light: &Uuid) -> Result<String, StoreError> {
+    Ok(store.ssm_href(light)?.unwrap_or_else(|| HREF.to_string()))
+}
+
+/// The distinct hrefs of `lights`, in order.
+pub fn hrefs_of(store: &Store, lights: &[Uuid]) -> Result<Vec<String>, StoreError> {
+    let mut out: Vec<String> = Vec::new();
+    for l in lights {
+        let h = href_of(store, l)?;
+        if !out.contains(&h) {
+            out.push(h);
+        }
+    }
+    Ok(out)
+}
+
+/// The description of a switch's SSM Client credential: the epoch, and,
+/// when its lights do not all serve SSM at the example URI, the hrefs it
+/// must send one datagram each to (`ssm client update --multicast` reads
+/// them back: the credential is what the OBT gives a switch).
+fn client_desc(epoch: i64, hrefs: &[String]) -> String {
+    if hrefs.iter().all(|h| h == HREF) {
+        ssm_desc(epoch)
+    } else {
+        format!("{} {HREFS_TAG}{}", ssm_desc(epoch), hrefs.join(" "))
+    }
+}
+
+/// Where [`client_desc`] lists the hrefs (the rest of the text, space
+/// separated).
+pub const HREFS_TAG: &str = "hrefs: ";
+
 /// The desired state of device `uuid`:
 /// * a switch with grants: its SSM Client credential (credtype 128, Sender
 ///   ID of this epoch, subject derived from the ID as the reference stack
@@ -51,6 +85,7 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
         .map(|g| g.0)
         .collect();
     if let (Some(g), false) = (&group, as_client.is_empty()) {
+        let hrefs = hrefs_of(store, &as_client)?;
         if let Some(sid) = store.current_sender_id(uuid)? {
             let mut id = [0u8; 7];
             if hex::decode_to_slice(&sid, &mut id).is_ok() {
@@ -61,7 +96,7 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
                     privatedata: Some(PrivateData::raw(&g.secret[..])),
                     oscore: Some(OscoreFields {
                         senderid: Some(sid),
-                        desc: Some(ssm_desc(g.epoch)),
+                        desc: Some(client_desc(g.epoch, &hrefs)),
                         ..Default::default()
                     }),
                 });
@@ -86,7 +121,9 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
             out.aces.push(Ace {
                 aceid: 0,
                 subject: AceSubject::Uuid { uuid: *client },
-                resources: vec![AceResource::Href { href: HREF.into() }],
+                resources: vec![AceResource::Href {
+                    href: href_of(store, uuid)?,
+                }],
                 permission: PERM_R | PERM_U | PERM_N,
             });
         }

@@ -7,6 +7,7 @@ use ssm_coap::block::{Block2Progress, Block2Reassembler, BlockError};
 use ssm_coap::exchange::{Destination, Exchange, Received};
 use ssm_coap::{Code, Message, MessageType, Token};
 use ssm_dtls::{connect, send_pending, DtlsConfig, DtlsSession};
+use ssm_ocf::discovery::{parse_links, secure_port, Link};
 use ssm_ocf::onboarding::{owner_transfer, Channel, Sequence};
 use ssm_ocf::security::otm::pin_psk;
 use ssm_ocf::{cbor, message, Uuid};
@@ -54,6 +55,8 @@ pub struct Onboarded {
     pub device_uuid: Uuid,
     /// The owner PSK (kept by the OBT as the device's credtype-1 credential).
     pub owner_psk: [u8; 16],
+    /// The hrefs of its SSM-enabled resources (from its `/oic/res`).
+    pub ssm_hrefs: Vec<String>,
 }
 
 impl std::fmt::Debug for Onboarded {
@@ -62,6 +65,7 @@ impl std::fmt::Debug for Onboarded {
         f.debug_struct("Onboarded")
             .field("device_uuid", &self.device_uuid)
             .field("owner_psk", &"<secret>")
+            .field("ssm_hrefs", &self.ssm_hrefs)
             .finish()
     }
 }
@@ -219,11 +223,73 @@ pub async fn onboard(
     domain: (Uuid, &str),
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<Onboarded, ObtError> {
-    onboard_with(peer, pin, obt, new_uuid, domain, progress, &mut |_| Ok(())).await
+    let pin = pin.to_string();
+    onboard_with(
+        peer,
+        &mut || Ok(pin.clone()),
+        obt,
+        new_uuid,
+        domain,
+        progress,
+        &mut |_| Ok(()),
+    )
+    .await
 }
 
-/// [`onboard`], calling `record` with the device's new identity and owner
-/// PSK once the PIN session stands and before the device is changed. An
+/// The device's links: its whole `/oic/res` (plain unicast, every Block2
+/// block).
+pub async fn device_links(socket: &UdpSocket, peer: SocketAddr) -> Result<Vec<Link>, ObtError> {
+    let get = message::request(MessageType::Confirmable, Code::GET, "/oic/res", None);
+    let first = request(socket, peer, get.clone(), Duration::from_millis(400), 2).await?;
+    let bad = |e: BlockError| ObtError::Protocol(peer, format!("/oic/res: {}", e.0));
+    let mut step = Block2Reassembler::start(first).map_err(bad)?;
+    // The later blocks from the same socket: the reference stack keeps its
+    // block-wise state per client endpoint and resets a block request from
+    // another port. Bounded: the reassembler refuses more than 64 blocks.
+    let whole = loop {
+        match step {
+            Block2Progress::Complete(m) => break m,
+            Block2Progress::More(r, value) => {
+                let mut more = get.clone();
+                more.set_option_uint(ssm_coap::OptionNumber::BLOCK2, value);
+                let part = request(socket, peer, more, Duration::from_millis(400), 2).await?;
+                step = r.push(part).map_err(bad)?;
+            }
+        }
+    };
+    let p =
+        message::payload(&whole).map_err(|c| ObtError::Protocol(peer, format!("/oic/res: {c}")))?;
+    Ok(parse_links(&p))
+}
+
+/// Where the device at `peer` (its plain CoAP address) serves DTLS: the
+/// `coaps://` endpoint of its doxm link (the reference devices use a port
+/// of their own; ours list the same port), else `peer` itself.
+pub fn secure_peer(links: &[Link], peer: SocketAddr) -> SocketAddr {
+    let mut at = peer;
+    if let Some(p) = secure_port(links, &peer.ip().to_string()) {
+        at.set_port(p);
+    }
+    at
+}
+
+/// [`secure_peer`] from the device's `/oic/res`; `peer` when it does not
+/// answer (a device that lists nothing serves DTLS beside plain CoAP).
+async fn find_secure_peer(socket: &UdpSocket, peer: SocketAddr) -> (SocketAddr, Vec<Link>) {
+    match device_links(socket, peer).await {
+        Ok(l) => (secure_peer(&l, peer), l),
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "no /oic/res: DTLS at the plain CoAP port");
+            (peer, Vec::new())
+        }
+    }
+}
+
+/// [`onboard`], asking `pin` for the Random PIN once the device was told
+/// to use Random PIN (`oxmsel`: a device may show a new PIN for each, as the
+/// reference stack does, so a PIN read before it is stale), and calling
+/// `record` with the device's new identity and owner PSK once the PIN
+/// session stands and before the device is changed. An
 /// OBT stores it there (as "onboarding"), so that however the transfer
 /// ends, even by a crash of the OBT, no device is owned by an OBT that does
 /// not know its key. An error from `record` stops the transfer before it
@@ -231,7 +297,7 @@ pub async fn onboard(
 #[allow(clippy::too_many_arguments)]
 pub async fn onboard_with(
     peer: SocketAddr,
-    pin: &str,
+    pin: &mut (dyn FnMut() -> Result<String, String> + Send),
     obt: Uuid,
     new_uuid: Uuid,
     domain: (Uuid, &str),
@@ -256,6 +322,10 @@ pub async fn onboard_with(
         .and_then(|v| v.as_text())
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| ObtError::Protocol(peer, "doxm without deviceuuid".into()))?;
+    // Where it serves DTLS, and its SSM resources: asked before `oxmsel`
+    // (the reference device resets plain requests once an owner transfer
+    // method is selected).
+    let (secure, links) = find_secure_peer(&socket, peer).await;
     let mut seq = owner_transfer(obt, new_uuid, domain);
     // Step 0 (plain): select Random PIN.
     let first = seq
@@ -264,12 +334,15 @@ pub async fn onboard_with(
         .ok_or_else(|| ObtError::Protocol(peer, "empty sequence".into()))?;
     let resp = request(&socket, peer, first.request, Duration::from_millis(500), 5).await?;
     seq.on_response(&resp)?;
-    let cfg = DtlsConfig::random_pin_client(*pin_psk(pin, &current))
+    // OCF's order: select the method, then the user reads the PIN off the
+    // device.
+    let pin = pin().map_err(|e| ObtError::Protocol(peer, format!("no PIN: {e}")))?;
+    let cfg = DtlsConfig::random_pin_client(*pin_psk(&pin, &current))
         .with_handshake_timeout(HANDSHAKE_TIMEOUT);
-    let session = connect(&socket, peer, &cfg, HANDSHAKE_TIMEOUT)
+    let session = connect(&socket, secure, &cfg, HANDSHAKE_TIMEOUT)
         .await
         .map_err(|e| ObtError::Handshake {
-            peer,
+            peer: secure,
             reason: e.to_string(),
         })?;
     let keys = otm_keys(
@@ -280,14 +353,15 @@ pub async fn onboard_with(
     let done = Onboarded {
         device_uuid: new_uuid,
         owner_psk: *keys.owner_psk(&obt, &new_uuid),
+        ssm_hrefs: ssm_ocf::discovery::ssm_hrefs(&links),
     };
     let mut dtls = Some(session);
     let result = match record(&done) {
-        Ok(()) => run(&mut seq, &socket, peer, &mut dtls, progress).await,
+        Ok(()) => run(&mut seq, &socket, secure, &mut dtls, progress).await,
         Err(e) => Err(ObtError::Protocol(peer, format!("not recorded: {e}"))),
     };
     if let Some(s) = dtls {
-        close(s, &socket, peer).await;
+        close(s, &socket, secure).await;
     }
     result?;
     Ok(done)
@@ -301,7 +375,7 @@ pub async fn provision(
     mut seq: Sequence,
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<(), ObtError> {
-    let (socket, session) = owner_session(peer, obt, owner_psk).await?;
+    let (socket, session, peer) = owner_session(peer, obt, owner_psk).await?;
     let mut dtls = Some(session);
     let result = run(&mut seq, &socket, peer, &mut dtls, progress).await;
     if let Some(s) = dtls {
@@ -317,13 +391,15 @@ async fn close(mut s: DtlsSession, socket: &UdpSocket, peer: SocketAddr) {
     let _ = send_pending(&mut s, socket, peer).await;
 }
 
-/// Opens an owner session (PSK identity = `obt`) to `peer`.
+/// Opens an owner session (PSK identity = `obt`) with the device whose
+/// plain CoAP address is `peer`, at its DTLS endpoint (returned).
 async fn owner_session(
     peer: SocketAddr,
     obt: Uuid,
     owner_psk: &[u8; 16],
-) -> Result<(UdpSocket, DtlsSession), ObtError> {
+) -> Result<(UdpSocket, DtlsSession, SocketAddr), ObtError> {
     let socket = crate::client::socket_for(peer).await?;
+    let (peer, _) = find_secure_peer(&socket, peer).await;
     let cfg = DtlsConfig::psk_client(obt.as_bytes().to_vec(), owner_psk.to_vec())
         .with_handshake_timeout(HANDSHAKE_TIMEOUT);
     let session = connect(&socket, peer, &cfg, HANDSHAKE_TIMEOUT)
@@ -332,7 +408,7 @@ async fn owner_session(
             peer,
             reason: e.to_string(),
         })?;
-    Ok((socket, session))
+    Ok((socket, session, peer))
 }
 
 /// Brings the device at `peer` to exactly `creds` (its managed credentials:
@@ -349,7 +425,7 @@ pub async fn sync_device(
     aces: &[ssm_ocf::security::acl2::Ace],
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<ssm_ocf::onboarding::Reconciliation, ObtError> {
-    let (socket, session) = owner_session(peer, obt, owner_psk).await?;
+    let (socket, session, peer) = owner_session(peer, obt, owner_psk).await?;
     let mut dtls = Some(session);
     let result = async {
         let s = dtls.as_mut().expect("session");
@@ -396,7 +472,7 @@ pub async fn hard_reset(peer: SocketAddr, obt: Uuid, owner_psk: &[u8; 16]) -> Re
 /// (used to settle an onboarding the OBT did not see finish).
 pub async fn owns(peer: SocketAddr, obt: Uuid, owner_psk: &[u8; 16]) -> Result<bool, ObtError> {
     match owner_session(peer, obt, owner_psk).await {
-        Ok((socket, mut s)) => {
+        Ok((socket, mut s, peer)) => {
             let r = dtls_request(
                 &socket,
                 peer,

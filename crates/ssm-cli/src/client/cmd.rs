@@ -6,6 +6,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use ciborium::Value;
 use ssm_coap::{Code, MessageType, OptionNumber};
 use ssm_ocf::cred::{CredType, OscoreCred};
+use ssm_ocf::switch::HREF;
 use ssm_ocf::{cbor, message, Uuid};
 use ssm_runtime::client::{
     describe, discover as discover_links, request, socket_for, MulticastTargets, SsmSender,
@@ -86,7 +87,7 @@ pub(super) async fn get(state_dir: &Path, ep: &str, href: &str, json: bool) -> R
 
 /// The multicast form of `ssm client update`.
 pub(super) struct Multicast<'a> {
-    pub(super) href: &'a str,
+    pub(super) href: Option<&'a str>,
     pub(super) value: OnOff,
     pub(super) no_no_response: bool,
     pub(super) confirm: bool,
@@ -101,7 +102,7 @@ pub(super) async fn update(
     ep: Option<String>,
     value: OnOff,
     multicast: bool,
-    href: String,
+    href: Option<String>,
     no_no_response: bool,
     confirm: bool,
     confirm_ms: u64,
@@ -113,15 +114,16 @@ pub(super) async fn update(
     let oscore = creds.oscore_creds()?;
     if multicast {
         let m = Multicast {
-            href: &href,
+            href: href.as_deref(),
             value,
             no_no_response,
             confirm,
             confirm_ms,
             net: &net,
         };
-        return update_multicast(state_dir, &oscore, m, json).await;
+        return update_multicast(state_dir, &oscore, &creds, m, json).await;
     }
+    let href = href.unwrap_or_else(|| HREF.to_string());
     let ep = ep.ok_or_else(|| crate::usage!("give a device endpoint, or --multicast"))?;
     let peer = parse_ep(&ep)?;
     let sock = socket_for(peer).await?;
@@ -171,6 +173,7 @@ pub(super) async fn update(
 async fn update_multicast(
     state_dir: &Path,
     oscore: &[OscoreCred],
+    creds: &ssm_ocf::cred::CredResource,
     m: Multicast<'_>,
     json: bool,
 ) -> Result<bool> {
@@ -192,11 +195,31 @@ async fn update_multicast(
                 crate::state::creds_path(state_dir).display()
             )
         })?;
+    let desc = creds
+        .creds
+        .iter()
+        .find(|c| c.credid == cred.credid)
+        .and_then(|c| c.oscore.as_ref())
+        .and_then(|o| o.desc.as_deref());
+    let hrefs = multicast_hrefs(href, desc);
     let store = ssm_runtime::state_dir::StateDir::new(state_dir).sequence_store(cred.credid);
     let mut sender = SsmSender::new(cred, store)?;
     let targets = MulticastTargets::open(&net.scope())?;
-    let sent = sender.send(&targets, href, &props, !no_no_response).await?;
+    if confirm && hrefs.len() > 1 {
+        bail!(
+            "--confirm reads every light at one href; these lights serve SSM at {}: give --href",
+            hrefs.join(", ")
+        );
+    }
+    let mut sent = Vec::new();
+    for h in &hrefs {
+        for s in sender.send(&targets, h, &props, !no_no_response).await? {
+            sent.push((h.as_str(), s));
+        }
+    }
+    let href = hrefs[0].as_str();
     if confirm {
+        let sent: Vec<_> = sent.into_iter().map(|(_, s)| s).collect();
         return confirm_lights(
             state_dir,
             oscore,
@@ -212,18 +235,43 @@ async fn update_multicast(
     if json {
         let s: Vec<_> = sent
             .iter()
-            .map(|s| serde_json::json!({"to": s.to.to_string(), "piv": s.piv, "bytes": s.len}))
+            .map(|(h, s)| serde_json::json!({"href": h, "to": s.to.to_string(), "piv": s.piv, "bytes": s.len}))
             .collect();
-        println!("{}", serde_json::json!({"sent": s}));
+        println!("{}", serde_json::json!({"sent": s, "hrefs": hrefs}));
     } else {
-        for s in &sent {
+        if hrefs.len() > 1 {
             println!(
-                "sent SSM UPDATE {href} {:?} to {} (seq {}, {} bytes)",
+                "the lights serve SSM at {} hrefs: one datagram per href ({})",
+                hrefs.len(),
+                hrefs.join(", ")
+            );
+        }
+        for (h, s) in &sent {
+            println!(
+                "sent SSM UPDATE {h} {:?} to {} (seq {}, {} bytes)",
                 value, s.to, s.piv, s.len
             );
         }
     }
     Ok(true)
+}
+
+/// Where an SSM command goes: `--href` if given, else the hrefs the OBT
+/// listed in the SSM Client credential's description (its lights do not
+/// all serve the example URI), else the example URI.
+fn multicast_hrefs(href: Option<&str>, desc: Option<&str>) -> Vec<String> {
+    if let Some(h) = href {
+        return vec![h.to_string()];
+    }
+    let listed: Vec<String> = desc
+        .and_then(|d| d.split_once(ssm_obt::plan::HREFS_TAG))
+        .map(|(_, l)| l.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    if listed.is_empty() {
+        vec![HREF.to_string()]
+    } else {
+        listed
+    }
 }
 
 /// `ssm client observe EP`.

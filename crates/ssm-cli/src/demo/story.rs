@@ -168,7 +168,7 @@ pub(super) async fn onboard(
             };
             OnboardJob {
                 peer: *ep,
-                pin: devices.pins[id].clone(),
+                pin: ssm_obt::engine::Pin::Given(devices.pins[id].clone()),
                 name: Some(name),
                 role,
             }

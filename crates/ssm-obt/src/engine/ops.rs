@@ -169,6 +169,11 @@ pub struct Granted {
     pub epoch: Option<i64>,
     /// The devices brought up to date.
     pub synced: Vec<Synced>,
+    /// The hrefs the lights the switch commands serve SSM at: more than
+    /// one means one datagram per href for each command (the seed wants
+    /// one URI for all implementations; the reference sample uses
+    /// `/lights`).
+    pub hrefs: Vec<String>,
 }
 
 /// Lets switch `client` command `lights` (or every light) by SSM.
@@ -194,12 +199,20 @@ pub async fn grant(
     let synced = sync_devices(s, obt, &affected, reach, jobs, progress).await?;
     let sender_id = s.current_sender_id(&c.uuid)?;
     let epoch = s.group()?.map(|g| g.epoch);
+    let commanded: Vec<Uuid> = s
+        .grants()?
+        .into_iter()
+        .filter(|(cl, _)| *cl == c.uuid)
+        .map(|(_, l)| l)
+        .collect();
+    let hrefs = crate::plan::hrefs_of(s, &commanded)?;
     Ok(Granted {
         client: c,
         lights: ids,
         sender_id,
         epoch,
         synced,
+        hrefs,
     })
 }
 

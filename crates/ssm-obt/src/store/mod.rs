@@ -16,7 +16,7 @@ use audit::audit_on;
 use grants::{members, rekey_on};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Store errors, each saying what to do.
 #[derive(Debug, thiserror::Error)]
