@@ -431,3 +431,112 @@ fn our_obt_commissions_their_light() {
         "their light is not unowned again after the offboard"
     );
 }
+
+/// (c) A mixed hallway: our OBT commissions two of our lights (serving SSM
+/// at the reference sample's `/lights`), their Random PIN light and our
+/// switch; one SSM datagram switches all three lights.
+#[test]
+fn mixed_hallway_one_datagram() {
+    if !root_or_skip("mixed_hallway_one_datagram") {
+        return;
+    }
+    let dir = TempDir::new("iot-c");
+    let (topo, h) = topology("ioc", 5);
+    let mut theirs = MenuApp::start(
+        &h[3],
+        &peers::bin("secure_mcast_server_rdp"),
+        &dir.join("rdp"),
+    );
+    let ours: Vec<Dev> = (1..=2)
+        .map(|i| {
+            let d = dir.join(format!("light{i}"));
+            start_with(&h[i], &d, "ssm0", "light", 5683, &["--href", "/lights"])
+        })
+        .collect();
+    let switch = start(&h[4], &dir.join("switch"), "ssm0", "switch", 5683);
+    let domain = dir.join("domain.sqlite");
+    let domain = domain.to_str().unwrap();
+    h[0].json(
+        &[
+            "obt", "--domain", domain, "--json", "init", "--name", "hall",
+        ],
+        false,
+    );
+    let their_addr = &topo.nodes[3][6];
+    let ep = (0..10)
+        .find_map(|_| unowned_at(&discover(&h[0], domain), their_addr))
+        .expect("their light answers discovery");
+    onboard_reading_their_pin(&h[0], domain, &ep, "their-light", &mut theirs);
+    let by_pin = |ep: &str, pin: std::path::PathBuf, name: &str, role: &str| {
+        h[0].json(
+            &[
+                "obt",
+                "--domain",
+                domain,
+                "--json",
+                "onboard",
+                ep,
+                "--pin-file",
+                pin.to_str().unwrap(),
+                "--name",
+                name,
+                "--role",
+                role,
+            ],
+            false,
+        );
+    };
+    for (i, d) in ours.iter().enumerate() {
+        by_pin(
+            &d.ep,
+            dir.join(format!("light{}/pin", i + 1)),
+            &format!("our-light-{i}"),
+            "light",
+        );
+    }
+    by_pin(&switch.ep, dir.join("switch/pin"), "our-switch", "switch");
+    let out = h[0].ssm(&[
+        "obt",
+        "--domain",
+        domain,
+        "--json",
+        "ssm",
+        "grant",
+        "our-switch",
+        "--all",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let g: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(g["granted"], 3, "{g}");
+    assert_eq!(g["stale"], 0, "{g}");
+    assert_eq!(g["hrefs"], serde_json::json!(["/lights"]), "{g}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warning"),
+        "one href: no warning"
+    );
+
+    for d in &ours {
+        d.drain();
+    }
+    let _ = theirs.drain(Duration::from_millis(100));
+    let sent = switch_sends(&h[4], &dir.join("switch"), "on");
+    assert_eq!(
+        sent["sent"].as_array().unwrap().len(),
+        1,
+        "one datagram: {sent}"
+    );
+    assert_eq!(sent["sent"][0]["href"], "/lights", "{sent}");
+    for d in &ours {
+        assert!(applied_value(d), "our light at /lights applied it");
+    }
+    assert_eq!(
+        their_update(&mut theirs, STEP),
+        Some(true),
+        "{}",
+        theirs.transcript
+    );
+}
