@@ -273,13 +273,15 @@ fn our_obt_commissions_their_light() {
         return;
     }
     let dir = TempDir::new("iot-b");
-    let (topo, h) = topology("iob", 3);
+    let (topo, h) = topology("iob", 4);
     let mut light = MenuApp::start(
         &h[1],
         &peers::bin("secure_mcast_server_rdp"),
         &dir.join("rdp"),
     );
     let switch = start(&h[2], &dir.join("switch"), "ssm0", "switch", 5683);
+    // One of ours at the default href (the resource type's example URI).
+    let ours = start(&h[3], &dir.join("ours"), "ssm0", "light", 5683);
     let domain = dir.join("domain.sqlite");
     let domain = domain.to_str().unwrap();
     h[0].json(
@@ -296,53 +298,95 @@ fn our_obt_commissions_their_light() {
         .expect("their light answers discovery");
     let v = onboard_reading_their_pin(&h[0], domain, &ep, "their-light", &mut light);
     assert_eq!(v["onboarded"], 1, "{v}");
-    let pin = dir.join("switch/pin");
-    h[0].json(
-        &[
-            "obt",
-            "--domain",
-            domain,
-            "--json",
-            "onboard",
-            &switch.ep,
-            "--pin-file",
-            pin.to_str().unwrap(),
-            "--name",
-            "our-switch",
-            "--role",
-            "switch",
-        ],
-        false,
-    );
-    let (_, g) = h[0].json(
-        &[
-            "obt",
-            "--domain",
-            domain,
-            "--json",
-            "ssm",
-            "grant",
-            "our-switch",
-            "their-light",
-        ],
-        false,
-    );
-    assert_eq!(g["hrefs"], serde_json::json!(["/lights"]), "{g}");
-    assert_eq!(g["stale"], 0, "{g}");
-    assert_eq!(managed_creds(&dir.join("switch")), vec![128, 64], "{g}");
-
-    // Our switch sends to /lights (the href their light showed).
-    let _ = light.drain(Duration::from_millis(100));
-    for (value, want) in [("on", true), ("off", false)] {
-        let sent = switch_sends(&h[2], &dir.join("switch"), value);
-        assert_eq!(sent["sent"][0]["href"], "/lights", "{sent}");
-        assert_eq!(
-            their_update(&mut light, STEP),
-            Some(want),
-            "{}",
-            light.transcript
+    for (ep, state, name, role) in [
+        (&switch.ep, "switch", "our-switch", "switch"),
+        (&ours.ep, "ours", "our-light", "light"),
+    ] {
+        let pin = dir.join(state).join("pin");
+        h[0].json(
+            &[
+                "obt",
+                "--domain",
+                domain,
+                "--json",
+                "onboard",
+                ep,
+                "--pin-file",
+                pin.to_str().unwrap(),
+                "--name",
+                name,
+                "--role",
+                role,
+            ],
+            false,
         );
     }
+    // Their light serves SSM at /lights, ours at /BinarySwitchResURI: the
+    // grant says so, and each command goes as one datagram per href.
+    let out = h[0].ssm(&[
+        "obt",
+        "--domain",
+        domain,
+        "--json",
+        "ssm",
+        "grant",
+        "our-switch",
+        "their-light",
+        "our-light",
+    ]);
+    let warned = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{warned}");
+    let g: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut hrefs: Vec<String> = serde_json::from_value(g["hrefs"].clone()).unwrap();
+    hrefs.sort();
+    assert_eq!(hrefs, ["/BinarySwitchResURI", "/lights"], "{g}");
+    assert!(
+        warned.contains("warning") && warned.contains("one datagram per href"),
+        "{warned}"
+    );
+    assert_eq!(g["stale"], 0, "{g}");
+    assert_eq!(managed_creds(&dir.join("switch")), vec![128, 64, 64], "{g}");
+
+    let _ = light.drain(Duration::from_millis(100));
+    ours.drain();
+    let sent = switch_sends(&h[2], &dir.join("switch"), "on");
+    assert_eq!(sent["sent"].as_array().unwrap().len(), 2, "{sent}");
+    assert_eq!(
+        their_update(&mut light, STEP),
+        Some(true),
+        "{}",
+        light.transcript
+    );
+    assert!(applied_value(&ours));
+    let sw = dir.join("switch");
+    let out = h[2].ssm(&[
+        "client",
+        "--state-dir",
+        sw.to_str().unwrap(),
+        "update",
+        "--multicast",
+        "--iface",
+        "ssm0",
+        "--port",
+        "5683",
+        "--no-ipv4",
+        "--scopes",
+        "2",
+        "--value",
+        "off",
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("one datagram per href"),
+        "{said}"
+    );
+    assert_eq!(
+        their_update(&mut light, STEP),
+        Some(false),
+        "{}",
+        light.transcript
+    );
+    assert!(!applied_value(&ours));
 
     // A copy of the switch as it is now: its old key, after the revoke.
     let old = dir.join("old-switch");
@@ -387,24 +431,17 @@ fn our_obt_commissions_their_light() {
     assert_eq!(s["devices"][0]["creds_removed"], 0, "{s}");
     assert_eq!(s["devices"][0]["creds_added"], 0, "{s}");
     assert_eq!(s["devices"][0]["aces_removed"], 0, "{s}");
-    // The switch left the group (no SSM credential); the old key no
-    // longer switches their light.
-    let out = h[2].ssm(&[
-        "client",
-        "--state-dir",
-        dir.join("switch").to_str().unwrap(),
-        "update",
-        "--multicast",
-        "--iface",
-        "ssm0",
-        "--port",
-        "5683",
-        "--no-ipv4",
-        "--value",
-        "on",
-    ]);
-    assert!(!out.status.success());
+    // The switch now commands our light only (one datagram, to its
+    // href); neither it nor the old key switches their light.
     let _ = light.drain(Duration::from_millis(100));
+    ours.drain();
+    let sent = switch_sends(&h[2], &sw, "on");
+    assert_eq!(
+        sent["hrefs"],
+        serde_json::json!(["/BinarySwitchResURI"]),
+        "{sent}"
+    );
+    assert!(applied_value(&ours));
     switch_sends(&h[2], &old, "on");
     assert_eq!(
         their_update(&mut light, Duration::from_millis(1500)),

@@ -49,18 +49,20 @@ pub fn hrefs_of(store: &Store, lights: &[Uuid]) -> Result<Vec<String>, StoreErro
 /// The description of a switch's SSM Client credential: the epoch, and,
 /// when its lights do not all serve SSM at the example URI, the hrefs it
 /// must send one datagram each to (`ssm client update --multicast` reads
-/// them back: the credential is what the OBT gives a switch).
+/// them back: the credential is what the OBT gives a switch; a change of
+/// hrefs updates it in place, see [`ssm_ocf::onboarding::SSM_HREFS_TAG`]).
 fn client_desc(epoch: i64, hrefs: &[String]) -> String {
     if hrefs.iter().all(|h| h == HREF) {
         ssm_desc(epoch)
     } else {
-        format!("{} {HREFS_TAG}{}", ssm_desc(epoch), hrefs.join(" "))
+        format!(
+            "{}{}{}",
+            ssm_desc(epoch),
+            ssm_ocf::onboarding::SSM_HREFS_TAG,
+            hrefs.join(" ")
+        )
     }
 }
-
-/// Where [`client_desc`] lists the hrefs (the rest of the text, space
-/// separated).
-pub const HREFS_TAG: &str = "hrefs: ";
 
 /// The desired state of device `uuid`:
 /// * a switch with grants: its SSM Client credential (credtype 128, Sender
@@ -147,4 +149,20 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_desc_lists_hrefs_only_when_needed() {
+        assert_eq!(client_desc(3, &[HREF.to_string()]), "SSM epoch 3");
+        let d = client_desc(3, &["/lights".into(), HREF.into()]);
+        assert_eq!(
+            ssm_ocf::onboarding::hrefs_in_desc(&d),
+            vec!["/lights".to_string(), HREF.to_string()]
+        );
+        assert!(d.starts_with("SSM epoch 3"));
+    }
 }

@@ -263,9 +263,8 @@ fn multicast_hrefs(href: Option<&str>, desc: Option<&str>) -> Vec<String> {
     if let Some(h) = href {
         return vec![h.to_string()];
     }
-    let listed: Vec<String> = desc
-        .and_then(|d| d.split_once(ssm_obt::plan::HREFS_TAG))
-        .map(|(_, l)| l.split_whitespace().map(String::from).collect())
+    let listed = desc
+        .map(ssm_ocf::onboarding::hrefs_in_desc)
         .unwrap_or_default();
     if listed.is_empty() {
         vec![HREF.to_string()]
@@ -351,4 +350,24 @@ pub(super) async fn observe(
         }
     }
     Ok(got == count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multicast_goes_to_the_hrefs_the_obt_listed() {
+        let two = format!(
+            "SSM epoch 2{}/lights /BinarySwitchResURI",
+            ssm_ocf::onboarding::SSM_HREFS_TAG
+        );
+        assert_eq!(
+            multicast_hrefs(None, Some(&two)),
+            vec!["/lights", "/BinarySwitchResURI"]
+        );
+        assert_eq!(multicast_hrefs(None, Some("SSM epoch 2")), vec![HREF]);
+        assert_eq!(multicast_hrefs(None, None), vec![HREF]);
+        assert_eq!(multicast_hrefs(Some("/x"), Some(&two)), vec!["/x"]);
+    }
 }

@@ -56,7 +56,7 @@ fn report_sync(results: &[Synced], json: bool, what: serde_json::Value) -> bool 
             .iter()
             .map(|r| match &r.outcome {
                 Ok(p) => serde_json::json!({"device": r.name, "uuid": r.uuid, "synced": true,
-                    "creds_added": p.creds_added, "creds_removed": p.creds_removed.len(),
+                    "creds_added": p.creds_added, "creds_removed": p.creds_removed.len(), "creds_updated": p.creds_updated.len(),
                     "aces_added": p.aces_added, "aces_removed": p.aces_removed.len()}),
                 Err(e) => serde_json::json!({"device": r.name, "uuid": r.uuid, "synced": false, "error": e}),
             })
