@@ -554,6 +554,7 @@ fn debug_of_key_holding_types_redacts() {
     let onboarded = ssm_runtime::obt_transport::Onboarded {
         device_uuid: ssm_ocf::Uuid::from_u128(2),
         owner_psk,
+        ssm_hrefs: vec!["/lights".into()],
     };
     dbg += &format!("{onboarded:?}\n{onboarded:#?}\n");
     let otm = ssm_ocf::security::otm::OtmKeys {
