@@ -137,13 +137,8 @@ impl MenuApp {
                     self.transcript.push_str(&t);
                     self.pending.push_str(&t);
                 }
-                Err(RecvTimeoutError::Timeout) => return None,
-                Err(RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(left.min(Duration::from_millis(50)));
-                    if self.pending.find(pat).is_none() {
-                        return None;
-                    }
-                }
+                // It exited: everything it printed was looked at.
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
             }
         }
     }

@@ -21,7 +21,7 @@ mod key_material;
 mod record;
 
 pub use key_material::KeyMaterial;
-use record::{client_key_exchange_identity, has_short_protected_record, whole_identity};
+use record::{client_key_exchange_identity, has_short_protected_record, SharedIdentity};
 
 /// Worst-case per-record overhead of the supported suites in DTLS 1.2:
 /// 13-byte record header + CBC explicit IV (16) + HMAC-SHA256 (32) + padding
@@ -79,17 +79,8 @@ pub struct DtlsSession {
     /// The handshake completed at some point (key material is valid).
     handshake_done: bool,
     /// Server: the client's PSK identity as sent (ClientKeyExchange), and
-    /// the one the lookup was given (see [`whole_identity`]).
-    identity: Arc<std::sync::Mutex<PeerIdentity>>,
-}
-
-/// A server's view of the client's PSK identity.
-#[derive(Default)]
-struct PeerIdentity {
-    /// As read off the ClientKeyExchange record.
-    raw: Option<Vec<u8>>,
-    /// As given to the lookup (and reported by `peer_identity`).
-    used: Option<Vec<u8>>,
+    /// the one the lookup was given.
+    identity: SharedIdentity,
 }
 
 impl DtlsSession {
@@ -167,16 +158,13 @@ impl DtlsSession {
         Ok(session)
     }
 
-    #[allow(clippy::type_complexity)]
-    fn server_context(
-        cfg: &DtlsConfig,
-    ) -> Result<(SslContextBuilder, Arc<std::sync::Mutex<PeerIdentity>>)> {
+    fn server_context(cfg: &DtlsConfig) -> Result<(SslContextBuilder, SharedIdentity)> {
         let (lookup, hint) = cfg.validate_server()?;
         let mut b = base_context(cfg)?;
         if let Some(hint) = hint {
             ffi::set_psk_identity_hint(&mut b, &hint)?;
         }
-        let seen = Arc::new(std::sync::Mutex::new(PeerIdentity::default()));
+        let seen = SharedIdentity::default();
         let shared = Arc::clone(&seen);
         b.set_psk_server_callback(move |_ssl, identity, psk_buf| {
             let Some(identity) = identity else {
@@ -186,13 +174,8 @@ impl DtlsSession {
             // gets the whole one the client sent (a random UUID holds a
             // 0x00 byte about 6 % of the time, and mbedTLS clients, such as
             // the reference OBT, send it whole).
-            let identity = match shared.lock() {
-                Ok(mut p) => {
-                    let whole = whole_identity(identity, p.raw.as_deref());
-                    p.used = Some(whole.clone());
-                    whole
-                }
-                Err(_) => return Ok(0),
+            let Ok(identity) = shared.lock().map(|mut p| p.whole(identity)) else {
+                return Ok(0);
             };
             // A panicking lookup must not unwind into C: treat as unknown.
             let key = catch_unwind(AssertUnwindSafe(|| lookup(&identity)))
@@ -232,7 +215,7 @@ impl DtlsSession {
         cfg: &DtlsConfig,
         b: SslContextBuilder,
         role: Role,
-        identity: Arc<std::sync::Mutex<PeerIdentity>>,
+        identity: SharedIdentity,
     ) -> Result<Self> {
         let ctx = b.build();
         let mut ssl = Ssl::new(&ctx)?;

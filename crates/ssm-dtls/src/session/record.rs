@@ -62,6 +62,29 @@ pub(super) fn client_key_exchange_identity(datagram: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// A server's view of the client's PSK identity, shared with OpenSSL's
+/// PSK callback.
+pub(super) type SharedIdentity = std::sync::Arc<std::sync::Mutex<PeerIdentity>>;
+
+/// The client's PSK identity as sent and as given to the lookup.
+#[derive(Default)]
+pub(super) struct PeerIdentity {
+    /// As read off the ClientKeyExchange record.
+    pub(super) raw: Option<Vec<u8>>,
+    /// As given to the lookup (and reported by `peer_identity`).
+    pub(super) used: Option<Vec<u8>>,
+}
+
+impl PeerIdentity {
+    /// The identity for the lookup, given OpenSSL's `cut` one (see
+    /// [`whole_identity`]); remembered as the one used.
+    pub(super) fn whole(&mut self, cut: &[u8]) -> Vec<u8> {
+        let w = whole_identity(cut, self.raw.as_deref());
+        self.used = Some(w.clone());
+        w
+    }
+}
+
 /// The identity the server's PSK lookup sees: `cut` (what OpenSSL passed,
 /// up to the first `0x00`), or the whole identity `raw` seen on the wire
 /// when `cut` is exactly its part before a `0x00` byte.
