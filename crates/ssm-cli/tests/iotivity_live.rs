@@ -93,7 +93,10 @@ fn their_obt_commissions_our_light() {
         .expect("our light reports its owner");
     assert_eq!(owned["di"], light_id.as_str());
 
-    // Provisioning (owner sessions: our light's PSK hint is its UUID).
+    // Provisioning (owner sessions: our light's PSK hint is its UUID), the
+    // reference demo sequence (REFERENCE-SSM §6): [25] on the client, [26]
+    // on the server naming the client, and an ACE ([14], §4: a decrypted
+    // multicast still goes through the ACL).
     obt.on_device(
         25,
         "Select device for provisioning:",

@@ -51,6 +51,8 @@ pub fn hrefs_of(store: &Store, lights: &[Uuid]) -> Result<Vec<String>, StoreErro
 /// must send one datagram each to (`ssm client update --multicast` reads
 /// them back: the credential is what the OBT gives a switch; a change of
 /// hrefs updates it in place, see [`ssm_ocf::onboarding::SSM_HREFS_TAG`]).
+/// `desc` is free text the device keeps and returns for credtypes 128 and
+/// 256 (REFERENCE-SSM §1, per-type rules and `oc_sec_encode_cred`).
 fn client_desc(epoch: i64, hrefs: &[String]) -> String {
     if hrefs.iter().all(|h| h == HREF) {
         ssm_desc(epoch)

@@ -168,9 +168,10 @@ pub fn split_secure_ep(ep: &str) -> Option<(&str, u16)> {
 
 /// The port of the device's DTLS endpoint: the `coaps://` endpoint of its
 /// `oic.r.doxm` link (where the reference OBT opens its owner-transfer and
-/// provisioning sessions; the reference devices serve DTLS on a port of its
-/// own), preferring the one at `host` (the address it answered from, zone
-/// ignored). `None` when the links name none.
+/// provisioning sessions, REFERENCE-SSM §6 "over the secure endpoint"; the
+/// reference devices serve DTLS on a port of their own), preferring the one
+/// at `host` (the address it answered from, zone ignored). `None` when the
+/// links name none.
 pub fn secure_port(links: &[Link], host: &str) -> Option<u16> {
     let host = host.split('%').next().unwrap_or(host);
     let eps: Vec<(&str, u16)> = links

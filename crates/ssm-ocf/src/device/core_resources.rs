@@ -56,10 +56,12 @@ impl Device {
             links.extend(self.security_links(anchor.clone()));
         }
         for e in &self.entries {
-            // With security on, an application resource is reached secured:
-            // its `coaps://` endpoints come first, as the reference stack
-            // lists a secure resource (its clients take the first `ep`),
-            // then `coap://` (OSCORE requests), then the SSM endpoints.
+            // With security on, an application resource is reached secured
+            // (REFERENCE-SSM §4: the reference stack denies an unsecured
+            // request to one whatever the ACL): its `coaps://` endpoints
+            // come first, as the reference stack lists a secure resource
+            // (its clients take the first `ep`), then `coap://` (OSCORE
+            // requests), then the SSM endpoints (§5: after the others).
             let mut eps = match self.security {
                 Some(_) => secure_eps(&self.endpoints),
                 None => Vec::new(),
