@@ -58,16 +58,31 @@ impl RefObt {
         } else {
             "Discovered unowned device: "
         };
-        self.0.choose(item, STEP);
         let mut seen: Vec<String> = Vec::new();
-        while !want.iter().all(|w| seen.iter().any(|s| s == w)) || seen.len() < want.len() + more {
-            self.0.expect(what, STEP);
-            let id = self.0.expect(" ", STEP).trim().to_string();
-            if !seen.contains(&id) {
-                seen.push(id);
+        let done = |seen: &Vec<String>| {
+            want.iter().all(|w| seen.iter().any(|s| s == w)) && seen.len() >= want.len() + more
+        };
+        // A device still starting misses one discovery: asked again, a
+        // bounded number of times.
+        for _ in 0..5 {
+            self.0.choose(item, STEP);
+            while !done(&seen) {
+                if self.0.try_expect(what, Duration::from_secs(3)).is_none() {
+                    break;
+                }
+                let id = self.0.expect(" ", STEP).trim().to_string();
+                if !seen.contains(&id) {
+                    seen.push(id);
+                }
+            }
+            if done(&seen) {
+                return seen;
             }
         }
-        seen
+        panic!(
+            "{} listed only {seen:?} (want {want:?} and {more} more)",
+            self.0.name
+        );
     }
 
     /// Picks `uuid` in the device list the menu printed last before
