@@ -235,6 +235,20 @@ fn unowned_at(v: &serde_json::Value, addr: &str) -> Option<String> {
         .map(|d| d["ep"].as_str().unwrap().to_string())
 }
 
+/// The endpoint of the unowned device at `addr`, asked by discovery until
+/// it answers (a reference app takes seconds to come up, also after a
+/// hard reset, more on a loaded machine; bounded: about 30 s).
+fn wait_unowned(h: &Host, domain: &str, addr: &str) -> String {
+    let mut last = serde_json::Value::Null;
+    for _ in 0..30 {
+        last = discover(h, domain);
+        if let Some(ep) = unowned_at(&last, addr) {
+            return ep;
+        }
+    }
+    panic!("no unowned device at {addr}: {last}");
+}
+
 /// Our switch's multicast UPDATE (IPv6 ff02::158 on the bridge, port 5683).
 fn switch_sends(h: &Host, state: &std::path::Path, value: &str) -> serde_json::Value {
     h.json(
@@ -296,9 +310,7 @@ fn our_obt_commissions_their_light() {
 
     // Their light takes a moment to come up: discovery until it answers.
     let their_addr = &topo.nodes[1][6];
-    let ep = (0..10)
-        .find_map(|_| unowned_at(&discover(&h[0], domain), their_addr))
-        .expect("their light answers discovery");
+    let ep = wait_unowned(&h[0], domain, their_addr);
     let v = onboard_reading_their_pin(&h[0], domain, &ep, "their-light", &mut light);
     assert_eq!(v["onboarded"], 1, "{v}");
     for (ep, state, name, role) in [
@@ -466,10 +478,9 @@ fn our_obt_commissions_their_light() {
         false,
     );
     assert_eq!(o["reset"], true, "{o}");
-    assert!(
-        (0..10).any(|_| unowned_at(&discover(&h[0], domain), their_addr).is_some()),
-        "their light is not unowned again after the offboard"
-    );
+    let t0 = Instant::now();
+    wait_unowned(&h[0], domain, their_addr);
+    eprintln!("their light unowned again after {:?}", t0.elapsed());
 }
 
 /// (c) A mixed hallway: our OBT commissions two of our lights (serving SSM
@@ -503,9 +514,7 @@ fn mixed_hallway_one_datagram() {
         false,
     );
     let their_addr = &topo.nodes[3][6];
-    let ep = (0..10)
-        .find_map(|_| unowned_at(&discover(&h[0], domain), their_addr))
-        .expect("their light answers discovery");
+    let ep = wait_unowned(&h[0], domain, their_addr);
     onboard_reading_their_pin(&h[0], domain, &ep, "their-light", &mut theirs);
     let by_pin = |ep: &str, pin: std::path::PathBuf, name: &str, role: &str| {
         h[0].json(

@@ -252,7 +252,10 @@ pub async fn device_links(socket: &UdpSocket, peer: SocketAddr) -> Result<Vec<Li
             Block2Progress::More(r, value) => {
                 let mut more = get.clone();
                 more.set_option_uint(ssm_coap::OptionNumber::BLOCK2, value);
-                let part = request(socket, peer, more, Duration::from_millis(400), 2).await?;
+                // A later block lost is not a silent device.
+                let part = request(socket, peer, more, Duration::from_millis(400), 2)
+                    .await
+                    .map_err(|e| ObtError::Protocol(peer, format!("/oic/res: {e}")))?;
                 step = r.push(part).map_err(bad)?;
             }
         }
@@ -274,13 +277,23 @@ pub fn secure_peer(links: &[Link], peer: SocketAddr) -> SocketAddr {
 }
 
 /// [`secure_peer`] from the device's `/oic/res`; `peer` when it does not
-/// answer (a device that lists nothing serves DTLS beside plain CoAP).
-async fn find_secure_peer(socket: &UdpSocket, peer: SocketAddr) -> (SocketAddr, Vec<Link>) {
+/// tell (a device that lists nothing serves DTLS beside plain CoAP). A
+/// device that does not answer at all is not asked for DTLS either: the
+/// error is what a handshake with it would end in, a second sooner than
+/// the plain request's timeout plus the handshake's.
+async fn find_secure_peer(
+    socket: &UdpSocket,
+    peer: SocketAddr,
+) -> Result<(SocketAddr, Vec<Link>), ObtError> {
     match device_links(socket, peer).await {
-        Ok(l) => (secure_peer(&l, peer), l),
+        Ok(l) => Ok((secure_peer(&l, peer), l)),
+        Err(ObtError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => Err(ObtError::Handshake {
+            peer,
+            reason: format!("no answer to plain CoAP either: {e}"),
+        }),
         Err(e) => {
             tracing::debug!(%peer, error = %e, "no /oic/res: DTLS at the plain CoAP port");
-            (peer, Vec::new())
+            Ok((peer, Vec::new()))
         }
     }
 }
@@ -325,7 +338,7 @@ pub async fn onboard_with(
     // Where it serves DTLS, and its SSM resources: asked before `oxmsel`
     // (the reference device resets plain requests once an owner transfer
     // method is selected).
-    let (secure, links) = find_secure_peer(&socket, peer).await;
+    let (secure, links) = find_secure_peer(&socket, peer).await?;
     let mut seq = owner_transfer(obt, new_uuid, domain);
     // Step 0 (plain): select Random PIN.
     let first = seq
@@ -399,7 +412,7 @@ async fn owner_session(
     owner_psk: &[u8; 16],
 ) -> Result<(UdpSocket, DtlsSession, SocketAddr), ObtError> {
     let socket = crate::client::socket_for(peer).await?;
-    let (peer, _) = find_secure_peer(&socket, peer).await;
+    let (peer, _) = find_secure_peer(&socket, peer).await?;
     let cfg = DtlsConfig::psk_client(obt.as_bytes().to_vec(), owner_psk.to_vec())
         .with_handshake_timeout(HANDSHAKE_TIMEOUT);
     let session = connect(&socket, peer, &cfg, HANDSHAKE_TIMEOUT)

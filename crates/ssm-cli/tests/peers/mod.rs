@@ -8,9 +8,10 @@ use ssm_testkit::{menu_index, Host, MenuApp};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// How long one menu step may take (discovery waits, DTLS handshakes with
-/// the reference stack's retransmissions).
-pub const STEP: Duration = Duration::from_secs(15);
+/// How long one menu step may take: discovery waits, and DTLS handshakes
+/// with the reference stack's retransmissions (mbedTLS gives a handshake
+/// up to 20 s: a lost flight on a loaded machine costs seconds).
+pub const STEP: Duration = Duration::from_secs(30);
 
 /// A reference binary, read where the shared folder is (never copied).
 pub fn bin(name: &str) -> PathBuf {
