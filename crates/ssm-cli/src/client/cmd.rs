@@ -85,45 +85,54 @@ pub(super) async fn get(state_dir: &Path, ep: &str, href: &str, json: bool) -> R
     Ok(code.is_response() && code.class() == 2)
 }
 
-/// The multicast form of `ssm client update`.
+/// The options of `ssm client update` (the multicast form uses them all).
 pub(super) struct Multicast<'a> {
+    /// `--href`: unicast, the resource (default: the example URI); with
+    /// `--multicast`, overrides the hrefs the OBT named.
     pub(super) href: Option<&'a str>,
     pub(super) value: OnOff,
     pub(super) no_no_response: bool,
     pub(super) confirm: bool,
     pub(super) confirm_ms: u64,
+    pub(super) group: Option<&'a str>,
     pub(super) net: &'a Net,
 }
 
-/// `ssm client update`: the fields of `Cmd::Update`.
-#[allow(clippy::too_many_arguments)]
+/// `ssm client update`.
 pub(super) async fn update(
     state_dir: &Path,
     ep: Option<String>,
-    value: OnOff,
     multicast: bool,
-    href: Option<String>,
-    no_no_response: bool,
-    confirm: bool,
-    confirm_ms: u64,
-    net: Net,
+    m: Multicast<'_>,
     json: bool,
 ) -> Result<bool> {
+    let (href, value) = (m.href.unwrap_or(HREF).to_string(), m.value);
     let props = cbor::map([("value", Value::Bool(matches!(value, OnOff::On)))]);
     let creds = load_creds(state_dir)?;
     let oscore = creds.oscore_creds()?;
     if multicast {
-        let m = Multicast {
-            href: href.as_deref(),
-            value,
-            no_no_response,
-            confirm,
-            confirm_ms,
-            net: &net,
-        };
-        return update_multicast(state_dir, &oscore, &creds, m, json).await;
+        let chosen = ssm_ocf::groups::choose_sender(&creds.creds, m.group).map_err(|e| match e {
+            ssm_ocf::groups::SenderChoice::None => anyhow!(
+                "no SSM client credential (credtype 128) in {}: run `ssm creds generate`, or grant this switch (`ssm obt ssm grant`)",
+                crate::state::creds_path(state_dir).display()
+            ),
+            e => crate::usage!("{e}"),
+        })?;
+        // The group's id, if the credential names one (to confirm only
+        // the lights of that group).
+        let group_id = chosen
+            .oscore
+            .as_ref()
+            .and_then(|o| o.desc.as_deref())
+            .and_then(ssm_ocf::groups::group_of_desc)
+            .map(|g| g.1);
+        // Where its lights serve SSM: the hrefs the OBT named in the
+        // credential (one datagram each), unless --href says.
+        let desc = chosen.oscore.as_ref().and_then(|o| o.desc.as_deref());
+        let hrefs = multicast_hrefs(m.href, desc);
+        let credid = chosen.credid;
+        return update_multicast(state_dir, &oscore, (credid, group_id), &hrefs, m, json).await;
     }
-    let href = href.unwrap_or_else(|| HREF.to_string());
     let ep = ep.ok_or_else(|| crate::usage!("give a device endpoint, or --multicast"))?;
     let peer = parse_ep(&ep)?;
     let sock = socket_for(peer).await?;
@@ -169,39 +178,31 @@ pub(super) async fn update(
     Ok(code.class() == 2)
 }
 
-/// `ssm client update --multicast [--confirm]`: one SSM datagram.
+/// `ssm client update --multicast [--group NAME] [--confirm]`: one SSM
+/// datagram, protected with the sender credential `credid` (one per group
+/// the switch commands; each its own sequence numbers).
 async fn update_multicast(
     state_dir: &Path,
     oscore: &[OscoreCred],
-    creds: &ssm_ocf::cred::CredResource,
+    (credid, group_id): (u32, Option<u32>),
+    hrefs: &[String],
     m: Multicast<'_>,
     json: bool,
 ) -> Result<bool> {
     let Multicast {
-        href,
+        href: _,
         value,
         no_no_response,
         confirm,
         confirm_ms,
+        group,
         net,
     } = m;
     let props = cbor::map([("value", Value::Bool(matches!(value, OnOff::On)))]);
     let cred = oscore
         .iter()
-        .find(|c| c.credtype == CredType::SsmClient)
-        .ok_or_else(|| {
-            anyhow!(
-                "no SSM client credential (credtype 128) in {}: run `ssm creds generate`",
-                crate::state::creds_path(state_dir).display()
-            )
-        })?;
-    let desc = creds
-        .creds
-        .iter()
-        .find(|c| c.credid == cred.credid)
-        .and_then(|c| c.oscore.as_ref())
-        .and_then(|o| o.desc.as_deref());
-    let hrefs = multicast_hrefs(href, desc);
+        .find(|c| c.credtype == CredType::SsmClient && c.credid == credid)
+        .ok_or_else(|| anyhow!("SSM client credential {credid} is not usable"))?;
     let store = ssm_runtime::state_dir::StateDir::new(state_dir).sequence_store(cred.credid);
     let mut sender = SsmSender::new(cred, store)?;
     let targets = MulticastTargets::open(&net.scope())?;
@@ -212,7 +213,7 @@ async fn update_multicast(
         );
     }
     let mut sent = Vec::new();
-    for h in &hrefs {
+    for h in hrefs {
         for s in sender.send(&targets, h, &props, !no_no_response).await? {
             sent.push((h.as_str(), s));
         }
@@ -228,6 +229,7 @@ async fn update_multicast(
             matches!(value, OnOff::On),
             Duration::from_millis(confirm_ms),
             &sent,
+            group_id,
             json,
         )
         .await;
@@ -237,7 +239,10 @@ async fn update_multicast(
             .iter()
             .map(|(h, s)| serde_json::json!({"href": h, "to": s.to.to_string(), "piv": s.piv, "bytes": s.len}))
             .collect();
-        println!("{}", serde_json::json!({"sent": s, "hrefs": hrefs}));
+        println!(
+            "{}",
+            serde_json::json!({"sent": s, "group": group, "hrefs": hrefs})
+        );
     } else {
         if hrefs.len() > 1 {
             println!(
@@ -246,31 +251,18 @@ async fn update_multicast(
                 hrefs.join(", ")
             );
         }
-        for (h, s) in &sent {
+        for (href, s) in &sent {
             println!(
-                "sent SSM UPDATE {h} {:?} to {} (seq {}, {} bytes)",
-                value, s.to, s.piv, s.len
+                "sent SSM UPDATE {href} {:?} to {} (seq {}, {} bytes){}",
+                value,
+                s.to,
+                s.piv,
+                s.len,
+                group.map(|g| format!(", group {g}")).unwrap_or_default()
             );
         }
     }
     Ok(true)
-}
-
-/// Where an SSM command goes: `--href` if given, else the hrefs the OBT
-/// listed in the SSM Client credential's description (its lights do not
-/// all serve the example URI), else the example URI.
-fn multicast_hrefs(href: Option<&str>, desc: Option<&str>) -> Vec<String> {
-    if let Some(h) = href {
-        return vec![h.to_string()];
-    }
-    let listed = desc
-        .map(ssm_ocf::onboarding::hrefs_in_desc)
-        .unwrap_or_default();
-    if listed.is_empty() {
-        vec![HREF.to_string()]
-    } else {
-        listed
-    }
 }
 
 /// `ssm client observe EP`.
@@ -350,6 +342,23 @@ pub(super) async fn observe(
         }
     }
     Ok(got == count)
+}
+
+/// Where an SSM command goes: `--href` if given, else the hrefs the OBT
+/// listed in the SSM Client credential's description (its lights do not
+/// all serve the example URI), else the example URI.
+fn multicast_hrefs(href: Option<&str>, desc: Option<&str>) -> Vec<String> {
+    if let Some(h) = href {
+        return vec![h.to_string()];
+    }
+    let listed = desc
+        .map(ssm_ocf::onboarding::hrefs_in_desc)
+        .unwrap_or_default();
+    if listed.is_empty() {
+        vec![HREF.to_string()]
+    } else {
+        listed
+    }
 }
 
 #[cfg(test)]

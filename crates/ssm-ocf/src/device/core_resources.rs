@@ -54,6 +54,11 @@ impl Device {
         links[1].rt.push(self.info.device_type.clone());
         if self.security.is_some() {
             links.extend(self.security_links(anchor.clone()));
+            links.push(core(
+                crate::groups::HREF,
+                crate::groups::RT,
+                &crate::groups::INTERFACES,
+            ));
         }
         for e in &self.entries {
             // With security on, an application resource is reached secured
