@@ -289,6 +289,14 @@ impl SecurityState {
         }
     }
 
+    /// `peer` is the owner of an owned device (its owner DTLS session or a
+    /// credential whose subject is `devowneruuid`): who may change the
+    /// device's configuration (`/oic/con`). An owner-transfer session is
+    /// not, before the device is owned.
+    pub fn peer_is_owner(&self, peer: &Peer) -> bool {
+        self.doxm.owned && self.is_owner(peer)
+    }
+
     /// Access to a non-security resource. `core` marks `/oic/res`,
     /// `/oic/d`, `/oic/p`, which are always readable.
     pub fn authorize(&self, peer: &Peer, href: &str, req: &Message, core: bool) -> Access {
