@@ -20,7 +20,12 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
             "ssm device --state-dir hall/light-0              # unowned: prints its Random PIN",
             "ssm device --state-dir hall/switch-0 --role switch",
             "ssm device --state-dir light --iface eth1 --no-ipv4 --json",
+            "ssm device --state-dir hall/light-0 --unicast-port 5690 --power-on off",
         ],
+    ),
+    (
+        "device reset",
+        &["ssm device reset --state-dir hall/light-0   # prints the new UUID"],
     ),
     (
         "client",

@@ -284,6 +284,11 @@ impl Device {
         self.ssm_v4 = ipv4;
     }
 
+    /// The hrefs of the application resources.
+    pub fn hrefs(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.href.as_str())
+    }
+
     /// The representation of an application resource (its default
     /// interface), e.g. `{"value": true}`.
     pub fn representation(&self, href: &str) -> Option<Value> {

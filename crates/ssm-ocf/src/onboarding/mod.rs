@@ -12,7 +12,7 @@ mod reconcile;
 mod sequence;
 
 pub use reconcile::{read_state, reconcile, Reconciliation, MANAGED_CREDTYPES};
-pub use sequence::{hard_reset, owner_transfer, provision, MAX_BATCH_BYTES};
+pub use sequence::{hard_reset, owner_transfer, provision, rename, MAX_BATCH_BYTES};
 
 /// Which channel a request must use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
