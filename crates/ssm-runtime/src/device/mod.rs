@@ -21,6 +21,7 @@ mod notify;
 mod pin;
 mod resources;
 mod unicast;
+use resources::renamed;
 
 use dtls::DtlsPeer;
 pub use dtls::{
@@ -279,18 +280,6 @@ fn contexts(
         });
     }
     Ok((ssm, pairwise))
-}
-
-/// The owner renamed the device: the name is persisted in `device.json`
-/// (a failed write is logged; the device answers with the new name until
-/// it restarts).
-fn renamed(st: &mut State, name: String, events: &broadcast::Sender<DeviceEvent>) {
-    let di = st.device.info().di;
-    match st.persist.dir.save_name(&name, di) {
-        Ok(()) => tracing::info!(%name, "renamed by the owner"),
-        Err(e) => tracing::error!(error = %e, "cannot persist the new device name"),
-    }
-    let _ = events.send(DeviceEvent::Renamed { name });
 }
 
 /// After a request: persist changed security resources, rebuild contexts

@@ -1,10 +1,12 @@
-//! The application resources' state kept across restarts
+//! What a device keeps of itself besides its security state: the name its
+//! owner gave it (`device.json`), and the application resources' state
+//! kept across restarts
 //! (`DeviceConfig::persist_resources`): after each change the
 //! representations go to one writer task, which replaces `resources.json`
 //! atomically (0600) with the latest one. Changes that come faster than
 //! the disk are coalesced (the file only ever needs the last state), and
 //! no write holds up the request that made the change.
-use super::State;
+use super::{DeviceEvent, State};
 use crate::state_dir::StateDir;
 use std::collections::BTreeMap;
 use tokio::sync::watch;
@@ -54,4 +56,20 @@ pub(super) async fn writer(dir: StateDir, mut rx: watch::Receiver<Option<Snapsho
             Err(e) => tracing::error!(error = %e, "resource state writer"),
         }
     }
+}
+
+/// The owner renamed the device: the name is persisted in `device.json`
+/// (a failed write is logged; the device answers with the new name until
+/// it restarts).
+pub(super) fn renamed(
+    st: &mut State,
+    name: String,
+    events: &tokio::sync::broadcast::Sender<DeviceEvent>,
+) {
+    let di = st.device.info().di;
+    match st.persist.dir.save_name(&name, di) {
+        Ok(()) => tracing::info!(%name, "renamed by the owner"),
+        Err(e) => tracing::error!(error = %e, "cannot persist the new device name"),
+    }
+    let _ = events.send(DeviceEvent::Renamed { name });
 }
