@@ -73,6 +73,22 @@ fn print_json_error(message: &str, exit: u8) {
     println!("{}", serde_json::json!({"error": message, "exit": exit}));
 }
 
+/// Log lines on stderr: RFC 3339 UTC wall-clock timestamps (comparable
+/// across hosts and with other logs), the device's name where a device
+/// logs, and colour only on a terminal (and not with `NO_COLOR`).
+fn init_logging(level: &str) {
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SSM_LOG").unwrap_or_else(|_| level.into()),
+        )
+        .with_timer(tracing_subscriber::fmt::time::SystemTime)
+        .with_ansi(colour)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 fn main() -> std::process::ExitCode {
     // A closed stdout (`ssm … | head`) ends the process quietly, as it does
     // any Unix filter (killed by SIGPIPE: status 141 in a shell), instead
@@ -115,12 +131,7 @@ fn main() -> std::process::ExitCode {
         (false, 1) => "debug",
         _ => "trace",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SSM_LOG").unwrap_or_else(|_| level.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(level);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -477,6 +477,20 @@ fn wrong_pins_are_logged_and_back_off_then_a_new_pin() {
         log.contains("no PIN session until the back-off ends"),
         "{log}"
     );
+    // Logs: no colour into a file, RFC 3339 UTC timestamps, the device's
+    // name.
+    assert!(!log.contains('\x1b'), "ANSI escapes in a file:\n{log}");
+    for l in log
+        .lines()
+        .filter(|l| l.contains("Random PIN attempt failed"))
+    {
+        let ts = l.split_whitespace().next().unwrap();
+        assert!(
+            ts.len() >= 20 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T',
+            "not RFC 3339: {l}"
+        );
+        assert!(l.contains("device{name=light}"), "no device name: {l}");
+    }
     for p in [&pin, &new_pin] {
         assert!(!log.contains(p.as_str()), "a PIN in the log:\n{log}");
     }

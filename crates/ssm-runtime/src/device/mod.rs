@@ -430,8 +430,9 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
 
     let (events, _) = broadcast::channel(1024);
     let now = std::time::Instant::now();
-    // Every log line of the device's tasks names it.
-    let span = tracing::info_span!("device", name = %device.info().name);
+    // Every log line of the device's tasks names it (a span at error
+    // level is enabled whatever the filter).
+    let span = tracing::error_span!("device", name = %device.info().name);
     let mut tasks = Vec::new();
     let resources = config.persist_resources.then(|| {
         let (tx, rx) = tokio::sync::watch::channel(None);
