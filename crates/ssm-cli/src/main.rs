@@ -2,6 +2,7 @@
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod client;
+mod config;
 mod creds;
 mod demo;
 mod device;
@@ -27,6 +28,12 @@ struct Cli {
     /// Only errors.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Settings file (default: $XDG_CONFIG_HOME/ssm/ssm.toml or
+    /// ~/.config/ssm/ssm.toml): iface, domain, port, unicast_port. Flags
+    /// win over SSM_IFACE, SSM_DOMAIN, SSM_PORT, SSM_UNICAST_PORT, which
+    /// win over the file.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -73,6 +80,13 @@ fn print_json_error(message: &str, exit: u8) {
     println!("{}", serde_json::json!({"error": message, "exit": exit}));
 }
 
+/// The settings file (`--config`, or the per-user one).
+fn config_file() -> anyhow::Result<config::FileConfig> {
+    let args: Vec<String> = std::env::args().collect();
+    let path = config::path(&args, &|k| std::env::var(k).ok())?;
+    config::load(path.as_deref())
+}
+
 /// Log lines on stderr: RFC 3339 UTC wall-clock timestamps (comparable
 /// across hosts and with other logs), the device's name where a device
 /// logs, and colour only on a terminal (and not with `NO_COLOR`).
@@ -100,7 +114,17 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let matches = match examples::attach(Cli::command()).try_get_matches() {
+    let file = match config_file() {
+        Ok(f) => f,
+        Err(e) => {
+            if std::env::args().any(|a| a == "--json") {
+                print_json_error(&format!("{e:#}"), usage::EXIT_USAGE);
+            }
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::from(usage::EXIT_USAGE);
+        }
+    };
+    let matches = match config::apply(examples::attach(Cli::command()), &file).try_get_matches() {
         Ok(m) => m,
         Err(e) => {
             // A parse error (exit status 2): also as JSON if asked for.
