@@ -24,6 +24,10 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "man",
+        &["ssm man /usr/local/share/man/man1   # ssm.1, ssm-device.1, ..."],
+    ),
+    (
         "device reset",
         &["ssm device reset --state-dir hall/light-0   # prints the new UUID"],
     ),

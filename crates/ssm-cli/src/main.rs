@@ -8,6 +8,7 @@ mod demo;
 mod device;
 mod engine_ui;
 mod examples;
+mod manpages;
 mod obt;
 mod state;
 mod usage;
@@ -18,6 +19,7 @@ mod usage;
 #[command(
     name = "ssm",
     version,
+    propagate_version = true,
     after_help = "Start with `ssm demo`. Every subcommand has --help with examples, --json \
 for machines, and -v/-q (or SSM_LOG=debug) for logging."
 )]
@@ -58,6 +60,14 @@ enum Command {
         /// The shell.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+    /// Write the man pages (ssm.1, ssm-device.1, …) into a directory.
+    Man {
+        /// Where (created if missing).
+        dir: std::path::PathBuf,
+        /// The files written, as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -149,6 +159,25 @@ fn main() -> std::process::ExitCode {
         let _ = std::io::stdout().write_all(&script);
         return std::process::ExitCode::SUCCESS;
     }
+    if let Command::Man { dir, json } = &cli.command {
+        return match manpages::write_all(examples::attach(Cli::command()), dir) {
+            Ok(pages) if *json => {
+                println!("{}", serde_json::json!({"dir": dir, "pages": pages}));
+                std::process::ExitCode::SUCCESS
+            }
+            Ok(pages) => {
+                println!("{} man pages in {}", pages.len(), dir.display());
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                if *json {
+                    print_json_error(&format!("{e:#}"), 1);
+                }
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -173,7 +202,7 @@ fn main() -> std::process::ExitCode {
             Command::Client(args) => client::run(args).await,
             Command::Creds(cmd) => creds::run(cmd),
             Command::Obt(args) => obt::run(args).await,
-            Command::Completions { .. } => Ok(true),
+            Command::Completions { .. } | Command::Man { .. } => Ok(true),
         }
     });
     match result {
