@@ -281,8 +281,30 @@ fn identity_rename_current_uuid_and_factory_reset() {
     assert_eq!(dev.ready["uuid"], reset_uuid.as_str());
     let new_pin = dev.next("pin", Duration::from_secs(5)).unwrap();
     assert_ne!(new_pin["pin"], pin.as_str());
+    assert_eq!(new_pin["uuid"], reset_uuid.as_str(), "the sheet needs both");
     let old_owner = rt.block_on(obt_transport::owns(peer(uport), obt, &done.owner_psk));
     assert!(!old_owner.unwrap(), "the old owner PSK opens nothing");
+    // After a hard reset by its (new) owner the device shows its current
+    // UUID with the new PIN too.
+    let (obt2, uuid2) = (zero_free_uuid(), zero_free_uuid());
+    let done2 = rt
+        .block_on(obt_transport::onboard(
+            peer(uport),
+            new_pin["pin"].as_str().unwrap(),
+            obt2,
+            uuid2,
+            (zero_free_uuid(), "daydev"),
+            &mut |_, _| {},
+        ))
+        .unwrap();
+    rt.block_on(obt_transport::hard_reset(
+        peer(uport),
+        obt2,
+        &done2.owner_psk,
+    ))
+    .unwrap();
+    let after_hard_reset = dev.next("pin", Duration::from_secs(5)).unwrap();
+    assert_eq!(after_hard_reset["uuid"], uuid2.to_string());
     let log = dev.stop();
     assert!(!log.contains(&pin), "the PIN is never logged");
 }

@@ -2,13 +2,18 @@
 //! or one JSON object per line (`--json`).
 use ssm_runtime::device::DeviceEvent;
 
-pub(super) fn print_event(ev: &DeviceEvent, json: bool) {
+/// Prints `ev`; `uuid` is the device's UUID now (shown with a PIN: after a
+/// hard or factory reset the commissioning sheet needs both).
+pub(super) fn print_event(ev: &DeviceEvent, json: bool, uuid: ssm_ocf::Uuid) {
     match (ev, json) {
         (DeviceEvent::Pin(pin), true) => {
-            println!("{}", serde_json::json!({"event": "pin", "pin": pin}))
+            println!(
+                "{}",
+                serde_json::json!({"event": "pin", "pin": pin, "uuid": uuid})
+            )
         }
         (DeviceEvent::Pin(pin), false) => {
-            println!("unowned: give the onboarding tool this PIN: {pin}")
+            println!("unowned ({uuid}): give the onboarding tool this PIN: {pin}")
         }
         (DeviceEvent::Owned { device_uuid, owner }, true) => {
             println!(

@@ -185,8 +185,9 @@ async fn run_device(a: RunArgs) -> Result<bool> {
             }
         }
     }
+    let current = || handle.security().map(|s| s.device_uuid()).unwrap_or(di);
     if let Some(pin) = handle.pin() {
-        print_event(&DeviceEvent::Pin(pin), a.json);
+        print_event(&DeviceEvent::Pin(pin), a.json, current());
     }
     // Drops are printed coalesced (one line per reason and 10 ms, with a
     // count): a flood must not turn into one write per datagram.
@@ -202,7 +203,7 @@ async fn run_device(a: RunArgs) -> Result<bool> {
                 Ok(DeviceEvent::Dropped(r)) => *drops.entry(format!("{r:?}")).or_default() += 1,
                 Ok(ev) => {
                     print_drops(&mut drops, a.json);
-                    print_event(&ev, a.json)
+                    print_event(&ev, a.json, current())
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "event output lagged");
