@@ -159,32 +159,7 @@ async fn run_device(a: RunArgs) -> Result<bool> {
         .iter()
         .filter(|c| c.credtype == ssm_ocf::cred::CredType::SsmServer)
         .count();
-    if a.json {
-        let state = light.then(|| handle.representation(&a.href)).flatten();
-        println!(
-            "{}",
-            serde_json::json!({"event": "ready", "name": id.name, "uuid": di, "di": di, "role": a.role, "endpoints": handle.endpoints, "unicast_port": handle.unicast.port(), "ssm_server_creds": ssm_creds, "state": state})
-        );
-    } else {
-        println!("{} '{}' ({di}) ready", a.role, id.name);
-        println!("  unicast: {}", handle.endpoints.join(", "));
-        if light {
-            let on = handle
-                .representation(&a.href)
-                .and_then(|v| v.get("value").and_then(|v| v.as_bool()));
-            println!(
-                "  SSM: {} on {} ({} SSM server credential(s)); {} (power-on: {})",
-                a.href,
-                a.ifaces.join(","),
-                ssm_creds,
-                if on == Some(true) { "on" } else { "off" },
-                a.power_on
-            );
-            if ssm_creds == 0 {
-                println!("  warning: no SSM server credential (credtype 256) in creds.json: run `ssm creds generate`, or onboard it with `ssm obt`");
-            }
-        }
-    }
+    print_ready(&a, &handle, &id.name, di, ssm_creds);
     let current = || handle.security().map(|s| s.device_uuid()).unwrap_or(di);
     if let Some(pin) = handle.pin() {
         print_event(&DeviceEvent::Pin(pin), a.json, current());
@@ -230,6 +205,44 @@ async fn run_device(a: RunArgs) -> Result<bool> {
         );
     }
     Ok(true)
+}
+
+/// The first line(s) `ssm device` prints: `ready`, with the current UUID
+/// and, for a light, its state after the power-on setting.
+fn print_ready(
+    a: &RunArgs,
+    handle: &ssm_runtime::device::DeviceHandle,
+    name: &str,
+    di: ssm_ocf::Uuid,
+    ssm_creds: usize,
+) {
+    let light = a.role == "light";
+    if a.json {
+        let state = light.then(|| handle.representation(&a.href)).flatten();
+        println!(
+            "{}",
+            serde_json::json!({"event": "ready", "name": name, "uuid": di, "di": di, "role": a.role, "endpoints": handle.endpoints, "unicast_port": handle.unicast.port(), "ssm_server_creds": ssm_creds, "state": state})
+        );
+    } else {
+        println!("{} '{}' ({di}) ready", a.role, name);
+        println!("  unicast: {}", handle.endpoints.join(", "));
+        if light {
+            let on = handle
+                .representation(&a.href)
+                .and_then(|v| v.get("value").and_then(|v| v.as_bool()));
+            println!(
+                "  SSM: {} on {} ({} SSM server credential(s)); {} (power-on: {})",
+                a.href,
+                a.ifaces.join(","),
+                ssm_creds,
+                if on == Some(true) { "on" } else { "off" },
+                a.power_on
+            );
+            if ssm_creds == 0 {
+                println!("  warning: no SSM server credential (credtype 256) in creds.json: run `ssm creds generate`, or onboard it with `ssm obt`");
+            }
+        }
+    }
 }
 
 pub(crate) async fn shutdown() {
