@@ -445,6 +445,78 @@ mod tests {
     }
 
     #[test]
+    fn factory_reset_leaves_an_unowned_device_with_a_new_uuid() {
+        let d = tmp("reset");
+        let old = uuid::Uuid::from_u128(1);
+        d.save_identity(&Identity {
+            deviceuuid: old,
+            name: "hall-1".into(),
+        })
+        .unwrap();
+        let mut owned = SecurityState::new(uuid::Uuid::from_u128(2));
+        owned.doxm.owned = true;
+        d.save_security(&owned).unwrap();
+        for f in [
+            "creds.json",
+            "ssm-replay-floors.json",
+            "pin",
+            "resources.json",
+            "ssn-3",
+            "ssn-3.lock",
+            "ssn-4",
+        ] {
+            std::fs::write(d.path().join(f), "x").unwrap();
+        }
+        std::fs::write(d.path().join("notes.txt"), "mine").unwrap();
+        let new = uuid::Uuid::from_u128(3);
+        let id = d.factory_reset(new, "light").unwrap();
+        assert_eq!(
+            id,
+            Identity {
+                deviceuuid: new,
+                name: "hall-1".into()
+            }
+        );
+        assert_eq!(d.load_identity().unwrap(), Some(id));
+        assert_eq!(d.load_security().unwrap(), Some(SecurityState::new(new)));
+        let mut left: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["device.json", "notes.txt", "svr.json"]);
+        // A corrupt identity: the default name.
+        std::fs::write(d.identity_path(), "{").unwrap();
+        assert_eq!(d.factory_reset(new, "light").unwrap().name, "light");
+        let _ = std::fs::remove_dir_all(d.path());
+    }
+
+    #[test]
+    fn name_and_resources_round_trip() {
+        let d = tmp("name");
+        let di = uuid::Uuid::from_u128(9);
+        // No device.json yet (a library device): one is written.
+        d.save_name("east 1", di).unwrap();
+        assert_eq!(
+            d.load_identity().unwrap(),
+            Some(Identity {
+                deviceuuid: di,
+                name: "east 1".into()
+            })
+        );
+        assert!(d.load_resources().unwrap().is_empty());
+        let reps = std::collections::BTreeMap::from([(
+            "/BinarySwitchResURI".to_string(),
+            serde_json::json!({"value": true}),
+        )]);
+        d.save_resources(&reps).unwrap();
+        assert_eq!(d.load_resources().unwrap(), reps);
+        std::fs::write(d.resources_path(), "[").unwrap();
+        assert!(matches!(d.load_resources(), Err(LoadError::Corrupt(_))));
+        let _ = std::fs::remove_dir_all(d.path());
+    }
+
+    #[test]
     fn one_lock_per_dir() {
         let d = tmp("lock");
         let held = d.lock().unwrap();
