@@ -35,7 +35,7 @@ enum Cmd {
 #[derive(clap::Args, Debug)]
 struct RunArgs {
     /// State directory (device.json, creds.json, persisted counters).
-    /// (An `Option` only so that `ssm device reset` parses without it.)
+    // An `Option` only so that `ssm device reset` parses without it.
     #[arg(long, required = true)]
     state_dir: Option<PathBuf>,
     /// Device name (stored on first start; the owner may rename it later).
