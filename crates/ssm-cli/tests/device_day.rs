@@ -417,6 +417,26 @@ fn light_state_survives_restarts_per_power_on() {
     dev.stop();
     let bad = ssm_run(&["device", "--state-dir", "x", "--power-on", "dim"]);
     assert_eq!(bad.status.code(), Some(2));
+
+    // A wall switch says so: its role in the banner and in /oic/d, and a
+    // switch's default name; it keeps no light state.
+    let sw = Dev::start(
+        &tmp.path().join("wall"),
+        mport,
+        uport,
+        &["--role", "switch"],
+    );
+    assert_eq!(sw.ready["role"], "switch");
+    assert_eq!(sw.ready["name"], "switch");
+    assert!(sw.ready["state"].is_null(), "{}", sw.ready);
+    let (_, d) = rt().block_on(plain(uport, Code::GET, "/oic/d", None));
+    assert_eq!(
+        d["rt"],
+        serde_json::json!(["oic.wk.d", "oic.d.switch"]),
+        "{d}"
+    );
+    sw.stop();
+    assert!(!tmp.path().join("wall/resources.json").exists());
 }
 
 #[test]
