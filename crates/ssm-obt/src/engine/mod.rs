@@ -15,10 +15,15 @@ use uuid::Uuid;
 
 use crate::store::StoreError;
 
+mod groups;
 mod onboard;
 mod ops;
 mod sync;
 
+pub use groups::{
+    auto_enrol, grant_group, group_add, group_create, group_delete, group_rekey, group_remove,
+    revoke_group, GroupChanged, GroupDeleted,
+};
 pub use onboard::{
     onboard, onboard_many, plan_sheet, settle_onboarding, OnboardJob, OnboardReport, OnboardSource,
     Onboarding,
@@ -83,8 +88,16 @@ pub enum EngineError {
     #[error("{0} may command no light")]
     NoGrants(String),
     /// A rekey before the first grant.
-    #[error("no SSM group yet: grant a switch first (`ssm obt ssm grant`)")]
+    #[error("no SSM group `all` yet: grant a switch first (`ssm obt ssm grant`), or rekey a named group (`ssm obt group rekey NAME`)")]
     NoGroup,
+    /// A group command without devices.
+    #[error("no devices: name lights or switches")]
+    NoDevicesNamed,
+    /// A rekey of a group that has no key yet.
+    #[error(
+        "the SSM group {0} has no key yet: add a device first (`ssm obt group add {0} DEVICE`)"
+    )]
+    NoGroupKey(String),
     /// A worker task ended abnormally.
     #[error("{0}")]
     Task(String),
@@ -94,7 +107,10 @@ impl EngineError {
     /// Whether the request itself was wrong (a usage error), not the
     /// domain or a device.
     pub fn is_usage(&self) -> bool {
-        matches!(self, EngineError::NoLightsNamed | EngineError::Endpoint(_))
+        matches!(
+            self,
+            EngineError::NoLightsNamed | EngineError::NoDevicesNamed | EngineError::Endpoint(_)
+        )
     }
 }
 

@@ -243,8 +243,8 @@ pub struct OnboardReport {
     /// Per device: its endpoint and new UUID, or why it was not onboarded
     /// (devices the sheet cannot onboard first).
     pub devices: Vec<Onboarding>,
-    /// Interrupted earlier onboardings the devices confirmed, brought up
-    /// to date.
+    /// Interrupted earlier onboardings the devices confirmed, and the
+    /// devices auto-enrolment concerned, brought up to date.
     pub resumed: Vec<Synced>,
 }
 
@@ -266,7 +266,16 @@ pub async fn onboard(
         OnboardSource::Sheet { sheet, role } => plan_sheet(sheet, reach, role).await?,
     };
     let (mut s, done) = onboard_many(s, obt, &domain_name, work, jobs, progress).await?;
+    // Auto-enrolment (groups made with `--auto`): the new devices join
+    // them, and they and the group's devices are provisioned now.
+    let mut new: Vec<Uuid> = done
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok().copied())
+        .collect();
+    new.extend(&settled);
+    let mut to_sync = super::auto_enrol(&mut s, &new).await?;
+    to_sync.extend(&settled);
     devices.extend(done);
-    let resumed = sync_devices(&mut s, obt, &settled, reach, jobs, &super::no_progress).await?;
+    let resumed = sync_devices(&mut s, obt, &to_sync, reach, jobs, &super::no_progress).await?;
     Ok((s, OnboardReport { devices, resumed }))
 }

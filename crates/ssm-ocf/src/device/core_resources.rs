@@ -43,6 +43,13 @@ impl Device {
             ),
         ];
         links[1].rt.push(self.info.device_type.clone());
+        if self.security.is_some() {
+            links.push(core(
+                crate::groups::HREF,
+                crate::groups::RT,
+                &crate::groups::INTERFACES,
+            ));
+        }
         for e in &self.entries {
             let mut eps = eps.clone();
             if e.ssm {
@@ -171,10 +178,12 @@ impl Device {
                 }
             }
             Code::POST => {
+                // The owner of an owned device (not an owner-transfer
+                // session before the device is owned).
                 let owner = self
                     .security
                     .as_ref()
-                    .is_some_and(|s| s.peer_is_owner(&meta.security.peer()));
+                    .is_some_and(|s| s.doxm.owned && s.is_owner_peer(&meta.security.peer()));
                 if !owner {
                     let code = if meta.security.peer() == crate::security::Peer::Anonymous {
                         Code::UNAUTHORIZED

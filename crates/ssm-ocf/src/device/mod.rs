@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 mod core_resources;
 pub use core_resources::valid_name;
+mod grouping;
 
 /// Where the introspection data is served.
 pub const INTROSPECTION_DATA_HREF: &str = "/introspection/data";
@@ -324,6 +325,9 @@ impl Device {
         if meta.multicast && !discovery_get {
             // Multicast: discovery only; SSM updates come through apply_ssm.
             return Outcome::default();
+        }
+        if path == crate::groups::HREF {
+            return self.grouping(req, meta, iface.as_deref());
         }
         if path.starts_with("/oic/sec/") {
             let Some(sec) = self.security.as_mut() else {
