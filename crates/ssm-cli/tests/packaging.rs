@@ -98,12 +98,20 @@ fn man_pages_for_every_subcommand() {
 
 #[test]
 fn completions_know_the_new_flags() {
-    let out = ssm(&["completions", "bash"]);
+    // Read while it runs (`output`): a script larger than the pipe's
+    // buffer would block a wait-then-read.
+    let complete = |shell: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ssm"))
+            .args(["completions", shell])
+            .output()
+            .unwrap()
+    };
+    let out = complete("bash");
     let bash = String::from_utf8(out.stdout).unwrap();
     for w in ["reset", "--power-on", "--unicast-port", "--config", "man"] {
         assert!(bash.contains(w), "bash completion lacks {w}");
     }
-    let out = ssm(&["completions", "zsh"]);
+    let out = complete("zsh");
     assert!(String::from_utf8_lossy(&out.stdout).contains("--power-on"));
 }
 
