@@ -23,6 +23,9 @@ pub(super) async fn discover(net: &Net, rt: &str, wait_ms: u64, json: bool) -> R
         Duration::from_millis(wait_ms),
     )
     .await?;
+    if let Some(hint) = crate::config::lo_hint(&net.ifaces, found.len()) {
+        eprintln!("warning: {hint}");
+    }
     let mut out = Vec::new();
     for (from, links) in &found {
         for l in links {

@@ -46,6 +46,9 @@ pub(super) async fn discover(path: &Path, link: &Link, wait_ms: u64, json: bool)
     )
     .await
     .map_err(engine_err)?;
+    if let Some(hint) = crate::config::lo_hint(std::slice::from_ref(&link.iface), rows.len()) {
+        eprintln!("warning: {hint}");
+    }
     let unowned = rows.iter().filter(|r| !r.owned).count();
     if json {
         let u: Vec<_> = rows

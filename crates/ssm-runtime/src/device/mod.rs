@@ -18,7 +18,10 @@ mod dtls;
 mod error;
 mod multicast;
 mod notify;
+mod pin;
+mod resources;
 mod unicast;
+use resources::renamed;
 
 use dtls::DtlsPeer;
 pub use dtls::{
@@ -78,6 +81,12 @@ pub struct DeviceConfig {
     /// devices of the process (one fsync per command for all of them),
     /// instead of one file per device. `None`: the device's own file.
     pub floor_journal: Option<Arc<FloorJournal>>,
+    /// The unicast port (0: an ephemeral one).
+    pub unicast_port: u16,
+    /// Keep the application resources' state in the state dir
+    /// (`resources.json`, written after each change): what a light
+    /// restores at power-on ([`StateDir::load_resources`]).
+    pub persist_resources: bool,
 }
 
 impl DeviceConfig {
@@ -91,6 +100,8 @@ impl DeviceConfig {
             port: COAP_PORT,
             state_dir,
             floor_journal: None,
+            unicast_port: 0,
+            persist_resources: false,
         }
     }
 }
@@ -131,6 +142,27 @@ pub enum DeviceEvent {
         /// Number of credentials it holds now.
         creds: usize,
     },
+    /// A Random PIN attempt failed (the handshake did not verify under
+    /// the PIN).
+    PinFailed {
+        /// Who tried.
+        peer: SocketAddr,
+        /// Failures in a row, this one included.
+        in_a_row: u32,
+    },
+    /// Too many failed PIN attempts in a row: the PIN is void and no PIN
+    /// session is accepted for `backoff`; then a new [`DeviceEvent::Pin`].
+    PinBackOff {
+        /// How long.
+        backoff: std::time::Duration,
+        /// Back-off rounds since the last successful PIN session.
+        round: u32,
+    },
+    /// The owner renamed the device (`/oic/con`); persisted.
+    Renamed {
+        /// The new name.
+        name: String,
+    },
     /// The device was onboarded (owner transfer completed).
     Owned {
         /// Its new identity.
@@ -154,6 +186,8 @@ struct State {
     dtls: DtlsTable<DtlsPeer>,
     /// The Random PIN shown while unowned.
     pin: Option<String>,
+    /// Failed Random PIN attempts and the back-off.
+    pin_guard: ssm_ocf::security::pin_guard::PinGuard,
     /// Answering plain multicast (discovery).
     discovery: Discovery,
 }
@@ -192,6 +226,8 @@ struct Persistence {
     dir: StateDir,
     /// The process's floor journal and this device's key in it.
     floor_journal: Option<(Arc<FloorJournal>, String)>,
+    /// The resources' state for the writer task (`persist_resources`).
+    resources: Option<tokio::sync::watch::Sender<Option<resources::Snapshot>>>,
 }
 
 /// Counters.
@@ -378,7 +414,7 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
         .map(|j| (j, config.state_dir.to_string_lossy().into_owned()));
     let floors = load_floors(&dir, journal.as_ref())?;
     let (mut ssm, pairwise) = contexts(&device, &dir, floors)?;
-    let unicast = Arc::new(unicast::socket()?);
+    let unicast = Arc::new(unicast::socket(config.unicast_port)?);
     let (mcast, endpoints) = join_groups(config, unicast.local_addr()?.port())?;
     let any_v6 = config.ipv6
         && config
@@ -397,6 +433,19 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
 
     let (events, _) = broadcast::channel(1024);
     let now = std::time::Instant::now();
+    // Every log line of the device's tasks names it (a span at error
+    // level is enabled whatever the filter).
+    let span = tracing::error_span!("device", name = %device.info().name);
+    let mut tasks = Vec::new();
+    let resources = config.persist_resources.then(|| {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let task = resources::writer(dir.clone(), rx);
+        tasks.push(tokio::spawn(tracing::Instrument::instrument(
+            task,
+            span.clone(),
+        )));
+        tx
+    });
     let state = Arc::new(Mutex::new(State {
         device,
         oscore: Contexts {
@@ -408,10 +457,12 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
         persist: Persistence {
             dir,
             floor_journal: journal,
+            resources,
         },
         stats: Stats::default(),
         dtls: DtlsTable::new(DTLS_LIMITS, random_bytes::<32>(), now),
         pin: None,
+        pin_guard: Default::default(),
         discovery: Discovery {
             limiter: RateLimiter::new(now),
             leisure_socket: unicast.clone(),
@@ -422,31 +473,32 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
             .lock()
             .map_err(|_| io::Error::other("state poisoned"))?;
         new_pin_if_needed(&mut st, &events);
+        resources::started(&st);
     }
 
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(dtls::timer_loop(
-        unicast.clone(),
-        state.clone(),
-        events.clone(),
-    )));
-    tasks.push(tokio::spawn(unicast::receive_loop(
-        unicast.clone(),
-        state.clone(),
-        events.clone(),
-    )));
+    use tracing::Instrument;
+    tasks.push(tokio::spawn(
+        dtls::timer_loop(unicast.clone(), state.clone(), events.clone()).instrument(span.clone()),
+    ));
+    tasks.push(tokio::spawn(
+        unicast::receive_loop(unicast.clone(), state.clone(), events.clone())
+            .instrument(span.clone()),
+    ));
     // One SSM update of this device at a time from receive to apply, across
     // its multicast sockets, so floor writes land in order.
     let ssm_order = Arc::new(tokio::sync::Mutex::new(()));
     for (s, link) in mcast {
-        tasks.push(tokio::spawn(multicast::receive_loop(
-            s,
-            link,
-            unicast.clone(),
-            state.clone(),
-            events.clone(),
-            ssm_order.clone(),
-        )));
+        tasks.push(tokio::spawn(
+            multicast::receive_loop(
+                s,
+                link,
+                unicast.clone(),
+                state.clone(),
+                events.clone(),
+                ssm_order.clone(),
+            )
+            .instrument(span.clone()),
+        ));
     }
     Ok(DeviceHandle {
         endpoints,
@@ -531,7 +583,9 @@ fn new_pin_if_needed(st: &mut State, events: &broadcast::Sender<DeviceEvent>) {
         .device
         .security()
         .is_some_and(|s| s.pstat.dos == ssm_ocf::security::pstat::DeviceOnboardingState::Rfotm);
-    if !unowned {
+    // No PIN at all during a back-off after failed attempts (pin.rs).
+    let backing_off = !st.pin_guard.allows(std::time::Instant::now());
+    if !unowned || backing_off {
         st.pin = None;
         st.persist.dir.remove_pin();
         return;
