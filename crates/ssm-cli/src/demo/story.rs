@@ -62,6 +62,8 @@ pub(super) async fn start_devices(st: &Stage<'_>) -> Result<Devices> {
         floor_journal: Some(journal.clone()),
         site_prefixes: Vec::new(),
         group_hub: None,
+        unicast_port: 0,
+        persist_resources: false,
     };
     let mut lights = Vec::new();
     let mut pins: HashMap<Uuid, String> = HashMap::new();
@@ -94,7 +96,7 @@ pub(super) async fn start_devices(st: &Stage<'_>) -> Result<Devices> {
         });
     }
     let switch_uuid = Uuid::new_v4();
-    let mut d = Device::new(DeviceInfo::light("wall-switch", switch_uuid));
+    let mut d = Device::new(DeviceInfo::switch("wall-switch", switch_uuid));
     d.set_security(SecurityState::new(switch_uuid));
     let switch = start(d, &cfg("wall-switch"))
         .await
@@ -170,7 +172,7 @@ pub(super) async fn onboard(
             };
             OnboardJob {
                 peer: *ep,
-                pin: devices.pins[id].clone(),
+                pin: ssm_obt::engine::Pin::Given(devices.pins[id].clone()),
                 name: Some(name),
                 role,
             }

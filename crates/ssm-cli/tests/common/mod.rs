@@ -88,20 +88,20 @@ pub fn start(host: &Host, dir: &Path, iface: &str, role: &str, port: u16) -> Dev
     start_with(host, dir, iface, role, port, &[])
 }
 
-/// [`start`] with more `ssm device` flags.
+/// [`start`] with more `ssm device` arguments (e.g. `--href /lights`).
 pub fn start_with(
     host: &Host,
     dir: &Path,
     iface: &str,
     role: &str,
     port: u16,
-    extra: &[&str],
+    more: &[&str],
 ) -> Dev {
     let mut c = host.cmd(ssm());
     c.args(["device", "--json", "--iface", iface, "--role", role])
+        .args(more)
         .args(["--port", &port.to_string(), "--state-dir"])
         .arg(dir)
-        .args(extra)
         .stderr(Stdio::null());
     let ssm_testkit::Ready {
         child,

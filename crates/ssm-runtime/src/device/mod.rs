@@ -17,9 +17,13 @@
 mod dtls;
 mod error;
 mod hub;
+mod join;
 mod multicast;
 mod notify;
+mod pin;
+mod resources;
 mod unicast;
+use resources::renamed;
 
 use dtls::DtlsPeer;
 pub use dtls::{
@@ -28,10 +32,10 @@ pub use dtls::{
 };
 pub use error::DeviceError;
 
-use crate::discovery::{OnLink, RateLimiter, SitePrefix};
+use crate::discovery::{RateLimiter, SitePrefix};
 use crate::dtls_table::DtlsTable;
 use crate::journal::FloorJournal;
-use crate::multicast::{all_ocf_nodes, join_v4, join_v6, ALL_COAP_NODES_V4, COAP_PORT};
+use crate::multicast::COAP_PORT;
 use crate::netif::NetIf;
 use crate::random_bytes;
 use crate::responder::OscoreResponder;
@@ -88,6 +92,12 @@ pub struct DeviceConfig {
     /// process that use this hub (see [`GroupHub`]). `None`: a socket of
     /// the device's own.
     pub group_hub: Option<Arc<GroupHub>>,
+    /// The unicast port (0: an ephemeral one).
+    pub unicast_port: u16,
+    /// Keep the application resources' state in the state dir
+    /// (`resources.json`, written after each change): what a light
+    /// restores at power-on ([`StateDir::load_resources`]).
+    pub persist_resources: bool,
 }
 
 impl DeviceConfig {
@@ -103,6 +113,8 @@ impl DeviceConfig {
             floor_journal: None,
             site_prefixes: Vec::new(),
             group_hub: None,
+            unicast_port: 0,
+            persist_resources: false,
         }
     }
 }
@@ -143,6 +155,27 @@ pub enum DeviceEvent {
         /// Number of credentials it holds now.
         creds: usize,
     },
+    /// A Random PIN attempt failed (the handshake did not verify under
+    /// the PIN).
+    PinFailed {
+        /// Who tried.
+        peer: SocketAddr,
+        /// Failures in a row, this one included.
+        in_a_row: u32,
+    },
+    /// Too many failed PIN attempts in a row: the PIN is void and no PIN
+    /// session is accepted for `backoff`; then a new [`DeviceEvent::Pin`].
+    PinBackOff {
+        /// How long.
+        backoff: std::time::Duration,
+        /// Back-off rounds since the last successful PIN session.
+        round: u32,
+    },
+    /// The owner renamed the device (`/oic/con`); persisted.
+    Renamed {
+        /// The new name.
+        name: String,
+    },
     /// The device was onboarded (owner transfer completed).
     Owned {
         /// Its new identity.
@@ -166,6 +199,8 @@ struct State {
     dtls: DtlsTable<DtlsPeer>,
     /// The Random PIN shown while unowned.
     pin: Option<String>,
+    /// Failed Random PIN attempts and the back-off.
+    pin_guard: ssm_ocf::security::pin_guard::PinGuard,
     /// Answering plain multicast (discovery).
     discovery: Discovery,
 }
@@ -204,6 +239,8 @@ struct Persistence {
     dir: StateDir,
     /// The process's floor journal and this device's key in it.
     floor_journal: Option<(Arc<FloorJournal>, String)>,
+    /// The resources' state for the writer task (`persist_resources`).
+    resources: Option<tokio::sync::watch::Sender<Option<resources::Snapshot>>>,
 }
 
 /// Counters.
@@ -394,14 +431,17 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
         .map(|j| (j, config.state_dir.to_string_lossy().into_owned()));
     let floors = load_floors(&dir, journal.as_ref())?;
     let (mut ssm, pairwise) = contexts(&device, &dir, floors)?;
-    let unicast = Arc::new(unicast::socket()?);
-    let (mcast, endpoints) = join_groups(config, unicast.local_addr()?.port())?;
+    let unicast = Arc::new(unicast::socket(config.unicast_port)?);
+    let (mcast, endpoints) = join::join_groups(config, unicast.local_addr()?.port())?;
     let any_v6 = config.ipv6
         && config
             .interfaces
             .iter()
             .any(|n| NetIf::by_name(n).map(|i| !i.is_loopback()).unwrap_or(false));
-    device.set_endpoints(endpoints.clone());
+    // Advertised without an IPv6 zone: a zone means something only on this
+    // host, and the reference client drops an `ep` that has one (issue 14).
+    // A client takes the zone of the interface the answer came in on.
+    device.set_endpoints(endpoints.iter().map(|e| without_zone(e)).collect());
     device.set_ssm_families(any_v6, config.ipv4);
     // A sender sends one identical copy per group: the copies that arrive
     // through the other groups are duplicates, not replays.
@@ -410,6 +450,19 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
 
     let (events, _) = broadcast::channel(1024);
     let now = std::time::Instant::now();
+    // Every log line of the device's tasks names it (a span at error
+    // level is enabled whatever the filter).
+    let span = tracing::error_span!("device", name = %device.info().name);
+    let mut tasks = Vec::new();
+    let resources = config.persist_resources.then(|| {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let task = resources::writer(dir.clone(), rx);
+        tasks.push(tokio::spawn(tracing::Instrument::instrument(
+            task,
+            span.clone(),
+        )));
+        tx
+    });
     let state = Arc::new(Mutex::new(State {
         device,
         oscore: Contexts {
@@ -421,10 +474,12 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
         persist: Persistence {
             dir,
             floor_journal: journal,
+            resources,
         },
         stats: Stats::default(),
         dtls: DtlsTable::new(DTLS_LIMITS, random_bytes::<32>(), now),
         pin: None,
+        pin_guard: Default::default(),
         discovery: Discovery {
             limiter: RateLimiter::new(now),
             leisure_socket: unicast.clone(),
@@ -436,50 +491,20 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
             .lock()
             .map_err(|_| io::Error::other("state poisoned"))?;
         new_pin_if_needed(&mut st, &events);
+        resources::started(&st);
     }
 
-    // Every group joined (or subscribed) before any task runs: an error
-    // here leaves nothing running.
-    let inputs = mcast
-        .into_iter()
-        .map(|(spec, link)| {
-            let input = match &config.group_hub {
-                Some(hub) => multicast::GroupInput::Hub(hub.subscribe(
-                    spec.ifindex,
-                    spec.group,
-                    || spec.open(),
-                    &state,
-                    &events,
-                )?),
-                None => multicast::GroupInput::Socket(spec.open()?),
-            };
-            Ok((input, link))
-        })
-        .collect::<io::Result<Vec<_>>>()?;
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(dtls::timer_loop(
-        unicast.clone(),
-        state.clone(),
-        events.clone(),
-    )));
-    tasks.push(tokio::spawn(unicast::receive_loop(
-        unicast.clone(),
-        state.clone(),
-        events.clone(),
-    )));
-    // One SSM update of this device at a time from receive to apply, across
-    // its multicast sockets, so floor writes land in order.
-    let ssm_order = Arc::new(tokio::sync::Mutex::new(()));
-    for (input, link) in inputs {
-        tasks.push(tokio::spawn(multicast::receive_loop(
-            input,
-            link,
-            unicast.clone(),
-            state.clone(),
-            events.clone(),
-            ssm_order.clone(),
-        )));
-    }
+    // Every group joined (or subscribed) before any task listens on it.
+    let inputs = join::inputs(mcast, config, &state, &events)?;
+    use tracing::Instrument;
+    tasks.push(tokio::spawn(
+        dtls::timer_loop(unicast.clone(), state.clone(), events.clone()).instrument(span.clone()),
+    ));
+    tasks.push(tokio::spawn(
+        unicast::receive_loop(unicast.clone(), state.clone(), events.clone())
+            .instrument(span.clone()),
+    ));
+    tasks.extend(join::receivers(inputs, &unicast, &state, &events, &span));
     Ok(DeviceHandle {
         endpoints,
         unicast: unicast.local_addr()?,
@@ -512,64 +537,13 @@ fn load_floors(
     Ok(floors)
 }
 
-/// A multicast group to join on an interface.
-struct GroupSpec {
-    ifindex: u32,
-    group: SocketAddr,
-    /// The interface's IPv4 address (IPv4 groups are joined by address).
-    v4_iface: Option<std::net::Ipv4Addr>,
-}
-
-impl GroupSpec {
-    fn open(&self) -> io::Result<UdpSocket> {
-        match (self.group, self.v4_iface) {
-            (SocketAddr::V4(g), Some(a)) => join_v4(*g.ip(), g.port(), a),
-            (SocketAddr::V6(g), _) => join_v6(*g.ip(), g.port(), self.ifindex),
-            _ => Err(io::Error::other(
-                "an IPv4 group without an interface address",
-            )),
-        }
+/// `ep` without its IPv6 zone (`coap://[fe80::1%eth0]:5683` →
+/// `coap://[fe80::1]:5683`).
+fn without_zone(ep: &str) -> String {
+    match (ep.find('%'), ep.find(']')) {
+        (Some(p), Some(b)) if p < b => format!("{}{}", &ep[..p], &ep[b..]),
+        _ => ep.to_string(),
     }
-}
-
-/// A multicast group and the on-link prefixes of its interface.
-type GroupSocket = (GroupSpec, Arc<OnLink>);
-
-/// The multicast groups to join on each configured interface (with the
-/// interface's on-link prefixes) and the unicast endpoints to announce
-/// for `port`.
-fn join_groups(config: &DeviceConfig, port: u16) -> io::Result<(Vec<GroupSocket>, Vec<String>)> {
-    let mut mcast = Vec::new();
-    let mut endpoints = Vec::new();
-    for name in &config.interfaces {
-        let nif = NetIf::by_name(name)?;
-        let v6 = config.ipv6 && !nif.is_loopback();
-        let link = Arc::new(nif.on_link());
-        if config.ipv4 {
-            let spec = GroupSpec {
-                ifindex: nif.index,
-                group: SocketAddr::from((ALL_COAP_NODES_V4, config.port)),
-                v4_iface: Some(nif.ipv4_addr()?),
-            };
-            mcast.push((spec, link.clone()));
-        }
-        if v6 {
-            for scope in &config.ipv6_scopes {
-                let spec = GroupSpec {
-                    ifindex: nif.index,
-                    group: SocketAddr::from((all_ocf_nodes(*scope), config.port)),
-                    v4_iface: None,
-                };
-                mcast.push((spec, link.clone()));
-            }
-        }
-        endpoints.extend(nif.endpoints(
-            port,
-            config.ipv4,
-            v6 || (config.ipv6 && nif.is_loopback()),
-        ));
-    }
-    Ok((mcast, endpoints))
 }
 
 /// Shows a new Random PIN while the device is unowned (RFOTM): as an event
@@ -579,7 +553,9 @@ fn new_pin_if_needed(st: &mut State, events: &broadcast::Sender<DeviceEvent>) {
         .device
         .security()
         .is_some_and(|s| s.pstat.dos == ssm_ocf::security::pstat::DeviceOnboardingState::Rfotm);
-    if !unowned {
+    // No PIN at all during a back-off after failed attempts (pin.rs).
+    let backing_off = !st.pin_guard.allows(std::time::Instant::now());
+    if !unowned || backing_off {
         st.pin = None;
         st.persist.dir.remove_pin();
         return;
@@ -594,4 +570,23 @@ fn new_pin_if_needed(st: &mut State, events: &broadcast::Sender<DeviceEvent>) {
     tracing::info!("a new Random PIN is shown for onboarding");
     let _ = events.send(DeviceEvent::Pin(pin.clone()));
     st.pin = Some(pin);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn advertised_endpoints_carry_no_zone() {
+        assert_eq!(
+            super::without_zone("coap://[fe80::58:ff:fe00:2%ssm0]:34549"),
+            "coap://[fe80::58:ff:fe00:2]:34549"
+        );
+        assert_eq!(
+            super::without_zone("coap://[fd58::2]:1"),
+            "coap://[fd58::2]:1"
+        );
+        assert_eq!(
+            super::without_zone("coap://10.0.0.1:5683"),
+            "coap://10.0.0.1:5683"
+        );
+    }
 }
