@@ -44,7 +44,12 @@ pub async fn run(a: Args) -> Result<bool> {
     let id = load_identity(&a.state_dir, a.name.as_deref().unwrap_or("light"))?;
     let security = load_or_provision_security(&a.state_dir, &id, &[a.href.as_str()])?;
     let creds = security.cred.clone();
-    let mut device = Device::new(DeviceInfo::light(&id.name, id.deviceuuid));
+    let mut info = DeviceInfo::light(&id.name, id.deviceuuid);
+    if a.role == "switch" {
+        // /oic/d says what it is: the OBT takes the role from there.
+        info.device_type = "oic.d.switch".into();
+    }
+    let mut device = Device::new(info);
     if a.role == "light" {
         device.add_resource(&a.href, Box::new(BinarySwitch::default()), true);
     }

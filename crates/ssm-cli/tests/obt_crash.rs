@@ -100,7 +100,7 @@ fn obt_killed_mid_onboarding_and_mid_rekey() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|d| d["deviceuuid"].as_str().unwrap().to_string())
+            .map(|d| d["uuid"].as_str().unwrap().to_string())
             .collect();
         let back = devs
             .iter()

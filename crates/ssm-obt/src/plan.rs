@@ -35,7 +35,9 @@ fn ssm_desc(epoch: i64) -> String {
 /// * a light: per client granted on it, an SSM Server credential (256,
 ///   subject = that client, Recipient ID = the client's Sender ID), a
 ///   pair-wise credential (64), and an ACE letting that client R/U/N the
-///   binary switch.
+///   binary switch; and, once it is in the group, an ACE letting the OBT
+///   itself R/N the binary switch (over its owner session: `ssm obt
+///   status` reads and observes the lights it commissioned).
 pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
     let mut out = Desired::default();
     let group = store.group()?;
@@ -88,6 +90,15 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
                 subject: AceSubject::Uuid { uuid: *client },
                 resources: vec![AceResource::Href { href: HREF.into() }],
                 permission: PERM_R | PERM_U | PERM_N,
+            });
+        }
+        if !as_light.is_empty() {
+            let (obt, _) = store.obt()?;
+            out.aces.push(Ace {
+                aceid: 0,
+                subject: AceSubject::Uuid { uuid: obt },
+                resources: vec![AceResource::Href { href: HREF.into() }],
+                permission: PERM_R | PERM_N,
             });
         }
     }

@@ -17,7 +17,7 @@ pub(super) fn init(path: &Path, name: &str, json: bool) -> Result<bool> {
     if json {
         println!(
             "{}",
-            serde_json::json!({"domain": path, "obt": obt, "name": name})
+            serde_json::json!({"domain": path, "obt_uuid": obt, "name": name})
         );
     } else {
         println!("domain '{name}' at {} (OBT {obt})", path.display());
@@ -45,12 +45,12 @@ pub(super) async fn discover(path: &Path, link: &Link, wait_ms: u64, json: bool)
         let u: Vec<_> = rows
             .iter()
             .filter(|r| !r.owned)
-            .map(|r| serde_json::json!({"ep": r.ep.to_string(), "deviceuuid": r.uuid}))
+            .map(|r| serde_json::json!({"ep": r.ep.to_string(), "uuid": r.uuid}))
             .collect();
         let o: Vec<_> = rows
             .iter()
             .filter(|r| r.owned)
-            .map(|r| serde_json::json!({"ep": r.ep.to_string(), "deviceuuid": r.uuid, "name": r.name}))
+            .map(|r| serde_json::json!({"ep": r.ep.to_string(), "uuid": r.uuid, "name": r.name}))
             .collect();
         println!("{}", serde_json::json!({"unowned": u, "owned": o}));
     } else {
@@ -87,7 +87,9 @@ pub(super) async fn onboard(path: &Path, c: Cmd, json: bool) -> Result<bool> {
     else {
         unreachable!("onboard is called for Cmd::Onboard")
     };
-    let role: DeviceRole = role.parse().map_err(|e| crate::usage!("--role: {e}"))?;
+    let role: Option<DeviceRole> = role
+        .map(|r| r.parse().map_err(|e| crate::usage!("--role: {e}")))
+        .transpose()?;
     let s = Store::open(path)?;
     let table;
     let source = if all {
@@ -111,7 +113,7 @@ pub(super) async fn onboard(path: &Path, c: Cmd, json: bool) -> Result<bool> {
             role,
         })
     };
-    let (s, r) = engine::onboard(
+    let (_s, r) = engine::onboard(
         s,
         source,
         &link.reach(),
@@ -120,53 +122,45 @@ pub(super) async fn onboard(path: &Path, c: Cmd, json: bool) -> Result<bool> {
     )
     .await
     .map_err(engine_err)?;
-    let (report, synced) = (r.devices, r.resumed);
-    let ok = report.iter().filter(|r| r.1.is_ok()).count();
-    let names: Vec<Option<String>> = report
-        .iter()
-        .map(|(_, r)| {
-            r.as_ref()
-                .ok()
-                .and_then(|u| s.device(&u.to_string()).ok())
-                .map(|d| d.name)
-        })
-        .collect();
-    if json {
-        let v: Vec<_> = report
-            .iter()
-            .zip(&names)
-            .map(|((ep, r), name)| match r {
-                Ok(u) => serde_json::json!({"ep": ep, "onboarded": u, "name": name}),
-                Err(e) => serde_json::json!({"ep": ep, "error": e}),
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({"onboarded": ok, "failed": report.len() - ok, "resumed": synced.len(), "devices": v})
-        );
-    } else {
-        if !all && report.len() == 1 {
-            if let (Ok(u), Some(n)) = (&report[0].1, &names[0]) {
-                println!("onboarded {} as {n} ({u})", report[0].0);
-            }
-        } else {
-            println!("onboarded {ok} of {} device(s)", report.len());
-        }
-        if !synced.is_empty() {
-            println!("finished {} interrupted onboarding(s)", synced.len());
-        }
-        for (ep, r) in &report {
-            if let Err(e) = r {
-                println!("  failed {ep}: {e}");
-            }
+    for o in &r.devices {
+        for w in &o.warnings {
+            eprintln!("warning: {}: {w}", o.name.as_deref().unwrap_or(&o.ep));
         }
     }
-    if !all && ok == 0 {
-        if let Some((ep, Err(e))) = report.first() {
-            bail!("onboarding {ep}: {e}");
+    let resumed_ok = r.resumed.iter().all(|x| x.outcome.is_ok());
+    match &r.sheet {
+        Some(sheet) => Ok(super::sheet_out::print(sheet, &r, &link.iface, json) && resumed_ok),
+        None => {
+            let o = r
+                .devices
+                .first()
+                .ok_or_else(|| anyhow::anyhow!("nothing was onboarded"))?;
+            // A failure is one error (one line; with --json one object).
+            let u = match &o.result {
+                Ok(u) => *u,
+                Err(e) => bail!("onboarding {}: {e}", o.ep),
+            };
+            let name = o.name.clone().unwrap_or_default();
+            let role = o.role.map(|r| r.as_str());
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"uuid": u, "name": name, "role": role, "ep": o.ep, "was_uuid": o.was,
+                        "warnings": o.warnings, "resumed": r.resumed.len()})
+                );
+            } else {
+                println!(
+                    "onboarded {} as {name} ({}, {u})",
+                    o.ep,
+                    role.unwrap_or("?")
+                );
+                if !r.resumed.is_empty() {
+                    println!("finished {} interrupted onboarding(s)", r.resumed.len());
+                }
+            }
+            Ok(resumed_ok)
         }
     }
-    Ok(ok == report.len() && synced.iter().all(|r| r.outcome.is_ok()))
 }
 
 /// `ssm obt offboard DEVICE`.
@@ -189,7 +183,11 @@ pub(super) async fn offboard(path: &Path, device: &str, w: &Work, json: bool) ->
             d.uuid,
             match &r.reset {
                 Ok(()) => "it was hard-reset (holds no keys of this domain)".to_string(),
-                Err(e) => format!("it could not be reset ({e}): reset it by hand"),
+                Err(e) if e == engine::NOT_OWNED => e.clone(),
+                Err(e) => format!(
+                    "it could not be reset ({e}): it keeps this domain's old keys (rekeyed away) \
+                     until reset: `ssm device reset` on it, or offboard it again when it is back"
+                ),
             }
         );
         if let Some(e) = r.epoch {
@@ -199,7 +197,7 @@ pub(super) async fn offboard(path: &Path, device: &str, w: &Work, json: bool) ->
     Ok(report_sync(
         &r.synced,
         json,
-        serde_json::json!({"removed": d.uuid, "name": d.name, "reset": r.reset.is_ok(), "epoch": r.epoch}),
+        serde_json::json!({"uuid": d.uuid, "name": d.name, "removed": true, "reset": r.reset.is_ok(), "epoch": r.epoch}),
     ))
 }
 
@@ -264,7 +262,7 @@ pub(super) async fn grant(
     Ok(report_sync(
         &r.synced,
         json,
-        serde_json::json!({"client": r.client.uuid, "sender_id": r.sender_id, "epoch": r.epoch, "granted": r.lights.len()}),
+        serde_json::json!({"uuid": r.client.uuid, "name": r.client.name, "sender_id": r.sender_id, "epoch": r.epoch, "granted": r.lights.len()}),
     ))
 }
 
@@ -302,7 +300,7 @@ pub(super) async fn revoke(
     Ok(report_sync(
         &r.synced,
         json,
-        serde_json::json!({"client": r.client.uuid, "revoked": r.lights.len(), "epoch": r.epoch}),
+        serde_json::json!({"uuid": r.client.uuid, "name": r.client.name, "revoked": r.lights.len(), "epoch": r.epoch}),
     ))
 }
 

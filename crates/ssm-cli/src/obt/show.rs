@@ -6,10 +6,15 @@ use uuid::Uuid;
 
 /// `ssm obt list`.
 pub(super) fn list(path: &Path, json: bool) -> Result<bool> {
-    let s = Store::open(path)?;
+    let s = Store::open_read_only(path)?;
+    let busy = Store::locked_by_other(path);
     let devs = s.devices()?;
+    let state = |d: &ssm_obt::store::DeviceRecord| match (d.state, busy) {
+        (ssm_obt::DeviceState::Onboarding, false) => "interrupted".to_string(),
+        (st, _) => st.to_string(),
+    };
     if json {
-        let v: Vec<_> = devs.iter().map(|d| serde_json::json!({"uuid": d.uuid, "name": d.name, "role": d.role.as_str(), "state": d.state.as_str(), "ep": d.endpoint, "last_seen": d.last_seen})).collect();
+        let v: Vec<_> = devs.iter().map(|d| serde_json::json!({"uuid": d.uuid, "name": d.name, "role": d.role.as_str(), "state": state(d), "ep": d.endpoint, "last_seen": d.last_seen})).collect();
         let g = s.group()?.map(|g| g.epoch);
         println!("{}", serde_json::json!({"devices": v, "ssm_epoch": g}));
     } else {
@@ -22,11 +27,14 @@ pub(super) fn list(path: &Path, json: bool) -> Result<bool> {
                 "{:<20} {:<7} {:<12} {:<21} {:<37} {}",
                 d.name,
                 d.role,
-                d.state,
+                state(d),
                 d.last_seen.as_deref().unwrap_or("-"),
                 d.uuid,
                 d.endpoint
             );
+        }
+        if devs.iter().any(|d| state(d) == "interrupted") {
+            println!("interrupted: an onboarding was stopped; re-run `ssm obt onboard` (or `ssm obt sync`) to settle it");
         }
     }
     Ok(true)
@@ -34,7 +42,7 @@ pub(super) fn list(path: &Path, json: bool) -> Result<bool> {
 
 /// `ssm obt show DEVICE`.
 pub(super) fn show(path: &Path, device: &str, json: bool) -> Result<bool> {
-    let s = Store::open(path)?;
+    let s = Store::open_read_only(path)?;
     let d = s.device(device)?;
     let grants = s.grants()?;
     let name = |u: &Uuid| {

@@ -15,18 +15,24 @@ use uuid::Uuid;
 
 use crate::store::StoreError;
 
+pub mod maint;
 mod onboard;
 mod ops;
+pub mod sheet;
+pub mod status;
 mod sync;
 
+pub use maint::{inspect, rename, Inspection, Renamed};
 pub use onboard::{
-    onboard, onboard_many, plan_sheet, settle_onboarding, OnboardJob, OnboardReport, OnboardSource,
-    Onboarding,
+    advertised_role, onboard, onboard_many, settle_onboarding, OnboardJob, OnboardReport,
+    OnboardSource, Onboarding,
 };
 pub use ops::{
     discover, grant, lights_of, offboard, rekey, revoke, sync, Discovered, Granted, Offboarded,
-    Rekeyed, Revoked, SyncScope,
+    Rekeyed, Revoked, SyncScope, NOT_OWNED,
 };
+pub use sheet::{RowOutcome, SheetLine, SheetReport};
+pub use status::{status, watch, Arrival, DeviceStatus};
 pub use sync::{sync_devices, Synced};
 
 /// How far a long operation is, for a progress display.
@@ -85,6 +91,9 @@ pub enum EngineError {
     /// A rekey before the first grant.
     #[error("no SSM group yet: grant a switch first (`ssm obt ssm grant`)")]
     NoGroup,
+    /// A commissioning sheet with malformed lines (number, why).
+    #[error("the sheet has malformed lines (nothing was onboarded):{}", .0.iter().map(|(n, w)| format!("\n  line {n}: {w}")).collect::<String>())]
+    BadSheet(Vec<(usize, String)>),
     /// A worker task ended abnormally.
     #[error("{0}")]
     Task(String),
@@ -94,7 +103,10 @@ impl EngineError {
     /// Whether the request itself was wrong (a usage error), not the
     /// domain or a device.
     pub fn is_usage(&self) -> bool {
-        matches!(self, EngineError::NoLightsNamed | EngineError::Endpoint(_))
+        matches!(
+            self,
+            EngineError::NoLightsNamed | EngineError::Endpoint(_) | EngineError::BadSheet(_)
+        )
     }
 }
 

@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 pub use crate::model::{DeviceRole, DeviceState};
 
 mod audit;
+pub mod backup;
 mod devices;
 mod grants;
 mod schema;
@@ -49,6 +50,19 @@ pub enum StoreError {
     /// Unknown device.
     #[error("no device {0} in the domain: see `ssm obt list`")]
     UnknownDevice(String),
+    /// A name another device of the domain already has.
+    #[error(
+        "the name {name} is taken by device {uuid}: choose another (--name), or `ssm obt rename`"
+    )]
+    DuplicateName {
+        /// The name.
+        name: String,
+        /// The device that has it.
+        uuid: Uuid,
+    },
+    /// A write on a read-only view of the domain.
+    #[error("the domain {0} is open read-only")]
+    ReadOnly(PathBuf),
 }
 
 /// A device the OBT owns.
@@ -124,7 +138,8 @@ fn sqlite_err(path: PathBuf) -> impl Fn(rusqlite::Error) -> StoreError {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
-    _lock: File,
+    /// The exclusive lock of a writer; `None` for a read-only view.
+    _lock: Option<File>,
 }
 
 impl std::fmt::Debug for Store {
@@ -207,6 +222,31 @@ impl Store {
             return Err(StoreError::Missing(path.to_path_buf()));
         }
         Self::open_inner(path, false)
+    }
+
+    /// Opens an existing domain for reading only, without its lock: works
+    /// while another `ssm obt` holds it (SQLite read-only connection; WAL
+    /// readers do not block the writer). Every write fails.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        Self::open_ro_inner(path)
+    }
+
+    /// Whether this is a read-only view.
+    pub fn is_read_only(&self) -> bool {
+        self._lock.is_none()
+    }
+
+    /// Whether another `ssm obt` holds the domain's write lock now.
+    pub fn locked_by_other(path: &Path) -> bool {
+        matches!(lock(path), Err(StoreError::Locked(_)))
+    }
+
+    /// The domain file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The OBT's identity.

@@ -11,7 +11,9 @@ use ssm_coap::{Code, Message, MessageType};
 mod reconcile;
 mod sequence;
 
-pub use reconcile::{read_state, reconcile, Reconciliation, MANAGED_CREDTYPES};
+pub use reconcile::{
+    compare, read_state, reconcile, Comparison, Reconciliation, MANAGED_CREDTYPES,
+};
 pub use sequence::{hard_reset, owner_transfer, provision, MAX_BATCH_BYTES};
 
 /// Which channel a request must use.
