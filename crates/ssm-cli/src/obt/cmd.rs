@@ -145,7 +145,7 @@ pub(super) async fn onboard(path: &Path, c: Cmd, json: bool) -> Result<bool> {
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"uuid": u, "name": name, "role": role, "ep": o.ep, "was_uuid": o.was,
+                    serde_json::json!({"onboarded": 1, "failed": 0, "uuid": u, "name": name, "role": role, "ep": o.ep, "was_uuid": o.was,
                         "warnings": o.warnings, "resumed": r.resumed.len()})
                 );
             } else {

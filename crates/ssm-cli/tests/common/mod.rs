@@ -83,8 +83,14 @@ impl Dev {
 }
 
 pub fn start(host: &Host, dir: &Path, iface: &str, role: &str, port: u16) -> Dev {
+    start_with(host, dir, iface, &["--role", role], port)
+}
+
+/// A device started with `extra` flags (e.g. `--role switch --name s-1`).
+pub fn start_with(host: &Host, dir: &Path, iface: &str, extra: &[&str], port: u16) -> Dev {
     let mut c = host.cmd(ssm());
-    c.args(["device", "--json", "--iface", iface, "--role", role])
+    c.args(["device", "--json", "--iface", iface])
+        .args(extra)
         .args(["--port", &port.to_string(), "--state-dir"])
         .arg(dir)
         .stderr(Stdio::null());
