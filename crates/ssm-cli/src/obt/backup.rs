@@ -87,7 +87,7 @@ pub(super) fn export(
     if json {
         println!(
             "{}",
-            serde_json::json!({"export": file, "devices": devices, "bytes": sealed.len()})
+            serde_json::json!({"file": file, "devices": devices, "bytes": sealed.len()})
         );
     } else {
         println!(

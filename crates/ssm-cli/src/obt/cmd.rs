@@ -45,12 +45,12 @@ pub(super) async fn discover(path: &Path, link: &Link, wait_ms: u64, json: bool)
         let u: Vec<_> = rows
             .iter()
             .filter(|r| !r.owned)
-            .map(|r| serde_json::json!({"ep": r.ep.to_string(), "uuid": r.uuid}))
+            .map(|r| serde_json::json!({"ep": format!("coap://{}", r.ep), "uuid": r.uuid}))
             .collect();
         let o: Vec<_> = rows
             .iter()
             .filter(|r| r.owned)
-            .map(|r| serde_json::json!({"ep": r.ep.to_string(), "uuid": r.uuid, "name": r.name}))
+            .map(|r| serde_json::json!({"ep": format!("coap://{}", r.ep), "uuid": r.uuid, "name": r.name}))
             .collect();
         println!("{}", serde_json::json!({"unowned": u, "owned": o}));
     } else {

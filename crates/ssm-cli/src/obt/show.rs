@@ -72,7 +72,7 @@ pub(super) fn show(path: &Path, device: &str, json: bool) -> Result<bool> {
                 "ep": d.endpoint, "last_seen": d.last_seen,
                 "ssm": {"member": member, "epoch": group.as_ref().filter(|_| member).map(|g| g.epoch), "sender_id": sid,
                         "commands": commands, "commanded_by": commanded_by},
-                "audit": audit.iter().map(|(at, what, detail)| serde_json::json!({"at": at, "action": what, "detail": detail})).collect::<Vec<_>>(),
+                "audit": audit.iter().map(|(at, what, detail)| serde_json::json!({"at": rfc3339_sql(at), "action": what, "detail": detail})).collect::<Vec<_>>(),
             })
         );
         return Ok(true);
@@ -103,4 +103,12 @@ pub(super) fn show(path: &Path, device: &str, json: bool) -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// SQLite's `CURRENT_TIMESTAMP` (`2026-12-01 22:31:16`, UTC) as RFC 3339.
+fn rfc3339_sql(at: &str) -> String {
+    match at.split_once(' ') {
+        Some((d, t)) if !t.ends_with('Z') => format!("{d}T{t}Z"),
+        _ => at.to_string(),
+    }
 }

@@ -177,7 +177,7 @@ async fn onboard_one(
         Ok(None) => {
             return Ok(Onboarding::failed(
                 ep.clone(),
-                format!("no answer from {ep}: is the device on, and is this its address?"),
+                format!("no response from {ep}: is the device on, and is this its address?"),
             ))
         }
         Err(e) => return Ok(Onboarding::failed(ep, format!("network: {e}"))),
