@@ -183,18 +183,7 @@ async fn onboard_one(
         Err(e) => return Ok(Onboarding::failed(ep, format!("network: {e}"))),
     };
     let mut warnings = Vec::new();
-    let said = advertised_role(&ident.rt);
-    let role = match (role, said) {
-        (Some(r), Some(d)) if r != d => {
-            warnings.push(format!(
-                "--role {r}: the device says it is a {d} (oic.d.{d} in /oic/d); recorded as {r}"
-            ));
-            r
-        }
-        (Some(r), _) => r,
-        (None, Some(d)) => d,
-        (None, None) => DeviceRole::Light,
-    };
+    let role = resolve_role(role, advertised_role(&ident.rt), &mut warnings);
     if let Some(n) = &name {
         let taken = store.lock().map_err(|_| "store poisoned")?.name_owner(n);
         if let Ok(Some(other)) = taken {
@@ -285,6 +274,26 @@ async fn onboard_one(
     })
 }
 
+/// The role to record: the one asked for, else the device's own (a light
+/// when it says neither); a disagreement is kept as a warning.
+fn resolve_role(
+    asked: Option<DeviceRole>,
+    said: Option<DeviceRole>,
+    warnings: &mut Vec<String>,
+) -> DeviceRole {
+    match (asked, said) {
+        (Some(r), Some(d)) if r != d => {
+            warnings.push(format!(
+                "--role {r}: the device says it is a {d} (oic.d.{d} in /oic/d); recorded as {r}"
+            ));
+            r
+        }
+        (Some(r), _) => r,
+        (None, Some(d)) => d,
+        (None, None) => DeviceRole::Light,
+    }
+}
+
 /// After a failed PIN handshake: whether the device is still there (it
 /// refused the PIN) or went silent.
 async fn pin_refused_or_gone(peer: SocketAddr) -> String {
@@ -362,4 +371,40 @@ pub async fn onboard(
             resumed,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_role_comes_from_the_device_unless_asked() {
+        let rt = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            advertised_role(&rt(&["oic.wk.d", "oic.d.switch"])),
+            Some(DeviceRole::Switch)
+        );
+        assert_eq!(
+            advertised_role(&rt(&["oic.wk.d", "oic.d.light"])),
+            Some(DeviceRole::Light)
+        );
+        assert_eq!(advertised_role(&rt(&["oic.wk.d"])), None);
+        let mut w = Vec::new();
+        assert_eq!(
+            resolve_role(None, Some(DeviceRole::Switch), &mut w),
+            DeviceRole::Switch
+        );
+        assert_eq!(resolve_role(None, None, &mut w), DeviceRole::Light);
+        assert_eq!(
+            resolve_role(Some(DeviceRole::Switch), Some(DeviceRole::Switch), &mut w),
+            DeviceRole::Switch
+        );
+        assert!(w.is_empty());
+        assert_eq!(
+            resolve_role(Some(DeviceRole::Light), Some(DeviceRole::Switch), &mut w),
+            DeviceRole::Light
+        );
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("the device says it is a switch"), "{w:?}");
+    }
 }
