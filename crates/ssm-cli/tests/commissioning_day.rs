@@ -268,8 +268,10 @@ fn a_commissioning_day() {
         .unwrap()
         .next("owned", Instant::now() + Duration::from_secs(20));
     assert!(owned.is_some(), "light-1 was being onboarded");
+    // SAFETY: a plain kill(2) of our own child, by its PID.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let _ = child.wait();
+    let code = child.wait().unwrap().code();
+    assert!(matches!(code, Some(0) | Some(130)), "Ctrl-C: exit {code:?}");
     let l: Value = serde_json::from_str(&obt(o, &domain, &["list", "--json"], &[]).out).unwrap();
     let states: Vec<&str> = l["devices"]
         .as_array()
@@ -278,6 +280,7 @@ fn a_commissioning_day() {
         .map(|d| d["state"].as_str().unwrap())
         .collect();
     assert!(!states.contains(&"onboarding"), "no ghost row: {states:?}");
+    eprintln!("Ctrl-C mid-onboarding: exit {code:?}, then {states:?}");
     let text = obt(o, &domain, &["list"], &[]).out;
     if states.contains(&"interrupted") {
         assert!(text.contains("re-run `ssm obt onboard`"), "{text}");

@@ -113,15 +113,15 @@ pub(super) async fn onboard(path: &Path, c: Cmd, json: bool) -> Result<bool> {
             role,
         })
     };
-    let (_s, r) = engine::onboard(
-        s,
-        source,
-        &link.reach(),
-        jobs as usize,
-        &progress(!json && all),
-    )
-    .await
-    .map_err(engine_err)?;
+    let bar = progress(!json && all);
+    let reach = link.reach();
+    let work = engine::onboard(s, source, &reach, jobs as usize, &bar);
+    let (_s, r) = tokio::select! {
+        r = work => r.map_err(engine_err)?,
+        // The work (and the store's lock) is dropped here; what it left
+        // `onboarding` is settled at once.
+        _ = tokio::signal::ctrl_c() => return interrupted(path, json).await,
+    };
     for o in &r.devices {
         for w in &o.warnings {
             eprintln!("warning: {}: {w}", o.name.as_deref().unwrap_or(&o.ep));
@@ -161,6 +161,38 @@ pub(super) async fn onboard(path: &Path, c: Cmd, json: bool) -> Result<bool> {
             Ok(resumed_ok)
         }
     }
+}
+
+/// Ctrl-C during `onboard`: each onboarding it left half done is settled
+/// now (the device is asked whether the transfer took: kept, or its row
+/// forgotten); one that cannot be asked yet stays, shown as interrupted.
+async fn interrupted(path: &Path, json: bool) -> Result<bool> {
+    let mut s = Store::open(path)?;
+    let pending = |s: &Store| -> Result<usize> {
+        Ok(s.devices()?
+            .iter()
+            .filter(|d| d.state == ssm_obt::DeviceState::Onboarding)
+            .count())
+    };
+    let before = pending(&s)?;
+    let (obt, _) = s.obt()?;
+    let kept = engine::settle_onboarding(&mut s, obt)
+        .await
+        .map_err(engine_err)?;
+    let left = pending(&s)?;
+    let forgotten = before - kept.len() - left;
+    let msg = format!(
+        "interrupted: {} onboarding(s) in progress: {} kept (finish with `ssm obt sync`), \
+         {forgotten} undone by the device, {left} to settle: re-run `ssm obt onboard`",
+        before,
+        kept.len()
+    );
+    if json {
+        println!("{}", serde_json::json!({"error": msg, "exit": 130}));
+    } else {
+        eprintln!("{msg}");
+    }
+    std::process::exit(130)
 }
 
 /// `ssm obt offboard DEVICE`.
