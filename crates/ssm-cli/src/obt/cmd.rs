@@ -58,6 +58,12 @@ pub(super) async fn discover(path: &Path, link: &Link, wait_ms: u64, json: bool)
             "{unowned} unowned, {} owned device(s)",
             rows.len() - unowned
         );
+        if rows.is_empty() {
+            println!(
+                "nothing answered on {}: are the devices on this link? (--iface names the interface)",
+                link.iface
+            );
+        }
         for r in &rows {
             let what = match (r.owned, &r.name) {
                 (false, _) => "unowned".to_string(),
