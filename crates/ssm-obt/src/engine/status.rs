@@ -47,16 +47,23 @@ fn groups_of(s: &Store) -> Result<Vec<(Uuid, Vec<String>)>, EngineError> {
         .collect())
 }
 
-/// Reads every device at once, each bounded by `timeout`.
+/// How many devices `status` reads at once (each an owner session).
+const STATUS_JOBS: usize = 32;
+
+/// Reads every device (at most [`STATUS_JOBS`] at once), each bounded by
+/// `timeout`.
 pub async fn status(s: &Store, timeout: Duration) -> Result<Vec<DeviceStatus>, EngineError> {
     let (obt, _) = s.obt()?;
     let groups = groups_of(s)?;
     let mut set = tokio::task::JoinSet::new();
     let records = s.devices()?;
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(STATUS_JOBS));
     for (i, d) in records.iter().enumerate() {
         let psk = s.owner_psk(&d.uuid)?;
         let d = d.clone();
+        let sem = sem.clone();
         set.spawn(async move {
+            let _permit = sem.acquire_owned().await;
             let start = Instant::now();
             let r = tokio::time::timeout(timeout, read_one(&d, obt, &psk, timeout)).await;
             let ms = start.elapsed().as_secs_f64() * 1e3;
