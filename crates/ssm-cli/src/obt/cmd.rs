@@ -173,7 +173,18 @@ pub(super) async fn onboard(path: &Path, c: Cmd, json: bool) -> Result<bool> {
 /// now (the device is asked whether the transfer took: kept, or its row
 /// forgotten); one that cannot be asked yet stays, shown as interrupted.
 async fn interrupted(path: &Path, json: bool) -> Result<bool> {
-    let mut s = Store::open(path)?;
+    // The aborted tasks let go of the store (and its lock) as the runtime
+    // drops them: shortly.
+    let mut tries = 0;
+    let mut s = loop {
+        match Store::open(path) {
+            Err(ssm_obt::store::StoreError::Locked(_)) if tries < 40 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            r => break r?,
+        }
+    };
     let pending = |s: &Store| -> Result<usize> {
         Ok(s.devices()?
             .iter()

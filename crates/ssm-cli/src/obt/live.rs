@@ -47,12 +47,22 @@ fn state_text(d: &ssm_obt::store::DeviceRecord, busy: bool) -> String {
     }
 }
 
-fn status_json(d: &DeviceStatus, busy: bool) -> serde_json::Value {
+/// When the OBT last completed an exchange with it: now, if it answered
+/// (status reads only: the store keeps its older time).
+fn last_seen(d: &DeviceStatus, now: &str) -> Option<String> {
+    if d.reachable {
+        Some(now.to_string())
+    } else {
+        d.record.last_seen.clone()
+    }
+}
+
+fn status_json(d: &DeviceStatus, busy: bool, now: &str) -> serde_json::Value {
     let r = &d.record;
     serde_json::json!({
         "uuid": r.uuid, "name": r.name, "role": r.role.as_str(), "groups": d.groups,
         "state": state_text(r, busy), "reachable": d.reachable, "on": d.on,
-        "ep": r.endpoint, "last_seen": r.last_seen, "rtt_ms": d.rtt_ms, "note": d.note,
+        "ep": r.endpoint, "last_seen": last_seen(d, now), "rtt_ms": d.rtt_ms, "note": d.note,
     })
 }
 
@@ -103,8 +113,11 @@ pub(super) async fn status(
         .await
         .map_err(super::engine_err)?;
     let epoch = s.group()?.map(|g| g.epoch);
+    // Seconds, as the store keeps them.
+    let now = rfc3339(std::time::SystemTime::now());
+    let now = format!("{}Z", &now[..19]);
     if json {
-        let v: Vec<_> = rows.iter().map(|d| status_json(d, busy)).collect();
+        let v: Vec<_> = rows.iter().map(|d| status_json(d, busy, &now)).collect();
         println!(
             "{}",
             serde_json::json!({"devices": v, "ssm_epoch": epoch, "reachable": rows.iter().filter(|d| d.reachable).count()})
@@ -130,7 +143,7 @@ pub(super) async fn status(
             if d.reachable { "yes" } else { "NO" },
             on_off(d.on),
             state_text(r, busy),
-            r.last_seen.as_deref().unwrap_or("never"),
+            last_seen(d, &now).as_deref().unwrap_or("never"),
             r.uuid
         );
     }
@@ -284,4 +297,17 @@ pub(super) async fn inspect(
         );
     }
     Ok(c.matches())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn rfc3339_utc_with_milliseconds() {
+        let at = |ms: u64| super::rfc3339(UNIX_EPOCH + Duration::from_millis(ms));
+        assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(1_796_164_281_020), "2026-12-01T22:31:21.020Z");
+        assert_eq!(at(951_868_799_999), "2000-02-29T23:59:59.999Z");
+    }
 }

@@ -34,24 +34,10 @@ pub async fn rename(
     let (obt, _) = s.obt()?;
     let before = s.rename(old, new)?;
     let psk = s.owner_psk(&before.uuid)?;
-    let device = async {
-        let peer = ssm_runtime::netif::parse_ep(&before.endpoint).map_err(|e| e.to_string())?;
-        let mut sess = OwnerSession::open(peer, obt, &psk, timeout)
-            .await
-            .map_err(|e| format!("not reachable: {e}"))?;
-        let body = ssm_ocf::cbor::map([("n", ciborium::Value::Text(new.into()))]);
-        let r = sess.post(CON_HREF, &body).await;
-        sess.close().await;
-        match r {
-            Ok(c) if c.class() == 2 => Ok(()),
-            Ok(ssm_coap::Code::NOT_FOUND) => {
-                Err("it has no /oic/con (an older ssm device): renamed in the domain only".into())
-            }
-            Ok(c) => Err(format!("it answered {c} to the UPDATE of /oic/con")),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-    .await;
+    let device = match ssm_runtime::netif::parse_ep(&before.endpoint) {
+        Ok(peer) => set_device_name(peer, obt, &psk, new, timeout).await,
+        Err(e) => Err(e.to_string()),
+    };
     if device.is_ok() {
         s.touch(&before.uuid, None)?;
     }
@@ -61,6 +47,32 @@ pub async fn rename(
         device,
     })
 }
+
+/// Sets the device's own name (`n` of `/oic/con`, shown in its `/oic/d`)
+/// over an owner session.
+pub(super) async fn set_device_name(
+    peer: std::net::SocketAddr,
+    obt: uuid::Uuid,
+    psk: &[u8; 16],
+    name: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut sess = OwnerSession::open(peer, obt, psk, timeout)
+        .await
+        .map_err(|e| format!("not reachable: {e}"))?;
+    let body = ssm_ocf::cbor::map([("n", ciborium::Value::Text(name.into()))]);
+    let r = sess.post(CON_HREF, &body).await;
+    sess.close().await;
+    match r {
+        Ok(c) if c.class() == 2 => Ok(()),
+        Ok(ssm_coap::Code::NOT_FOUND) => Err(NO_CON.into()),
+        Ok(c) => Err(format!("it answered {c} to the UPDATE of /oic/con")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Why a device's own name was not changed: it has no `/oic/con`.
+pub const NO_CON: &str = "it has no /oic/con (an older ssm device): renamed in the domain only";
 
 /// What `inspect` read from a device.
 #[derive(Debug)]

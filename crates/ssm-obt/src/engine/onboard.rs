@@ -184,16 +184,8 @@ async fn onboard_one(
     };
     let mut warnings = Vec::new();
     let role = resolve_role(role, advertised_role(&ident.rt), &mut warnings);
-    if let Some(n) = &name {
-        let taken = store.lock().map_err(|_| "store poisoned")?.name_owner(n);
-        if let Ok(Some(other)) = taken {
-            return Ok(Onboarding::failed(
-                ep,
-                format!(
-                    "the name {n} is taken by device {other}: choose another (or `ssm obt rename`)"
-                ),
-            ));
-        }
+    if let Some(why) = name.as_deref().and_then(|n| taken(store, n)) {
+        return Ok(Onboarding::failed(ep, why));
     }
     let new_uuid = zero_free_uuid();
     let mut recorded: Option<(Onboarded, String)> = None;
@@ -258,11 +250,18 @@ async fn onboard_one(
         (Err(e), None) => Err(e.to_string()),
     };
     if let Ok(id) = &result {
-        if let Ok(mut st) = store.lock() {
-            st.set_state(id, DeviceState::Owned)
-                .map_err(|e| e.to_string())?;
-            st.touch(id, Some(&ep)).map_err(|e| e.to_string())?;
-        }
+        let given = chosen.as_deref();
+        finish(
+            store,
+            id,
+            &ep,
+            peer,
+            obt,
+            given,
+            ident.name.as_deref(),
+            &mut warnings,
+        )
+        .await?;
     }
     Ok(Onboarding {
         ep,
@@ -272,6 +271,47 @@ async fn onboard_one(
         was: ident.di,
         warnings,
     })
+}
+
+/// Why `name` cannot be given: another device of the domain has it.
+fn taken(store: &Mutex<Store>, name: &str) -> Option<String> {
+    let other = store.lock().ok()?.name_owner(name).ok()??;
+    Some(format!(
+        "the name {name} is taken by device {other}: choose another (or `ssm obt rename`)"
+    ))
+}
+
+/// A transfer seen to complete: the device is `owned`, and calls itself
+/// what the domain calls it (`n` of `/oic/con`).
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    store: &Mutex<Store>,
+    id: &Uuid,
+    ep: &str,
+    peer: SocketAddr,
+    obt: Uuid,
+    name: Option<&str>,
+    its_name: Option<&str>,
+    warnings: &mut Vec<String>,
+) -> Result<(), String> {
+    let psk = {
+        let mut st = store.lock().map_err(|_| "store poisoned")?;
+        st.set_state(id, DeviceState::Owned)
+            .map_err(|e| e.to_string())?;
+        st.touch(id, Some(ep)).map_err(|e| e.to_string())?;
+        st.owner_psk(id).map_err(|e| e.to_string())?
+    };
+    if let Some(n) = name.filter(|n| its_name != Some(*n)) {
+        match super::maint::set_device_name(peer, obt, &psk, n, HANDSHAKE).await {
+            Ok(()) => {}
+            Err(e) if e == super::maint::NO_CON => {}
+            Err(e) => warnings.push(format!(
+                "it still calls itself {}: {e}",
+                its_name.unwrap_or("by no name")
+            )),
+        }
+    }
+    Ok(())
 }
 
 /// The role to record: the one asked for, else the device's own (a light
@@ -293,6 +333,9 @@ fn resolve_role(
         (None, None) => DeviceRole::Light,
     }
 }
+
+/// How long the owner session that names a new device may take to open.
+const HANDSHAKE: Duration = Duration::from_secs(4);
 
 /// After a failed PIN handshake: whether the device is still there (it
 /// refused the PIN) or went silent.
