@@ -366,6 +366,24 @@ fn a_commissioning_day() {
         }
     }
     devs[3] = Some(start_dev(3));
+    // Back on another port: status finds it by multicast and says so.
+    let r = obt(o, &domain, &["status", "--json"], &link);
+    let v: Value = serde_json::from_str(&r.out).unwrap();
+    let l3 = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "light-3")
+        .unwrap()
+        .clone();
+    assert_eq!(l3["reachable"], true, "{l3}");
+    assert!(
+        l3["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("moved from"),
+        "{l3}"
+    );
     let r = obt(o, &domain, &["sync"], &link);
     assert_eq!(r.code, Some(0), "sync: {}{}", r.out, r.err);
     let st = status(o, &domain);

@@ -87,6 +87,9 @@ pub(super) enum Cmd {
         /// How long to wait for each device (ms).
         #[arg(long, default_value_t = 1500)]
         timeout_ms: u64,
+        /// Where to look (by multicast) for devices that moved.
+        #[command(flatten)]
+        link: Link,
     },
     /// Rename a device: in the domain and on the device (`n` of /oic/con,
     /// shown in its /oic/d). Example: `ssm obt rename light-3 hall-north`

@@ -73,6 +73,7 @@ pub(super) async fn status(
     count: Option<usize>,
     for_: Option<Duration>,
     timeout_ms: u64,
+    link: &super::args::Link,
     json: bool,
 ) -> Result<bool> {
     let s = Store::open_read_only(path)?;
@@ -109,7 +110,7 @@ pub(super) async fn status(
         }
         return Ok(true);
     }
-    let rows = engine::status(&s, timeout)
+    let rows = engine::status(&s, timeout, Some(&link.reach()))
         .await
         .map_err(super::engine_err)?;
     let epoch = s.group()?.map(|g| g.epoch);

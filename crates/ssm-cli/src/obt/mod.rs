@@ -139,7 +139,8 @@ pub async fn run(a: Args) -> Result<bool> {
             count,
             for_,
             timeout_ms,
-        } => live::status(&path, watch, count, for_, timeout_ms, json).await,
+            link,
+        } => live::status(&path, watch, count, for_, timeout_ms, &link, json).await,
         Cmd::Rename { old, new } => live::rename(&path, &old, &new, json).await,
         Cmd::Inspect { device, timeout_ms } => {
             live::inspect(&path, &device, timeout_ms, json).await

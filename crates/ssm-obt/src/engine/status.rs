@@ -50,13 +50,19 @@ fn groups_of(s: &Store) -> Result<Vec<(Uuid, Vec<String>)>, EngineError> {
 /// How many devices `status` reads at once (each an owner session).
 const STATUS_JOBS: usize = 32;
 
-/// Reads every device (at most [`STATUS_JOBS`] at once), each bounded by
+/// What reading one device gave: (on/off, note), or why it is not
+/// reachable; and how long it took (ms).
+type Read = (Result<(Option<bool>, Option<String>), String>, f64);
+
+/// Reads `records` (at most [`STATUS_JOBS`] at once), each bounded by
 /// `timeout`.
-pub async fn status(s: &Store, timeout: Duration) -> Result<Vec<DeviceStatus>, EngineError> {
-    let (obt, _) = s.obt()?;
-    let groups = groups_of(s)?;
+async fn read_all(
+    s: &Store,
+    obt: Uuid,
+    records: &[DeviceRecord],
+    timeout: Duration,
+) -> Result<Vec<Read>, EngineError> {
     let mut set = tokio::task::JoinSet::new();
-    let records = s.devices()?;
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(STATUS_JOBS));
     for (i, d) in records.iter().enumerate() {
         let psk = s.owner_psk(&d.uuid)?;
@@ -65,39 +71,98 @@ pub async fn status(s: &Store, timeout: Duration) -> Result<Vec<DeviceStatus>, E
         set.spawn(async move {
             let _permit = sem.acquire_owned().await;
             let start = Instant::now();
-            let r = tokio::time::timeout(timeout, read_one(&d, obt, &psk, timeout)).await;
-            let ms = start.elapsed().as_secs_f64() * 1e3;
-            (i, r, ms)
+            let r = match tokio::time::timeout(timeout, read_one(&d, obt, &psk, timeout)).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+            };
+            (i, r, start.elapsed().as_secs_f64() * 1e3)
         });
     }
-    let mut out: Vec<Option<DeviceStatus>> = vec![None; records.len()];
+    let mut out: Vec<Read> = vec![(Err(String::new()), 0.0); records.len()];
     while let Some(j) = set.join_next().await {
         let (i, r, ms) = j.map_err(|e| EngineError::Task(format!("status task failed: {e}")))?;
-        let d = records[i].clone();
-        let (reachable, on, note) = match r {
-            Ok(Ok((on, note))) => (true, on, note),
-            Ok(Err(why)) => (false, None, Some(why)),
-            Err(_) => (
-                false,
-                None,
-                Some(format!("no answer within {} ms", timeout.as_millis())),
-            ),
-        };
-        let g = groups
-            .iter()
-            .find(|(u, _)| *u == d.uuid)
-            .map(|g| g.1.clone())
-            .unwrap_or_default();
-        out[i] = Some(DeviceStatus {
-            record: d,
-            groups: g,
-            reachable,
-            on,
-            note,
-            rtt_ms: reachable.then_some(ms),
-        });
+        out[i] = (r, ms);
     }
-    Ok(out.into_iter().flatten().collect())
+    Ok(out)
+}
+
+/// Every device as it is now. One that does not answer at its recorded
+/// endpoint is looked for once by multicast on `reach` (it may have
+/// restarted on another port) and read there; the store is not changed
+/// (`ssm obt discover` records the new endpoint).
+pub async fn status(
+    s: &Store,
+    timeout: Duration,
+    reach: Option<&super::Reach>,
+) -> Result<Vec<DeviceStatus>, EngineError> {
+    let (obt, _) = s.obt()?;
+    let groups = groups_of(s)?;
+    let mut records = s.devices()?;
+    let mut reads = read_all(s, obt, &records, timeout).await?;
+    let lost: Vec<usize> = (0..records.len())
+        .filter(|&i| reads[i].0.is_err() && records[i].state != DeviceState::Onboarding)
+        .collect();
+    if let (Some(reach), false) = (reach, lost.is_empty()) {
+        let found = match reach.targets() {
+            Ok(t) => ssm_runtime::obt_transport::discover_devices(&t, Duration::from_millis(800))
+                .await
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let mut moved: Vec<(usize, DeviceRecord)> = Vec::new();
+        for i in lost {
+            let ep = found
+                .iter()
+                .find(|(_, id, owned)| *id == records[i].uuid && *owned)
+                .map(|(a, _, _)| format!("coap://{a}"));
+            if let Some(ep) = ep.filter(|ep| *ep != records[i].endpoint) {
+                let mut r = records[i].clone();
+                r.endpoint = ep;
+                moved.push((i, r));
+            }
+        }
+        let again: Vec<DeviceRecord> = moved.iter().map(|m| m.1.clone()).collect();
+        for ((i, r), (read, ms)) in moved
+            .into_iter()
+            .zip(read_all(s, obt, &again, timeout).await?)
+        {
+            if let Ok((on, note)) = read {
+                let was = std::mem::replace(&mut records[i], r);
+                let mut moved = format!(
+                    "moved from {} (`ssm obt discover` records it)",
+                    was.endpoint
+                );
+                if let Some(n) = note {
+                    moved = format!("{moved}; {n}");
+                }
+                let note = moved;
+                reads[i] = (Ok((on, Some(note))), ms);
+            }
+        }
+    }
+    Ok(records
+        .into_iter()
+        .zip(reads)
+        .map(|(d, (r, ms))| {
+            let (reachable, on, note) = match r {
+                Ok((on, note)) => (true, on, note),
+                Err(why) => (false, None, Some(why)),
+            };
+            let g = groups
+                .iter()
+                .find(|(u, _)| *u == d.uuid)
+                .map(|g| g.1.clone())
+                .unwrap_or_default();
+            DeviceStatus {
+                record: d,
+                groups: g,
+                reachable,
+                on,
+                note,
+                rtt_ms: reachable.then_some(ms),
+            }
+        })
+        .collect())
 }
 
 /// One device: an owner session; for a light, RETRIEVE of its switch.
@@ -123,7 +188,11 @@ async fn read_one(
             Ok(Ok(v)) => Ok((value_of(&v), None)),
             Ok(Err(code)) if code == ssm_coap::Code::FORBIDDEN => Ok((
                 None,
-                Some("on/off not readable by the OBT until the light is granted".into()),
+                Some(if d.state == DeviceState::Stale {
+                    "on/off not readable by the OBT until it is up to date (`ssm obt sync`)".into()
+                } else {
+                    "on/off not readable by the OBT until the light is granted".into()
+                }),
             )),
             Ok(Err(code)) => Ok((None, Some(format!("on/off: {code}")))),
             Err(e) => Ok((None, Some(format!("on/off: {e}")))),
