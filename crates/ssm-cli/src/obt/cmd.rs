@@ -234,8 +234,9 @@ pub(super) async fn offboard(path: &Path, device: &str, w: &Work, json: bool) ->
                 Ok(()) => "it was hard-reset (holds no keys of this domain)".to_string(),
                 Err(e) if e == engine::NOT_OWNED => e.clone(),
                 Err(e) => format!(
-                    "it could not be reset ({e}): it keeps this domain's old keys (rekeyed away) \
-                     until reset: `ssm device reset` on it, or offboard it again when it is back"
+                    "it could not be reset ({e}): it keeps this domain's old keys (the group is \
+                     rekeyed away from them) until it is factory-reset on the spot \
+                     (`ssm device reset --state-dir …`)"
                 ),
             }
         );
