@@ -231,7 +231,25 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::Missing(path.to_path_buf()));
         }
-        Self::open_ro_inner(path)
+        let ro = Self::open_ro_inner(path)?;
+        if ro.schema_version()? < SCHEMA_VERSION {
+            // A domain of an older version: migrated first when nobody
+            // holds it (a read-only view cannot), else read as it is.
+            drop(ro);
+            match Self::open_inner(path, false) {
+                Ok(s) => drop(s),
+                Err(StoreError::Locked(_)) => {}
+                Err(e) => return Err(e),
+            }
+            return Self::open_ro_inner(path);
+        }
+        Ok(ro)
+    }
+
+    fn schema_version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(self.sq())
     }
 
     /// Whether this is a read-only view.
@@ -273,5 +291,7 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+mod day_tests;
 #[cfg(test)]
 mod tests;
