@@ -69,7 +69,7 @@ pub(super) fn show(path: &Path, device: &str, json: bool) -> Result<bool> {
             "{}",
             serde_json::json!({
                 "uuid": d.uuid, "name": d.name, "role": d.role.as_str(), "state": d.state.as_str(),
-                "ep": d.endpoint, "last_seen": d.last_seen,
+                "ep": d.endpoint, "last_seen": d.last_seen, "was_uuid": s.onboarded_from(&d.uuid),
                 "ssm": {"member": member, "epoch": group.as_ref().filter(|_| member).map(|g| g.epoch), "sender_id": sid,
                         "commands": commands, "commanded_by": commanded_by},
                 "audit": audit.iter().map(|(at, what, detail)| serde_json::json!({"at": rfc3339_sql(at), "action": what, "detail": detail})).collect::<Vec<_>>(),
@@ -82,6 +82,9 @@ pub(super) fn show(path: &Path, device: &str, json: bool) -> Result<bool> {
     println!("  state      {}", d.state);
     println!("  endpoint   {}", d.endpoint);
     println!("  last seen  {}", d.last_seen.as_deref().unwrap_or("never"));
+    if let Some(was) = s.onboarded_from(&d.uuid) {
+        println!("  was        {was} (before onboarding: the UUID on the sheet)");
+    }
     match (&group, member) {
         (Some(g), true) => println!(
             "  SSM group  member, epoch {}{}",

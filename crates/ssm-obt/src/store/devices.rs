@@ -255,4 +255,18 @@ impl Store {
             None => Ok(None),
         }
     }
+
+    /// The UUID a device had before its owner transfer, if known (a domain
+    /// written before this was kept has none).
+    pub fn onboarded_from(&self, uuid: &Uuid) -> Option<Uuid> {
+        self.conn
+            .query_row(
+                "SELECT onboarded_from FROM devices WHERE uuid = ?1",
+                params![uuid.to_string()],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .ok()
+            .flatten()
+            .and_then(|u| u.parse().ok())
+    }
 }
