@@ -101,6 +101,14 @@ pub(super) async fn status(
                 );
             }
         };
+        if !json {
+            let lights = s
+                .devices()?
+                .iter()
+                .filter(|d| d.role == ssm_obt::DeviceRole::Light)
+                .count();
+            eprintln!("watching {lights} light(s) over their owner sessions (Ctrl-C stops)");
+        }
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::select! {
             r = engine::watch(&s, limit, count, timeout, &mut print) => {
