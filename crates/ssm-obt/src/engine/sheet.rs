@@ -258,6 +258,67 @@ impl RowPlan {
 mod tests {
     use super::*;
 
+    /// Every row gets an outcome: decided before onboarding, or from what
+    /// onboarding did at its device's endpoint.
+    #[test]
+    fn every_row_is_accounted_for() {
+        let u = |n: u128| Uuid::from_u128(n);
+        let text = format!(
+            "{} 11111111 a\n{} 22222222 b\n{} 33333333 c\n{} 44444444 d\n",
+            u(1),
+            u(2),
+            u(3),
+            u(4)
+        );
+        let lines = parse_sheet(&text).unwrap();
+        let peer = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let plan = RowPlan {
+            jobs: Vec::new(),
+            rows: vec![
+                (lines[0].clone(), Some(peer(1)), None),
+                (lines[1].clone(), Some(peer(2)), None),
+                (lines[2].clone(), None, Some(RowOutcome::NotFound)),
+                (
+                    lines[3].clone(),
+                    None,
+                    Some(RowOutcome::AlreadyInDomain {
+                        uuid: u(40),
+                        name: "d".into(),
+                    }),
+                ),
+            ],
+            not_on_sheet: vec![(peer(9), u(9))],
+            iface: "lo".into(),
+        };
+        let done = |p: u16, r: Result<Uuid, String>| Onboarding {
+            ep: format!("coap://{}", peer(p)),
+            result: r,
+            name: Some("a".into()),
+            role: Some(DeviceRole::Light),
+            was: None,
+            warnings: Vec::new(),
+        };
+        let report = plan.account(&[done(2, Err("refused the PIN".into())), done(1, Ok(u(10)))]);
+        let outcomes: Vec<&RowOutcome> = report.rows.iter().map(|r| &r.1).collect();
+        assert_eq!(
+            outcomes,
+            [
+                &RowOutcome::Onboarded {
+                    uuid: u(10),
+                    name: "a".into()
+                },
+                &RowOutcome::Failed("refused the PIN".into()),
+                &RowOutcome::NotFound,
+                &RowOutcome::AlreadyInDomain {
+                    uuid: u(40),
+                    name: "d".into()
+                },
+            ]
+        );
+        assert!(!report.all_done());
+        assert_eq!(report.not_on_sheet, vec![(peer(9), u(9))]);
+    }
+
     #[test]
     fn malformed_lines_are_named_by_number() {
         let u1 = "11111111-1111-4111-8111-111111111111";
