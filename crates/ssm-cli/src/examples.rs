@@ -41,6 +41,7 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
         "client update",
         &[
             "ssm client --state-dir hall/switch-0 update --multicast --value on",
+            "ssm client --state-dir hall/switch-0 update --multicast --group east --value on",
             "ssm client --state-dir hall/switch-0 update coap://127.0.0.1:40000 --value off",
         ],
     ),
@@ -59,7 +60,11 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
     ),
     (
         "obt init",
-        &["ssm obt init --name hallway", "ssm obt --domain /tmp/d.sqlite init"],
+        &[
+            "ssm obt init --name hallway",
+            "ssm obt init --name hallway --auto-ssm   # every SSM device onboarded joins group all",
+            "ssm obt --domain /tmp/d.sqlite init",
+        ],
     ),
     ("obt discover", &["ssm obt discover --iface lo --json"]),
     (
@@ -124,6 +129,7 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
         &[
             "ssm obt ssm grant hall-switch --all",
             "ssm obt ssm grant hall-switch hall-1 hall-2",
+            "ssm obt ssm grant hall-switch --group east   # the whole group, members to come too",
         ],
     ),
     (
@@ -131,9 +137,38 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
         &[
             "ssm obt ssm revoke hall-switch hall-2",
             "ssm obt ssm revoke hall-switch --all   # leaves the group: rekeyed",
+            "ssm obt ssm revoke hall-switch --group east",
         ],
     ),
     ("obt ssm rekey", &["ssm obt ssm rekey", "ssm obt ssm rekey --json"]),
+    (
+        "obt group",
+        &[
+            "ssm obt group create east",
+            "ssm obt group add east hall-1 hall-2",
+            "ssm obt ssm grant hall-switch --group east",
+            "ssm obt group list",
+        ],
+    ),
+    (
+        "obt group create",
+        &[
+            "ssm obt group create east",
+            "ssm obt group create lobby --auto   # onboarded SSM devices join it",
+        ],
+    ),
+    (
+        "obt group add",
+        &["ssm obt group add east hall-1 hall-2 hall-switch"],
+    ),
+    (
+        "obt group remove",
+        &["ssm obt group remove east hall-2   # east (only) is rekeyed"],
+    ),
+    ("obt group list", &["ssm obt group list", "ssm obt group list --json"]),
+    ("obt group show", &["ssm obt group show east --json"]),
+    ("obt group delete", &["ssm obt group delete east"]),
+    ("obt group rekey", &["ssm obt group rekey east"]),
     (
         "creds",
         &["ssm creds generate --out hall --lights 3 --switches 1"],

@@ -197,12 +197,12 @@ fn demo_logs_and_json_carry_no_key() {
             types.extend(secrets.add_creds("light", &creds_of(&dir.join(format!("light-{i}")))));
         }
         types.extend(secrets.add_creds("switch", &creds_of(&dir.join("wall-switch"))));
-        // The demo's OBT domain: every owner PSK and the SSM group secret.
+        // The demo's OBT domain: every owner PSK and every SSM group's secret.
         let db = rusqlite::Connection::open(dir.join("domain.sqlite")).unwrap();
         let mut learnt = 0;
         for q in [
             "SELECT uuid, owner_psk FROM devices",
-            "SELECT 'group', secret FROM ssm_group",
+            "SELECT name, secret FROM ssm_groups WHERE secret IS NOT NULL",
             "SELECT client_uuid, secret FROM pairwise",
         ] {
             let mut st = db.prepare(q).unwrap();

@@ -15,45 +15,41 @@ pub struct Desired {
     pub creds: Vec<Credential>,
     /// UUID-subject ACEs.
     pub aces: Vec<Ace>,
+    /// The ids of the SSM groups it belongs to (its `/groupsResURI`).
+    pub groups: Vec<u32>,
 }
 
 impl Desired {
     /// Nothing to provision beyond ownership.
     pub fn is_empty(&self) -> bool {
-        self.creds.is_empty() && self.aces.is_empty()
+        self.creds.is_empty() && self.aces.is_empty() && self.groups.is_empty()
     }
 }
 
-fn ssm_desc(epoch: i64) -> String {
-    format!("SSM epoch {epoch}")
-}
+pub use ssm_ocf::groups::group_of_desc;
 
-/// The desired state of device `uuid`:
-/// * a switch with grants: its SSM Client credential (credtype 128, Sender
-///   ID of this epoch, subject derived from the ID as the reference stack
-///   does) and a pair-wise credential (64) per granted light;
-/// * a light: per client granted on it, an SSM Server credential (256,
-///   subject = that client, Recipient ID = the client's Sender ID), a
-///   pair-wise credential (64), and an ACE letting that client R/U/N the
-///   binary switch; and, once it is in the group, an ACE letting the OBT
-///   itself R/N the binary switch (over its owner session: `ssm obt
-///   status` reads and observes the lights it commissioned).
+/// The desired state of device `uuid`, per group with a key:
+/// * a switch that commands the group: its SSM Client credential
+///   (credtype 128, its Sender ID of this epoch in that group, subject
+///   derived from the ID as the reference stack does);
+/// * a light: per client granted on it in the group, an SSM Server
+///   credential (256, subject = that client, Recipient ID = the client's
+///   Sender ID there): one recipient context per (group, switch);
+///
+/// and, across groups: a pair-wise credential (64) per (switch, light)
+/// pair, one ACE per client letting it R/U/N the binary switch, the ids
+/// of its groups, and for a light in a group an ACE letting the OBT itself
+/// R/N the binary switch (over its owner session: `ssm obt status` reads
+/// and observes the lights it commissioned).
 pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
     let mut out = Desired::default();
-    let group = store.group()?;
-    let grants = store.grants()?;
-    let as_client: Vec<Uuid> = grants
-        .iter()
-        .filter(|(c, _)| c == uuid)
-        .map(|g| g.1)
-        .collect();
-    let as_light: Vec<Uuid> = grants
-        .iter()
-        .filter(|(_, l)| l == uuid)
-        .map(|g| g.0)
-        .collect();
-    if let (Some(g), false) = (&group, as_client.is_empty()) {
-        if let Some(sid) = store.current_sender_id(uuid)? {
+    let mut clients: Vec<Uuid> = Vec::new();
+    for gid in store.keyed_group_ids()? {
+        let Some(g) = store.group_state(gid)? else {
+            continue;
+        };
+        let desc = ssm_ocf::groups::desc(&g.name, g.id, g.epoch);
+        if let Some(sid) = store.sender_id_in(g.id, uuid)? {
             let mut id = [0u8; 7];
             if hex::decode_to_slice(&sid, &mut id).is_ok() {
                 out.creds.push(Credential {
@@ -63,16 +59,14 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
                     privatedata: Some(PrivateData::raw(&g.secret[..])),
                     oscore: Some(OscoreFields {
                         senderid: Some(sid),
-                        desc: Some(ssm_desc(g.epoch)),
+                        desc: Some(desc.clone()),
                         ..Default::default()
                     }),
                 });
             }
         }
-    }
-    if let Some(g) = &group {
-        for client in &as_light {
-            if let Some(sid) = store.current_sender_id(client)? {
+        for client in &store.clients_of_light(g.id, uuid)? {
+            if let Some(sid) = store.sender_id_in(g.id, client)? {
                 out.creds.push(Credential {
                     credid: 0,
                     subjectuuid: client.to_string(),
@@ -80,27 +74,43 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
                     privatedata: Some(PrivateData::raw(&g.secret[..])),
                     oscore: Some(OscoreFields {
                         recipientid: Some(sid),
-                        desc: Some(ssm_desc(g.epoch)),
+                        desc: Some(desc.clone()),
                         ..Default::default()
                     }),
                 });
             }
-            out.aces.push(Ace {
-                aceid: 0,
-                subject: AceSubject::Uuid { uuid: *client },
-                resources: vec![AceResource::Href { href: HREF.into() }],
-                permission: PERM_R | PERM_U | PERM_N,
-            });
+            if !clients.contains(client) {
+                clients.push(*client);
+            }
         }
-        if !as_light.is_empty() {
-            let (obt, _) = store.obt()?;
-            out.aces.push(Ace {
-                aceid: 0,
-                subject: AceSubject::Uuid { uuid: obt },
-                resources: vec![AceResource::Href { href: HREF.into() }],
-                permission: PERM_R | PERM_N,
-            });
-        }
+    }
+    let commanded = !clients.is_empty();
+    for client in clients {
+        out.aces.push(Ace {
+            aceid: 0,
+            subject: AceSubject::Uuid { uuid: client },
+            resources: vec![AceResource::Href { href: HREF.into() }],
+            permission: PERM_R | PERM_U | PERM_N,
+        });
+    }
+    out.groups = store
+        .device_groups(uuid)?
+        .into_iter()
+        .filter_map(|g| u32::try_from(g).ok())
+        .collect();
+    // A light in a group (or commanded by a switch): the OBT may read and
+    // observe it over its owner session (`ssm obt status`).
+    let light = store
+        .device(&uuid.to_string())
+        .is_ok_and(|d| d.role == crate::DeviceRole::Light);
+    if light && (commanded || !out.groups.is_empty()) {
+        let (obt, _) = store.obt()?;
+        out.aces.push(Ace {
+            aceid: 0,
+            subject: AceSubject::Uuid { uuid: obt },
+            resources: vec![AceResource::Href { href: HREF.into() }],
+            permission: PERM_R | PERM_N,
+        });
     }
     for k in store.pairwise_keys(uuid)? {
         let (subject, sender, recipient) = if k.client == *uuid {

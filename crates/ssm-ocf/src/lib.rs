@@ -10,6 +10,8 @@
 //!   (REFERENCE-SSM §5), and the client-side parser.
 //! * [`device`]: a device's request handling: `/oic/res`, `/oic/d`,
 //!   `/oic/p`, `/introspection`, application resources, Observe.
+//! * [`groups`]: the grouping resource `oic.r.groups` (`/groupsResURI`):
+//!   the SSM groups a device belongs to.
 //! * [`cred`]: `/oic/sec/cred` credentials (credtypes 64, 128, 256) and the
 //!   OSCORE contexts they define.
 //! * [`ssm`]: the SSM receive rule (verify, replay, POST only, SSM-enabled
@@ -34,6 +36,7 @@ pub mod cbor;
 pub mod cred;
 pub mod device;
 pub mod discovery;
+pub mod groups;
 pub mod message;
 pub mod observe;
 pub mod onboarding;

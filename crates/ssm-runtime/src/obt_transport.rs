@@ -339,16 +339,22 @@ async fn owner_session(
 /// types 64, 128, 256) and `aces` (its UUID-subject ACEs) in one owner
 /// session: it reads `/oic/sec/cred` and `/oic/sec/acl2`, then deletes,
 /// adds and leaves alone as [`ssm_ocf::onboarding::reconcile`] plans, inside
-/// RFPRO → RFNOP. Idempotent: re-running it after any interruption
+/// RFPRO → RFNOP; then its `/groupsResURI` is set to `groups` if it lists
+/// others (a device without that resource, such as the reference stack's,
+/// is left as it is). Idempotent: re-running it after any interruption
 /// finishes the job.
 pub async fn sync_device(
     peer: SocketAddr,
     obt: Uuid,
     owner_psk: &[u8; 16],
-    creds: &[ssm_ocf::cred::Credential],
-    aces: &[ssm_ocf::security::acl2::Ace],
+    want: Desired<'_>,
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<ssm_ocf::onboarding::Reconciliation, ObtError> {
+    let Desired {
+        creds,
+        aces,
+        groups,
+    } = want;
     let (socket, session) = owner_session(peer, obt, owner_psk).await?;
     let mut dtls = Some(session);
     let result = async {
@@ -370,6 +376,11 @@ pub async fn sync_device(
                 ObtError::Protocol(peer, "cannot decode its /oic/sec/cred or acl2".into())
             })?;
         run(&mut seq, &socket, peer, &mut dtls, progress).await?;
+        let mut plan = plan;
+        let s = dtls
+            .as_mut()
+            .ok_or_else(|| ObtError::Protocol(peer, "no secure session".into()))?;
+        plan.groups_written = sync_groups(&socket, peer, s, groups).await?;
         Ok(plan)
     }
     .await;
@@ -377,6 +388,47 @@ pub async fn sync_device(
         close(s, &socket, peer).await;
     }
     result
+}
+
+/// What [`sync_device`] brings a device to.
+#[derive(Debug, Clone, Copy)]
+pub struct Desired<'a> {
+    /// Its managed credentials (types 64, 128, 256).
+    pub creds: &'a [ssm_ocf::cred::Credential],
+    /// Its UUID-subject ACEs.
+    pub aces: &'a [ssm_ocf::security::acl2::Ace],
+    /// The ids of its SSM groups (`/groupsResURI`).
+    pub groups: &'a [u32],
+}
+
+/// Sets the device's `/groupsResURI` to `groups` unless it lists exactly
+/// those; true if it was written. A device that does not serve the
+/// resource (any answer but 2.05, e.g. the reference stack's 4.04) is left
+/// alone: its SSM credentials are all it needs.
+async fn sync_groups(
+    socket: &UdpSocket,
+    peer: SocketAddr,
+    s: &mut DtlsSession,
+    groups: &[u32],
+) -> Result<bool, ObtError> {
+    let r = dtls_request(socket, peer, s, ssm_ocf::groups::read()).await?;
+    if r.code != Code::CONTENT {
+        return Ok(false);
+    }
+    let current = message::payload(&r)
+        .ok()
+        .and_then(|v| ssm_ocf::groups::parse(&v, true));
+    if current.as_deref() == Some(groups) {
+        return Ok(false);
+    }
+    let w = dtls_request(socket, peer, s, ssm_ocf::groups::write(groups)).await?;
+    if w.code != Code::CHANGED {
+        return Err(ObtError::Protocol(
+            peer,
+            format!("{} refused: {}", ssm_ocf::groups::HREF, w.code),
+        ));
+    }
+    Ok(true)
 }
 
 /// Hard reset of an owned device (pstat RESET over an owner session): it
@@ -410,6 +462,45 @@ pub async fn owns(peer: SocketAddr, obt: Uuid, owner_psk: &[u8; 16]) -> Result<b
         Err(ObtError::Handshake { .. }) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// What a device says of SSM in its unsecured resources: whether it hosts
+/// a resource that accepts SSM UPDATEs (a link of its `/oic/res` with the
+/// SSM endpoints, REFERENCE-SSM §5: it can be a group member), and whether
+/// it can send SSM (credtype 128 in its doxm `sct`: it can command a group).
+pub async fn ssm_capabilities(peer: SocketAddr) -> Result<(bool, bool), ObtError> {
+    let socket = crate::client::socket_for(peer).await?;
+    let get = |href: &str| message::request(MessageType::Confirmable, Code::GET, href, None);
+    let first = request(
+        &socket,
+        peer,
+        get("/oic/res"),
+        Duration::from_millis(500),
+        3,
+    )
+    .await?;
+    let res = crate::client::rest_by_unicast(peer, "/oic/res", None, first).await?;
+    let member = message::payload(&res)
+        .map(|p| {
+            ssm_ocf::discovery::parse_links(&p)
+                .iter()
+                .any(|l| l.accepts_ssm())
+        })
+        .unwrap_or(false);
+    let d = request(
+        &socket,
+        peer,
+        get("/oic/sec/doxm"),
+        Duration::from_millis(500),
+        3,
+    )
+    .await?;
+    let sender = message::payload(&d)
+        .ok()
+        .and_then(|v| cbor::get(&v, "sct")?.as_integer())
+        .and_then(|i| u32::try_from(i).ok())
+        .is_some_and(|sct| sct & 128 != 0);
+    Ok((member, sender))
 }
 
 /// Every device answering a multicast `GET /oic/sec/doxm` on the given

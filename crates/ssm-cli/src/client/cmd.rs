@@ -84,43 +84,47 @@ pub(super) async fn get(state_dir: &Path, ep: &str, href: &str, json: bool) -> R
     Ok(code.is_response() && code.class() == 2)
 }
 
-/// The multicast form of `ssm client update`.
+/// The options of `ssm client update` (the multicast form uses them all).
 pub(super) struct Multicast<'a> {
     pub(super) href: &'a str,
     pub(super) value: OnOff,
     pub(super) no_no_response: bool,
     pub(super) confirm: bool,
     pub(super) confirm_ms: u64,
+    pub(super) group: Option<&'a str>,
     pub(super) net: &'a Net,
 }
 
-/// `ssm client update`: the fields of `Cmd::Update`.
-#[allow(clippy::too_many_arguments)]
+/// `ssm client update`.
 pub(super) async fn update(
     state_dir: &Path,
     ep: Option<String>,
-    value: OnOff,
     multicast: bool,
-    href: String,
-    no_no_response: bool,
-    confirm: bool,
-    confirm_ms: u64,
-    net: Net,
+    m: Multicast<'_>,
     json: bool,
 ) -> Result<bool> {
+    let (href, value) = (m.href.to_string(), m.value);
     let props = cbor::map([("value", Value::Bool(matches!(value, OnOff::On)))]);
     let creds = load_creds(state_dir)?;
     let oscore = creds.oscore_creds()?;
     if multicast {
-        let m = Multicast {
-            href: &href,
-            value,
-            no_no_response,
-            confirm,
-            confirm_ms,
-            net: &net,
-        };
-        return update_multicast(state_dir, &oscore, m, json).await;
+        let chosen = ssm_ocf::groups::choose_sender(&creds.creds, m.group).map_err(|e| match e {
+            ssm_ocf::groups::SenderChoice::None => anyhow!(
+                "no SSM client credential (credtype 128) in {}: run `ssm creds generate`, or grant this switch (`ssm obt ssm grant`)",
+                crate::state::creds_path(state_dir).display()
+            ),
+            e => crate::usage!("{e}"),
+        })?;
+        // The group's id, if the credential names one (to confirm only
+        // the lights of that group).
+        let group_id = chosen
+            .oscore
+            .as_ref()
+            .and_then(|o| o.desc.as_deref())
+            .and_then(ssm_ocf::groups::group_of_desc)
+            .map(|g| g.1);
+        let credid = chosen.credid;
+        return update_multicast(state_dir, &oscore, (credid, group_id), m, json).await;
     }
     let ep = ep.ok_or_else(|| crate::usage!("give a device endpoint, or --multicast"))?;
     let peer = parse_ep(&ep)?;
@@ -167,10 +171,13 @@ pub(super) async fn update(
     Ok(code.class() == 2)
 }
 
-/// `ssm client update --multicast [--confirm]`: one SSM datagram.
+/// `ssm client update --multicast [--group NAME] [--confirm]`: one SSM
+/// datagram, protected with the sender credential `credid` (one per group
+/// the switch commands; each its own sequence numbers).
 async fn update_multicast(
     state_dir: &Path,
     oscore: &[OscoreCred],
+    (credid, group_id): (u32, Option<u32>),
     m: Multicast<'_>,
     json: bool,
 ) -> Result<bool> {
@@ -180,18 +187,14 @@ async fn update_multicast(
         no_no_response,
         confirm,
         confirm_ms,
+        group,
         net,
     } = m;
     let props = cbor::map([("value", Value::Bool(matches!(value, OnOff::On)))]);
     let cred = oscore
         .iter()
-        .find(|c| c.credtype == CredType::SsmClient)
-        .ok_or_else(|| {
-            anyhow!(
-                "no SSM client credential (credtype 128) in {}: run `ssm creds generate`",
-                crate::state::creds_path(state_dir).display()
-            )
-        })?;
+        .find(|c| c.credtype == CredType::SsmClient && c.credid == credid)
+        .ok_or_else(|| anyhow!("SSM client credential {credid} is not usable"))?;
     let store = ssm_runtime::state_dir::StateDir::new(state_dir).sequence_store(cred.credid);
     let mut sender = SsmSender::new(cred, store)?;
     let targets = MulticastTargets::open(&net.scope())?;
@@ -205,6 +208,7 @@ async fn update_multicast(
             matches!(value, OnOff::On),
             Duration::from_millis(confirm_ms),
             &sent,
+            group_id,
             json,
         )
         .await;
@@ -214,12 +218,16 @@ async fn update_multicast(
             .iter()
             .map(|s| serde_json::json!({"to": s.to.to_string(), "piv": s.piv, "bytes": s.len}))
             .collect();
-        println!("{}", serde_json::json!({"sent": s}));
+        println!("{}", serde_json::json!({"sent": s, "group": group}));
     } else {
         for s in &sent {
             println!(
-                "sent SSM UPDATE {href} {:?} to {} (seq {}, {} bytes)",
-                value, s.to, s.piv, s.len
+                "sent SSM UPDATE {href} {:?} to {} (seq {}, {} bytes){}",
+                value,
+                s.to,
+                s.piv,
+                s.len,
+                group.map(|g| format!(", group {g}")).unwrap_or_default()
             );
         }
     }

@@ -24,8 +24,11 @@ struct Confirmed {
 /// `update --multicast --confirm`: every light the state dir holds a
 /// pair-wise credential for (credtype 64 subjects) is located by multicast
 /// discovery and read back by a secured RETRIEVE until it shows `want` or
-/// `window` has passed (applies are asynchronous). Prints a table (or
-/// JSON); `Ok(false)` (exit 1) if any light did not confirm.
+/// `window` has passed (applies are asynchronous). With `group` (the id
+/// of the group commanded), a light whose `/groupsResURI` (read first,
+/// with the same credential) does not list it is left out: it was not
+/// meant to change. Prints a table (or JSON); `Ok(false)` (exit 1) if any
+/// light did not confirm.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn confirm_lights(
     state_dir: &std::path::Path,
@@ -35,6 +38,7 @@ pub(super) async fn confirm_lights(
     want: bool,
     window: Duration,
     sent: &[ssm_runtime::client::Sent],
+    group: Option<u32>,
     json: bool,
 ) -> Result<bool> {
     let started = tokio::time::Instant::now();
@@ -71,18 +75,42 @@ pub(super) async fn confirm_lights(
         client.config.max_retransmit = 2;
         let href = href.to_string();
         tasks.spawn(async move {
+            if let Some(g) = group {
+                if !in_group(&mut client, peer, g).await {
+                    return None;
+                }
+            }
             let c = read_until(&mut client, peer, &href, want, started, window).await;
-            (i, Confirmed { di, ..c })
+            Some((i, Confirmed { di, ..c }))
         });
     }
     while let Some(r) = tasks.join_next().await {
-        rows.push(r.map_err(|e| anyhow!("confirm task failed: {e}"))?);
+        if let Some(row) = r.map_err(|e| anyhow!("confirm task failed: {e}"))? {
+            rows.push(row);
+        }
     }
     rows.sort_by_key(|(i, _)| *i);
     let rows: Vec<Confirmed> = rows.into_iter().map(|(_, r)| r).collect();
     let all = !rows.is_empty() && rows.iter().all(|r| r.confirmed);
     print_confirmed(&rows, sent, href, want, all, state_dir, json);
     Ok(all)
+}
+
+/// Whether the light at `peer` is in group `g` by its `/groupsResURI`; a
+/// light that does not serve the resource (or does not answer) counts as
+/// in it: it is then confirmed (or reported) as before.
+async fn in_group(
+    client: &mut ssm_runtime::udp::OscoreClient<ssm_runtime::store::FileSequenceStore>,
+    peer: SocketAddr,
+    g: u32,
+) -> bool {
+    match client.request(peer, ssm_ocf::groups::read()).await {
+        Ok(r) if r.code == Code::CONTENT => message::payload(&r)
+            .ok()
+            .and_then(|v| ssm_ocf::groups::parse(&v, true))
+            .is_none_or(|ids| ids.contains(&g)),
+        _ => true,
+    }
 }
 
 /// A light's endpoint: the discovery reply whose link names device `di`;

@@ -118,6 +118,10 @@ enum Cmd {
         /// How long --confirm retries a light that has not applied yet (ms).
         #[arg(long, default_value_t = 1000)]
         confirm_ms: u64,
+        /// With --multicast: the SSM group to command (default: the
+        /// switch's only group; with several, name one).
+        #[arg(long, requires = "multicast")]
+        group: Option<String>,
         #[command(flatten)]
         net: Net,
     },
@@ -185,21 +189,19 @@ pub async fn run(a: Args) -> Result<bool> {
             no_no_response,
             confirm,
             confirm_ms,
+            group,
             net,
         } => {
-            cmd::update(
-                dir,
-                ep,
+            let m = cmd::Multicast {
+                href: &href,
                 value,
-                multicast,
-                href,
                 no_no_response,
                 confirm,
                 confirm_ms,
-                net,
-                json,
-            )
-            .await
+                group: group.as_deref(),
+                net: &net,
+            };
+            cmd::update(dir, ep, multicast, m, json).await
         }
         Cmd::Observe {
             ep,

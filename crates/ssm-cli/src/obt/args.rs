@@ -21,6 +21,11 @@ pub(super) enum Cmd {
         /// Domain name.
         #[arg(long, default_value = "ssm domain")]
         name: String,
+        /// Zero-touch SSM: the group `all` takes every SSM device onboarded
+        /// (lights as members, switches granted every light; the key is
+        /// made at the first).
+        #[arg(long)]
+        auto_ssm: bool,
     },
     /// Find devices by multicast on an interface: unowned ones, and owned
     /// ones (those of this domain by name; their endpoints are refreshed).
@@ -169,6 +174,65 @@ pub(super) enum Cmd {
     /// SSM group management: grant, revoke, rekey.
     #[command(subcommand)]
     Ssm(SsmCmd),
+    /// SSM groups (zones): several per domain, one key each.
+    ///
+    /// Example: `ssm obt group create east`, `ssm obt group add east
+    /// light-1 light-2`, `ssm obt ssm grant hall-switch --group east`.
+    #[command(subcommand)]
+    Group(GroupCmd),
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub(super) enum GroupCmd {
+    /// A new group (its key is made when the first device is added).
+    Create {
+        /// Its name (letters, digits, `-`, `_`, `.`).
+        name: String,
+        /// Every SSM device onboarded from now on joins it.
+        #[arg(long)]
+        auto: bool,
+    },
+    /// Add devices: lights become members, switches command the group.
+    Add {
+        /// The group.
+        name: String,
+        /// Lights or switches (names or UUIDs).
+        #[arg(required = true)]
+        devices: Vec<String>,
+        #[command(flatten)]
+        work: Work,
+    },
+    /// Remove devices; the group (that group only) is rekeyed.
+    Remove {
+        /// The group.
+        name: String,
+        /// Lights or switches (names or UUIDs).
+        #[arg(required = true)]
+        devices: Vec<String>,
+        #[command(flatten)]
+        work: Work,
+    },
+    /// Every group: id, epoch, members, switches.
+    List,
+    /// One group: id, epoch, members, switches, grants.
+    Show {
+        /// The group.
+        name: String,
+    },
+    /// Delete a group: its devices lose its credentials.
+    Delete {
+        /// The group.
+        name: String,
+        #[command(flatten)]
+        work: Work,
+    },
+    /// A new key (new epoch) for this group only.
+    Rekey {
+        /// The group.
+        name: String,
+        #[command(flatten)]
+        work: Work,
+    },
 }
 
 /// Where and how many devices at once (every command that changes devices).
@@ -208,15 +272,19 @@ impl Link {
 
 #[derive(clap::Subcommand, Debug)]
 pub(super) enum SsmCmd {
-    /// Let a switch command lights by SSM (example: `ssm obt ssm grant hall-switch --all`).
+    /// Let a switch command lights by SSM (example: `ssm obt ssm grant hall-switch --all`,
+    /// or a whole group: `ssm obt ssm grant hall-switch --group east`).
     Grant {
         /// The switch (name or UUID).
         client: String,
-        /// Lights (names or UUIDs).
+        /// Lights (names or UUIDs), in the group `all`.
         lights: Vec<String>,
-        /// Every light of the domain.
+        /// Every light of the domain, in the group `all`.
         #[arg(long)]
         all: bool,
+        /// The switch commands this group (its members now and later).
+        #[arg(long, conflicts_with_all = ["lights", "all"])]
+        group: Option<String>,
         #[command(flatten)]
         work: Work,
     },
@@ -225,11 +293,14 @@ pub(super) enum SsmCmd {
     Revoke {
         /// The switch (name or UUID).
         client: String,
-        /// Lights (names or UUIDs).
+        /// Lights (names or UUIDs), in the group `all`.
         lights: Vec<String>,
-        /// Every light it may command.
+        /// Every light it may command in the group `all`.
         #[arg(long)]
         all: bool,
+        /// The switch no longer commands this group (which is rekeyed).
+        #[arg(long, conflicts_with_all = ["lights", "all"])]
+        group: Option<String>,
         #[command(flatten)]
         work: Work,
     },

@@ -11,16 +11,22 @@ use std::path::Path;
 use std::time::Duration;
 
 /// `ssm obt init`.
-pub(super) fn init(path: &Path, name: &str, json: bool) -> Result<bool> {
-    let s = Store::init(path, zero_free_uuid(), name)?;
+pub(super) fn init(path: &Path, name: &str, auto_ssm: bool, json: bool) -> Result<bool> {
+    let mut s = Store::init(path, zero_free_uuid(), name)?;
     let (obt, _) = s.obt()?;
+    if auto_ssm {
+        s.auto_all()?;
+    }
     if json {
         println!(
             "{}",
-            serde_json::json!({"domain": path, "obt_uuid": obt, "name": name})
+            serde_json::json!({"domain": path, "obt_uuid": obt, "name": name, "auto_ssm": auto_ssm})
         );
     } else {
         println!("domain '{name}' at {} (OBT {obt})", path.display());
+        if auto_ssm {
+            println!("every SSM device onboarded joins the group `all`");
+        }
     }
     Ok(true)
 }
@@ -240,14 +246,19 @@ pub(super) async fn offboard(path: &Path, device: &str, w: &Work, json: bool) ->
                 ),
             }
         );
-        if let Some(e) = r.epoch {
-            println!("SSM group rekeyed to epoch {e}");
+        for (g, e) in &r.rekeyed {
+            println!("SSM group {g} rekeyed to epoch {e}");
         }
     }
+    let rekeyed: Vec<_> = r
+        .rekeyed
+        .iter()
+        .map(|(g, e)| serde_json::json!({"group": g, "epoch": e}))
+        .collect();
     Ok(report_sync(
         &r.synced,
         json,
-        serde_json::json!({"uuid": d.uuid, "name": d.name, "removed": true, "reset": r.reset.is_ok(), "epoch": r.epoch}),
+        serde_json::json!({"uuid": d.uuid, "name": d.name, "removed": true, "reset": r.reset.is_ok(), "epoch": r.epoch, "rekeyed": rekeyed}),
     ))
 }
 

@@ -16,6 +16,7 @@ pub(crate) use crate::engine_ui::{engine_err, progress};
 mod args;
 mod backup;
 mod cmd;
+mod group;
 mod live;
 mod sheet_out;
 mod show;
@@ -34,12 +35,8 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     if crate::usage::is_usage(e) {
         crate::usage::EXIT_USAGE
     } else if e.chain().any(|c| {
-        c.downcast_ref::<StoreError>().is_some_and(|s| {
-            !matches!(
-                s,
-                StoreError::UnknownDevice(_) | StoreError::DuplicateName { .. }
-            )
-        })
+        c.downcast_ref::<StoreError>()
+            .is_some_and(|s| !s.is_request())
     }) {
         EXIT_STORE
     } else {
@@ -130,7 +127,7 @@ pub async fn run(a: Args) -> Result<bool> {
     crate::state::warn_open_to_others(ssm_obt::store::domain_open_to_others(&path));
     let json = a.json;
     match a.cmd {
-        Cmd::Init { name } => cmd::init(&path, &name, json),
+        Cmd::Init { name, auto_ssm } => cmd::init(&path, &name, auto_ssm, json),
         Cmd::Discover { link, wait_ms } => cmd::discover(&path, &link, wait_ms, json).await,
         c @ Cmd::Onboard { .. } => cmd::onboard(&path, c, json).await,
         Cmd::List => show::list(&path, json),
@@ -160,16 +157,31 @@ pub async fn run(a: Args) -> Result<bool> {
         Cmd::Sync { devices, all, work } => cmd::sync(&path, devices, all, &work, json).await,
         Cmd::Ssm(SsmCmd::Grant {
             client,
+            group: Some(g),
+            work,
+            ..
+        }) => group::grant(&path, &client, &g, &work, json).await,
+        Cmd::Ssm(SsmCmd::Grant {
+            client,
             lights,
             all,
             work,
+            group: None,
         }) => cmd::grant(&path, &client, &lights, all, &work, json).await,
+        Cmd::Ssm(SsmCmd::Revoke {
+            client,
+            group: Some(g),
+            work,
+            ..
+        }) => group::revoke(&path, &client, &g, &work, json).await,
         Cmd::Ssm(SsmCmd::Revoke {
             client,
             lights,
             all,
             work,
+            group: None,
         }) => cmd::revoke(&path, &client, &lights, all, &work, json).await,
         Cmd::Ssm(SsmCmd::Rekey { work }) => cmd::rekey(&path, &work, json).await,
+        Cmd::Group(g) => group::run(&path, g, json).await,
     }
 }

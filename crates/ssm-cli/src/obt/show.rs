@@ -14,7 +14,10 @@ pub(super) fn list(path: &Path, json: bool) -> Result<bool> {
         (st, _) => st.to_string(),
     };
     if json {
-        let v: Vec<_> = devs.iter().map(|d| serde_json::json!({"uuid": d.uuid, "name": d.name, "role": d.role.as_str(), "state": state(d), "ep": d.endpoint, "last_seen": d.last_seen})).collect();
+        let mut v = Vec::new();
+        for d in &devs {
+            v.push(serde_json::json!({"uuid": d.uuid, "name": d.name, "role": d.role.as_str(), "state": state(d), "ep": d.endpoint, "last_seen": d.last_seen, "groups": s.device_groups(&d.uuid)?}));
+        }
         let g = s.group()?.map(|g| g.epoch);
         println!("{}", serde_json::json!({"devices": v, "ssm_epoch": g}));
     } else {
@@ -64,6 +67,16 @@ pub(super) fn show(path: &Path, device: &str, json: bool) -> Result<bool> {
     let member = !commands.is_empty() || !commanded_by.is_empty();
     let sid = s.current_sender_id(&d.uuid)?;
     let audit = s.audit_of(&d.uuid.to_string(), 10)?;
+    let ids = s.device_groups(&d.uuid)?;
+    let groups: Vec<(i64, String, i64, Option<String>)> = s
+        .groups()?
+        .into_iter()
+        .filter(|g| ids.contains(&g.id))
+        .map(|g| {
+            let sid = s.sender_id_in(g.id, &d.uuid).ok().flatten();
+            (g.id, g.name, g.epoch, sid)
+        })
+        .collect();
     if json {
         println!(
             "{}",
@@ -72,6 +85,7 @@ pub(super) fn show(path: &Path, device: &str, json: bool) -> Result<bool> {
                 "ep": d.endpoint, "last_seen": d.last_seen, "was_uuid": s.onboarded_from(&d.uuid),
                 "ssm": {"member": member, "epoch": group.as_ref().filter(|_| member).map(|g| g.epoch), "sender_id": sid,
                         "commands": commands, "commanded_by": commanded_by},
+                "groups": groups.iter().map(|(id, n, e, sid)| serde_json::json!({"id": id, "name": n, "epoch": e, "sender_id": sid})).collect::<Vec<_>>(),
                 "audit": audit.iter().map(|(at, what, detail)| serde_json::json!({"at": rfc3339_sql(at), "action": what, "detail": detail})).collect::<Vec<_>>(),
             })
         );
@@ -91,7 +105,16 @@ pub(super) fn show(path: &Path, device: &str, json: bool) -> Result<bool> {
             g.epoch,
             sid.map(|s| format!(", Sender ID {s}")).unwrap_or_default()
         ),
-        _ => println!("  SSM group  not a member"),
+        _ if groups.is_empty() => println!("  SSM group  not a member"),
+        _ => {}
+    }
+    for (id, n, e, sid) in &groups {
+        println!(
+            "  group      {n} (id {id}), epoch {e}{}",
+            sid.as_ref()
+                .map(|s| format!(", Sender ID {s}"))
+                .unwrap_or_default()
+        );
     }
     if !commands.is_empty() {
         println!("  commands   {}", commands.join(", "));

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::store::StoreError;
 
+mod groups;
 pub mod maint;
 mod onboard;
 mod ops;
@@ -22,6 +23,10 @@ pub mod sheet;
 pub mod status;
 mod sync;
 
+pub use groups::{
+    auto_enrol, grant_group, group_add, group_create, group_delete, group_rekey, group_remove,
+    revoke_group, GroupChanged, GroupDeleted,
+};
 pub use maint::{inspect, rename, Inspection, Renamed};
 pub use onboard::{
     advertised_role, onboard, onboard_many, settle_onboarding, OnboardJob, OnboardReport,
@@ -89,11 +94,19 @@ pub enum EngineError {
     #[error("{0} may command no light")]
     NoGrants(String),
     /// A rekey before the first grant.
-    #[error("no SSM group yet: grant a switch first (`ssm obt ssm grant`)")]
+    #[error("no SSM group `all` yet: grant a switch first (`ssm obt ssm grant`), or rekey a named group (`ssm obt group rekey NAME`)")]
     NoGroup,
     /// A commissioning sheet with malformed lines (number, why).
     #[error("the sheet has malformed lines (nothing was onboarded):{}", .0.iter().map(|(n, w)| format!("\n  line {n}: {w}")).collect::<String>())]
     BadSheet(Vec<(usize, String)>),
+    /// A group command without devices.
+    #[error("no devices: name lights or switches")]
+    NoDevicesNamed,
+    /// A rekey of a group that has no key yet.
+    #[error(
+        "the SSM group {0} has no key yet: add a device first (`ssm obt group add {0} DEVICE`)"
+    )]
+    NoGroupKey(String),
     /// A worker task ended abnormally.
     #[error("{0}")]
     Task(String),
@@ -105,7 +118,10 @@ impl EngineError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            EngineError::NoLightsNamed | EngineError::Endpoint(_) | EngineError::BadSheet(_)
+            EngineError::NoLightsNamed
+                | EngineError::NoDevicesNamed
+                | EngineError::Endpoint(_)
+                | EngineError::BadSheet(_)
         )
     }
 }

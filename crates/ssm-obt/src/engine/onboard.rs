@@ -373,8 +373,8 @@ pub struct OnboardReport {
     /// With a sheet: every row's outcome, and the unowned devices found
     /// that it has no row for (left alone).
     pub sheet: Option<SheetReport>,
-    /// Interrupted earlier onboardings the devices confirmed, brought up
-    /// to date.
+    /// Interrupted earlier onboardings the devices confirmed, and the
+    /// devices auto-enrolment concerned, brought up to date.
     pub resumed: Vec<Synced>,
 }
 
@@ -405,7 +405,16 @@ pub async fn onboard(
             (s, done, Some(report))
         }
     };
-    let resumed = sync_devices(&mut s, obt, &settled, reach, jobs, &super::no_progress).await?;
+    // Auto-enrolment (groups made with `--auto`): the new devices join
+    // them, and they and the group's devices are provisioned now.
+    let mut new: Vec<Uuid> = devices
+        .iter()
+        .filter_map(|o| o.result.as_ref().ok().copied())
+        .collect();
+    new.extend(&settled);
+    let mut to_sync = super::auto_enrol(&mut s, &new).await?;
+    to_sync.extend(&settled);
+    let resumed = sync_devices(&mut s, obt, &to_sync, reach, jobs, &super::no_progress).await?;
     Ok((
         s,
         OnboardReport {

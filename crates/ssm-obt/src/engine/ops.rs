@@ -124,8 +124,11 @@ pub struct Offboarded {
     pub device: DeviceRecord,
     /// Whether it was hard-reset (else why not).
     pub reset: Result<(), String>,
-    /// The new epoch, if it was a group member (the group was rekeyed).
+    /// The new epoch, if it was a group member (the group was rekeyed; of
+    /// the first such group by id, `all` first).
     pub epoch: Option<i64>,
+    /// Every group rekeyed: (name, new epoch).
+    pub rekeyed: Vec<(String, i64)>,
     /// The remaining members brought up to date.
     pub synced: Vec<Synced>,
 }
@@ -163,12 +166,20 @@ pub async fn offboard(
     if let (Err(e), false) = (&reset, undone) {
         tracing::warn!(device = %d.name, error = %e, "hard reset failed; removing it anyway (its keys are rekeyed away)");
     }
+    let before = s.groups()?;
     let (epoch, members) = s.remove_device(&d.uuid, &mut rng)?;
+    let rekeyed = s
+        .groups()?
+        .into_iter()
+        .filter(|g| before.iter().any(|b| b.id == g.id && b.epoch != g.epoch))
+        .map(|g| (g.name, g.epoch))
+        .collect();
     let synced = sync_devices(s, obt, &members, reach, jobs, progress).await?;
     Ok(Offboarded {
         device: d,
         reset,
         epoch,
+        rekeyed,
         synced,
     })
 }
@@ -247,7 +258,17 @@ pub async fn revoke(
     let (obt, _) = s.obt()?;
     let c = s.device(client)?;
     let ids: Vec<Uuid> = if all {
-        s.grants()?
+        // Its lights in the group `all` (grants in named groups are taken
+        // with `revoke --group`).
+        let all_group = s
+            .groups()?
+            .into_iter()
+            .find(|g| g.name == crate::store::ALL_GROUP);
+        let grants = match all_group {
+            Some(g) => s.grants_in(g.id)?,
+            None => Vec::new(),
+        };
+        grants
             .into_iter()
             .filter(|g| g.0 == c.uuid)
             .map(|g| g.1)

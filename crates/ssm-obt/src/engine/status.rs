@@ -17,7 +17,7 @@ use uuid::Uuid;
 pub struct DeviceStatus {
     /// The domain's record.
     pub record: DeviceRecord,
-    /// The SSM groups it belongs to (today at most the one group).
+    /// The names of the SSM groups it belongs to.
     pub groups: Vec<String>,
     /// Whether an owner session opened.
     pub reachable: bool,
@@ -29,22 +29,20 @@ pub struct DeviceStatus {
     pub rtt_ms: Option<f64>,
 }
 
-/// The groups of each device: today the domain's one SSM group (`ssm`),
-/// for every switch and light of a grant.
+/// The names of the SSM groups each device is in (a light a member, a
+/// switch commanding it).
 fn groups_of(s: &Store) -> Result<Vec<(Uuid, Vec<String>)>, EngineError> {
-    let grants = s.grants()?;
-    let epoch = s.group()?.map(|g| g.epoch);
-    Ok(s.devices()?
-        .iter()
-        .map(|d| {
-            let member = grants.iter().any(|(c, l)| *c == d.uuid || *l == d.uuid);
-            let g = match (member, epoch) {
-                (true, Some(_)) => vec!["ssm".to_string()],
-                _ => Vec::new(),
-            };
-            (d.uuid, g)
-        })
-        .collect())
+    let names: Vec<(i64, String)> = s.groups()?.into_iter().map(|g| (g.id, g.name)).collect();
+    let mut out = Vec::new();
+    for d in s.devices()? {
+        let g = s
+            .device_groups(&d.uuid)?
+            .iter()
+            .filter_map(|id| names.iter().find(|(i, _)| i == id).map(|n| n.1.clone()))
+            .collect();
+        out.push((d.uuid, g));
+    }
+    Ok(out)
 }
 
 /// How many devices `status` reads at once (each an owner session).

@@ -4,7 +4,7 @@ use super::{EngineError, Progress, Reach};
 use crate::plan::desired;
 use crate::store::{DeviceRecord, Store};
 use crate::{DeviceRole, DeviceState};
-use ssm_runtime::obt_transport::{discover_devices, sync_device};
+use ssm_runtime::obt_transport::{discover_devices, sync_device, Desired};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,14 +136,24 @@ async fn attempt_wave(
         set.spawn(async move {
             let _permit = sem.acquire_owned().await;
             let out = match ssm_runtime::netif::parse_ep(&ep) {
-                Ok(peer) => sync_device(peer, obt, &psk, &want.creds, &want.aces, &mut |_, _| {})
-                    .await
-                    .map_err(|e| {
-                        (
-                            e.to_string(),
-                            matches!(e, ssm_runtime::obt_transport::ObtError::Step(_)),
-                        )
-                    }),
+                Ok(peer) => sync_device(
+                    peer,
+                    obt,
+                    &psk,
+                    Desired {
+                        creds: &want.creds,
+                        aces: &want.aces,
+                        groups: &want.groups,
+                    },
+                    &mut |_, _| {},
+                )
+                .await
+                .map_err(|e| {
+                    (
+                        e.to_string(),
+                        matches!(e, ssm_runtime::obt_transport::ObtError::Step(_)),
+                    )
+                }),
                 Err(e) => Err((e.to_string(), false)),
             };
             (r, ep, want.is_empty(), out)

@@ -155,10 +155,11 @@ impl Store {
     }
 
     /// Removes a device from the domain in one transaction: its record,
-    /// grants, pair-wise keys and Sender IDs (kept, revoked: never reused).
-    /// If it belonged to the SSM group, the group is rekeyed and every
-    /// remaining member becomes stale. Returns the new epoch (if rekeyed)
-    /// and the devices to sync.
+    /// grants, group memberships, pair-wise keys and Sender IDs (kept,
+    /// revoked: never reused). Every group it was in is rekeyed (those
+    /// only) and every device they concern becomes stale. Returns the new
+    /// epoch of the first group rekeyed (by id: `all` first) and the
+    /// devices to sync.
     pub fn remove_device(
         &mut self,
         uuid: &Uuid,
@@ -167,37 +168,16 @@ impl Store {
         let sq = sqlite_err(self.path.clone());
         let tx = self.conn.transaction().map_err(&sq)?;
         let u = uuid.to_string();
-        let was_member = members(&tx).map_err(&sq)?.contains(uuid);
         let n = tx
             .execute("DELETE FROM devices WHERE uuid = ?1", params![u])
             .map_err(&sq)?;
         if n == 0 {
             return Err(StoreError::UnknownDevice(u));
         }
-        tx.execute(
-            "DELETE FROM grants WHERE client_uuid = ?1 OR light_uuid = ?1",
-            params![u],
-        )
-        .map_err(&sq)?;
-        tx.execute(
-            "DELETE FROM pairwise WHERE client_uuid = ?1 OR light_uuid = ?1",
-            params![u],
-        )
-        .map_err(&sq)?;
-        tx.execute(
-            "UPDATE sender_ids SET revoked = 1 WHERE client_uuid = ?1",
-            params![u],
-        )
-        .map_err(&sq)?;
         audit_on(&tx, "offboard", &u).map_err(&sq)?;
-        let epoch = if was_member {
-            Some(rekey_on(&tx, random, &format!("{u} removed")).map_err(&sq)?)
-        } else {
-            None
-        };
-        let m = members(&tx).map_err(&sq)?;
+        let (rekeyed, m) = groups::leave_all_groups(&tx, uuid, random).map_err(&sq)?;
         tx.commit().map_err(&sq)?;
-        Ok((epoch, m))
+        Ok((rekeyed.first().map(|r| r.1), m))
     }
 
     /// Records a completed exchange with a device (and where it answered).

@@ -11,13 +11,15 @@ mod audit;
 pub mod backup;
 mod devices;
 mod grants;
+mod groups;
 mod schema;
 
 use audit::audit_on;
-use grants::{members, rekey_on};
+pub use grants::ALL_GROUP;
+pub use groups::{valid_group_name, GroupInfo};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Store errors, each saying what to do.
 #[derive(Debug, thiserror::Error)]
@@ -60,9 +62,32 @@ pub enum StoreError {
         /// The device that has it.
         uuid: Uuid,
     },
-    /// A write on a read-only view of the domain.
-    #[error("the domain {0} is open read-only")]
-    ReadOnly(PathBuf),
+    /// Unknown group.
+    #[error("no SSM group {0} in the domain: see `ssm obt group list`")]
+    UnknownGroup(String),
+    /// A group of that name exists.
+    #[error("the SSM group {0} exists already: see `ssm obt group show {0}`")]
+    GroupExists(String),
+    /// Not a group name.
+    #[error(
+        "{0:?} is not a group name: 1 to 32 letters, digits, '-', '_', '.' (not starting with '-')"
+    )]
+    BadGroupName(String),
+}
+
+impl StoreError {
+    /// An error about what was asked for (a device or group name), not
+    /// about the store itself.
+    pub fn is_request(&self) -> bool {
+        matches!(
+            self,
+            StoreError::UnknownDevice(_)
+                | StoreError::DuplicateName { .. }
+                | StoreError::UnknownGroup(_)
+                | StoreError::GroupExists(_)
+                | StoreError::BadGroupName(_)
+        )
+    }
 }
 
 /// A device the OBT owns.
@@ -111,9 +136,13 @@ impl std::fmt::Debug for PairwiseKey {
     }
 }
 
-/// The SSM group as the domain has it now.
+/// An SSM group's key as the domain has it now.
 #[derive(Clone)]
 pub struct GroupState {
+    /// The group's id (its `oic.r.groups` number).
+    pub id: i64,
+    /// Its name.
+    pub name: String,
     /// The group's master secret of this epoch.
     pub secret: Zeroizing<[u8; 32]>,
     /// The epoch (1 at creation, +1 per rekey).
@@ -122,7 +151,11 @@ pub struct GroupState {
 
 impl std::fmt::Debug for GroupState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GroupState {{ epoch: {} }}", self.epoch)
+        write!(
+            f,
+            "GroupState {{ id: {}, name: {:?}, epoch: {} }}",
+            self.id, self.name, self.epoch
+        )
     }
 }
 
@@ -293,5 +326,7 @@ impl Store {
 
 #[cfg(test)]
 mod day_tests;
+#[cfg(test)]
+mod group_tests;
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,40 @@ pub(super) const SCHEMA_V1: &str = "CREATE TABLE obt (id INTEGER PRIMARY KEY CHE
      CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
      action TEXT NOT NULL, detail TEXT NOT NULL);";
 
+/// Version 2: when a device was last seen, pair-wise keys.
+pub(super) const SCHEMA_V2: &str = "ALTER TABLE devices ADD COLUMN last_seen TEXT;
+     CREATE TABLE pairwise (client_uuid TEXT NOT NULL, light_uuid TEXT NOT NULL, secret BLOB NOT NULL,
+                            client_id TEXT NOT NULL UNIQUE, light_id TEXT NOT NULL UNIQUE,
+                            PRIMARY KEY (client_uuid, light_uuid));";
+
+/// Version 3: several SSM groups per domain. The single group of version 2
+/// becomes the group `all` (id 1) with its secret, epoch, Sender IDs and
+/// grants; the lights it was granted on become its members. Group ids
+/// (their `oic.r.groups` numbers) are never reused (AUTOINCREMENT), nor
+/// are Sender IDs (one table, across groups). A group's key is created by
+/// the first change that puts a device in it (`secret` NULL, epoch 0
+/// until then). The devices of the old group become stale: a sync writes
+/// their `/groupsResURI` and the group's credentials, rekeyed by the
+/// migration (see `migrate`), under its name.
+pub(super) const SCHEMA_V3: &str = "CREATE TABLE ssm_groups (id INTEGER PRIMARY KEY AUTOINCREMENT CHECK (id BETWEEN 1 AND 65535),
+       name TEXT NOT NULL UNIQUE, secret BLOB, epoch INTEGER NOT NULL DEFAULT 0, auto INTEGER NOT NULL DEFAULT 0,
+       created TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
+     INSERT INTO ssm_groups (id, name, secret, epoch) SELECT 1, 'all', secret, epoch FROM ssm_group WHERE id = 1;
+     CREATE TABLE group_members (group_id INTEGER NOT NULL, light_uuid TEXT NOT NULL, PRIMARY KEY (group_id, light_uuid));
+     CREATE TABLE group_switches (group_id INTEGER NOT NULL, client_uuid TEXT NOT NULL, PRIMARY KEY (group_id, client_uuid));
+     ALTER TABLE sender_ids ADD COLUMN group_id INTEGER NOT NULL DEFAULT 1;
+     CREATE TABLE group_grants (group_id INTEGER NOT NULL, client_uuid TEXT NOT NULL, light_uuid TEXT NOT NULL,
+       PRIMARY KEY (group_id, client_uuid, light_uuid));
+     INSERT INTO group_grants (group_id, client_uuid, light_uuid) SELECT 1, client_uuid, light_uuid FROM grants
+       WHERE EXISTS (SELECT 1 FROM ssm_groups WHERE id = 1);
+     INSERT OR IGNORE INTO group_members (group_id, light_uuid) SELECT group_id, light_uuid FROM group_grants;
+     UPDATE devices SET state = 'stale', updated = CURRENT_TIMESTAMP WHERE state = 'provisioned' AND uuid IN
+       (SELECT client_uuid FROM group_grants UNION SELECT light_uuid FROM group_grants);
+     DROP TABLE grants;
+     DROP TABLE ssm_group;
+     INSERT INTO audit (action, detail) SELECT 'migrate', 'schema 3: the SSM group is now the group all (id 1)'
+       FROM ssm_groups WHERE id = 1;";
+
 impl Store {
     pub(super) fn open_inner(path: &Path, create: bool) -> Result<Store, StoreError> {
         let lock = lock(path)?;
@@ -120,16 +154,30 @@ impl Store {
         }
         if from < 2 {
             self.conn
-                .execute_batch(
-                    "BEGIN;
-                     ALTER TABLE devices ADD COLUMN last_seen TEXT;
-                     CREATE TABLE pairwise (client_uuid TEXT NOT NULL, light_uuid TEXT NOT NULL, secret BLOB NOT NULL,
-                                            client_id TEXT NOT NULL UNIQUE, light_id TEXT NOT NULL UNIQUE,
-                                            PRIMARY KEY (client_uuid, light_uuid));
-                     PRAGMA user_version = 2;
-                     COMMIT;",
-                )
+                .execute_batch(&format!(
+                    "BEGIN; {SCHEMA_V2} PRAGMA user_version = 2; COMMIT;"
+                ))
                 .map_err(&sq)?;
+        }
+        if from < 3 {
+            // One transaction: the new tables, and a rekey of the group
+            // `all`. Its credentials now name the group in their `desc`; a
+            // device would take that as a new credential with the same key
+            // and Sender ID, and a switch keeps its sequence numbers per
+            // credential: re-issuing the same key and ID could restart them
+            // (nonce reuse). A new epoch (new secret, new Sender IDs) makes
+            // every re-issued credential a new key.
+            let tx = self.conn.unchecked_transaction().map_err(&sq)?;
+            tx.execute_batch(&format!("{SCHEMA_V3} PRAGMA user_version = 3;"))
+                .map_err(&sq)?;
+            super::grants::rekey_on(
+                &tx,
+                1,
+                &mut |b: &mut [u8]| crate::engine::rng(b),
+                "schema 3: the group's credentials are re-issued under its name",
+            )
+            .map_err(&sq)?;
+            tx.commit().map_err(&sq)?;
         }
         Ok(())
     }

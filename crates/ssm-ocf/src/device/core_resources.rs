@@ -39,6 +39,13 @@ impl Device {
             ),
         ];
         links[1].rt.push(self.info.device_type.clone());
+        if self.security.is_some() {
+            links.push(core(
+                crate::groups::HREF,
+                crate::groups::RT,
+                &crate::groups::INTERFACES,
+            ));
+        }
         for e in &self.entries {
             let mut eps = eps.clone();
             if e.ssm {

@@ -20,6 +20,7 @@ use ssm_coap::{Code, Message, MessageType, OptionNumber, CONTENT_FORMAT_CBOR};
 use uuid::Uuid;
 
 mod core_resources;
+mod grouping;
 
 /// Where the introspection data is served.
 pub const INTROSPECTION_DATA_HREF: &str = "/introspection/data";
@@ -296,6 +297,9 @@ impl Device {
         if meta.multicast && !discovery_get {
             // Multicast: discovery only; SSM updates come through apply_ssm.
             return Outcome::default();
+        }
+        if path == crate::groups::HREF {
+            return self.grouping(req, meta, iface.as_deref());
         }
         if path.starts_with("/oic/sec/") {
             let Some(sec) = self.security.as_mut() else {

@@ -70,6 +70,8 @@ pub struct Reconciliation {
     pub aces_removed: Vec<u32>,
     /// ACEs added.
     pub aces_added: usize,
+    /// The device's `/groupsResURI` was rewritten (it listed other groups).
+    pub groups_written: bool,
 }
 
 impl Reconciliation {
@@ -79,6 +81,7 @@ impl Reconciliation {
             && self.creds_added == 0
             && self.aces_removed.is_empty()
             && self.aces_added == 0
+            && !self.groups_written
     }
 }
 

@@ -182,6 +182,10 @@ pub struct SecurityState {
     pub sdi: Sdi,
     /// sp: the current security profile.
     pub sp_current: String,
+    /// The ids of the SSM groups the device belongs to (`/groupsResURI`,
+    /// [`crate::groups`]): written by the owner, wiped by a hard reset.
+    #[serde(default)]
+    pub groups: Vec<u32>,
     /// The owner-transfer session whose writes are in progress, if any
     /// (in memory only: after a restart a partial transfer is undone by
     /// [`owner_transfer_ended`](Self::owner_transfer_ended)).
@@ -202,6 +206,7 @@ impl SecurityState {
             acl: Acl2::default(),
             sdi: Sdi::default(),
             sp_current: SP_BASELINE.into(),
+            groups: Vec::new(),
             transfer: TransferBinding::default(),
         }
     }
@@ -270,6 +275,12 @@ impl SecurityState {
                     && c.subjectuuid.parse::<Uuid>().ok() == Some(owner)
                     && c.privatedata.as_ref().is_some_and(|p| !p.data.is_empty())
             })
+    }
+
+    /// Whether `peer` speaks for the device's owner (it may write the
+    /// owner-only resources).
+    pub fn is_owner_peer(&self, peer: &Peer) -> bool {
+        self.is_owner(peer)
     }
 
     pub(super) fn is_owner(&self, peer: &Peer) -> bool {

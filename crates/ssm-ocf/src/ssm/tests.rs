@@ -202,3 +202,50 @@ fn a_confirmable_multicast_request_is_dropped() {
         DropReason::ConfirmableMulticast
     );
 }
+
+/// Zones: one switch commanding two groups has one Sender ID (and key) in
+/// each; a light in both holds one recipient context per (group, switch)
+/// and applies both; a light of one group only drops the other group's
+/// datagrams before any AEAD work (unknown kid), also one protected under
+/// its own group's key with the other group's kid fails the tag.
+#[test]
+fn one_recipient_per_group_and_switch() {
+    let (east, west) = ([0x0e; 32], [0x77; 32]);
+    let kid_e = Id::new(&[0x02, 1, 1, 1, 1, 1, 1]).unwrap();
+    let kid_w = Id::new(&[0x02, 2, 2, 2, 2, 2, 2]).unwrap();
+    let server = |credid, secret: &[u8], kid: Id| OscoreCred {
+        recipient_id: Some(kid),
+        ..server_cred(credid, 1, secret)
+    };
+    let mut both = SsmReceiver::new(
+        &[server(1, &east, kid_e), server(2, &west, kid_w)],
+        ReplayFloors::default(),
+    )
+    .unwrap();
+    assert_eq!(both.len(), 2);
+    let mut east_only =
+        SsmReceiver::new(&[server(1, &east, kid_e)], ReplayFloors::default()).unwrap();
+    let sender = |secret: &[u8], kid: Id| {
+        SenderContext::derive(secret, None, None, kid, SequenceNumber::volatile(0)).unwrap()
+    };
+    let (mut se, mut sw) = (sender(&east, kid_e), sender(&west, kid_w));
+    let de = update(&mut se, true);
+    let dw = update(&mut sw, false);
+    let v = both.receive(&mut de.clone()).unwrap();
+    assert_eq!((v.accepted.credid, v.accepted.kid), (1, kid_e));
+    let v = both.receive(&mut dw.clone()).unwrap();
+    assert_eq!((v.accepted.credid, v.accepted.kid), (2, kid_w));
+    assert!(east_only.receive(&mut de.clone()).is_ok());
+    let e = east_only.receive(&mut dw.clone()).unwrap_err();
+    assert_eq!(e, DropReason::UnknownKid);
+    assert!(e.is_cheap());
+    // A member of east forging for west: east's key under west's kid.
+    // (A fresh Partial IV: a used one is refused as a replay before AEAD.)
+    let mut forger =
+        SenderContext::derive(&east, None, None, kid_w, SequenceNumber::volatile(100)).unwrap();
+    let forged = update(&mut forger, true);
+    assert_eq!(
+        both.receive(&mut forged.clone()).unwrap_err(),
+        DropReason::DecryptionFailed
+    );
+}
