@@ -203,6 +203,15 @@ fn every_obt_subcommand_follows_the_json_contract() {
     assert_eq!(v["old_name"], "light-1", "{v}");
     let v = doc(&h, d, &["inspect", "light-0"], 0);
     assert_eq!(v["matches"], true, "{v}");
+    // Zones: `ssm obt group …`.
+    doc(&h, d, &["group", "create", "east"], 0);
+    run(&["group", "add", "east", "light-0", "switch-0"], 0);
+    doc(&h, d, &["group", "list"], 0);
+    doc(&h, d, &["group", "show", "east"], 0);
+    run(&["group", "rekey", "east"], 0);
+    run(&["group", "remove", "east", "light-0"], 0);
+    run(&["group", "delete", "east"], 0);
+    doc(&h, d, &["group", "show", "east"], 1);
     run(&["sync", "--all"], 0);
     run(&["ssm", "rekey"], 0);
     run(&["ssm", "revoke", "switch-0", "hall-1"], 0);
