@@ -209,6 +209,9 @@ fn every_obt_subcommand_follows_the_json_contract() {
     doc(&h, d, &["group", "list"], 0);
     doc(&h, d, &["group", "show", "east"], 0);
     run(&["group", "rekey", "east"], 0);
+    let v = run(&["ssm", "grant", "switch-0", "--group", "east"], 0);
+    assert_eq!(v["name"], "switch-0", "{v}");
+    run(&["ssm", "revoke", "switch-0", "--group", "east"], 0);
     run(&["group", "remove", "east", "light-0"], 0);
     run(&["group", "delete", "east"], 0);
     doc(&h, d, &["group", "show", "east"], 1);
