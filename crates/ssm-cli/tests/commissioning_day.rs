@@ -81,11 +81,15 @@ fn a_commissioning_day() {
     ];
     let sd = |i: usize| dir.join(names[i]);
     let start_dev = |i: usize| {
-        let mut extra = vec!["--name", names[i]];
-        if i >= 6 {
-            extra.extend(["--role", "switch"]);
-        }
-        start_with(&hosts[i + 1], &sd(i), iface, &extra, port)
+        let role = if i >= 6 { "switch" } else { "light" };
+        start_with(
+            &hosts[i + 1],
+            &sd(i),
+            iface,
+            role,
+            port,
+            &["--name", names[i]],
+        )
     };
     let mut devs: Vec<Option<Dev>> = (0..8).map(|i| Some(start_dev(i))).collect();
     // The PINs as the sheet has them (a device shows a new one at each
@@ -452,6 +456,11 @@ fn a_commissioning_day() {
     let r = obt(o, &domain, &["rename", "light-2", "hall-2"], &[]);
     assert_eq!(r.code, Some(0), "{}{}", r.out, r.err);
     assert!(r.out.contains("renamed light-2 to hall-2"), "{}", r.out);
+    assert!(
+        !r.out.contains("still shows its old name"),
+        "the device took it: {}",
+        r.out
+    );
     assert!(status(o, &domain).iter().any(|d| d.0 == "hall-2"));
     let r = obt(o, &domain, &["rename", "hall-2", "light-0"], &[]);
     assert_eq!(r.code, Some(1), "{}", r.err);

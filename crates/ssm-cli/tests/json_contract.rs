@@ -97,7 +97,7 @@ fn every_obt_subcommand_follows_the_json_contract() {
             } else {
                 "light"
             };
-            start_with(&h, &dir.join(n), "lo", &["--name", n, "--role", role], port)
+            start_with(&h, &dir.join(n), "lo", role, port, &["--name", n])
         })
         .collect();
     let pins: Vec<String> = names
@@ -201,6 +201,7 @@ fn every_obt_subcommand_follows_the_json_contract() {
     }
     let v = doc(&h, d, &["rename", "light-1", "hall-1"], 0);
     assert_eq!(v["old_name"], "light-1", "{v}");
+    assert_eq!(v["device_updated"], true, "/oic/con took the name: {v}");
     let v = doc(&h, d, &["inspect", "light-0"], 0);
     assert_eq!(v["matches"], true, "{v}");
     // Zones: `ssm obt group …`.

@@ -23,6 +23,7 @@ pub mod dtls_table;
 pub mod journal;
 pub mod multicast;
 pub mod netif;
+pub mod obt_reach;
 pub mod obt_transport;
 pub mod otm;
 pub mod owner_session;

@@ -83,14 +83,21 @@ impl Dev {
 }
 
 pub fn start(host: &Host, dir: &Path, iface: &str, role: &str, port: u16) -> Dev {
-    start_with(host, dir, iface, &["--role", role], port)
+    start_with(host, dir, iface, role, port, &[])
 }
 
-/// A device started with `extra` flags (e.g. `--role switch --name s-1`).
-pub fn start_with(host: &Host, dir: &Path, iface: &str, extra: &[&str], port: u16) -> Dev {
+/// [`start`] with more `ssm device` arguments (e.g. `--href /lights`).
+pub fn start_with(
+    host: &Host,
+    dir: &Path,
+    iface: &str,
+    role: &str,
+    port: u16,
+    more: &[&str],
+) -> Dev {
     let mut c = host.cmd(ssm());
-    c.args(["device", "--json", "--iface", iface])
-        .args(extra)
+    c.args(["device", "--json", "--iface", iface, "--role", role])
+        .args(more)
         .args(["--port", &port.to_string(), "--state-dir"])
         .arg(dir)
         .stderr(Stdio::null());

@@ -30,7 +30,7 @@ pub use groups::{
 pub use maint::{inspect, rename, Inspection, Renamed};
 pub use onboard::{
     advertised_role, onboard, onboard_many, settle_onboarding, OnboardJob, OnboardReport,
-    OnboardSource, Onboarding,
+    OnboardSource, Onboarding, Pin,
 };
 pub use ops::{
     discover, grant, lights_of, offboard, rekey, revoke, sync, Discovered, Granted, Offboarded,

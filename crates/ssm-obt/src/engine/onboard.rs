@@ -16,13 +16,34 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uuid::Uuid;
 
+/// Where the Random PIN of a device comes from.
+#[derive(Clone)]
+pub enum Pin {
+    /// Known beforehand: a device with a fixed PIN, a commissioning sheet.
+    Given(String),
+    /// Asked for once the device was told to use Random PIN (`oxmsel`), as
+    /// OCF orders it: a device may show a new PIN for each `oxmsel` (the
+    /// reference stack does), so a PIN read before it is stale.
+    Ask(Arc<dyn Fn() -> Result<String, String> + Send + Sync>),
+}
+
+impl std::fmt::Debug for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A PIN is a secret: never in Debug output.
+        f.write_str(match self {
+            Pin::Given(_) => "Pin::Given(<secret>)",
+            Pin::Ask(_) => "Pin::Ask",
+        })
+    }
+}
+
 /// One device to onboard.
 #[derive(Clone)]
 pub struct OnboardJob {
     /// Its unicast endpoint.
     pub peer: SocketAddr,
     /// The Random PIN it shows.
-    pub pin: String,
+    pub pin: Pin,
     /// The name to remember it by (default: the device's own `n` from
     /// `/oic/d`, else `<role>-<uuid prefix>`).
     pub name: Option<String>,
@@ -189,9 +210,13 @@ async fn onboard_one(
     }
     let new_uuid = zero_free_uuid();
     let mut recorded: Option<(Onboarded, String)> = None;
+    let mut pin = move || match &pin {
+        Pin::Given(p) => Ok(p.clone()),
+        Pin::Ask(ask) => ask(),
+    };
     let r = onboard_with(
         peer,
-        &pin,
+        &mut pin,
         obt,
         new_uuid,
         (obt, domain_name),
@@ -232,10 +257,10 @@ async fn onboard_one(
     .await;
     let chosen = recorded.as_ref().map(|r| r.1.clone());
     let result = match (r, recorded) {
-        (Ok(done), _) => Ok(done.device_uuid),
+        (Ok(done), _) => Ok(done),
         // Recorded but not seen to complete: ask the device.
         (Err(e), Some((done, _))) => match owns(peer, obt, &done.owner_psk).await {
-            Ok(true) => Ok(done.device_uuid),
+            Ok(true) => Ok(done),
             Ok(false) => {
                 if let Ok(mut st) = store.lock() {
                     let _ = st.forget_onboarding(&done.device_uuid);
@@ -249,23 +274,14 @@ async fn onboard_one(
         (Err(ObtError::Handshake { .. }), None) => Err(pin_refused_or_gone(peer).await),
         (Err(e), None) => Err(e.to_string()),
     };
-    if let Ok(id) = &result {
+    if let Ok(done) = &result {
         let given = chosen.as_deref();
-        finish(
-            store,
-            id,
-            &ep,
-            peer,
-            obt,
-            given,
-            ident.name.as_deref(),
-            &mut warnings,
-        )
-        .await?;
+        let its = ident.name.as_deref();
+        finish(store, done, role, &ep, peer, obt, given, its, &mut warnings).await?;
     }
     Ok(Onboarding {
         ep,
-        result,
+        result: result.map(|d| d.device_uuid),
         name: chosen,
         role: Some(role),
         was: ident.di,
@@ -286,7 +302,8 @@ fn taken(store: &Mutex<Store>, name: &str) -> Option<String> {
 #[allow(clippy::too_many_arguments)]
 async fn finish(
     store: &Mutex<Store>,
-    id: &Uuid,
+    done: &Onboarded,
+    role: DeviceRole,
     ep: &str,
     peer: SocketAddr,
     obt: Uuid,
@@ -294,11 +311,17 @@ async fn finish(
     its_name: Option<&str>,
     warnings: &mut Vec<String>,
 ) -> Result<(), String> {
+    let id = &done.device_uuid;
     let psk = {
         let mut st = store.lock().map_err(|_| "store poisoned")?;
         st.set_state(id, DeviceState::Owned)
             .map_err(|e| e.to_string())?;
         st.touch(id, Some(ep)).map_err(|e| e.to_string())?;
+        // Its ACEs name the href it serves SSM at (the reference sample:
+        // `/lights`), not a fixed one.
+        if let (DeviceRole::Light, Some(h)) = (role, done.ssm_hrefs.first()) {
+            st.set_ssm_href(id, h).map_err(|e| e.to_string())?;
+        }
         st.owner_psk(id).map_err(|e| e.to_string())?
     };
     if let Some(n) = name.filter(|n| its_name != Some(*n)) {

@@ -207,7 +207,7 @@ pub(super) async fn plan_rows(
             Some((peer, _)) => {
                 plan.jobs.push(OnboardJob {
                     peer: *peer,
-                    pin: l.pin.clone(),
+                    pin: super::onboard::Pin::Given(l.pin.clone()),
                     name: l.name.clone(),
                     role: l.role.or(role),
                 });

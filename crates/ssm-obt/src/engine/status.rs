@@ -6,7 +6,6 @@
 use super::EngineError;
 use crate::store::{DeviceRecord, Store};
 use crate::{DeviceRole, DeviceState};
-use ssm_ocf::switch::HREF;
 use ssm_runtime::owner_session::OwnerSession;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
@@ -64,12 +63,15 @@ async fn read_all(
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(STATUS_JOBS));
     for (i, d) in records.iter().enumerate() {
         let psk = s.owner_psk(&d.uuid)?;
+        let href = crate::plan::href_of(s, &d.uuid)?;
         let d = d.clone();
         let sem = sem.clone();
         set.spawn(async move {
             let _permit = sem.acquire_owned().await;
             let start = Instant::now();
-            let r = match tokio::time::timeout(timeout, read_one(&d, obt, &psk, timeout)).await {
+            let r = match tokio::time::timeout(timeout, read_one(&d, &href, obt, &psk, timeout))
+                .await
+            {
                 Ok(r) => r,
                 Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
             };
@@ -166,6 +168,7 @@ pub async fn status(
 /// One device: an owner session; for a light, RETRIEVE of its switch.
 async fn read_one(
     d: &DeviceRecord,
+    href: &str,
     obt: Uuid,
     psk: &[u8; 16],
     timeout: Duration,
@@ -182,7 +185,7 @@ async fn read_one(
         }
     };
     let r = if d.role == DeviceRole::Light {
-        match sess.get(HREF).await {
+        match sess.get(href).await {
             Ok(Ok(v)) => Ok((value_of(&v), None)),
             Ok(Err(code)) if code == ssm_coap::Code::FORBIDDEN => Ok((
                 None,
@@ -253,6 +256,7 @@ pub async fn watch(
         .filter(|d| d.role == DeviceRole::Light)
     {
         let psk = s.owner_psk(&d.uuid)?;
+        let href = crate::plan::href_of(s, &d.uuid)?;
         let tx = tx.clone();
         let mut stop = stop_rx.clone();
         tasks.spawn(async move {
@@ -264,7 +268,7 @@ pub async fn watch(
                 let _ = tx.send((d, None, true)).await;
                 return;
             };
-            let first = sess.observe(HREF).await;
+            let first = sess.observe(&href).await;
             let v = first.ok().and_then(|m| ssm_ocf::message::payload(&m).ok());
             let _ = tx
                 .send((d.clone(), v.as_ref().and_then(value_of), true))
@@ -289,7 +293,7 @@ pub async fn watch(
                     Ok(None) if Instant::now() >= refresh => {
                         // Re-registering answers with the current state:
                         // not an arrival.
-                        if sess.observe(HREF).await.is_err() {
+                        if sess.observe(&href).await.is_err() {
                             break;
                         }
                         refresh = Instant::now() + REFRESH;

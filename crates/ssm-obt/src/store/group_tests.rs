@@ -260,7 +260,7 @@ fn migrates_a_version_2_domain() {
         .conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 3);
+    assert_eq!(v, super::SCHEMA_VERSION);
     let (l1, l2, sw) = (
         Uuid::from_u128(10),
         Uuid::from_u128(11),

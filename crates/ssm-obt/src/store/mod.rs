@@ -19,7 +19,7 @@ pub use grants::ALL_GROUP;
 pub use groups::{valid_group_name, GroupInfo};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Store errors, each saying what to do.
 #[derive(Debug, thiserror::Error)]

@@ -179,6 +179,18 @@ impl Store {
             .map_err(&sq)?;
             tx.commit().map_err(&sq)?;
         }
+        if from < 4 {
+            // Where each light serves its SSM resource (from its /oic/res):
+            // the href its ACEs name and its switches send to.
+            self.conn
+                .execute_batch(
+                    "BEGIN;
+                     CREATE TABLE ssm_hrefs (uuid TEXT PRIMARY KEY, href TEXT NOT NULL);
+                     PRAGMA user_version = 4;
+                     COMMIT;",
+                )
+                .map_err(&sq)?;
+        }
         Ok(())
     }
 }

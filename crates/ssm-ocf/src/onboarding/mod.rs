@@ -12,9 +12,10 @@ mod reconcile;
 mod sequence;
 
 pub use reconcile::{
-    compare, read_state, reconcile, Comparison, Reconciliation, MANAGED_CREDTYPES,
+    compare, hrefs_in_desc, read_state, reconcile, Comparison, Reconciliation, MANAGED_CREDTYPES,
+    SSM_HREFS_TAG,
 };
-pub use sequence::{hard_reset, owner_transfer, provision, MAX_BATCH_BYTES};
+pub use sequence::{hard_reset, owner_transfer, provision, rename, MAX_BATCH_BYTES};
 
 /// Which channel a request must use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
