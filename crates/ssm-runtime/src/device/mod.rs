@@ -21,6 +21,7 @@ mod notify;
 mod pin;
 mod resources;
 mod unicast;
+use pin::new_pin_if_needed;
 use resources::renamed;
 
 use dtls::DtlsPeer;
@@ -574,32 +575,6 @@ fn join_groups(config: &DeviceConfig, port: u16) -> io::Result<(Vec<GroupSocket>
         ));
     }
     Ok((mcast, endpoints))
-}
-
-/// Shows a new Random PIN while the device is unowned (RFOTM): as an event
-/// and in `<state_dir>/pin` (for headless setups).
-fn new_pin_if_needed(st: &mut State, events: &broadcast::Sender<DeviceEvent>) {
-    let unowned = st
-        .device
-        .security()
-        .is_some_and(|s| s.pstat.dos == ssm_ocf::security::pstat::DeviceOnboardingState::Rfotm);
-    // No PIN at all during a back-off after failed attempts (pin.rs).
-    let backing_off = !st.pin_guard.allows(std::time::Instant::now());
-    if !unowned || backing_off {
-        st.pin = None;
-        st.persist.dir.remove_pin();
-        return;
-    }
-    let mut rng = |b: &mut [u8]| b.copy_from_slice(&random_bytes::<4>()[..b.len()]);
-    let pin = ssm_ocf::security::otm::random_pin(&mut rng);
-    if let Err(e) = st.persist.dir.save_pin(&pin) {
-        tracing::warn!(error = %e, "cannot write the PIN file");
-    }
-    // The PIN is a secret: never logged at any level. It is shown once on
-    // the event stream (`ssm device` prints it) and in the 0600 `pin` file.
-    tracing::info!("a new Random PIN is shown for onboarding");
-    let _ = events.send(DeviceEvent::Pin(pin.clone()));
-    st.pin = Some(pin);
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
-//! Random PIN attempts on the DTLS server: which handshakes failed on the
-//! PIN, and the device's [`PinGuard`] acting on them (a log line and an
-//! event per failure; after three in a row no PIN session and no valid PIN
-//! for a growing back-off, then a new PIN).
+//! The Random PIN: shown while the device is unowned
+//! ([`new_pin_if_needed`]); attempts on the DTLS server: which handshakes
+//! failed on the PIN, and the device's [`PinGuard`] acting on them (a log
+//! line and an event per failure; after three in a row no PIN session and
+//! no valid PIN for a growing back-off, then a new PIN).
 //!
 //! A wrong PIN gives both sides different PSKs: the client's Finished (the
 //! first record under the new keys, epoch 1) does not verify, DTLS drops it
@@ -12,11 +13,38 @@
 //! session). The PIN itself is never logged.
 //!
 //! [`PinGuard`]: ssm_ocf::security::pin_guard::PinGuard
-use super::{new_pin_if_needed, DeviceEvent, State};
+use super::{DeviceEvent, State};
+use crate::random_bytes;
 use ssm_ocf::security::pin_guard::PinVerdict;
 use std::net::SocketAddr;
 use std::time::Instant;
 use tokio::sync::broadcast;
+
+/// Shows a new Random PIN while the device is unowned (RFOTM): as an event
+/// and in `<state_dir>/pin` (for headless setups).
+pub(super) fn new_pin_if_needed(st: &mut State, events: &broadcast::Sender<DeviceEvent>) {
+    let unowned = st
+        .device
+        .security()
+        .is_some_and(|s| s.pstat.dos == ssm_ocf::security::pstat::DeviceOnboardingState::Rfotm);
+    // No PIN at all during a back-off after failed attempts (below).
+    let backing_off = !st.pin_guard.allows(std::time::Instant::now());
+    if !unowned || backing_off {
+        st.pin = None;
+        st.persist.dir.remove_pin();
+        return;
+    }
+    let mut rng = |b: &mut [u8]| b.copy_from_slice(&random_bytes::<4>()[..b.len()]);
+    let pin = ssm_ocf::security::otm::random_pin(&mut rng);
+    if let Err(e) = st.persist.dir.save_pin(&pin) {
+        tracing::warn!(error = %e, "cannot write the PIN file");
+    }
+    // The PIN is a secret: never logged at any level. It is shown once on
+    // the event stream (`ssm device` prints it) and in the 0600 `pin` file.
+    tracing::info!("a new Random PIN is shown for onboarding");
+    let _ = events.send(DeviceEvent::Pin(pin.clone()));
+    st.pin = Some(pin);
+}
 
 /// DTLS content type `handshake`.
 const HANDSHAKE: u8 = 22;
