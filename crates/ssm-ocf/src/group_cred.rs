@@ -23,7 +23,11 @@
 //! and gives it to the lights.
 use crate::cred::{CredError, CredType};
 use serde::{Deserialize, Serialize};
-use ssm_oscore::group::{ccs_ed25519_public_key, ALG_EDDSA, MAX_CRED_LEN};
+use crate::ssm::ContextError;
+pub use ssm_oscore::group::ccs_of_ed25519;
+use ssm_oscore::group::{
+    ccs_ed25519_public_key, GroupCommon, GroupParams, GroupSenderContext, ALG_EDDSA, MAX_CRED_LEN,
+};
 use ssm_oscore::{IdContext, ALG_AES_CCM_16_64_128, MAX_ID_CONTEXT_LEN};
 
 /// `credtype` of a group-mode sender (a switch).
@@ -168,11 +172,51 @@ pub fn fields(gid: &[u8], gm_cred: &[u8], auth_cred: Option<&[u8]>) -> GroupFiel
     }
 }
 
+/// The group-mode Sender Context of a sender credential (credtype 65536)
+/// with the switch's own key pair (`private_key`, the Ed25519 seed from its
+/// state directory), and the group's Common Context. The switch's CCS is
+/// built from the key ([`ccs_of_ed25519`]), as the switch gave it to the
+/// Group Manager.
+pub fn sender_context(
+    cred: &crate::cred::OscoreCred,
+    private_key: &[u8; 32],
+    sequence: ssm_oscore::SequenceNumber,
+) -> Result<(GroupCommon, GroupSenderContext), ContextError> {
+    let (CredType::GroupOscoreSender, Some(sid), Some(g)) =
+        (cred.credtype, cred.sender_id, cred.group.as_ref())
+    else {
+        return Err(ContextError::NotGroupSender(cred.credid));
+    };
+    let derive = |error| ContextError::Derive {
+        credid: cred.credid,
+        error,
+    };
+    let params = GroupParams {
+        master_secret: &cred.secret,
+        master_salt: g.salt.as_deref(),
+        group_id: g.gid,
+        gm_cred: &g.gm_cred,
+        alg_aead: None,
+        alg_pairwise_key_agreement: None,
+    };
+    let own = ccs_of_ed25519(&public_key(private_key));
+    let common = GroupCommon::derive(&params).map_err(derive)?;
+    let ctx = GroupSenderContext::derive(&params, sid, private_key, &own, sequence)
+        .map_err(derive)?;
+    Ok((common, ctx))
+}
+
+/// The Ed25519 public key of a private key (seed).
+pub fn public_key(private_key: &[u8; 32]) -> [u8; 32] {
+    ed25519_dalek::SigningKey::from_bytes(private_key)
+        .verifying_key()
+        .to_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cred::{Credential, CredResource, OscoreFields, PrivateData};
-    use ssm_oscore::group::ccs_of_ed25519;
 
     fn key_ccs(b: u8) -> Vec<u8> {
         let sk = ed25519_dalek::SigningKey::from_bytes(&[b; 32]);
