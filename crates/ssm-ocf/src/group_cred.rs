@@ -22,13 +22,33 @@
 //! the onboarding tool (the Group Manager) reads only the public CCS back
 //! and gives it to the lights.
 use crate::cred::{CredError, CredType};
-use serde::{Deserialize, Serialize};
 use crate::ssm::ContextError;
+use serde::{Deserialize, Serialize};
 pub use ssm_oscore::group::ccs_of_ed25519;
 use ssm_oscore::group::{
     ccs_ed25519_public_key, GroupCommon, GroupParams, GroupSenderContext, ALG_EDDSA, MAX_CRED_LEN,
 };
 use ssm_oscore::{IdContext, ALG_AES_CCM_16_64_128, MAX_ID_CONTEXT_LEN};
+
+/// Where a device serves its own authentication credential (CCS) to its
+/// owner ([`crate::device::Device::set_auth_cred`]).
+pub const AUTHCRED_HREF: &str = "/ssm/authcred";
+
+/// The owner's RETRIEVE of a device's authentication credential.
+pub fn authcred_read() -> ssm_coap::Message {
+    crate::message::request(
+        ssm_coap::MessageType::Confirmable,
+        ssm_coap::Code::GET,
+        AUTHCRED_HREF,
+        None,
+    )
+}
+
+/// The CCS of an [`authcred_read`] answer, checked (an Ed25519 key).
+pub fn parse_authcred(body: &ciborium::Value) -> Option<Vec<u8>> {
+    let b = crate::cbor::get(body, "authcred")?.as_bytes()?.clone();
+    (b.len() <= MAX_CRED_LEN && ccs_ed25519_public_key(&b).is_ok()).then_some(b)
+}
 
 /// `credtype` of a group-mode sender (a switch).
 pub const CREDTYPE_GROUP_SENDER: u32 = 1 << 16;
@@ -76,7 +96,10 @@ impl std::fmt::Debug for GroupMaterial {
             .field("gm_cred", &format_args!("{} bytes", self.gm_cred.len()))
             .field(
                 "auth_cred",
-                &self.auth_cred.as_ref().map(|c| format!("{} bytes", c.len())),
+                &self
+                    .auth_cred
+                    .as_ref()
+                    .map(|c| format!("{} bytes", c.len())),
             )
             .finish()
     }
@@ -201,8 +224,8 @@ pub fn sender_context(
     };
     let own = ccs_of_ed25519(&public_key(private_key));
     let common = GroupCommon::derive(&params).map_err(derive)?;
-    let ctx = GroupSenderContext::derive(&params, sid, private_key, &own, sequence)
-        .map_err(derive)?;
+    let ctx =
+        GroupSenderContext::derive(&params, sid, private_key, &own, sequence).map_err(derive)?;
     Ok((common, ctx))
 }
 
@@ -216,7 +239,7 @@ pub fn public_key(private_key: &[u8; 32]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cred::{Credential, CredResource, OscoreFields, PrivateData};
+    use crate::cred::{CredResource, Credential, OscoreFields, PrivateData};
 
     fn key_ccs(b: u8) -> Vec<u8> {
         let sk = ed25519_dalek::SigningKey::from_bytes(&[b; 32]);
@@ -312,7 +335,10 @@ mod tests {
         let back = crate::security::codec::cred_from_value(&creds[0]).unwrap();
         assert_eq!(back, set.creds[0]);
         let pub_only = crate::security::codec::cred_value(&set, false);
-        let c = &crate::cbor::get(&pub_only, "creds").unwrap().as_array().unwrap()[0];
+        let c = &crate::cbor::get(&pub_only, "creds")
+            .unwrap()
+            .as_array()
+            .unwrap()[0];
         assert!(crate::cbor::get(c, "privatedata").is_none());
         let back = crate::security::codec::cred_from_value(c).unwrap();
         assert_eq!(back.oscore, set.creds[0].oscore);

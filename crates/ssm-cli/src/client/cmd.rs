@@ -193,12 +193,31 @@ async fn update_multicast(
     let props = cbor::map([("value", Value::Bool(matches!(value, OnOff::On)))]);
     let cred = oscore
         .iter()
-        .find(|c| c.credtype == CredType::SsmClient && c.credid == credid)
+        .find(|c| {
+            matches!(
+                c.credtype,
+                CredType::SsmClient | CredType::GroupOscoreSender
+            ) && c.credid == credid
+        })
         .ok_or_else(|| anyhow!("SSM client credential {credid} is not usable"))?;
-    let store = ssm_runtime::state_dir::StateDir::new(state_dir).sequence_store(cred.credid);
-    let mut sender = SsmSender::new(cred, store)?;
+    let dir = ssm_runtime::state_dir::StateDir::new(state_dir);
+    let store = dir.sequence_store(cred.credid);
     let targets = MulticastTargets::open(&net.scope())?;
-    let sent = sender.send(&targets, href, &props, !no_no_response).await?;
+    let sent = if cred.credtype == CredType::GroupOscoreSender {
+        // Group OSCORE group mode: signed with the switch's own key.
+        let key = dir.load_signing_key()?.ok_or_else(|| {
+            anyhow!(
+                "{} has no group signing key ({}): start the switch device once, it makes its key pair",
+                state_dir.display(),
+                dir.signing_key_path().display()
+            )
+        })?;
+        let mut sender = ssm_runtime::group_client::GroupSsmSender::new(cred, &key, store)?;
+        sender.send(&targets, href, &props, !no_no_response).await?
+    } else {
+        let mut sender = SsmSender::new(cred, store)?;
+        sender.send(&targets, href, &props, !no_no_response).await?
+    };
     if confirm {
         return confirm_lights(
             state_dir,

@@ -43,7 +43,13 @@ fn signed(key: &[u8; 32], epoch: u32, sid: &str, piv: u64, on: bool) -> Vec<u8> 
     // sender context is built with the forger's own credential.
     let (common, mut ctx) = sender_context(&sc, key, SequenceNumber::volatile(piv)).unwrap();
     let props = crate::cbor::map([("value", ciborium::Value::Bool(on))]);
-    let m = update_request("/BinarySwitchResURI", &props, 9, Token::new(&[2]).unwrap(), true);
+    let m = update_request(
+        "/BinarySwitchResURI",
+        &props,
+        9,
+        Token::new(&[2]).unwrap(),
+        true,
+    );
     let mut out = vec![0u8; 512];
     let (n, _) = ctx
         .protect_request(
@@ -100,7 +106,9 @@ fn a_member_with_the_full_key_material_cannot_forge_the_switch() {
         }
     }
     assert_eq!(accepted, 0);
-    let v = rx.receive(&mut signed(&SWITCH_KEY, 1, SID, 1, false)).unwrap();
+    let v = rx
+        .receive(&mut signed(&SWITCH_KEY, 1, SID, 1, false))
+        .unwrap();
     assert_eq!(v.accepted.piv, 1);
 }
 
@@ -147,8 +155,14 @@ fn every_byte_tampered_is_dropped() {
             assert!(seen.receive(&mut t).is_err(), "byte {i} ^ {x:#x}");
         }
     }
-    assert!(header_only < d.len() / 4, "{header_only} unprotected-byte flips");
-    assert!(bad_sig > d.len() / 2, "the signature catches most flips ({bad_sig})");
+    assert!(
+        header_only < d.len() / 4,
+        "{header_only} unprotected-byte flips"
+    );
+    assert!(
+        bad_sig > d.len() / 2,
+        "the signature catches most flips ({bad_sig})"
+    );
 }
 
 /// No downgrade: the same Sender ID in an SSM (credtype 256) datagram under
@@ -157,16 +171,17 @@ fn every_byte_tampered_is_dropped() {
 fn an_ssm_datagram_never_reaches_a_group_mode_context() {
     let mut rx = light(ReplayFloors::default());
     let sid = ssm_oscore::Id::new(&hex::decode(SID).unwrap()).unwrap();
-    let mut s = ssm_oscore::SenderContext::derive(
-        &SECRET,
-        None,
-        None,
-        sid,
-        SequenceNumber::volatile(3),
-    )
-    .unwrap();
+    let mut s =
+        ssm_oscore::SenderContext::derive(&SECRET, None, None, sid, SequenceNumber::volatile(3))
+            .unwrap();
     let props = crate::cbor::map([("value", ciborium::Value::Bool(true))]);
-    let m = update_request("/BinarySwitchResURI", &props, 9, Token::new(&[2]).unwrap(), true);
+    let m = update_request(
+        "/BinarySwitchResURI",
+        &props,
+        9,
+        Token::new(&[2]).unwrap(),
+        true,
+    );
     let mut out = vec![0u8; 256];
     let (n, _) = s.protect_request(&m.to_vec(), &mut out).unwrap();
     assert_eq!(
@@ -186,9 +201,15 @@ fn floors_survive_a_restart_and_a_rekey_leaves_the_old_gid_unknown() {
     settle(&mut rx, &v);
     let floors = rx.floors().clone();
     let mut restarted = light(floors);
-    assert_eq!(restarted.receive(&mut d.clone()).unwrap_err(), DropReason::Replay);
+    assert_eq!(
+        restarted.receive(&mut d.clone()).unwrap_err(),
+        DropReason::Replay
+    );
     let older = signed(&SWITCH_KEY, 1, SID, 29, true);
-    assert_eq!(restarted.receive(&mut older.clone()).unwrap_err(), DropReason::Replay);
+    assert_eq!(
+        restarted.receive(&mut older.clone()).unwrap_err(),
+        DropReason::Replay
+    );
     // Rekeyed (epoch 2, another Sender ID for the remaining switch).
     let mut rekeyed = SsmReceiver::new(
         &[cred(CredType::GroupOscoreRecipient, 2, "0200000000000a")],
@@ -196,7 +217,10 @@ fn floors_survive_a_restart_and_a_rekey_leaves_the_old_gid_unknown() {
     )
     .unwrap();
     let stale = signed(&SWITCH_KEY, 1, SID, 31, true);
-    assert_eq!(rekeyed.receive(&mut stale.clone()).unwrap_err(), DropReason::UnknownKid);
+    assert_eq!(
+        rekeyed.receive(&mut stale.clone()).unwrap_err(),
+        DropReason::UnknownKid
+    );
     let v = rekeyed
         .receive(&mut signed(&SWITCH_KEY, 2, "0200000000000a", 0, true))
         .unwrap();
@@ -208,7 +232,9 @@ fn a_recipient_credential_from_json_builds_a_context() {
     let c = cred(CredType::GroupOscoreRecipient, 1, SID);
     assert!(c.group.is_some());
     let set = CredResource::default();
-    assert!(SsmReceiver::new(&set.oscore_creds().unwrap(), ReplayFloors::default())
-        .unwrap()
-        .is_empty());
+    assert!(
+        SsmReceiver::new(&set.oscore_creds().unwrap(), ReplayFloors::default())
+            .unwrap()
+            .is_empty()
+    );
 }
