@@ -21,8 +21,8 @@ mod ops;
 mod sync;
 
 pub use groups::{
-    auto_enrol, grant_group, group_add, group_create, group_delete, group_rekey, group_remove,
-    revoke_group, GroupChanged, GroupDeleted,
+    auto_enrol, grant_group, group_add, group_create, group_create_with, group_delete, group_rekey,
+    group_remove, revoke_group, GroupChanged, GroupDeleted,
 };
 pub use onboard::{
     onboard, onboard_many, plan_sheet, settle_onboarding, OnboardJob, OnboardReport, OnboardSource,

@@ -259,7 +259,12 @@ fn migrates_a_version_2_domain() {
         .conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 3);
+    // Migrated through v3 (groups) and v4 (profiles: every group stays
+    // ocf-ssm).
+    assert_eq!(v, SCHEMA_VERSION);
+    for g in s.groups().unwrap() {
+        assert_eq!(g.profile, Profile::OcfSsm, "{}", g.name);
+    }
     let (l1, l2, sw) = (
         Uuid::from_u128(10),
         Uuid::from_u128(11),
