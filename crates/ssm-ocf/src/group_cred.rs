@@ -271,7 +271,14 @@ mod tests {
         assert_eq!(CredType::from_u32(65536), CredType::GroupOscoreSender);
         assert_eq!(CredType::from_u32(131072), CredType::GroupOscoreRecipient);
         assert_eq!(CredType::GroupOscoreRecipient.as_u32(), 131072);
-        assert!(CREDTYPE_GROUP_SENDER > 511 && CREDTYPE_GROUP_RECIPIENT > 511);
+        // No bit of OCF's credtype bitmask (1 to 256) is set.
+        for t in [CREDTYPE_GROUP_SENDER, CREDTYPE_GROUP_RECIPIENT] {
+            assert_eq!(t & 0x1ff, 0, "{t}");
+            assert!(matches!(
+                CredType::from_u32(t),
+                CredType::GroupOscoreSender | CredType::GroupOscoreRecipient
+            ));
+        }
     }
 
     #[test]

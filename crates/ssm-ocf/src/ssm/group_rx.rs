@@ -64,12 +64,14 @@ pub(super) fn recipients(
     Ok(out)
 }
 
+/// What the OSCORE option of a group-mode datagram names: kid, kid
+/// context (the Gid) and Partial IV.
+pub(super) type GroupOption = (Id, Option<IdContext>, Option<u64>);
+
 /// For a datagram with the Group Flag: its kid, kid context and Partial
 /// IV; `None` without the flag (an SSM datagram). The option is read with
 /// the flag cleared (RFC 8613's parser refuses it as a reserved bit).
-pub(super) fn group_flagged(
-    datagram: &[u8],
-) -> Result<Option<(Id, Option<IdContext>, Option<u64>)>, DropReason> {
+pub(super) fn group_flagged(datagram: &[u8]) -> Result<Option<GroupOption>, DropReason> {
     let p = Packet::new_checked(datagram).map_err(|_| DropReason::Malformed)?;
     let Some(o) = p.options().get(OptionNumber::OSCORE) else {
         return Ok(None);
@@ -96,7 +98,7 @@ impl SsmReceiver {
     pub(super) fn receive_group(
         &mut self,
         datagram: &mut [u8],
-        (kid, gid, piv): (Id, Option<IdContext>, Option<u64>),
+        (kid, gid, piv): GroupOption,
     ) -> Result<Verified, DropReason> {
         let matching = self
             .group
