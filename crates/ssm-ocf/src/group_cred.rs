@@ -15,7 +15,8 @@
 //!   `encalg` (10, AES-CCM-16-64-128, the Group Encryption Algorithm,
 //!   §2.1.7), `gmcred` (the Group Manager's authentication credential, a
 //!   CCS in hex, §2.1.6) and, in a recipient credential only, `authcred`
-//!   (the authorised switch's CCS, hex, §2.4).
+//!   (the authorised switch's CCS, hex, §2.4); `aeadalg` (10, the AEAD
+//!   Algorithm, §2.1.1) only where members need it set (aiocoap).
 //!
 //! The sender's private key is never in a credential: the switch generates
 //! its Ed25519 key pair itself and keeps it in its state directory (0600);
@@ -74,6 +75,12 @@ pub struct GroupFields {
     /// The subject's (the authorised sender's) CCS, hex: recipient only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authcred: Option<String>,
+    /// AEAD Algorithm of the Common Context (RFC 10021 §2.1.1), 10 when
+    /// set: absent for a group-mode-only group (the RFC's rule, and what
+    /// the onboarding tool writes); set where the other members need it
+    /// (aiocoap 0.4.17 always has it; it enters the `external_aad`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aeadalg: Option<i64>,
 }
 
 /// Group-mode material of a checked credential.
@@ -87,6 +94,8 @@ pub struct GroupMaterial {
     pub gm_cred: Vec<u8>,
     /// The authorised sender's CCS (recipient credentials).
     pub auth_cred: Option<Vec<u8>>,
+    /// The AEAD Algorithm, if the group sets it.
+    pub alg_aead: Option<i32>,
 }
 
 impl std::fmt::Debug for GroupMaterial {
@@ -143,6 +152,11 @@ pub fn check(
     if g.encalg != ALG_AES_CCM_16_64_128 as i64 {
         return Err(bad("oscore.group.encalg must be 10 (AES-CCM-16-64-128)"));
     }
+    let alg_aead = match g.aeadalg {
+        None => None,
+        Some(a) if a == ALG_AES_CCM_16_64_128 as i64 => Some(ALG_AES_CCM_16_64_128 as i32),
+        Some(_) => return Err(bad("oscore.group.aeadalg must be 10 (AES-CCM-16-64-128)")),
+    };
     let gid = hex::decode(&g.gid).map_err(|_| bad("oscore.group.gid is not hex"))?;
     if gid.is_empty() || gid.len() > MAX_ID_CONTEXT_LEN {
         return Err(bad("oscore.group.gid must be 1 to 32 bytes"));
@@ -169,6 +183,7 @@ pub fn check(
         salt,
         gm_cred,
         auth_cred,
+        alg_aead,
     }))
 }
 
@@ -192,6 +207,7 @@ pub fn fields(gid: &[u8], gm_cred: &[u8], auth_cred: Option<&[u8]>) -> GroupFiel
         encalg: ALG_AES_CCM_16_64_128 as i64,
         gmcred: hex::encode(gm_cred),
         authcred: auth_cred.map(hex::encode),
+        aeadalg: None,
     }
 }
 
@@ -219,7 +235,7 @@ pub fn sender_context(
         master_salt: g.salt.as_deref(),
         group_id: g.gid,
         gm_cred: &g.gm_cred,
-        alg_aead: None,
+        alg_aead: g.alg_aead,
         alg_pairwise_key_agreement: None,
     };
     let own = ccs_of_ed25519(&public_key(private_key));

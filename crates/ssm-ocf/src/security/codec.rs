@@ -174,6 +174,9 @@ fn group_value(g: &crate::group_cred::GroupFields) -> Value {
     if let Some(a) = &g.authcred {
         m.push(("authcred", Value::Text(a.clone())));
     }
+    if let Some(a) = g.aeadalg {
+        m.push(("aeadalg", Value::Integer(a.into())));
+    }
     cbor::map(m)
 }
 
@@ -194,5 +197,8 @@ fn group_from_value(v: &Value) -> crate::group_cred::GroupFields {
         encalg: int("encalg"),
         gmcred: text("gmcred").unwrap_or_default(),
         authcred: text("authcred"),
+        aeadalg: cbor::get(v, "aeadalg")
+            .and_then(Value::as_integer)
+            .and_then(|i| i64::try_from(i).ok()),
     }
 }

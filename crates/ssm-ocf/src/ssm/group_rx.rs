@@ -47,7 +47,7 @@ pub(super) fn recipients(
             master_salt: g.salt.as_deref(),
             group_id: g.gid,
             gm_cred: &g.gm_cred,
-            alg_aead: None,
+            alg_aead: g.alg_aead,
             alg_pairwise_key_agreement: None,
         };
         let replay = match floors.get(&rid) {
