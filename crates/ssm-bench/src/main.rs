@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod common;
 mod fanout;
 mod footprint;
+mod group_mode;
 mod report;
 mod throughput;
 
