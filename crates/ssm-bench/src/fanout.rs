@@ -225,7 +225,7 @@ pub async fn tasks_with(
         (g, ssm_switch_targets(port)?)
     } else {
         let (s, t) = ssm_switch(&switch.creds, &dir.0, port)?;
-        (crate::group_mode::Switch::Ssm(s), t)
+        (crate::group_mode::Switch::Ssm(Box::new(s)), t)
     };
     let mut point = Point {
         n,

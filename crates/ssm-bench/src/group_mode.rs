@@ -15,7 +15,7 @@ use std::path::Path;
 /// A switch of either profile.
 pub enum Switch {
     /// OCF SSM.
-    Ssm(SsmSender),
+    Ssm(Box<SsmSender>),
     /// Group OSCORE group mode (signed).
     Group(Box<GroupSsmSender>),
 }
