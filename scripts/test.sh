@@ -40,6 +40,13 @@ cargo build -q -p ssm-oscore --no-default-features
 step "workspace tests (unit, property, vectors, loopback, namespaces, aiocoap and iotivity-lite interop, demo)"
 cargo test --workspace
 
+step "cargo install --path crates/ssm-cli --locked (into a temporary --root; --debug reuses this build)"
+install_root="$(mktemp -d)"
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" \
+    cargo install -q --path crates/ssm-cli --locked --debug --root "$install_root"
+"$install_root/bin/ssm" --version
+rm -rf "$install_root"
+
 step "library docs build without warnings (rustdoc)"
 RUSTDOCFLAGS="-D warnings" cargo doc -q --workspace --no-deps
 

@@ -20,7 +20,16 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
             "ssm device --state-dir hall/light-0              # unowned: prints its Random PIN",
             "ssm device --state-dir hall/switch-0 --role switch",
             "ssm device --state-dir light --iface eth1 --no-ipv4 --json",
+            "ssm device --state-dir hall/light-0 --unicast-port 5690 --power-on off",
         ],
+    ),
+    (
+        "man",
+        &["ssm man /usr/local/share/man/man1   # ssm.1, ssm-device.1, ..."],
+    ),
+    (
+        "device reset",
+        &["ssm device reset --state-dir hall/light-0   # prints the new UUID"],
     ),
     (
         "client",

@@ -2,11 +2,13 @@
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod client;
+mod config;
 mod creds;
 mod demo;
 mod device;
 mod engine_ui;
 mod examples;
+mod manpages;
 mod obt;
 mod state;
 mod usage;
@@ -17,6 +19,7 @@ mod usage;
 #[command(
     name = "ssm",
     version,
+    propagate_version = true,
     after_help = "Start with `ssm demo`. Every subcommand has --help with examples, --json \
 for machines, and -v/-q (or SSM_LOG=debug) for logging."
 )]
@@ -27,6 +30,12 @@ struct Cli {
     /// Only errors.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Settings file (default: $XDG_CONFIG_HOME/ssm/ssm.toml or
+    /// ~/.config/ssm/ssm.toml): iface, domain, port, unicast_port. Flags
+    /// win over SSM_IFACE, SSM_DOMAIN, SSM_PORT, SSM_UNICAST_PORT, which
+    /// win over the file.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,6 +61,14 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Write the man pages (ssm.1, ssm-device.1, …) into a directory.
+    Man {
+        /// Where (created if missing).
+        dir: std::path::PathBuf,
+        /// The files written, as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Whether the command line asked for `--json` (a global flag of some
@@ -73,6 +90,29 @@ fn print_json_error(message: &str, exit: u8) {
     println!("{}", serde_json::json!({"error": message, "exit": exit}));
 }
 
+/// The settings file (`--config`, or the per-user one).
+fn config_file() -> anyhow::Result<config::FileConfig> {
+    let args: Vec<String> = std::env::args().collect();
+    let path = config::path(&args, &|k| std::env::var(k).ok())?;
+    config::load(path.as_deref())
+}
+
+/// Log lines on stderr: RFC 3339 UTC wall-clock timestamps (comparable
+/// across hosts and with other logs), the device's name where a device
+/// logs, and colour only on a terminal (and not with `NO_COLOR`).
+fn init_logging(level: &str) {
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SSM_LOG").unwrap_or_else(|_| level.into()),
+        )
+        .with_timer(tracing_subscriber::fmt::time::SystemTime)
+        .with_ansi(colour)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 fn main() -> std::process::ExitCode {
     // A closed stdout (`ssm … | head`) ends the process quietly, as it does
     // any Unix filter (killed by SIGPIPE: status 141 in a shell), instead
@@ -84,7 +124,17 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let matches = match examples::attach(Cli::command()).try_get_matches() {
+    let file = match config_file() {
+        Ok(f) => f,
+        Err(e) => {
+            if std::env::args().any(|a| a == "--json") {
+                print_json_error(&format!("{e:#}"), usage::EXIT_USAGE);
+            }
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::from(usage::EXIT_USAGE);
+        }
+    };
+    let matches = match config::apply(examples::attach(Cli::command()), &file).try_get_matches() {
         Ok(m) => m,
         Err(e) => {
             // A parse error (exit status 2): also as JSON if asked for.
@@ -109,18 +159,32 @@ fn main() -> std::process::ExitCode {
         let _ = std::io::stdout().write_all(&script);
         return std::process::ExitCode::SUCCESS;
     }
+    if let Command::Man { dir, json } = &cli.command {
+        return match manpages::write_all(examples::attach(Cli::command()), dir) {
+            Ok(pages) if *json => {
+                println!("{}", serde_json::json!({"dir": dir, "pages": pages}));
+                std::process::ExitCode::SUCCESS
+            }
+            Ok(pages) => {
+                println!("{} man pages in {}", pages.len(), dir.display());
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                if *json {
+                    print_json_error(&format!("{e:#}"), 1);
+                }
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "debug",
         _ => "trace",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SSM_LOG").unwrap_or_else(|_| level.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(level);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -138,7 +202,7 @@ fn main() -> std::process::ExitCode {
             Command::Client(args) => client::run(args).await,
             Command::Creds(cmd) => creds::run(cmd),
             Command::Obt(args) => obt::run(args).await,
-            Command::Completions { .. } => Ok(true),
+            Command::Completions { .. } | Command::Man { .. } => Ok(true),
         }
     });
     match result {

@@ -3,18 +3,10 @@
 //! (`creds.json`), and the security resources a device starts with.
 use anyhow::{Context, Result};
 use ssm_ocf::cred::CredResource;
-use ssm_ocf::Uuid;
 use ssm_runtime::state_dir::StateDir;
 use std::path::{Path, PathBuf};
 
-/// `device.json`.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Identity {
-    /// `doxm.deviceuuid` / `/oic/d` `di`.
-    pub deviceuuid: Uuid,
-    /// Device name.
-    pub name: String,
-}
+pub use ssm_runtime::state_dir::Identity;
 
 /// `device.json` of `dir`.
 pub fn identity_path(dir: &Path) -> PathBuf {
@@ -52,21 +44,28 @@ pub fn check_state_dir(dir: &Path) {
 /// Loads the identity, creating one (random UUID) if missing.
 pub fn load_identity(dir: &Path, default_name: &str) -> Result<Identity> {
     check_state_dir(dir);
-    let p = identity_path(dir);
-    match std::fs::read_to_string(&p) {
-        Ok(s) => serde_json::from_str(&s)
-            .with_context(|| format!("{} is not a valid identity file", p.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            ssm_runtime::store::create_private_dir(dir)
+    let sd = StateDir::new(dir);
+    let p = sd.identity_path();
+    match sd.load_identity() {
+        Ok(Some(id)) => Ok(id),
+        Ok(None) => {
+            sd.create()
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             let id = Identity {
-                deviceuuid: Uuid::new_v4(),
+                // Zero-free: the UUID is the DTLS PSK identity hint (see
+                // `ssm_runtime::obt_transport::zero_free_uuid`).
+                deviceuuid: ssm_runtime::obt_transport::zero_free_uuid(),
                 name: default_name.into(),
             };
-            ssm_runtime::store::atomic_write(&p, serde_json::to_string_pretty(&id)?.as_bytes())?;
+            sd.save_identity(&id)
+                .with_context(|| format!("cannot write {}", p.display()))?;
             Ok(id)
         }
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
+        Err(e @ ssm_runtime::state_dir::LoadError::Corrupt(_)) => Err(anyhow::anyhow!("{e}"))
+            .with_context(|| format!("{} is not a valid identity file", p.display())),
+        Err(e) => {
+            Err(anyhow::anyhow!("{e}")).with_context(|| format!("cannot read {}", p.display()))
+        }
     }
 }
 

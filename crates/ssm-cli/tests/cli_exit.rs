@@ -202,10 +202,6 @@ fn usage_errors_exit_2_with_json() {
             "8 digits",
         ),
         (
-            vec!["obt", "--domain", domain, "onboard", "coap://127.0.0.1:9"],
-            "give the PIN",
-        ),
-        (
             vec!["obt", "--domain", domain, "ssm", "grant", "nobody"],
             "no device nobody",
         ),

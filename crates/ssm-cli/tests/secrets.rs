@@ -445,7 +445,8 @@ fn onboarding_grant_and_multicast_carry_no_key() {
     // of the OBT that read them from the PIN files.
     for (pin, dev) in pins.iter().zip([&light, &switch]) {
         assert_eq!(pin.len(), 8, "a Random PIN");
-        let event = format!("{{\"event\":\"pin\",\"pin\":\"{pin}\"}}");
+        // (The event also names the device's current UUID.)
+        let event = format!("{{\"event\":\"pin\",\"pin\":\"{pin}\",\"uuid\":");
         let stdout = String::from_utf8_lossy(&dev.out.lock().unwrap()).to_string();
         assert_eq!(stdout.matches(&event).count(), 1, "the PIN event: {stdout}");
         let dev_logs = dev.logs();
@@ -554,6 +555,7 @@ fn debug_of_key_holding_types_redacts() {
     let onboarded = ssm_runtime::obt_transport::Onboarded {
         device_uuid: ssm_ocf::Uuid::from_u128(2),
         owner_psk,
+        ssm_hrefs: vec!["/lights".into()],
     };
     dbg += &format!("{onboarded:?}\n{onboarded:#?}\n");
     let otm = ssm_ocf::security::otm::OtmKeys {

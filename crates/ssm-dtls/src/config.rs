@@ -181,9 +181,10 @@ impl DtlsConfig {
     /// Accepts [`CipherSuite::ALL`] (CCM_8 preferred). No identity hint unless
     /// [`with_identity_hint`](Self::with_identity_hint) is used.
     ///
-    /// `lookup` sees the identity as OpenSSL delivers it: bytes up to the
-    /// first `0x00` (OpenSSL handles identities as C strings). A panic in
-    /// `lookup` is caught and treated as an unknown identity.
+    /// `lookup` sees the identity as the client sent it, `0x00` bytes
+    /// included (OpenSSL cuts it at the first `0x00`; the session recovers
+    /// the rest from the ClientKeyExchange record). A panic in `lookup` is
+    /// caught and treated as an unknown identity.
     pub fn psk_server<F>(lookup: F) -> Self
     where
         F: Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync + 'static,

@@ -49,8 +49,14 @@
 //! strings. A client identity containing `0x00` is therefore rejected
 //! ([`Error::InvalidConfig`]) rather than sent truncated — with random UUIDs as
 //! identities that affects about 6 % of clients. An identity hint is sent
-//! truncated before its first `0x00` (informational only). A server's lookup
-//! sees incoming identities up to their first `0x00`.
+//! truncated before its first `0x00`: OpenSSL cannot send such a hint, so a
+//! device whose UUID holds a `0x00` byte cannot be told apart by it (OCF
+//! devices send their UUID as the hint; `ssm-ocf` refuses such a UUID at
+//! owner transfer). A server's lookup sees incoming identities **whole**:
+//! OpenSSL cuts them at their first `0x00`, so the session reads the
+//! identity off the plaintext ClientKeyExchange record and hands the lookup
+//! (and [`DtlsSession::peer_identity`]) the identity as the client sent it
+//! (mbedTLS clients, such as the OCF reference stack, send it whole).
 //!
 //! # Cookie exchange
 //! A server that demultiplexes many peers keeps **no per-peer state before a

@@ -29,6 +29,43 @@ impl Desired {
 
 pub use ssm_ocf::groups::group_of_desc;
 
+/// Where a light serves SSM: the href its discovery showed, else the
+/// resource type's example URI (what our lights use by default).
+pub fn href_of(store: &Store, light: &Uuid) -> Result<String, StoreError> {
+    Ok(store.ssm_href(light)?.unwrap_or_else(|| HREF.to_string()))
+}
+
+/// The distinct hrefs of `lights`, in order.
+pub fn hrefs_of(store: &Store, lights: &[Uuid]) -> Result<Vec<String>, StoreError> {
+    let mut out: Vec<String> = Vec::new();
+    for l in lights {
+        let h = href_of(store, l)?;
+        if !out.contains(&h) {
+            out.push(h);
+        }
+    }
+    Ok(out)
+}
+
+/// The description of a switch's SSM Client credential: the group's, and,
+/// when its lights do not all serve SSM at the example URI, the hrefs it
+/// must send one datagram each to (`ssm client update --multicast` reads
+/// them back: the credential is what the OBT gives a switch; a change of
+/// hrefs updates it in place, see [`ssm_ocf::onboarding::SSM_HREFS_TAG`]).
+/// `desc` is free text the device keeps and returns for credtypes 128 and
+/// 256 (REFERENCE-SSM §1, per-type rules and `oc_sec_encode_cred`).
+fn client_desc(base: &str, hrefs: &[String]) -> String {
+    if hrefs.iter().all(|h| h == HREF) {
+        base.to_string()
+    } else {
+        format!(
+            "{base}{}{}",
+            ssm_ocf::onboarding::SSM_HREFS_TAG,
+            hrefs.join(" ")
+        )
+    }
+}
+
 /// The desired state of device `uuid`, per group with a key (for a group
 /// with the profile `group-oscore` the group-mode credtypes 65536 and
 /// 131072 instead of 128 and 256, with the Group ID of this epoch, the
@@ -63,6 +100,13 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
             }
         };
         if let Some(sid) = store.sender_id_in(g.id, uuid)? {
+            let lights: Vec<Uuid> = store
+                .grants_in(g.id)?
+                .into_iter()
+                .filter(|(c, _)| c == uuid)
+                .map(|(_, l)| l)
+                .collect();
+            let hrefs = hrefs_of(store, &lights)?;
             let mut id = [0u8; 7];
             if hex::decode_to_slice(&sid, &mut id).is_ok() {
                 out.creds.push(Credential {
@@ -76,7 +120,7 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
                     privatedata: Some(PrivateData::raw(&g.secret[..])),
                     oscore: Some(OscoreFields {
                         senderid: Some(sid),
-                        desc: Some(desc.clone()),
+                        desc: Some(client_desc(&desc, &hrefs)),
                         group: mode.as_ref().map(|(gid, gm)| fields(gid, gm, None)),
                         ..Default::default()
                     }),
@@ -117,11 +161,14 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
             }
         }
     }
+    // The href the light's discovery showed (the reference sample serves
+    // `/lights`), not a fixed one.
+    let href = href_of(store, uuid)?;
     for client in clients {
         out.aces.push(Ace {
             aceid: 0,
             subject: AceSubject::Uuid { uuid: client },
-            resources: vec![AceResource::Href { href: HREF.into() }],
+            resources: vec![AceResource::Href { href: href.clone() }],
             permission: PERM_R | PERM_U | PERM_N,
         });
     }
@@ -149,4 +196,22 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod href_tests {
+    use super::*;
+
+    #[test]
+    fn client_desc_lists_hrefs_only_when_needed() {
+        let base = ssm_ocf::groups::desc("all", 1, 3);
+        assert_eq!(client_desc(&base, &[HREF.to_string()]), base);
+        let d = client_desc(&base, &["/lights".into(), HREF.into()]);
+        assert_eq!(
+            ssm_ocf::onboarding::hrefs_in_desc(&d),
+            vec!["/lights".to_string(), HREF.to_string()]
+        );
+        assert!(d.starts_with(&base));
+        assert_eq!(group_of_desc(&d), Some(("all", 1)));
+    }
 }

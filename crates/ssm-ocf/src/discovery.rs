@@ -147,7 +147,11 @@ pub fn parse_links(payload: &Value) -> Vec<Link> {
 /// Splits `coap://host:port` into (host, port); IPv6 hosts keep their
 /// brackets stripped and a `%zone` suffix. `None` for other schemes.
 pub fn split_ep(ep: &str) -> Option<(&str, u16)> {
-    let rest = ep.strip_prefix("coap://")?;
+    split_host_port(ep.strip_prefix("coap://")?)
+}
+
+/// `host:port` or `[v6]:port` (a trailing `/` allowed).
+fn split_host_port(rest: &str) -> Option<(&str, u16)> {
     if let Some(r) = rest.strip_prefix('[') {
         let (host, port) = r.split_once("]:")?;
         Some((host, port.trim_end_matches('/').parse().ok()?))
@@ -155,6 +159,49 @@ pub fn split_ep(ep: &str) -> Option<(&str, u16)> {
         let (host, port) = rest.rsplit_once(':')?;
         Some((host, port.trim_end_matches('/').parse().ok()?))
     }
+}
+
+/// Splits `coaps://host:port` like [`split_ep`] does `coap://`.
+pub fn split_secure_ep(ep: &str) -> Option<(&str, u16)> {
+    split_host_port(ep.strip_prefix("coaps://")?)
+}
+
+/// The port of the device's DTLS endpoint: the `coaps://` endpoint of its
+/// `oic.r.doxm` link (where the reference OBT opens its owner-transfer and
+/// provisioning sessions, REFERENCE-SSM §6 "over the secure endpoint"; the
+/// reference devices serve DTLS on a port of their own), preferring the one
+/// at `host` (the address it answered from, zone ignored). `None` when the
+/// links name none.
+pub fn secure_port(links: &[Link], host: &str) -> Option<u16> {
+    let host = host.split('%').next().unwrap_or(host);
+    let eps: Vec<(&str, u16)> = links
+        .iter()
+        .filter(|l| l.href == "/oic/sec/doxm" || l.rt.iter().any(|r| r == "oic.r.doxm"))
+        .flat_map(|l| l.eps.iter())
+        .filter_map(|e| split_secure_ep(&e.ep))
+        .collect();
+    let same_host = |(h, _): &&(&str, u16)| {
+        let h = h.split('%').next().unwrap_or(h);
+        h.parse::<std::net::IpAddr>().ok() == host.parse().ok()
+    };
+    eps.iter()
+        .find(same_host)
+        .or_else(|| eps.first())
+        .map(|(_, p)| *p)
+}
+
+/// The hrefs of the resources that accept SSM UPDATEs (each once, in
+/// order): where an onboarding tool points a light's ACE, and where a
+/// switch sends (the reference sample serves its light at `/lights`, ours
+/// at `/BinarySwitchResURI` unless told otherwise).
+pub fn ssm_hrefs(links: &[Link]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for l in links.iter().filter(|l| l.accepts_ssm()) {
+        if !out.contains(&l.href) {
+            out.push(l.href.clone());
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -205,5 +252,48 @@ mod tests {
             Some(("127.0.0.1", 40000))
         );
         assert_eq!(split_ep("coaps://127.0.0.1:1"), None);
+        assert_eq!(
+            split_secure_ep("coaps://[fe80::1]:41054"),
+            Some(("fe80::1", 41054))
+        );
+        assert_eq!(split_secure_ep("coap://[fe80::1]:1"), None);
+    }
+
+    /// The reference device's `/oic/res` shape: plain and secure endpoints
+    /// on different ports, the SSM resource at `/lights`.
+    #[test]
+    fn secure_port_and_ssm_hrefs() {
+        let ep = |e: &str| Endpoint {
+            ep: e.into(),
+            pri: None,
+        };
+        let links = vec![
+            Link {
+                href: "/oic/sec/doxm".into(),
+                rt: vec!["oic.r.doxm".into()],
+                eps: vec![
+                    ep("coap://[fd58::3]:46773"),
+                    ep("coaps://[fd58::3]:41054"),
+                    ep("coaps://[fe80::58:ff:fe00:3]:41055"),
+                ],
+                ..Default::default()
+            },
+            Link {
+                href: "/lights".into(),
+                rt: vec!["oic.r.switch.binary".into()],
+                eps: vec![ep("coaps://[fd58::3]:41054"), ep(SSM_EP_V6)],
+                ..Default::default()
+            },
+            Link {
+                href: "/oic/d".into(),
+                eps: vec![ep("coaps://[fd58::3]:9")],
+                ..Default::default()
+            },
+        ];
+        assert_eq!(secure_port(&links, "fe80::58:ff:fe00:3%ssm0"), Some(41055));
+        assert_eq!(secure_port(&links, "fd58::3"), Some(41054));
+        assert_eq!(secure_port(&links, "10.0.0.1"), Some(41054));
+        assert_eq!(secure_port(&links[1..], "fd58::3"), None);
+        assert_eq!(ssm_hrefs(&links), vec!["/lights".to_string()]);
     }
 }

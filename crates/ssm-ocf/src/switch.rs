@@ -51,9 +51,61 @@ impl Resource for BinarySwitch {
     }
 }
 
+/// What a light is at power-on (as the OCF power-on behaviour of a
+/// luminaire: the last state, or a fixed one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PowerOn {
+    /// The state it had when it went off (off if it never had one).
+    #[default]
+    Last,
+    /// Always on.
+    On,
+    /// Always off.
+    Off,
+}
+
+impl PowerOn {
+    /// The value at power-on, given the last persisted one (`None`: never
+    /// persisted, or unreadable).
+    pub fn initial(self, last: Option<bool>) -> bool {
+        match self {
+            PowerOn::Last => last.unwrap_or(false),
+            PowerOn::On => true,
+            PowerOn::Off => false,
+        }
+    }
+}
+
+impl std::str::FromStr for PowerOn {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "last" => Ok(PowerOn::Last),
+            "on" => Ok(PowerOn::On),
+            "off" => Ok(PowerOn::Off),
+            _ => Err(format!("{s:?}: expected last, on or off")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn power_on() {
+        for last in [None, Some(false), Some(true)] {
+            assert!(PowerOn::On.initial(last));
+            assert!(!PowerOn::Off.initial(last));
+        }
+        assert!(!PowerOn::Last.initial(None));
+        assert!(!PowerOn::Last.initial(Some(false)));
+        assert!(PowerOn::Last.initial(Some(true)));
+        assert_eq!("last".parse(), Ok(PowerOn::Last));
+        assert_eq!("on".parse(), Ok(PowerOn::On));
+        assert!("dim".parse::<PowerOn>().is_err());
+        assert_eq!(PowerOn::default(), PowerOn::Last);
+    }
 
     #[test]
     fn update_rules() {

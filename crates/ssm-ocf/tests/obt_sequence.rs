@@ -63,7 +63,7 @@ fn new_light(id: Uuid) -> Device {
 fn onboard_provision_and_switch() {
     let obt = Uuid::from_u128(0x0b7);
     let mut light = new_light(Uuid::from_u128(0xfac));
-    let new_id = Uuid::from_u128(0x11);
+    let new_id = Uuid::from_u128(0x1111_1111_1111_4111_9111_1111_1111_1111);
 
     // Broken off after 5 steps (session lost): nothing of it remains.
     let mut seq = owner_transfer(obt, new_id, (Uuid::from_u128(0xd0), "hall"));
@@ -188,7 +188,11 @@ fn otm_keys() -> ssm_ocf::security::otm::OtmKeys {
 fn many_credentials_in_small_posts() {
     let obt = Uuid::from_u128(0x0b7);
     let mut d = new_light(Uuid::from_u128(0xfac));
-    let mut seq = owner_transfer(obt, Uuid::from_u128(0x12), (Uuid::from_u128(0xd0), "hall"));
+    let mut seq = owner_transfer(
+        obt,
+        Uuid::from_u128(0x1212_1212_1212_4212_9212_1212_1212_1212),
+        (Uuid::from_u128(0xd0), "hall"),
+    );
     run(&mut seq, &mut d, obt, None).unwrap();
     let before = d.security().unwrap().cred.creds.len();
     let mut n = 7u8;
@@ -226,4 +230,30 @@ fn seq_requests(mut seq: Sequence) -> Vec<ssm_coap::Message> {
         }
     }
     out
+}
+
+/// A new UUID with a 0x00 byte cannot be the device's DTLS PSK identity
+/// hint (OpenSSL cuts hints at a 0x00 byte; the reference OBT picks the
+/// owner credential by the hint): the device refuses it with 4.06 at the
+/// `deviceuuid` step, the transfer is undone, and one with a zero-free UUID
+/// then succeeds.
+#[test]
+fn device_uuid_with_a_zero_byte_is_refused() {
+    let obt = Uuid::from_u128(0x0b7);
+    let mut light = new_light(Uuid::from_u128(0xfac));
+    let zero = Uuid::from_u128(0x1111_1111_1111_4111_9111_1100_1111_1111);
+    let mut seq = owner_transfer(obt, zero, (Uuid::from_u128(0xd0), "hall"));
+    let e = run(&mut seq, &mut light, obt, None).unwrap_err();
+    assert!(e.contains("doxm deviceuuid") && e.contains("4.06"), "{e}");
+    let mut sec = light.security().unwrap().clone();
+    assert!(sec.owner_transfer_ended());
+    light.set_security(sec);
+    assert_eq!(
+        light.security().unwrap().device_uuid(),
+        Uuid::from_u128(0xfac)
+    );
+    let new_id = Uuid::from_u128(0x1111_1111_1111_4111_9111_1111_1111_1111);
+    let mut seq = owner_transfer(obt, new_id, (Uuid::from_u128(0xd0), "hall"));
+    run(&mut seq, &mut light, obt, None).unwrap();
+    assert_eq!(light.security().unwrap().device_uuid(), new_id);
 }

@@ -79,7 +79,10 @@ fn end(d: &mut Device, session: u64) -> OwnerTransferEnd {
 
 #[test]
 fn an_abandoned_sessions_end_during_another_transfer_leaves_it_alone() {
-    let (obt, new_id) = (Uuid::from_u128(0x0b7), Uuid::from_u128(0x11));
+    let (obt, new_id) = (
+        Uuid::from_u128(0x0b7),
+        Uuid::from_u128(0x1111_1111_1111_4111_9111_1111_1111_1111),
+    );
     let mut d = new_light(Uuid::from_u128(0xfac));
     // Session A (1) stood its PIN handshake and wrote nothing; B (2) runs
     // the transfer up to the owner credential.
@@ -121,7 +124,10 @@ fn an_abandoned_sessions_end_during_another_transfer_leaves_it_alone() {
 
 #[test]
 fn only_the_writing_session_can_undo_and_others_wait_for_it() {
-    let (obt, new_id) = (Uuid::from_u128(0x0b7), Uuid::from_u128(0x12));
+    let (obt, new_id) = (
+        Uuid::from_u128(0x0b7),
+        Uuid::from_u128(0x1212_1212_1212_4212_9212_1212_1212_1212),
+    );
     let factory = Uuid::from_u128(0xfad);
     let mut d = new_light(factory);
     // A (1) writes two steps, then its OBT goes away.

@@ -149,7 +149,7 @@ fn onboarding_sequence_and_access_rules() {
     );
 
     // The owner-transfer session (steps 4–15 of the sequence).
-    let new_id = Uuid::from_u128(0x1d);
+    let new_id = Uuid::from_u128(0x1d1d_1d1d_1d1d_4d1d_9d1d_1d1d_1d1d_1d1d);
     for (href, body) in [
         (
             "/oic/sec/pstat",

@@ -11,7 +11,7 @@ use ssm_ocf::security::{SecurityState, Transition};
 use ssm_ocf::Uuid;
 
 const OBT: Uuid = Uuid::from_u128(0x0b7);
-const NEW_ID: Uuid = Uuid::from_u128(0x1d);
+const NEW_ID: Uuid = Uuid::from_u128(0x1d1d_1d1d_1d1d_4d1d_9d1d_1d1d_1d1d_1d1d);
 
 fn post(d: &mut Device, href: &str, body: Value, security: &Security) -> Outcome {
     let mut m = message::request(MessageType::Confirmable, Code::POST, href, None);

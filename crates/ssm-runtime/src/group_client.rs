@@ -100,3 +100,28 @@ fn protect_locked(
     out.truncate(n);
     Ok((out, piv))
 }
+
+/// A switch's multicast sender of either profile: OCF SSM (credtype 128)
+/// or Group OSCORE group mode (credtype 65536, signed).
+pub enum MulticastSender {
+    /// OCF SSM.
+    Ssm(Box<crate::client::SsmSender>),
+    /// Group OSCORE group mode.
+    Group(Box<GroupSsmSender>),
+}
+
+impl MulticastSender {
+    /// See [`crate::client::SsmSender::send`] and [`GroupSsmSender::send`].
+    pub async fn send(
+        &mut self,
+        targets: &MulticastTargets,
+        href: &str,
+        props: &ciborium::Value,
+        no_response: bool,
+    ) -> io::Result<Vec<Sent>> {
+        match self {
+            MulticastSender::Ssm(s) => s.send(targets, href, props, no_response).await,
+            MulticastSender::Group(s) => s.send(targets, href, props, no_response).await,
+        }
+    }
+}

@@ -24,6 +24,7 @@ pub mod group_client;
 pub mod journal;
 pub mod multicast;
 pub mod netif;
+pub mod obt_reach;
 pub mod obt_transport;
 pub mod otm;
 pub mod responder;

@@ -150,6 +150,31 @@ fn proc_if_inet6_prefixes(name: &str) -> Vec<(Ipv6Addr, u8)> {
         .collect()
 }
 
+/// The names of the interfaces that are up, multicast-capable and not
+/// loopback (Linux: `/sys/class/net/*/flags`), sorted: what a user who
+/// left `--iface` at `lo` may have meant. Listing them joins nothing.
+pub fn multicast_interfaces() -> Vec<String> {
+    const IFF_UP: u32 = 0x1;
+    const IFF_LOOPBACK: u32 = 0x8;
+    const IFF_MULTICAST: u32 = 0x1000;
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = dir
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let flags = std::fs::read_to_string(e.path().join("flags")).ok()?;
+            let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).ok()?;
+            let wanted =
+                flags & IFF_UP != 0 && flags & IFF_MULTICAST != 0 && flags & IFF_LOOPBACK == 0;
+            wanted.then_some(name)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
 /// `addr` in the family of `socket` (IPv4 peers become v4-mapped on a
 /// dual-stack socket).
 pub fn for_socket(socket: &UdpSocket, addr: SocketAddr) -> SocketAddr {

@@ -47,6 +47,11 @@ pub enum ObtError {
     Protocol(SocketAddr, String),
 }
 
+use crate::obt_reach::find_secure_peer;
+pub use crate::obt_reach::{
+    device_links, discover_devices, discover_unowned, secure_peer, ssm_capabilities,
+};
+
 /// A device after owner transfer.
 #[derive(Clone)]
 pub struct Onboarded {
@@ -54,6 +59,8 @@ pub struct Onboarded {
     pub device_uuid: Uuid,
     /// The owner PSK (kept by the OBT as the device's credtype-1 credential).
     pub owner_psk: [u8; 16],
+    /// The hrefs of its SSM-enabled resources (from its `/oic/res`).
+    pub ssm_hrefs: Vec<String>,
 }
 
 impl std::fmt::Debug for Onboarded {
@@ -62,6 +69,7 @@ impl std::fmt::Debug for Onboarded {
         f.debug_struct("Onboarded")
             .field("device_uuid", &self.device_uuid)
             .field("owner_psk", &"<secret>")
+            .field("ssm_hrefs", &self.ssm_hrefs)
             .finish()
     }
 }
@@ -219,11 +227,24 @@ pub async fn onboard(
     domain: (Uuid, &str),
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<Onboarded, ObtError> {
-    onboard_with(peer, pin, obt, new_uuid, domain, progress, &mut |_| Ok(())).await
+    let pin = pin.to_string();
+    onboard_with(
+        peer,
+        &mut || Ok(pin.clone()),
+        obt,
+        new_uuid,
+        domain,
+        progress,
+        &mut |_| Ok(()),
+    )
+    .await
 }
 
-/// [`onboard`], calling `record` with the device's new identity and owner
-/// PSK once the PIN session stands and before the device is changed. An
+/// [`onboard`], asking `pin` for the Random PIN once the device was told
+/// to use Random PIN (`oxmsel`: a device may show a new PIN for each, as the
+/// reference stack does, so a PIN read before it is stale), and calling
+/// `record` with the device's new identity and owner PSK once the PIN
+/// session stands and before the device is changed. An
 /// OBT stores it there (as "onboarding"), so that however the transfer
 /// ends, even by a crash of the OBT, no device is owned by an OBT that does
 /// not know its key. An error from `record` stops the transfer before it
@@ -231,7 +252,7 @@ pub async fn onboard(
 #[allow(clippy::too_many_arguments)]
 pub async fn onboard_with(
     peer: SocketAddr,
-    pin: &str,
+    pin: &mut (dyn FnMut() -> Result<String, String> + Send),
     obt: Uuid,
     new_uuid: Uuid,
     domain: (Uuid, &str),
@@ -256,6 +277,10 @@ pub async fn onboard_with(
         .and_then(|v| v.as_text())
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| ObtError::Protocol(peer, "doxm without deviceuuid".into()))?;
+    // Where it serves DTLS, and its SSM resources: asked before `oxmsel`
+    // (the reference device resets plain requests once an owner transfer
+    // method is selected).
+    let (secure, links) = find_secure_peer(&socket, peer).await?;
     let mut seq = owner_transfer(obt, new_uuid, domain);
     // Step 0 (plain): select Random PIN.
     let first = seq
@@ -264,12 +289,15 @@ pub async fn onboard_with(
         .ok_or_else(|| ObtError::Protocol(peer, "empty sequence".into()))?;
     let resp = request(&socket, peer, first.request, Duration::from_millis(500), 5).await?;
     seq.on_response(&resp)?;
-    let cfg = DtlsConfig::random_pin_client(*pin_psk(pin, &current))
+    // OCF's order: select the method, then the user reads the PIN off the
+    // device.
+    let pin = pin().map_err(|e| ObtError::Protocol(peer, format!("no PIN: {e}")))?;
+    let cfg = DtlsConfig::random_pin_client(*pin_psk(&pin, &current))
         .with_handshake_timeout(HANDSHAKE_TIMEOUT);
-    let session = connect(&socket, peer, &cfg, HANDSHAKE_TIMEOUT)
+    let session = connect(&socket, secure, &cfg, HANDSHAKE_TIMEOUT)
         .await
         .map_err(|e| ObtError::Handshake {
-            peer,
+            peer: secure,
             reason: e.to_string(),
         })?;
     let keys = otm_keys(
@@ -280,14 +308,15 @@ pub async fn onboard_with(
     let done = Onboarded {
         device_uuid: new_uuid,
         owner_psk: *keys.owner_psk(&obt, &new_uuid),
+        ssm_hrefs: ssm_ocf::discovery::ssm_hrefs(&links),
     };
     let mut dtls = Some(session);
     let result = match record(&done) {
-        Ok(()) => run(&mut seq, &socket, peer, &mut dtls, progress).await,
+        Ok(()) => run(&mut seq, &socket, secure, &mut dtls, progress).await,
         Err(e) => Err(ObtError::Protocol(peer, format!("not recorded: {e}"))),
     };
     if let Some(s) = dtls {
-        close(s, &socket, peer).await;
+        close(s, &socket, secure).await;
     }
     result?;
     Ok(done)
@@ -301,7 +330,7 @@ pub async fn provision(
     mut seq: Sequence,
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<(), ObtError> {
-    let (socket, session) = owner_session(peer, obt, owner_psk).await?;
+    let (socket, session, peer) = owner_session(peer, obt, owner_psk).await?;
     let mut dtls = Some(session);
     let result = run(&mut seq, &socket, peer, &mut dtls, progress).await;
     if let Some(s) = dtls {
@@ -317,13 +346,15 @@ async fn close(mut s: DtlsSession, socket: &UdpSocket, peer: SocketAddr) {
     let _ = send_pending(&mut s, socket, peer).await;
 }
 
-/// Opens an owner session (PSK identity = `obt`) to `peer`.
+/// Opens an owner session (PSK identity = `obt`) with the device whose
+/// plain CoAP address is `peer`, at its DTLS endpoint (returned).
 async fn owner_session(
     peer: SocketAddr,
     obt: Uuid,
     owner_psk: &[u8; 16],
-) -> Result<(UdpSocket, DtlsSession), ObtError> {
+) -> Result<(UdpSocket, DtlsSession, SocketAddr), ObtError> {
     let socket = crate::client::socket_for(peer).await?;
+    let (peer, _) = find_secure_peer(&socket, peer).await?;
     let cfg = DtlsConfig::psk_client(obt.as_bytes().to_vec(), owner_psk.to_vec())
         .with_handshake_timeout(HANDSHAKE_TIMEOUT);
     let session = connect(&socket, peer, &cfg, HANDSHAKE_TIMEOUT)
@@ -332,7 +363,7 @@ async fn owner_session(
             peer,
             reason: e.to_string(),
         })?;
-    Ok((socket, session))
+    Ok((socket, session, peer))
 }
 
 /// Brings the device at `peer` to exactly `creds` (its managed credentials:
@@ -355,7 +386,7 @@ pub async fn sync_device(
         aces,
         groups,
     } = want;
-    let (socket, session) = owner_session(peer, obt, owner_psk).await?;
+    let (socket, session, peer) = owner_session(peer, obt, owner_psk).await?;
     let mut dtls = Some(session);
     let result = async {
         let s = dtls.as_mut().expect("session");
@@ -440,7 +471,7 @@ pub async fn read_auth_cred(
     obt: Uuid,
     owner_psk: &[u8; 16],
 ) -> Result<Vec<u8>, ObtError> {
-    let (socket, mut s) = owner_session(peer, obt, owner_psk).await?;
+    let (socket, mut s, peer) = owner_session(peer, obt, owner_psk).await?;
     let r = dtls_request(&socket, peer, &mut s, ssm_ocf::group_cred::authcred_read()).await;
     close(s, &socket, peer).await;
     let r = r?;
@@ -482,7 +513,7 @@ pub async fn hard_reset(peer: SocketAddr, obt: Uuid, owner_psk: &[u8; 16]) -> Re
 /// (used to settle an onboarding the OBT did not see finish).
 pub async fn owns(peer: SocketAddr, obt: Uuid, owner_psk: &[u8; 16]) -> Result<bool, ObtError> {
     match owner_session(peer, obt, owner_psk).await {
-        Ok((socket, mut s)) => {
+        Ok((socket, mut s, peer)) => {
             let r = dtls_request(
                 &socket,
                 peer,
@@ -496,82 +527,4 @@ pub async fn owns(peer: SocketAddr, obt: Uuid, owner_psk: &[u8; 16]) -> Result<b
         Err(ObtError::Handshake { .. }) => Ok(false),
         Err(e) => Err(e),
     }
-}
-
-/// What a device says of SSM in its unsecured resources: whether it hosts
-/// a resource that accepts SSM UPDATEs (a link of its `/oic/res` with the
-/// SSM endpoints, REFERENCE-SSM §5: it can be a group member), and whether
-/// it can send SSM (credtype 128 in its doxm `sct`: it can command a group).
-pub async fn ssm_capabilities(peer: SocketAddr) -> Result<(bool, bool), ObtError> {
-    let socket = crate::client::socket_for(peer).await?;
-    let get = |href: &str| message::request(MessageType::Confirmable, Code::GET, href, None);
-    let first = request(
-        &socket,
-        peer,
-        get("/oic/res"),
-        Duration::from_millis(500),
-        3,
-    )
-    .await?;
-    let res = crate::client::rest_by_unicast(peer, "/oic/res", None, first).await?;
-    let member = message::payload(&res)
-        .map(|p| {
-            ssm_ocf::discovery::parse_links(&p)
-                .iter()
-                .any(|l| l.accepts_ssm())
-        })
-        .unwrap_or(false);
-    let d = request(
-        &socket,
-        peer,
-        get("/oic/sec/doxm"),
-        Duration::from_millis(500),
-        3,
-    )
-    .await?;
-    let sender = message::payload(&d)
-        .ok()
-        .and_then(|v| cbor::get(&v, "sct")?.as_integer())
-        .and_then(|i| u32::try_from(i).ok())
-        .is_some_and(|sct| sct & 128 != 0);
-    Ok((member, sender))
-}
-
-/// Every device answering a multicast `GET /oic/sec/doxm` on the given
-/// targets: (unicast address, device UUID, owned).
-pub async fn discover_devices(
-    targets: &crate::client::MulticastTargets,
-    wait: Duration,
-) -> io::Result<Vec<(SocketAddr, Uuid, bool)>> {
-    let replies = crate::client::multicast_get(targets, "/oic/sec/doxm", None, wait).await?;
-    let mut out: Vec<(SocketAddr, Uuid, bool)> = replies
-        .into_iter()
-        .filter_map(|(from, m)| {
-            let d = message::payload(&m).ok()?;
-            let id = cbor::get(&d, "deviceuuid")?.as_text()?.parse().ok()?;
-            let owned = cbor::get(&d, "owned")?.as_bool()?;
-            Some((from, id, owned))
-        })
-        .collect();
-    out.sort_by_key(|d| d.1);
-    out.dedup_by_key(|d| d.1);
-    Ok(out)
-}
-
-/// Unowned devices answering a multicast `GET /oic/sec/doxm?owned=FALSE`
-/// on the given targets: (unicast address, current device UUID).
-pub async fn discover_unowned(
-    targets: &crate::client::MulticastTargets,
-    wait: Duration,
-) -> io::Result<Vec<(SocketAddr, Uuid)>> {
-    let replies =
-        crate::client::multicast_get(targets, "/oic/sec/doxm", Some("owned=FALSE"), wait).await?;
-    Ok(replies
-        .into_iter()
-        .filter_map(|(from, m)| {
-            let d = message::payload(&m).ok()?;
-            let id = cbor::get(&d, "deviceuuid")?.as_text()?.parse().ok()?;
-            Some((from, id))
-        })
-        .collect())
 }

@@ -3,7 +3,7 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `device.json` | identity (UUID, name), written by the CLI |
+//! | `device.json` | identity ([`Identity`]: the UUID to start with, the name) |
 //! | `creds.json` | `/oic/sec/cred` in JSON (pre-shared credentials) |
 //! | `svr.json` | the security resources (doxm, pstat, cred, acl2, sp) |
 //! | `ssm-replay-floors.json` | the SSM replay floors, persisted before apply |
@@ -11,6 +11,7 @@
 //! | `device.lock` | held by the one device running on the directory |
 //! | `ssn-<credid>` | a sender's sequence numbers ([`FileSequenceStore`]) |
 //! | `group-signing-key` | the device's own Ed25519 private key (Group OSCORE), generated here, never sent |
+//! | `resources.json` | the application resources' last state (a light's on/off) |
 //!
 //! Every file is owner-only ([`crate::store`]).
 use crate::store::{atomic_write, FileSequenceStore};
@@ -99,6 +100,18 @@ impl From<LoadError> for io::Error {
             }
         }
     }
+}
+
+/// `device.json`: who the device is when it starts. After an owner
+/// transfer the current UUID is `doxm.deviceuuid` in `svr.json` (the OBT
+/// gives the device a new one); this one is where a new or reset device
+/// starts from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    /// `doxm.deviceuuid` / `/oic/d` `di` of an unowned device.
+    pub deviceuuid: uuid::Uuid,
+    /// The device name (`n` of `/oic/d` and `/oic/con`).
+    pub name: String,
 }
 
 /// A state directory (see the module doc for its files).
@@ -191,6 +204,97 @@ impl StateDir {
         let text = zeroize::Zeroizing::new(hex::encode(&k[..]));
         atomic_write(&self.signing_key_path(), text.as_bytes())?;
         Ok(k)
+    }
+
+    /// `resources.json`: the last state of the application resources.
+    pub fn resources_path(&self) -> PathBuf {
+        self.root.join("resources.json")
+    }
+
+    /// Reads `device.json`, if there is one.
+    pub fn load_identity(&self) -> Result<Option<Identity>, LoadError> {
+        read_json(&self.identity_path())
+    }
+
+    /// Writes `device.json` atomically (0600).
+    pub fn save_identity(&self, id: &Identity) -> io::Result<()> {
+        let json = serde_json::to_string_pretty(id).map_err(io::Error::other)?;
+        atomic_write(&self.identity_path(), json.as_bytes())
+    }
+
+    /// Persists a new device name in `device.json` (the owner renamed the
+    /// device through `/oic/con`); `current` is the device's UUID now.
+    pub fn save_name(&self, name: &str, current: uuid::Uuid) -> io::Result<()> {
+        let mut id = self.load_identity()?.unwrap_or(Identity {
+            deviceuuid: current,
+            name: String::new(),
+        });
+        id.name = name.into();
+        self.save_identity(&id)
+    }
+
+    /// The last persisted representation of each application resource
+    /// (href → JSON); none yet is an empty map.
+    pub fn load_resources(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, serde_json::Value>, LoadError> {
+        Ok(read_json(&self.resources_path())?.unwrap_or_default())
+    }
+
+    /// Writes the representations of the application resources atomically
+    /// (0600): what a light restores at power-on.
+    pub fn save_resources(
+        &self,
+        reps: &std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> io::Result<()> {
+        let json = serde_json::to_vec(reps).map_err(io::Error::other)?;
+        atomic_write(&self.resources_path(), &json)
+    }
+
+    /// Factory reset of a state directory whose device is not running (the
+    /// caller holds [`Self::lock`]): every secret and every trace of the
+    /// secure domain goes (credentials, ACLs, owner, pstat/doxm: an
+    /// unowned device again; the SSM replay floors, every sender's
+    /// sequence numbers; the PIN; the resources' state; its Group OSCORE
+    /// signing key), and the device
+    /// gets the new identity `new_uuid` with its name kept (`default_name`
+    /// if it had none). Its next start shows a new PIN. Returns the new
+    /// identity.
+    ///
+    /// Files are removed, not overwritten: on a journaling or copy-on-write
+    /// file system an overwrite would not reach the old blocks either.
+    pub fn factory_reset(&self, new_uuid: uuid::Uuid, default_name: &str) -> io::Result<Identity> {
+        let name = match self.load_identity() {
+            Ok(Some(id)) => id.name,
+            // A corrupt device.json is reset too.
+            _ => default_name.to_string(),
+        };
+        let fixed = [
+            self.svr_path(),
+            self.creds_path(),
+            self.floors_path(),
+            self.pin_path(),
+            self.resources_path(),
+            // Its Group OSCORE key pair: a new one is made at the next start.
+            self.signing_key_path(),
+        ];
+        for p in fixed {
+            remove_if_present(&p)?;
+        }
+        for entry in std::fs::read_dir(&self.root)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with("ssn-") {
+                remove_if_present(&entry.path())?;
+            }
+        }
+        let id = Identity {
+            deviceuuid: new_uuid,
+            name,
+        };
+        self.save_identity(&id)?;
+        self.save_security(&SecurityState::new(new_uuid))?;
+        std::fs::File::open(&self.root)?.sync_all()?;
+        Ok(id)
     }
 
     /// `ssn-<credid>`: the sequence numbers of the sender context of
@@ -319,6 +423,13 @@ impl StateDir {
     }
 }
 
+fn remove_if_present(p: &Path) -> io::Result<()> {
+    match std::fs::remove_file(p) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// `path` decoded from JSON; `None` if it does not exist.
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, LoadError> {
     match std::fs::read_to_string(path) {
@@ -374,6 +485,78 @@ mod tests {
             d.load_security().unwrap().unwrap().device_uuid(),
             s.device_uuid()
         );
+        let _ = std::fs::remove_dir_all(d.path());
+    }
+
+    #[test]
+    fn factory_reset_leaves_an_unowned_device_with_a_new_uuid() {
+        let d = tmp("reset");
+        let old = uuid::Uuid::from_u128(1);
+        d.save_identity(&Identity {
+            deviceuuid: old,
+            name: "hall-1".into(),
+        })
+        .unwrap();
+        let mut owned = SecurityState::new(uuid::Uuid::from_u128(2));
+        owned.doxm.owned = true;
+        d.save_security(&owned).unwrap();
+        for f in [
+            "creds.json",
+            "ssm-replay-floors.json",
+            "pin",
+            "resources.json",
+            "ssn-3",
+            "ssn-3.lock",
+            "ssn-4",
+        ] {
+            std::fs::write(d.path().join(f), "x").unwrap();
+        }
+        std::fs::write(d.path().join("notes.txt"), "mine").unwrap();
+        let new = uuid::Uuid::from_u128(3);
+        let id = d.factory_reset(new, "light").unwrap();
+        assert_eq!(
+            id,
+            Identity {
+                deviceuuid: new,
+                name: "hall-1".into()
+            }
+        );
+        assert_eq!(d.load_identity().unwrap(), Some(id));
+        assert_eq!(d.load_security().unwrap(), Some(SecurityState::new(new)));
+        let mut left: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["device.json", "notes.txt", "svr.json"]);
+        // A corrupt identity: the default name.
+        std::fs::write(d.identity_path(), "{").unwrap();
+        assert_eq!(d.factory_reset(new, "light").unwrap().name, "light");
+        let _ = std::fs::remove_dir_all(d.path());
+    }
+
+    #[test]
+    fn name_and_resources_round_trip() {
+        let d = tmp("name");
+        let di = uuid::Uuid::from_u128(9);
+        // No device.json yet (a library device): one is written.
+        d.save_name("east 1", di).unwrap();
+        assert_eq!(
+            d.load_identity().unwrap(),
+            Some(Identity {
+                deviceuuid: di,
+                name: "east 1".into()
+            })
+        );
+        assert!(d.load_resources().unwrap().is_empty());
+        let reps = std::collections::BTreeMap::from([(
+            "/BinarySwitchResURI".to_string(),
+            serde_json::json!({"value": true}),
+        )]);
+        d.save_resources(&reps).unwrap();
+        assert_eq!(d.load_resources().unwrap(), reps);
+        std::fs::write(d.resources_path(), "[").unwrap();
+        assert!(matches!(d.load_resources(), Err(LoadError::Corrupt(_))));
         let _ = std::fs::remove_dir_all(d.path());
     }
 

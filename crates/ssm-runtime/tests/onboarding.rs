@@ -98,6 +98,20 @@ async fn random_pin_onboarding_provisioning_restart_and_reset() {
     );
     assert!(h.pin().is_none(), "no PIN once owned");
 
+    // An owner session's PSK identity hint: the 16 raw bytes of the device
+    // UUID (the reference OBT picks the owner credential by it).
+    let sock = ssm_runtime::client::socket_for(peer).await.unwrap();
+    let cfg = ssm_dtls::DtlsConfig::psk_client(obt.as_bytes().to_vec(), done.owner_psk.to_vec());
+    let mut session = ssm_dtls::connect(&sock, peer, &cfg, Duration::from_secs(4))
+        .await
+        .unwrap();
+    assert_eq!(
+        session.psk_identity_hint(),
+        Some(new_id.as_bytes().to_vec())
+    );
+    session.close();
+    let _ = ssm_dtls::send_pending(&mut session, &sock, peer).await;
+
     // SSM provisioning in an owner session.
     let mut rng = |b: &mut [u8]| b.copy_from_slice(&ssm_runtime::random_bytes::<64>()[..b.len()]);
     let (lights, switches) = generate_group(1, 1, obt, &mut rng);

@@ -1,15 +1,18 @@
 //! Test support shared by the workspace's tests: the reference vectors,
 //! temp dirs, the root check, namespace topologies (`tests/netns/topology.sh`),
 //! hosts (a namespace, or this host on `lo`), commands run with a bounded
-//! timeout and processes waited for their ready JSON line.
+//! timeout, processes waited for their ready JSON line, and third-party
+//! peers driven through their text menus ([`MenuApp`]).
 //!
 //! The binary under test is always given by the caller:
 //! `env!("CARGO_BIN_EXE_ssm")` exists only inside ssm-cli's tests.
+mod menu;
 mod net;
 mod process;
 mod tempdir;
 mod vectors;
 
+pub use menu::{menu_index, MenuApp};
 pub use net::{hosts, is_root, Host, Topology};
 pub use process::{run_with_timeout, spawn_ready, Ready};
 pub use tempdir::TempDir;

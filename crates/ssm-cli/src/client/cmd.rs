@@ -6,10 +6,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use ciborium::Value;
 use ssm_coap::{Code, MessageType, OptionNumber};
 use ssm_ocf::cred::{CredType, OscoreCred};
+use ssm_ocf::switch::HREF;
 use ssm_ocf::{cbor, message, Uuid};
 use ssm_runtime::client::{
     describe, discover as discover_links, request, socket_for, MulticastTargets, SsmSender,
 };
+use ssm_runtime::group_client::MulticastSender;
 use std::path::Path;
 use std::time::Duration;
 
@@ -22,6 +24,9 @@ pub(super) async fn discover(net: &Net, rt: &str, wait_ms: u64, json: bool) -> R
         Duration::from_millis(wait_ms),
     )
     .await?;
+    if let Some(hint) = crate::config::lo_hint(&net.ifaces, found.len()) {
+        eprintln!("warning: {hint}");
+    }
     let mut out = Vec::new();
     for (from, links) in &found {
         for l in links {
@@ -86,7 +91,9 @@ pub(super) async fn get(state_dir: &Path, ep: &str, href: &str, json: bool) -> R
 
 /// The options of `ssm client update` (the multicast form uses them all).
 pub(super) struct Multicast<'a> {
-    pub(super) href: &'a str,
+    /// `--href`: unicast, the resource (default: the example URI); with
+    /// `--multicast`, overrides the hrefs the OBT named.
+    pub(super) href: Option<&'a str>,
     pub(super) value: OnOff,
     pub(super) no_no_response: bool,
     pub(super) confirm: bool,
@@ -103,7 +110,7 @@ pub(super) async fn update(
     m: Multicast<'_>,
     json: bool,
 ) -> Result<bool> {
-    let (href, value) = (m.href.to_string(), m.value);
+    let (href, value) = (m.href.unwrap_or(HREF).to_string(), m.value);
     let props = cbor::map([("value", Value::Bool(matches!(value, OnOff::On)))]);
     let creds = load_creds(state_dir)?;
     let oscore = creds.oscore_creds()?;
@@ -123,8 +130,12 @@ pub(super) async fn update(
             .and_then(|o| o.desc.as_deref())
             .and_then(ssm_ocf::groups::group_of_desc)
             .map(|g| g.1);
+        // Where its lights serve SSM: the hrefs the OBT named in the
+        // credential (one datagram each), unless --href says.
+        let desc = chosen.oscore.as_ref().and_then(|o| o.desc.as_deref());
+        let hrefs = multicast_hrefs(m.href, desc);
         let credid = chosen.credid;
-        return update_multicast(state_dir, &oscore, (credid, group_id), m, json).await;
+        return update_multicast(state_dir, &oscore, (credid, group_id), &hrefs, m, json).await;
     }
     let ep = ep.ok_or_else(|| crate::usage!("give a device endpoint, or --multicast"))?;
     let peer = parse_ep(&ep)?;
@@ -178,11 +189,12 @@ async fn update_multicast(
     state_dir: &Path,
     oscore: &[OscoreCred],
     (credid, group_id): (u32, Option<u32>),
+    hrefs: &[String],
     m: Multicast<'_>,
     json: bool,
 ) -> Result<bool> {
     let Multicast {
-        href,
+        href: _,
         value,
         no_no_response,
         confirm,
@@ -203,7 +215,7 @@ async fn update_multicast(
     let dir = ssm_runtime::state_dir::StateDir::new(state_dir);
     let store = dir.sequence_store(cred.credid);
     let targets = MulticastTargets::open(&net.scope())?;
-    let sent = if cred.credtype == CredType::GroupOscoreSender {
+    let mut sender = if cred.credtype == CredType::GroupOscoreSender {
         // Group OSCORE group mode: signed with the switch's own key.
         let key = dir.load_signing_key()?.ok_or_else(|| {
             anyhow!(
@@ -212,13 +224,27 @@ async fn update_multicast(
                 dir.signing_key_path().display()
             )
         })?;
-        let mut sender = ssm_runtime::group_client::GroupSsmSender::new(cred, &key, store)?;
-        sender.send(&targets, href, &props, !no_no_response).await?
+        MulticastSender::Group(Box::new(ssm_runtime::group_client::GroupSsmSender::new(
+            cred, &key, store,
+        )?))
     } else {
-        let mut sender = SsmSender::new(cred, store)?;
-        sender.send(&targets, href, &props, !no_no_response).await?
+        MulticastSender::Ssm(Box::new(SsmSender::new(cred, store)?))
     };
+    if confirm && hrefs.len() > 1 {
+        bail!(
+            "--confirm reads every light at one href; these lights serve SSM at {}: give --href",
+            hrefs.join(", ")
+        );
+    }
+    let mut sent = Vec::new();
+    for h in hrefs {
+        for s in sender.send(&targets, h, &props, !no_no_response).await? {
+            sent.push((h.as_str(), s));
+        }
+    }
+    let href = hrefs[0].as_str();
     if confirm {
+        let sent: Vec<_> = sent.into_iter().map(|(_, s)| s).collect();
         return confirm_lights(
             state_dir,
             oscore,
@@ -235,11 +261,21 @@ async fn update_multicast(
     if json {
         let s: Vec<_> = sent
             .iter()
-            .map(|s| serde_json::json!({"to": s.to.to_string(), "piv": s.piv, "bytes": s.len}))
+            .map(|(h, s)| serde_json::json!({"href": h, "to": s.to.to_string(), "piv": s.piv, "bytes": s.len}))
             .collect();
-        println!("{}", serde_json::json!({"sent": s, "group": group}));
+        println!(
+            "{}",
+            serde_json::json!({"sent": s, "group": group, "hrefs": hrefs})
+        );
     } else {
-        for s in &sent {
+        if hrefs.len() > 1 {
+            println!(
+                "the lights serve SSM at {} hrefs: one datagram per href ({})",
+                hrefs.len(),
+                hrefs.join(", ")
+            );
+        }
+        for (href, s) in &sent {
             println!(
                 "sent SSM UPDATE {href} {:?} to {} (seq {}, {} bytes){}",
                 value,
@@ -330,4 +366,41 @@ pub(super) async fn observe(
         }
     }
     Ok(got == count)
+}
+
+/// Where an SSM command goes: `--href` if given, else the hrefs the OBT
+/// listed in the SSM Client credential's description (its lights do not
+/// all serve the example URI), else the example URI.
+fn multicast_hrefs(href: Option<&str>, desc: Option<&str>) -> Vec<String> {
+    if let Some(h) = href {
+        return vec![h.to_string()];
+    }
+    let listed = desc
+        .map(ssm_ocf::onboarding::hrefs_in_desc)
+        .unwrap_or_default();
+    if listed.is_empty() {
+        vec![HREF.to_string()]
+    } else {
+        listed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multicast_goes_to_the_hrefs_the_obt_listed() {
+        let two = format!(
+            "SSM epoch 2{}/lights /BinarySwitchResURI",
+            ssm_ocf::onboarding::SSM_HREFS_TAG
+        );
+        assert_eq!(
+            multicast_hrefs(None, Some(&two)),
+            vec!["/lights", "/BinarySwitchResURI"]
+        );
+        assert_eq!(multicast_hrefs(None, Some("SSM epoch 2")), vec![HREF]);
+        assert_eq!(multicast_hrefs(None, None), vec![HREF]);
+        assert_eq!(multicast_hrefs(Some("/x"), Some(&two)), vec!["/x"]);
+    }
 }

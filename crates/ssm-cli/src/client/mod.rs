@@ -104,9 +104,10 @@ enum Cmd {
         /// Send one OSCORE-protected multicast UPDATE (SSM).
         #[arg(long)]
         multicast: bool,
-        /// Resource.
-        #[arg(long, default_value = HREF)]
-        href: String,
+        /// Resource (default: /BinarySwitchResURI; with --multicast, the
+        /// hrefs the OBT named in the SSM credential, one datagram each).
+        #[arg(long)]
+        href: Option<String>,
         /// Omit the inner No-Response option (the reference stack's layout).
         #[arg(long)]
         no_no_response: bool,
@@ -193,7 +194,7 @@ pub async fn run(a: Args) -> Result<bool> {
             net,
         } => {
             let m = cmd::Multicast {
-                href: &href,
+                href: href.as_deref(),
                 value,
                 no_no_response,
                 confirm,

@@ -60,6 +60,8 @@ pub(super) async fn start_devices(st: &Stage<'_>) -> Result<Devices> {
         port: args.port,
         state_dir: dir.join(name),
         floor_journal: Some(journal.clone()),
+        unicast_port: 0,
+        persist_resources: false,
     };
     let mut lights = Vec::new();
     let mut pins: HashMap<Uuid, String> = HashMap::new();
@@ -92,7 +94,7 @@ pub(super) async fn start_devices(st: &Stage<'_>) -> Result<Devices> {
         });
     }
     let switch_uuid = Uuid::new_v4();
-    let mut d = Device::new(DeviceInfo::light("wall-switch", switch_uuid));
+    let mut d = Device::new(DeviceInfo::switch("wall-switch", switch_uuid));
     d.set_security(SecurityState::new(switch_uuid));
     let switch = start(d, &cfg("wall-switch"))
         .await
@@ -168,7 +170,7 @@ pub(super) async fn onboard(
             };
             OnboardJob {
                 peer: *ep,
-                pin: devices.pins[id].clone(),
+                pin: ssm_obt::engine::Pin::Given(devices.pins[id].clone()),
                 name: Some(name),
                 role,
             }

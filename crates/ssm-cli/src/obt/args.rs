@@ -54,10 +54,14 @@ pub(super) enum Cmd {
         /// Devices worked on at once.
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
         jobs: u32,
-        /// The PIN the device shows (without it and --pin-file: asked for on the terminal).
+        /// The PIN of a device with a fixed PIN. Without it (and without
+        /// --pin-file) the PIN is asked for once the device was told to use
+        /// Random PIN, when it shows it: on the terminal, or one line read
+        /// from stdin after a prompt line on stderr.
         #[arg(long)]
         pin: Option<String>,
-        /// Read the PIN from this file (headless devices write `<state>/pin`).
+        /// Read the PIN from this file once the device shows it (headless
+        /// devices write `<state>/pin`).
         #[arg(long)]
         pin_file: Option<PathBuf>,
         /// Name to remember it by.

@@ -1,7 +1,7 @@
 //! The commands of `ssm obt` that change the domain or its devices: each
 //! opens the store, calls the engine and prints its report.
 use super::args::{Cmd, Link, Work};
-use super::{engine_err, progress, read_pin, report_sync};
+use super::{engine_err, pin_source, progress, report_sync};
 use anyhow::{bail, Context, Result};
 use ssm_obt::engine::{self, OnboardJob, OnboardSource, SyncScope};
 use ssm_obt::store::Store;
@@ -46,6 +46,9 @@ pub(super) async fn discover(path: &Path, link: &Link, wait_ms: u64, json: bool)
     )
     .await
     .map_err(engine_err)?;
+    if let Some(hint) = crate::config::lo_hint(std::slice::from_ref(&link.iface), rows.len()) {
+        eprintln!("warning: {hint}");
+    }
     let unowned = rows.iter().filter(|r| !r.owned).count();
     if json {
         let u: Vec<_> = rows
@@ -108,7 +111,7 @@ pub(super) async fn onboard(path: &Path, c: Cmd, json: bool) -> Result<bool> {
         }
     } else {
         let ep = ep.ok_or_else(|| crate::usage!("give the device endpoint, or --all"))?;
-        let pin = read_pin(pin, pin_file)?;
+        let pin = pin_source(pin, pin_file)?;
         let peer = crate::client::parse_ep(&ep)?;
         OnboardSource::One(OnboardJob {
             peer,
@@ -263,6 +266,14 @@ pub(super) async fn grant(
     )
     .await
     .map_err(engine_err)?;
+    if r.hrefs.len() > 1 {
+        // On stderr, also with --json (stdout stays one JSON document).
+        eprintln!(
+            "warning: the lights {} commands serve SSM at different hrefs ({}): each command is sent as one datagram per href",
+            r.client.name,
+            r.hrefs.join(", ")
+        );
+    }
     if !json {
         println!(
             "{} may command {} light(s) by SSM (epoch {}, Sender ID {})",
@@ -275,7 +286,7 @@ pub(super) async fn grant(
     Ok(report_sync(
         &r.synced,
         json,
-        serde_json::json!({"client": r.client.uuid, "sender_id": r.sender_id, "epoch": r.epoch, "granted": r.lights.len()}),
+        serde_json::json!({"client": r.client.uuid, "sender_id": r.sender_id, "epoch": r.epoch, "granted": r.lights.len(), "hrefs": r.hrefs}),
     ))
 }
 

@@ -6,7 +6,7 @@
 //! `provisioned` one by one. A crash, an offline device or a refused step
 //! leaves the truth in the store: `ssm obt list` shows what is stale, and
 //! `ssm obt sync` (or re-running the command) finishes the job.
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use ssm_obt::engine::Synced;
 use ssm_obt::store::StoreError;
 use std::path::PathBuf;
@@ -57,7 +57,7 @@ fn report_sync(results: &[Synced], json: bool, what: serde_json::Value) -> bool 
             .iter()
             .map(|r| match &r.outcome {
                 Ok(p) => serde_json::json!({"device": r.name, "uuid": r.uuid, "synced": true,
-                    "creds_added": p.creds_added, "creds_removed": p.creds_removed.len(),
+                    "creds_added": p.creds_added, "creds_removed": p.creds_removed.len(), "creds_updated": p.creds_updated.len(),
                     "aces_added": p.aces_added, "aces_removed": p.aces_removed.len()}),
                 Err(e) => serde_json::json!({"device": r.name, "uuid": r.uuid, "synced": false, "error": e}),
             })
@@ -84,35 +84,54 @@ fn report_sync(results: &[Synced], json: bool, what: serde_json::Value) -> bool 
     failed.is_empty()
 }
 
-fn read_pin(pin: Option<String>, pin_file: Option<PathBuf>) -> Result<String> {
-    let from_flag = pin.is_some();
-    let pin = match (pin, pin_file) {
-        (Some(p), _) => p,
-        (None, Some(f)) => std::fs::read_to_string(&f)
-            .with_context(|| format!("cannot read the PIN from {}", f.display()))?
-            .trim()
-            .to_string(),
-        (None, None) => {
-            use std::io::{BufRead, IsTerminal, Write};
-            if !std::io::stdin().is_terminal() {
-                return Err(crate::usage!(
-                    "give the PIN the device shows: --pin 12345678 (or --pin-file)"
-                ));
-            }
-            eprint!("PIN shown by the device: ");
-            let _ = std::io::stderr().flush();
-            let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line)?;
-            line.trim().to_string()
-        }
-    };
-    if pin.len() != 8 || !pin.bytes().all(|c| c.is_ascii_digit()) {
-        if from_flag {
-            return Err(crate::usage!("--pin: a Random PIN is 8 digits"));
-        }
-        bail!("a Random PIN is 8 digits");
+/// Where `ssm obt onboard` takes the PIN from: `--pin` as given (a device
+/// with a fixed PIN), else read once the device was told to use Random PIN
+/// (`oxmsel`; the reference stack shows a new PIN for each): from
+/// `--pin-file`, or asked for on the terminal, or, without one, one line
+/// read from stdin after a prompt line on stderr.
+fn pin_source(pin: Option<String>, pin_file: Option<PathBuf>) -> Result<ssm_obt::engine::Pin> {
+    use ssm_obt::engine::Pin;
+    if let Some(p) = pin {
+        check_pin(&p).map_err(|_| crate::usage!("--pin: a Random PIN is 8 digits"))?;
+        return Ok(Pin::Given(p));
     }
-    Ok(pin)
+    Ok(Pin::Ask(std::sync::Arc::new(move || {
+        let pin = match &pin_file {
+            Some(f) => std::fs::read_to_string(f)
+                .map_err(|e| format!("cannot read the PIN from {}: {e}", f.display()))?
+                .trim()
+                .to_string(),
+            None => prompt_pin().map_err(|e| format!("cannot read the PIN: {e}"))?,
+        };
+        check_pin(&pin)?;
+        Ok(pin)
+    })))
+}
+
+/// The PIN typed on the terminal, or one line of stdin.
+fn prompt_pin() -> std::io::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if std::io::stdin().is_terminal() {
+        eprint!("PIN shown by the device: ");
+    } else {
+        eprintln!("PIN shown by the device (one line on stdin):");
+    }
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line)? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "stdin ended (give --pin or --pin-file)",
+        ));
+    }
+    Ok(line.trim().to_string())
+}
+
+fn check_pin(pin: &str) -> Result<(), String> {
+    if pin.len() != 8 || !pin.bytes().all(|c| c.is_ascii_digit()) {
+        return Err("a Random PIN is 8 digits".into());
+    }
+    Ok(())
 }
 
 /// Runs `ssm obt …`; with `--json` an error is also printed as

@@ -83,8 +83,21 @@ impl Dev {
 }
 
 pub fn start(host: &Host, dir: &Path, iface: &str, role: &str, port: u16) -> Dev {
+    start_with(host, dir, iface, role, port, &[])
+}
+
+/// [`start`] with more `ssm device` arguments (e.g. `--href /lights`).
+pub fn start_with(
+    host: &Host,
+    dir: &Path,
+    iface: &str,
+    role: &str,
+    port: u16,
+    more: &[&str],
+) -> Dev {
     let mut c = host.cmd(ssm());
     c.args(["device", "--json", "--iface", iface, "--role", role])
+        .args(more)
         .args(["--port", &port.to_string(), "--state-dir"])
         .arg(dir)
         .stderr(Stdio::null());

@@ -21,7 +21,7 @@ mod key_material;
 mod record;
 
 pub use key_material::KeyMaterial;
-use record::has_short_protected_record;
+use record::{client_key_exchange_identity, has_short_protected_record, SharedIdentity};
 
 /// Worst-case per-record overhead of the supported suites in DTLS 1.2:
 /// 13-byte record header + CBC explicit IV (16) + HMAC-SHA256 (32) + padding
@@ -78,6 +78,9 @@ pub struct DtlsSession {
     read_buf: Vec<u8>,
     /// The handshake completed at some point (key material is valid).
     handshake_done: bool,
+    /// Server: the client's PSK identity as sent (ClientKeyExchange), and
+    /// the one the lookup was given.
+    identity: SharedIdentity,
 }
 
 impl DtlsSession {
@@ -97,7 +100,7 @@ impl DtlsSession {
             psk_buf[..psk.len()].copy_from_slice(&psk);
             Ok(psk.len())
         });
-        let mut session = Self::new(cfg, b, Role::Client)?;
+        let mut session = Self::new(cfg, b, Role::Client, Default::default())?;
         session.drive();
         if let State::Failed(e) = &session.state {
             return Err(e.clone());
@@ -107,8 +110,8 @@ impl DtlsSession {
 
     /// Prepares a server session waiting for the peer's ClientHello.
     pub fn server(cfg: &DtlsConfig) -> Result<Self> {
-        let b = Self::server_context(cfg)?;
-        Self::new(cfg, b, Role::Server)
+        let (b, identity) = Self::server_context(cfg)?;
+        Self::new(cfg, b, Role::Server, identity)
     }
 
     /// Starts a server session from a ClientHello whose cookie
@@ -127,7 +130,7 @@ impl DtlsSession {
             });
         }
         let cfg = cfg.clone().with_cookie_exchange(false);
-        let mut b = Self::server_context(&cfg)?;
+        let (mut b, identity) = Self::server_context(&cfg)?;
         // DTLSv1_listen checks the cookie once more through the context's
         // callback: exactly the one that was verified.
         let cookie = Arc::new(hello.cookie);
@@ -141,7 +144,7 @@ impl DtlsSession {
         b.set_cookie_verify_cb(move |_ssl, got| {
             got.len() == expected.len() && openssl::memcmp::eq(got, &expected[..])
         });
-        let mut session = Self::new(&cfg, b, Role::Server)?;
+        let mut session = Self::new(&cfg, b, Role::Server, identity)?;
         session.stream.get_mut().push_incoming(&hello.datagram);
         if !ffi::dtls_listen(session.stream.ssl()) {
             let reason = describe_stack(&openssl::error::ErrorStack::get())
@@ -155,18 +158,27 @@ impl DtlsSession {
         Ok(session)
     }
 
-    fn server_context(cfg: &DtlsConfig) -> Result<SslContextBuilder> {
+    fn server_context(cfg: &DtlsConfig) -> Result<(SslContextBuilder, SharedIdentity)> {
         let (lookup, hint) = cfg.validate_server()?;
         let mut b = base_context(cfg)?;
         if let Some(hint) = hint {
             ffi::set_psk_identity_hint(&mut b, &hint)?;
         }
+        let seen = SharedIdentity::default();
+        let shared = Arc::clone(&seen);
         b.set_psk_server_callback(move |_ssl, identity, psk_buf| {
             let Some(identity) = identity else {
                 return Ok(0);
             };
+            // OpenSSL cut the identity at its first 0x00 byte: the lookup
+            // gets the whole one the client sent (a random UUID holds a
+            // 0x00 byte about 6 % of the time, and mbedTLS clients, such as
+            // the reference OBT, send it whole).
+            let Ok(identity) = shared.lock().map(|mut p| p.whole(identity)) else {
+                return Ok(0);
+            };
             // A panicking lookup must not unwind into C: treat as unknown.
-            let key = catch_unwind(AssertUnwindSafe(|| lookup(identity)))
+            let key = catch_unwind(AssertUnwindSafe(|| lookup(&identity)))
                 .ok()
                 .flatten();
             let Some(key) = key.map(Zeroizing::new) else {
@@ -196,10 +208,15 @@ impl DtlsSession {
                 got.len() == COOKIE_LEN && openssl::memcmp::eq(got, &expected[..])
             });
         }
-        Ok(b)
+        Ok((b, seen))
     }
 
-    fn new(cfg: &DtlsConfig, b: SslContextBuilder, role: Role) -> Result<Self> {
+    fn new(
+        cfg: &DtlsConfig,
+        b: SslContextBuilder,
+        role: Role,
+        identity: SharedIdentity,
+    ) -> Result<Self> {
         let ctx = b.build();
         let mut ssl = Ssl::new(&ctx)?;
         // Bounded by validate_common to 256..=16384.
@@ -218,6 +235,7 @@ impl DtlsSession {
             app_in: VecDeque::new(),
             read_buf: vec![0; cfg.max_datagram],
             handshake_done: false,
+            identity,
         })
     }
 
@@ -282,6 +300,13 @@ impl DtlsSession {
         if has_short_protected_record(datagram) {
             // Invalid per DTLS rules: drop silently (see the function).
             return Ok(());
+        }
+        if self.role == Role::Server && self.state == State::Handshaking {
+            if let Some(raw) = client_key_exchange_identity(datagram) {
+                if let Ok(mut p) = self.identity.lock() {
+                    p.raw = Some(raw);
+                }
+            }
         }
         self.stream.get_mut().push_incoming(datagram);
         self.drive();
@@ -414,10 +439,14 @@ impl DtlsSession {
     }
 
     /// Server: the PSK identity the client used (for OCF sessions, the
-    /// client's raw UUID bytes), once established. `None` on a client.
+    /// client's raw UUID bytes, `0x00` bytes included), once established.
+    /// `None` on a client.
     pub fn peer_identity(&self) -> Option<Vec<u8>> {
         if self.role != Role::Server || !self.handshake_done {
             return None;
+        }
+        if let Some(id) = self.identity.lock().ok().and_then(|p| p.used.clone()) {
+            return Some(id);
         }
         self.stream.ssl().psk_identity().map(<[u8]>::to_vec)
     }

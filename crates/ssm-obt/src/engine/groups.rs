@@ -171,6 +171,7 @@ pub async fn grant_group(
         sender_id: s.sender_id_in(g.id, &c.uuid)?,
         epoch: s.group_state(g.id)?.map(|k| k.epoch),
         lights: s.group_info(group)?.members,
+        hrefs: super::ops::hrefs_commanded(s, &c.uuid)?,
         client: c,
         synced,
     })

@@ -26,7 +26,7 @@ pub use groups::{
 };
 pub use onboard::{
     onboard, onboard_many, plan_sheet, settle_onboarding, OnboardJob, OnboardReport, OnboardSource,
-    Onboarding,
+    Onboarding, Pin,
 };
 pub use ops::{
     discover, grant, lights_of, offboard, rekey, revoke, sync, Discovered, Granted, Offboarded,

@@ -14,13 +14,34 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uuid::Uuid;
 
+/// Where the Random PIN of a device comes from.
+#[derive(Clone)]
+pub enum Pin {
+    /// Known beforehand: a device with a fixed PIN, a commissioning sheet.
+    Given(String),
+    /// Asked for once the device was told to use Random PIN (`oxmsel`), as
+    /// OCF orders it: a device may show a new PIN for each `oxmsel` (the
+    /// reference stack does), so a PIN read before it is stale.
+    Ask(Arc<dyn Fn() -> Result<String, String> + Send + Sync>),
+}
+
+impl std::fmt::Debug for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A PIN is a secret: never in Debug output.
+        f.write_str(match self {
+            Pin::Given(_) => "Pin::Given(<secret>)",
+            Pin::Ask(_) => "Pin::Ask",
+        })
+    }
+}
+
 /// One device to onboard.
 #[derive(Debug, Clone)]
 pub struct OnboardJob {
     /// Its unicast endpoint.
     pub peer: SocketAddr,
     /// The Random PIN it shows.
-    pub pin: String,
+    pub pin: Pin,
     /// The name to remember it by (default: `<role>-<uuid prefix>`).
     pub name: Option<String>,
     /// What it is.
@@ -95,7 +116,7 @@ pub async fn plan_sheet(
                 )),
                 r => work.push(OnboardJob {
                     peer,
-                    pin,
+                    pin: Pin::Given(pin),
                     name,
                     role: r.and_then(Result::ok).unwrap_or(role),
                 }),
@@ -171,9 +192,13 @@ async fn onboard_one(
     let new_uuid = zero_free_uuid();
     let name = name.unwrap_or_else(|| format!("{role}-{}", &new_uuid.to_string()[..8]));
     let mut recorded: Option<Onboarded> = None;
+    let mut pin = move || match &pin {
+        Pin::Given(p) => Ok(p.clone()),
+        Pin::Ask(ask) => ask(),
+    };
     let r = onboard_with(
         peer,
-        &pin,
+        &mut pin,
         obt,
         new_uuid,
         (obt, domain_name),
@@ -196,10 +221,10 @@ async fn onboard_one(
     )
     .await;
     let r = match (r, recorded) {
-        (Ok(done), _) => Ok(done.device_uuid),
+        (Ok(done), _) => Ok(done),
         // Recorded but not seen to complete: ask the device.
         (Err(e), Some(done)) => match owns(peer, obt, &done.owner_psk).await {
-            Ok(true) => Ok(done.device_uuid),
+            Ok(true) => Ok(done),
             Ok(false) => {
                 if let Ok(mut st) = store.lock() {
                     let _ = st.forget_onboarding(&done.device_uuid);
@@ -212,14 +237,20 @@ async fn onboard_one(
         },
         (Err(e), None) => Err(e.to_string()),
     };
-    if let Ok(id) = &r {
+    if let Ok(done) = &r {
+        let id = &done.device_uuid;
         if let Ok(mut st) = store.lock() {
             st.set_state(id, DeviceState::Owned)
                 .map_err(|e| e.to_string())?;
             st.touch(id, Some(&ep)).map_err(|e| e.to_string())?;
+            // Its ACEs name the href it serves SSM at (the reference
+            // sample: `/lights`), not a fixed one.
+            if let (DeviceRole::Light, Some(h)) = (role, done.ssm_hrefs.first()) {
+                st.set_ssm_href(id, h).map_err(|e| e.to_string())?;
+            }
         }
     }
-    Ok((ep, r))
+    Ok((ep, r.map(|d| d.device_uuid)))
 }
 
 /// Where the devices to onboard come from.

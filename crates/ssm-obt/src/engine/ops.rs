@@ -180,6 +180,11 @@ pub struct Granted {
     pub epoch: Option<i64>,
     /// The devices brought up to date.
     pub synced: Vec<Synced>,
+    /// The hrefs the lights the switch commands serve SSM at: more than
+    /// one means one datagram per href for each command (the seed wants
+    /// one URI for all implementations; the reference sample uses
+    /// `/lights`).
+    pub hrefs: Vec<String>,
 }
 
 /// Lets switch `client` command `lights` (or every light) by SSM.
@@ -205,13 +210,27 @@ pub async fn grant(
     let synced = sync_devices(s, obt, &affected, reach, jobs, progress).await?;
     let sender_id = s.current_sender_id(&c.uuid)?;
     let epoch = s.group()?.map(|g| g.epoch);
+    let hrefs = hrefs_commanded(s, &c.uuid)?;
     Ok(Granted {
         client: c,
         lights: ids,
         sender_id,
         epoch,
         synced,
+        hrefs,
     })
+}
+
+/// The hrefs at which the lights `client` commands (in any group) serve
+/// SSM, each once.
+pub(super) fn hrefs_commanded(s: &Store, client: &Uuid) -> Result<Vec<String>, EngineError> {
+    let commanded: Vec<Uuid> = s
+        .grants()?
+        .into_iter()
+        .filter(|(cl, _)| cl == client)
+        .map(|(_, l)| l)
+        .collect();
+    Ok(crate::plan::hrefs_of(s, &commanded)?)
 }
 
 /// What `revoke` did.

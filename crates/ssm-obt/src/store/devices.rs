@@ -126,10 +126,36 @@ impl Store {
         if n == 0 {
             return Err(StoreError::UnknownDevice(u));
         }
+        tx.execute("DELETE FROM ssm_hrefs WHERE uuid = ?1", params![u])
+            .map_err(&sq)?;
         audit_on(&tx, "offboard", &u).map_err(&sq)?;
         let (rekeyed, m) = groups::leave_all_groups(&tx, uuid, random).map_err(&sq)?;
         tx.commit().map_err(&sq)?;
         Ok((rekeyed.first().map(|r| r.1), m))
+    }
+
+    /// Remembers the href of a light's SSM-enabled resource (from its
+    /// discovery).
+    pub fn set_ssm_href(&mut self, uuid: &Uuid, href: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO ssm_hrefs (uuid, href) VALUES (?1, ?2)",
+                params![uuid.to_string(), href],
+            )
+            .map_err(self.sq())?;
+        Ok(())
+    }
+
+    /// The href of a light's SSM-enabled resource, if known.
+    pub fn ssm_href(&self, uuid: &Uuid) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT href FROM ssm_hrefs WHERE uuid = ?1",
+                params![uuid.to_string()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sq())
     }
 
     /// Records a completed exchange with a device (and where it answered).

@@ -1,5 +1,5 @@
 //! The OBT as Group Manager (RFC 10021 §3, §12) for the groups with the
-//! profile `group-oscore` (schema v4): each group's profile, the public
+//! profile `group-oscore` (schema v5): each group's profile, the public
 //! authentication credentials (CCS) the switches made themselves and the
 //! OBT read back, and the Group Manager's own key, whose CCS every member
 //! holds (it enters the `external_aad`). A group-mode rekey is the zones'

@@ -20,7 +20,7 @@ pub use grants::ALL_GROUP;
 pub use groups::{valid_group_name, GroupInfo};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Store errors, each saying what to do.
 #[derive(Debug, thiserror::Error)]

@@ -46,13 +46,13 @@ pub(super) const SCHEMA_V3: &str = "CREATE TABLE ssm_groups (id INTEGER PRIMARY 
      INSERT INTO audit (action, detail) SELECT 'migrate', 'schema 3: the SSM group is now the group all (id 1)'
        FROM ssm_groups WHERE id = 1;";
 
-/// Version 4: a security profile per group (`ocf-ssm`, the default and
+/// Version 5: a security profile per group (`ocf-ssm`, the default and
 /// every existing group, or `group-oscore`: RFC 10021 group mode), the
 /// public authentication credentials (CCS) the devices made themselves,
 /// and the Group Manager's own Ed25519 key (its seed; its CCS enters every
 /// group-mode `external_aad`). Nothing is rekeyed: existing groups keep
 /// their profile and credentials.
-pub(super) const SCHEMA_V4: &str =
+pub(super) const SCHEMA_V5: &str =
     "ALTER TABLE ssm_groups ADD COLUMN profile TEXT NOT NULL DEFAULT 'ocf-ssm'
        CHECK (profile IN ('ocf-ssm', 'group-oscore'));
      CREATE TABLE auth_creds (uuid TEXT PRIMARY KEY, ccs BLOB NOT NULL);
@@ -127,9 +127,21 @@ impl Store {
             tx.commit().map_err(&sq)?;
         }
         if from < 4 {
+            // Where each light serves its SSM resource (from its /oic/res):
+            // the href its ACEs name and its switches send to.
+            self.conn
+                .execute_batch(
+                    "BEGIN;
+                     CREATE TABLE ssm_hrefs (uuid TEXT PRIMARY KEY, href TEXT NOT NULL);
+                     PRAGMA user_version = 4;
+                     COMMIT;",
+                )
+                .map_err(&sq)?;
+        }
+        if from < 5 {
             self.conn
                 .execute_batch(&format!(
-                    "BEGIN; {SCHEMA_V4} PRAGMA user_version = 4; COMMIT;"
+                    "BEGIN; {SCHEMA_V5} PRAGMA user_version = 5; COMMIT;"
                 ))
                 .map_err(&sq)?;
         }

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 mod authcred;
 mod core_resources;
+pub use core_resources::valid_name;
 mod grouping;
 
 /// Where the introspection data is served.
@@ -50,12 +51,31 @@ impl DeviceInfo {
             name: name.into(),
             di,
             piid: di,
-            device_type: "oic.d.light".into(),
+            device_type: DEVICE_TYPE_LIGHT.into(),
             pi: di,
             mnmn: "ocf-ssm".into(),
         }
     }
+
+    /// A wall switch called `name` with identity `di`: an OCF device of
+    /// type `oic.d.switch` that commands lights and hosts no light.
+    pub fn switch(name: &str, di: Uuid) -> Self {
+        DeviceInfo {
+            device_type: DEVICE_TYPE_SWITCH.into(),
+            ..DeviceInfo::light(name, di)
+        }
+    }
 }
+
+/// `/oic/d` device type of a light.
+pub const DEVICE_TYPE_LIGHT: &str = "oic.d.light";
+/// `/oic/d` device type of a (wall) switch.
+pub const DEVICE_TYPE_SWITCH: &str = "oic.d.switch";
+/// The configuration resource (`oic.wk.con`): the device name, written by
+/// the owner.
+pub const CON_HREF: &str = "/oic/con";
+/// Longest device name `n` (OCF Core: `n` is at most 64 characters).
+pub const MAX_NAME_LEN: usize = 64;
 
 /// How a request reached the device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +150,9 @@ pub struct Outcome {
     /// The onboarding transition the request made: what the runtime acts
     /// on (events, a new PIN), instead of comparing states.
     pub transition: Option<Transition>,
+    /// The owner renamed the device (`n` of `/oic/con`): persist the new
+    /// name.
+    pub renamed: Option<String>,
 }
 
 /// Why a verified SSM update was not applied.
@@ -266,6 +289,11 @@ impl Device {
         self.ssm_v4 = ipv4;
     }
 
+    /// The hrefs of the application resources.
+    pub fn hrefs(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.href.as_str())
+    }
+
     /// The representation of an application resource (its default
     /// interface), e.g. `{"value": true}`.
     pub fn representation(&self, href: &str) -> Option<Value> {
@@ -332,7 +360,11 @@ impl Device {
                 svr_changed: o.persist,
                 creds_changed: o.creds_changed,
                 transition: o.transition,
+                renamed: None,
             };
+        }
+        if path == CON_HREF {
+            return self.con_request(req, meta, iface.as_deref());
         }
         if let Some(sec) = &self.security {
             let core = matches!(

@@ -11,8 +11,10 @@ use ssm_coap::{Code, Message, MessageType};
 mod reconcile;
 mod sequence;
 
-pub use reconcile::{read_state, reconcile, Reconciliation, MANAGED_CREDTYPES};
-pub use sequence::{hard_reset, owner_transfer, provision, MAX_BATCH_BYTES};
+pub use reconcile::{
+    hrefs_in_desc, read_state, reconcile, Reconciliation, MANAGED_CREDTYPES, SSM_HREFS_TAG,
+};
+pub use sequence::{hard_reset, owner_transfer, provision, rename, MAX_BATCH_BYTES};
 
 /// Which channel a request must use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,6 +29,27 @@ pub fn read_state() -> [Message; 2] {
     ]
 }
 
+/// Where an SSM Client credential's description lists the hrefs its
+/// switch sends to, one datagram each (space separated, to the end), when
+/// its lights do not all serve SSM at the example URI. Not part of what
+/// identifies the key: a change of hrefs updates the credential in place.
+pub const SSM_HREFS_TAG: &str = " hrefs: ";
+
+/// The hrefs listed in a description (see [`SSM_HREFS_TAG`]).
+pub fn hrefs_in_desc(desc: &str) -> Vec<String> {
+    desc.split_once(SSM_HREFS_TAG)
+        .map(|(_, l)| l.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// A description without its hrefs.
+fn desc_base(desc: Option<String>) -> Option<String> {
+    desc.map(|d| match d.split_once(SSM_HREFS_TAG) {
+        Some((base, _)) => base.to_string(),
+        None => d,
+    })
+}
+
 /// What identifies a credential's key material as the device shows it
 /// (a RETRIEVE never returns private data): type, subject, and the OSCORE
 /// IDs and description the device returns for that type. Every key the
@@ -48,22 +69,22 @@ fn cred_identity(
     let lower = |s: Option<String>| s.map(|s| s.to_ascii_lowercase());
     let (sender, recipient, desc) = match c.credtype {
         CredType::PairwiseOscore => (lower(o.senderid), lower(o.recipientid), None),
-        CredType::SsmClient => (lower(o.senderid), None, o.desc),
-        CredType::SsmServer => (None, lower(o.recipientid), o.desc),
+        CredType::SsmClient => (lower(o.senderid), None, desc_base(o.desc)),
+        CredType::SsmServer => (None, lower(o.recipientid), desc_base(o.desc)),
         // Group mode: the desc names group and epoch; a rekey (new Gid) or
         // a switch's new key gives a new desc or recipient ID, so the
         // public `group` object (Gid, credentials) is compared too.
         CredType::GroupOscoreSender => (
             lower(o.senderid),
             None,
-            Some(format!("{:?} {:?}", o.desc, o.group)),
+            Some(format!("{:?} {:?}", desc_base(o.desc), o.group)),
         ),
         CredType::GroupOscoreRecipient => (
             None,
             lower(o.recipientid),
-            Some(format!("{:?} {:?}", o.desc, o.group)),
+            Some(format!("{:?} {:?}", desc_base(o.desc), o.group)),
         ),
-        _ => (lower(o.senderid), lower(o.recipientid), o.desc),
+        _ => (lower(o.senderid), lower(o.recipientid), desc_base(o.desc)),
     };
     (
         c.credtype,
@@ -81,6 +102,9 @@ pub struct Reconciliation {
     pub creds_removed: Vec<u32>,
     /// Credentials added.
     pub creds_added: usize,
+    /// Credentials updated in place (same id, key and IDs: only the hrefs
+    /// of their description changed).
+    pub creds_updated: Vec<u32>,
     /// ACEs removed (their `aceid`s).
     pub aces_removed: Vec<u32>,
     /// ACEs added.
@@ -94,6 +118,7 @@ impl Reconciliation {
     pub fn is_noop(&self) -> bool {
         self.creds_removed.is_empty()
             && self.creds_added == 0
+            && self.creds_updated.is_empty()
             && self.aces_removed.is_empty()
             && self.aces_added == 0
             && !self.groups_written
@@ -129,15 +154,28 @@ pub fn reconcile(
     let mut plan = Reconciliation::default();
     let wanted: Vec<_> = desired_creds.iter().map(cred_identity).collect();
     let mut present = Vec::new();
+    let mut updates = Vec::new();
     for c in current
         .iter()
         .filter(|c| MANAGED_CREDTYPES.contains(&c.credtype))
     {
         let id = cred_identity(c);
-        if wanted.contains(&id) && !present.contains(&id) {
-            present.push(id);
-        } else {
-            plan.creds_removed.push(c.credid);
+        match wanted.iter().position(|w| *w == id) {
+            Some(k) if !present.contains(&id) => {
+                present.push(id);
+                // Same key and IDs, other hrefs: updated under its own id,
+                // so its sender keeps its sequence numbers (a new entry
+                // would start a new sequence store: nonce reuse).
+                let want = &desired_creds[k];
+                let desc = |c: &Credential| c.oscore.as_ref().and_then(|o| o.desc.clone());
+                if desc(want) != desc(c) {
+                    let mut u = want.clone();
+                    u.credid = c.credid;
+                    plan.creds_updated.push(c.credid);
+                    updates.push(u);
+                }
+            }
+            _ => plan.creds_removed.push(c.credid),
         }
     }
     let to_add: Vec<Credential> = desired_creds
@@ -194,6 +232,21 @@ pub fn reconcile(
                 "/oic/sec/acl2",
                 Some(&format!("aceid={id}")),
             ),
+        });
+    }
+    for u in updates {
+        let body = crate::security::svr::cred_value(
+            &crate::cred::CredResource {
+                creds: vec![u],
+                rowneruuid: String::new(),
+            },
+            true,
+        );
+        let creds = cbor::get(&body, "creds").cloned().unwrap_or(Value::Null);
+        steps.push(Step {
+            channel: Owner,
+            what: "update credential",
+            request: super::post("/oic/sec/cred", cbor::map([("creds", creds)])),
         });
     }
     let mut rest = provision(to_add, aces_to_add).steps;

@@ -227,3 +227,17 @@ pub fn hard_reset() -> Sequence {
         next: 0,
     }
 }
+
+/// Renames the device over an owner session: UPDATE of `n` on `/oic/con`
+/// (the device refuses anyone but its owner, and names it does not take:
+/// see [`crate::device::valid_name`]).
+pub fn rename(name: &str) -> Sequence {
+    Sequence {
+        steps: vec![Step {
+            channel: Channel::Owner,
+            what: "/oic/con n",
+            request: post(crate::device::CON_HREF, cbor::map([("n", text(name))])),
+        }],
+        next: 0,
+    }
+}

@@ -184,3 +184,49 @@ fn many_credentials_are_sent_in_datagram_sized_batches() {
 fn undecodable_answers_are_refused() {
     assert!(reconcile(&Value::Null, &Value::Null, &[], &[]).is_none());
 }
+
+/// A switch's SSM Client credential whose description lists other hrefs is
+/// updated under its own id (same key and Sender ID: its sequence numbers
+/// go on), never replaced by a new entry.
+#[test]
+fn new_hrefs_update_the_client_credential_in_place() {
+    let owner = Uuid::from_u128(0x0b7);
+    let mut dev = owned_device(owner);
+    let client = |desc: &str| Credential {
+        credid: 0,
+        subjectuuid: Uuid::from_u128(0x5).to_string(),
+        credtype: CredType::SsmClient,
+        privatedata: Some(PrivateData::raw(&[3; 32])),
+        oscore: Some(OscoreFields {
+            senderid: Some("02aaaaaaaaaaaa".into()),
+            desc: Some(desc.into()),
+            ..Default::default()
+        }),
+    };
+    let (c, acl) = read(&mut dev, owner);
+    let (mut seq, _) = reconcile(&c, &acl, &[client("SSM epoch 1")], &[]).unwrap();
+    run(&mut dev, &mut seq, owner);
+    let id = dev.cred.creds[1].credid;
+    let two = format!("SSM epoch 1{SSM_HREFS_TAG}/lights /BinarySwitchResURI");
+    let (c, acl) = read(&mut dev, owner);
+    let (mut seq, plan) = reconcile(&c, &acl, &[client(&two)], &[]).unwrap();
+    assert_eq!(plan.creds_updated, vec![id]);
+    assert!(
+        plan.creds_removed.is_empty() && plan.creds_added == 0,
+        "{plan:?}"
+    );
+    run(&mut dev, &mut seq, owner);
+    assert_eq!(dev.cred.creds.len(), 2);
+    assert_eq!(dev.cred.creds[1].credid, id);
+    let desc = dev.cred.creds[1]
+        .oscore
+        .as_ref()
+        .unwrap()
+        .desc
+        .clone()
+        .unwrap();
+    assert_eq!(hrefs_in_desc(&desc), vec!["/lights", "/BinarySwitchResURI"]);
+    let (c, acl) = read(&mut dev, owner);
+    let (_, plan) = reconcile(&c, &acl, &[client(&two)], &[]).unwrap();
+    assert!(plan.is_noop(), "{plan:?}");
+}

@@ -71,8 +71,10 @@ pub enum AceResource {
 /// One access control entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ace {
-    /// `aceid` (≥ 1; 0 or absent in a POST: assigned by the device).
-    #[serde(default)]
+    /// `aceid` (≥ 1; 0 or absent in a POST: assigned by the device). 0 is
+    /// never sent: the reference stack keeps an ACE posted with `aceid: 0`
+    /// under id 0, which `DELETE ?aceid=0` then cannot remove.
+    #[serde(default, skip_serializing_if = "is_unassigned")]
     pub aceid: u32,
     /// Who.
     pub subject: AceSubject,
@@ -80,6 +82,10 @@ pub struct Ace {
     pub resources: Vec<AceResource>,
     /// C=1 R=2 U=4 D=8 N=16.
     pub permission: u8,
+}
+
+fn is_unassigned(id: &u32) -> bool {
+    *id == 0
 }
 
 /// The acl2 resource.

@@ -56,11 +56,15 @@ pub fn cred_value(c: &CredResource, with_secrets: bool) -> Value {
         .creds
         .iter()
         .map(|cr| {
-            let mut m = vec![
-                ("credid", Value::Integer(cr.credid.into())),
-                ("subjectuuid", Value::Text(cr.subjectuuid.clone())),
-                ("credtype", Value::Integer(cr.credtype.as_u32().into())),
-            ];
+            let mut m = Vec::new();
+            // 0 is "not assigned yet": a new entry a device numbers itself.
+            // The reference stack takes a `credid: 0` as a real id (a
+            // second new entry then replaces the first), so it is left out.
+            if cr.credid != 0 {
+                m.push(("credid", Value::Integer(cr.credid.into())));
+            }
+            m.push(("subjectuuid", Value::Text(cr.subjectuuid.clone())));
+            m.push(("credtype", Value::Integer(cr.credtype.as_u32().into())));
             if let (true, Some(p)) = (with_secrets, &cr.privatedata) {
                 if let Ok(b) = p.bytes() {
                     m.push((

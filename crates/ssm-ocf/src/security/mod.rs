@@ -14,6 +14,7 @@ pub(crate) mod codec;
 pub mod doxm;
 mod handlers;
 pub mod otm;
+pub mod pin_guard;
 pub mod pstat;
 pub mod svr;
 pub mod transition;

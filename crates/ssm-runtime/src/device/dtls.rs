@@ -2,7 +2,9 @@
 //! owner-PSK provisioning sessions, bounded by the sans-IO [`DtlsTable`]
 //! (no state before a verified cookie, RFC 6347 §4.2.1).
 use super::notify::{notify, send_all};
-use super::{after_request, new_pin_if_needed, Datagrams, DeviceEvent, State, BLOCK_SIZE};
+use super::{
+    after_request, new_pin_if_needed, pin, renamed, Datagrams, DeviceEvent, State, BLOCK_SIZE,
+};
 use crate::dtls_table::Limits;
 use crate::otm::otm_keys;
 use crate::random_bytes;
@@ -46,6 +48,9 @@ pub(super) struct DtlsPeer {
     /// An owner-transfer session's exported keys, derived once when its
     /// handshake finished and shared with each of its requests.
     otm_keys: Option<Arc<ssm_ocf::security::otm::OtmKeys>>,
+    /// A Random PIN session that failed on the PIN, or was cut short by
+    /// the back-off: it ends at the next sweep ([`pin`]).
+    pub(super) pin_rejected: bool,
 }
 
 fn dtls_server_config(st: &State) -> Option<(ssm_dtls::DtlsConfig, bool)> {
@@ -75,6 +80,12 @@ fn dtls_server_config(st: &State) -> Option<(ssm_dtls::DtlsConfig, bool)> {
             ))
         })
         .collect();
+    // The hint is the 16 raw bytes of the device UUID, as the reference
+    // stack sends it (`security/oc_tls.c`, `oc_tls_populate_ssl_config`):
+    // its OBT picks the owner credential by the hint and, without one, never
+    // finishes the handshake (issue 14). A UUID with a 0x00 byte would be cut
+    // by OpenSSL; the device refuses such a UUID at owner transfer.
+    let hint = sec.device_uuid().as_bytes().to_vec();
     Some((
         ssm_dtls::DtlsConfig::psk_server(move |identity: &[u8]| {
             creds
@@ -82,6 +93,7 @@ fn dtls_server_config(st: &State) -> Option<(ssm_dtls::DtlsConfig, bool)> {
                 .find(|(i, _)| i == identity)
                 .map(|(_, k)| k.clone())
         })
+        .with_identity_hint(hint)
         .with_handshake_timeout(DTLS_HANDSHAKE_LIFETIME),
         false,
     ))
@@ -101,9 +113,13 @@ pub(super) fn handle_dtls(
             return out;
         }
     } else if let Some(e) = st.dtls.touch(&peer, now) {
+        if e.session.pin_rejected {
+            return Vec::new();
+        }
         if let Err(e) = e.session.session.handle_datagram(datagram) {
             tracing::debug!(%peer, error = %e, "DTLS");
         }
+        pin::check_attempt(st, peer, pin::carries_finished(datagram), now, events);
     }
     let Some((security, requests, mut out)) = drain(st, peer) else {
         return Vec::new();
@@ -142,6 +158,10 @@ fn accept(
     let Some((cfg, otm)) = dtls_server_config(st) else {
         return Err(Vec::new());
     };
+    if otm && !st.pin_guard.allows(now) {
+        tracing::debug!(%peer, "backing off after failed PIN attempts; PIN session refused");
+        return Err(Vec::new());
+    }
     if otm
         && st
             .device
@@ -156,6 +176,7 @@ fn accept(
             let p = DtlsPeer {
                 session,
                 otm_keys: None,
+                pin_rejected: false,
             };
             if let Err(why) = st.dtls.insert(peer, p, otm, now) {
                 tracing::debug!(%peer, ?why, "DTLS session refused");
@@ -205,6 +226,9 @@ fn drain(st: &mut State, peer: SocketAddr) -> Option<(Option<Security>, Vec<Vec<
     }
     if finished {
         st.dtls.established(&peer);
+        if otm {
+            pin::succeeded(st);
+        }
     }
     Some((security, requests, out))
 }
@@ -224,7 +248,10 @@ fn serve(
         security: security.clone(),
         peer: Channel::Dtls(peer),
     };
-    let o = st.device.handle(req, &meta);
+    let mut o = st.device.handle(req, &meta);
+    if let Some(name) = o.renamed.take() {
+        renamed(st, name, events);
+    }
     if let Some(t @ Transition::Provisioned { .. }) = o.transition {
         on_transition(st, t, events);
     }
@@ -297,9 +324,11 @@ pub(super) async fn timer_loop(
                     out.push((*peer, d));
                 }
             }
-            let ended = st.dtls.sweep(std::time::Instant::now(), |p| {
-                p.session.is_failed() || p.session.is_closed()
+            let now = std::time::Instant::now();
+            let ended = st.dtls.sweep(now, |p| {
+                p.session.is_failed() || p.session.is_closed() || p.pin_rejected
             });
+            pin::poll(&mut st, now, &events);
             for (peer, e) in ended {
                 // A handshake that never completed (e.g. a wrong PIN)
                 // wrote nothing; only an established owner-transfer

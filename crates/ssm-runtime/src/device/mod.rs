@@ -18,7 +18,11 @@ mod dtls;
 mod error;
 mod multicast;
 mod notify;
+mod pin;
+mod resources;
 mod unicast;
+use pin::new_pin_if_needed;
+use resources::renamed;
 
 use dtls::DtlsPeer;
 pub use dtls::{
@@ -78,6 +82,12 @@ pub struct DeviceConfig {
     /// devices of the process (one fsync per command for all of them),
     /// instead of one file per device. `None`: the device's own file.
     pub floor_journal: Option<Arc<FloorJournal>>,
+    /// The unicast port (0: an ephemeral one).
+    pub unicast_port: u16,
+    /// Keep the application resources' state in the state dir
+    /// (`resources.json`, written after each change): what a light
+    /// restores at power-on ([`StateDir::load_resources`]).
+    pub persist_resources: bool,
 }
 
 impl DeviceConfig {
@@ -91,6 +101,8 @@ impl DeviceConfig {
             port: COAP_PORT,
             state_dir,
             floor_journal: None,
+            unicast_port: 0,
+            persist_resources: false,
         }
     }
 }
@@ -131,6 +143,27 @@ pub enum DeviceEvent {
         /// Number of credentials it holds now.
         creds: usize,
     },
+    /// A Random PIN attempt failed (the handshake did not verify under
+    /// the PIN).
+    PinFailed {
+        /// Who tried.
+        peer: SocketAddr,
+        /// Failures in a row, this one included.
+        in_a_row: u32,
+    },
+    /// Too many failed PIN attempts in a row: the PIN is void and no PIN
+    /// session is accepted for `backoff`; then a new [`DeviceEvent::Pin`].
+    PinBackOff {
+        /// How long.
+        backoff: std::time::Duration,
+        /// Back-off rounds since the last successful PIN session.
+        round: u32,
+    },
+    /// The owner renamed the device (`/oic/con`); persisted.
+    Renamed {
+        /// The new name.
+        name: String,
+    },
     /// The device was onboarded (owner transfer completed).
     Owned {
         /// Its new identity.
@@ -154,6 +187,8 @@ struct State {
     dtls: DtlsTable<DtlsPeer>,
     /// The Random PIN shown while unowned.
     pin: Option<String>,
+    /// Failed Random PIN attempts and the back-off.
+    pin_guard: ssm_ocf::security::pin_guard::PinGuard,
     /// Answering plain multicast (discovery).
     discovery: Discovery,
 }
@@ -192,6 +227,8 @@ struct Persistence {
     dir: StateDir,
     /// The process's floor journal and this device's key in it.
     floor_journal: Option<(Arc<FloorJournal>, String)>,
+    /// The resources' state for the writer task (`persist_resources`).
+    resources: Option<tokio::sync::watch::Sender<Option<resources::Snapshot>>>,
 }
 
 /// Counters.
@@ -385,14 +422,17 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
     );
     drop(key);
     let (mut ssm, pairwise) = contexts(&device, &dir, floors)?;
-    let unicast = Arc::new(unicast::socket()?);
+    let unicast = Arc::new(unicast::socket(config.unicast_port)?);
     let (mcast, endpoints) = join_groups(config, unicast.local_addr()?.port())?;
     let any_v6 = config.ipv6
         && config
             .interfaces
             .iter()
             .any(|n| NetIf::by_name(n).map(|i| !i.is_loopback()).unwrap_or(false));
-    device.set_endpoints(endpoints.clone());
+    // Advertised without an IPv6 zone: a zone means something only on this
+    // host, and the reference client drops an `ep` that has one (issue 14).
+    // A client takes the zone of the interface the answer came in on.
+    device.set_endpoints(endpoints.iter().map(|e| without_zone(e)).collect());
     device.set_ssm_families(any_v6, config.ipv4);
     // A sender sends one identical copy per group: the copies that arrive
     // through the other groups are duplicates, not replays.
@@ -401,6 +441,19 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
 
     let (events, _) = broadcast::channel(1024);
     let now = std::time::Instant::now();
+    // Every log line of the device's tasks names it (a span at error
+    // level is enabled whatever the filter).
+    let span = tracing::error_span!("device", name = %device.info().name);
+    let mut tasks = Vec::new();
+    let resources = config.persist_resources.then(|| {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let task = resources::writer(dir.clone(), rx);
+        tasks.push(tokio::spawn(tracing::Instrument::instrument(
+            task,
+            span.clone(),
+        )));
+        tx
+    });
     let state = Arc::new(Mutex::new(State {
         device,
         oscore: Contexts {
@@ -412,10 +465,12 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
         persist: Persistence {
             dir,
             floor_journal: journal,
+            resources,
         },
         stats: Stats::default(),
         dtls: DtlsTable::new(DTLS_LIMITS, random_bytes::<32>(), now),
         pin: None,
+        pin_guard: Default::default(),
         discovery: Discovery {
             limiter: RateLimiter::new(now),
             leisure_socket: unicast.clone(),
@@ -426,31 +481,32 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
             .lock()
             .map_err(|_| io::Error::other("state poisoned"))?;
         new_pin_if_needed(&mut st, &events);
+        resources::started(&st);
     }
 
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(dtls::timer_loop(
-        unicast.clone(),
-        state.clone(),
-        events.clone(),
-    )));
-    tasks.push(tokio::spawn(unicast::receive_loop(
-        unicast.clone(),
-        state.clone(),
-        events.clone(),
-    )));
+    use tracing::Instrument;
+    tasks.push(tokio::spawn(
+        dtls::timer_loop(unicast.clone(), state.clone(), events.clone()).instrument(span.clone()),
+    ));
+    tasks.push(tokio::spawn(
+        unicast::receive_loop(unicast.clone(), state.clone(), events.clone())
+            .instrument(span.clone()),
+    ));
     // One SSM update of this device at a time from receive to apply, across
     // its multicast sockets, so floor writes land in order.
     let ssm_order = Arc::new(tokio::sync::Mutex::new(()));
     for (s, link) in mcast {
-        tasks.push(tokio::spawn(multicast::receive_loop(
-            s,
-            link,
-            unicast.clone(),
-            state.clone(),
-            events.clone(),
-            ssm_order.clone(),
-        )));
+        tasks.push(tokio::spawn(
+            multicast::receive_loop(
+                s,
+                link,
+                unicast.clone(),
+                state.clone(),
+                events.clone(),
+                ssm_order.clone(),
+            )
+            .instrument(span.clone()),
+        ));
     }
     Ok(DeviceHandle {
         endpoints,
@@ -481,6 +537,15 @@ fn load_floors(
         }
     }
     Ok(floors)
+}
+
+/// `ep` without its IPv6 zone (`coap://[fe80::1%eth0]:5683` →
+/// `coap://[fe80::1]:5683`).
+fn without_zone(ep: &str) -> String {
+    match (ep.find('%'), ep.find(']')) {
+        (Some(p), Some(b)) if p < b => format!("{}{}", &ep[..p], &ep[b..]),
+        _ => ep.to_string(),
+    }
 }
 
 /// A multicast group socket and the on-link prefixes of its interface.
@@ -519,26 +584,21 @@ fn join_groups(config: &DeviceConfig, port: u16) -> io::Result<(Vec<GroupSocket>
     Ok((mcast, endpoints))
 }
 
-/// Shows a new Random PIN while the device is unowned (RFOTM): as an event
-/// and in `<state_dir>/pin` (for headless setups).
-fn new_pin_if_needed(st: &mut State, events: &broadcast::Sender<DeviceEvent>) {
-    let unowned = st
-        .device
-        .security()
-        .is_some_and(|s| s.pstat.dos == ssm_ocf::security::pstat::DeviceOnboardingState::Rfotm);
-    if !unowned {
-        st.pin = None;
-        st.persist.dir.remove_pin();
-        return;
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn advertised_endpoints_carry_no_zone() {
+        assert_eq!(
+            super::without_zone("coap://[fe80::58:ff:fe00:2%ssm0]:34549"),
+            "coap://[fe80::58:ff:fe00:2]:34549"
+        );
+        assert_eq!(
+            super::without_zone("coap://[fd58::2]:1"),
+            "coap://[fd58::2]:1"
+        );
+        assert_eq!(
+            super::without_zone("coap://10.0.0.1:5683"),
+            "coap://10.0.0.1:5683"
+        );
     }
-    let mut rng = |b: &mut [u8]| b.copy_from_slice(&random_bytes::<4>()[..b.len()]);
-    let pin = ssm_ocf::security::otm::random_pin(&mut rng);
-    if let Err(e) = st.persist.dir.save_pin(&pin) {
-        tracing::warn!(error = %e, "cannot write the PIN file");
-    }
-    // The PIN is a secret: never logged at any level. It is shown once on
-    // the event stream (`ssm device` prints it) and in the 0600 `pin` file.
-    tracing::info!("a new Random PIN is shown for onboarding");
-    let _ = events.send(DeviceEvent::Pin(pin.clone()));
-    st.pin = Some(pin);
 }

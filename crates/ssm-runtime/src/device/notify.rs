@@ -14,12 +14,14 @@ pub(super) async fn send_all(socket: &UdpSocket, out: Datagrams) {
     }
 }
 
-/// Notifications for `href`, each over its observer's channel: plain as a
+/// `href` changed. Notifications for it, each over its observer's channel: plain as a
 /// plain datagram; OSCORE protected with that observer's pair-wise context
 /// and the device's own Partial IV (reserved on disk first); DTLS in its
 /// session. A secured observer whose context or session is gone gets
 /// nothing, never plaintext.
 pub(super) fn notify(st: &mut State, href: &str) -> Datagrams {
+    // Called for every change: the state to restore at power-on, too.
+    super::resources::changed(st);
     let mut mid = || u16::from_be_bytes(random_bytes::<2>());
     let due = st
         .device

@@ -2,7 +2,7 @@
 //! 64, RFC 8613 §8.2) through the peer's [`OscoreResponder`](crate::responder::OscoreResponder),
 //! Observe resets (RFC 7641 §3.6); DTLS records are handed to [`super::dtls`].
 use super::notify::{notify, send_all};
-use super::{after_request, Datagrams, DeviceEvent, PairwiseContext, State, BLOCK_SIZE};
+use super::{after_request, renamed, Datagrams, DeviceEvent, PairwiseContext, State, BLOCK_SIZE};
 use crate::netif::normalise;
 use crate::random_bytes;
 use ssm_coap::{Code, Message, MessageType, OptionNumber, Packet};
@@ -15,19 +15,20 @@ use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
 use tokio::sync::broadcast;
 
-/// The unicast socket: an ephemeral port, IPv6 dual-stack where available.
-pub(super) fn socket() -> io::Result<UdpSocket> {
+/// The unicast socket on `port` (0: an ephemeral one), IPv6 dual-stack
+/// where available.
+pub(super) fn socket(port: u16) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = match Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)) {
         Ok(s) => {
             s.set_only_v6(false)?;
-            s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)).into())?;
+            s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
             s
         }
         Err(_) => {
             // No IPv6 on this host.
             let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-            s.bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into())?;
+            s.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
             s
         }
     };
@@ -87,6 +88,7 @@ fn handle_unicast(
         return Vec::new();
     }
     let mut changed = None;
+    let mut new_name = None;
     let mut svr = (false, false);
     let mut out = Vec::new();
     if let Some(kid) = kid {
@@ -124,6 +126,7 @@ fn handle_unicast(
             };
             let o = device.handle(req, &meta);
             changed = o.changed;
+            new_name = o.renamed;
             svr = (o.svr_changed, o.creds_changed);
             o.response.unwrap_or_else(|| reply(req, Code::NOT_FOUND))
         };
@@ -144,6 +147,7 @@ fn handle_unicast(
         };
         let o = st.device.handle(&req, &meta);
         changed = o.changed;
+        new_name = o.renamed;
         svr = (o.svr_changed, o.creds_changed);
         if let Some(r) = o.response {
             let mut r = ssm_ocf::message::apply_block2(&req, r, BLOCK_SIZE);
@@ -154,6 +158,9 @@ fn handle_unicast(
         }
     }
     after_request(st, svr.0, svr.1);
+    if let Some(name) = new_name {
+        renamed(st, name, events);
+    }
     if let Some(href) = changed {
         let state = st
             .device
