@@ -16,6 +16,7 @@
 //! share.
 mod dtls;
 mod error;
+mod keys;
 mod multicast;
 mod notify;
 mod pin;
@@ -414,13 +415,7 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
         .clone()
         .map(|j| (j, config.state_dir.to_string_lossy().into_owned()));
     let floors = load_floors(&dir, journal.as_ref())?;
-    // Its own Group OSCORE key pair, made here on first start; the owner
-    // (the Group Manager) reads only the public credential.
-    let key = dir.load_or_create_signing_key()?;
-    device.set_auth_cred(
-        ssm_ocf::group_cred::ccs_of_ed25519(&ssm_ocf::group_cred::public_key(&key)).to_vec(),
-    );
-    drop(key);
+    keys::own_key_pair(&mut device, &dir)?;
     let (mut ssm, pairwise) = contexts(&device, &dir, floors)?;
     let unicast = Arc::new(unicast::socket(config.unicast_port)?);
     let (mcast, endpoints) = join_groups(config, unicast.local_addr()?.port())?;
