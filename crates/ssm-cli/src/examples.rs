@@ -85,6 +85,33 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
         ],
     ),
     ("obt list", &["ssm obt list", "ssm obt list --json"]),
+    (
+        "obt status",
+        &[
+            "ssm obt status                   # every device now (secured RETRIEVE)",
+            "ssm obt status --watch --for 60s # each light's arrival of each command",
+            "ssm obt status --watch --count 8 --json",
+        ],
+    ),
+    ("obt rename", &["ssm obt rename light-3 hall-north"]),
+    (
+        "obt inspect",
+        &["ssm obt inspect hall-1", "ssm obt inspect hall-1 --json"],
+    ),
+    (
+        "obt export",
+        &[
+            "ssm obt export hallway.ssmdom    # passphrase asked twice",
+            "ssm obt export hallway.ssmdom --passphrase-file /run/secrets/ssm",
+        ],
+    ),
+    (
+        "obt import",
+        &[
+            "ssm obt --domain /new/domain.sqlite import hallway.ssmdom",
+            "ssm obt import hallway.ssmdom --passphrase-file pass --force",
+        ],
+    ),
     ("obt show", &["ssm obt show hall-1", "ssm obt show hall-switch --json"]),
     (
         "obt offboard",

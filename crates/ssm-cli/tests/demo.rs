@@ -48,7 +48,7 @@ fn check_json(out: &Output, lights: u64, commands: u64) -> Value {
         assert_eq!(rows.len() as u64, lights);
         assert!(rows
             .iter()
-            .all(|r| r["read_back"] == c["value"] && r["notified"] == true));
+            .all(|r| r["read_value"] == c["value"] && r["notified"] == true));
     }
     assert!(j["latency_us"]["max"].as_u64().unwrap() >= j["latency_us"]["p50"].as_u64().unwrap());
     j

@@ -433,7 +433,7 @@ fn our_obt_commissions_their_light() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|d| d["device"] == "their-light")
+        .find(|d| d["name"] == "their-light")
         .unwrap_or_else(|| panic!("{r}"));
     assert_eq!(theirs["synced"], true, "{r}");
     assert_eq!(theirs["creds_removed"], 2, "{r}");

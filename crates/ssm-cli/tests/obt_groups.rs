@@ -323,7 +323,7 @@ fn zones_lifecycle_and_forgery_across_groups() {
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|d| d["device"].as_str())
+        .filter_map(|d| d["name"].as_str())
         .collect();
     assert!(
         !synced.contains(&"w1") && !synced.contains(&"w2"),

@@ -245,7 +245,8 @@ fn commission_offboard_rekey_sync() {
     );
     assert_eq!(code, Some(1));
 
-    // A second OBT on the same domain: "locked", exit status 3.
+    // A second OBT on the same domain: a change is refused ("locked",
+    // exit status 3); reading (list, a read-only view) still works.
     let mut holder = obt.cmd(ssm());
     holder
         .args(["obt", "--domain", &domain, "discover", "--wait-ms", "3000"])
@@ -254,12 +255,14 @@ fn commission_offboard_rekey_sync() {
         .stderr(Stdio::null());
     let mut holder = holder.spawn().unwrap();
     std::thread::sleep(Duration::from_millis(700));
-    let out = obt.ssm(&["obt", "--domain", &domain, "list"]);
+    let out = obt.ssm(&["obt", "--domain", &domain, "sync"]);
+    let listed = obt.ssm(&["obt", "--domain", &domain, "list"]);
     let _ = holder.kill();
     let _ = holder.wait();
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use by another ssm obt process"), "{err}");
+    assert_eq!(listed.status.code(), Some(0), "list reads while locked");
     // Restarted: the domain and its group are intact.
     let (_, l) = obt_cmd(&["list"], false);
     assert_eq!(

@@ -78,8 +78,10 @@ fn client_desc(base: &str, hrefs: &[String]) -> String {
 ///   Sender ID there): one recipient context per (group, switch);
 ///
 /// and, across groups: a pair-wise credential (64) per (switch, light)
-/// pair, one ACE per client letting it R/U/N the binary switch, and the
-/// ids of its groups.
+/// pair, one ACE per client letting it R/U/N the binary switch, the ids
+/// of its groups, and for a light in a group an ACE letting the OBT itself
+/// R/N the binary switch (over its owner session: `ssm obt status` reads
+/// and observes the lights it commissioned).
 pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
     let mut out = Desired::default();
     let mut clients: Vec<Uuid> = Vec::new();
@@ -161,6 +163,7 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
             }
         }
     }
+    let commanded = !clients.is_empty();
     // The href the light's discovery showed (the reference sample serves
     // `/lights`), not a fixed one.
     let href = href_of(store, uuid)?;
@@ -177,6 +180,20 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
         .into_iter()
         .filter_map(|g| u32::try_from(g).ok())
         .collect();
+    // A light in a group (or commanded by a switch): the OBT may read and
+    // observe it over its owner session (`ssm obt status`).
+    let light = store
+        .device(&uuid.to_string())
+        .is_ok_and(|d| d.role == crate::DeviceRole::Light);
+    if light && (commanded || !out.groups.is_empty()) {
+        let (obt, _) = store.obt()?;
+        out.aces.push(Ace {
+            aceid: 0,
+            subject: AceSubject::Uuid { uuid: obt },
+            resources: vec![AceResource::Href { href: href.clone() }],
+            permission: PERM_R | PERM_N,
+        });
+    }
     for k in store.pairwise_keys(uuid)? {
         let (subject, sender, recipient) = if k.client == *uuid {
             (k.light, k.client_id.clone(), k.light_id.clone())

@@ -27,6 +27,7 @@ pub mod netif;
 pub mod obt_reach;
 pub mod obt_transport;
 pub mod otm;
+pub mod owner_session;
 pub mod responder;
 pub mod state_dir;
 pub mod store;

@@ -172,7 +172,7 @@ pub(super) async fn onboard(
                 peer: *ep,
                 pin: ssm_obt::engine::Pin::Given(devices.pins[id].clone()),
                 name: Some(name),
-                role,
+                role: Some(role),
             }
         })
         .collect();
@@ -181,7 +181,7 @@ pub(super) async fn onboard(
         .map_err(engine_err)?;
     let failed: Vec<String> = report
         .iter()
-        .filter_map(|(ep, r)| r.as_ref().err().map(|e| format!("{ep}: {e}")))
+        .filter_map(|o| o.result.as_ref().err().map(|e| format!("{}: {e}", o.ep)))
         .collect();
     if !failed.is_empty() {
         bail!("onboarding failed for {}", failed.join("; "));
@@ -191,8 +191,10 @@ pub(super) async fn onboard(
         .map(|(id, ep)| (format!("coap://{ep}"), devices.by_uuid[id]))
         .collect();
     let mut switch_rec = None;
-    for (ep, r) in &report {
-        let Ok(new_uuid) = r else { continue };
+    for o in &report {
+        let (ep, Ok(new_uuid)) = (&o.ep, &o.result) else {
+            continue;
+        };
         let rec = store.device(&new_uuid.to_string())?;
         match by_ep.get(ep) {
             Some(Some(i)) => devices.lights[*i].record = Some(rec),
@@ -350,7 +352,7 @@ pub(super) async fn rounds(
                 r.switched[i] &= ok;
                 rows.push(serde_json::json!({
                     "light": l.name, "applied_us": applied[i].map(|d| d.as_micros() as u64),
-                    "read_back": state, "notified": notified[i], "ok": ok,
+                    "read_value": state, "notified": notified[i], "ok": ok,
                 }));
                 st.out.say(format!(
                     "{:<5} {:<4} {:<10} {:>6} {:>12} {:>8}",
@@ -377,7 +379,7 @@ pub(super) async fn rounds(
                 "round": round, "value": value, "datagrams": sent.len(), "applied": lat.len(),
                 "all_applied_us": lat.last().map(|d| d.as_micros() as u64),
                 "skew_us": skew.as_micros() as u64,
-                "read_back_ok": rows.iter().all(|r| r["read_back"] == value),
+                "read_back_ok": rows.iter().all(|r| r["read_value"] == value),
                 "notify_ok": rows.iter().all(|r| r["notified"] == true),
                 "ok": ok, "lights": rows,
             }));

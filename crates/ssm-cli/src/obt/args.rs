@@ -64,15 +64,86 @@ pub(super) enum Cmd {
         /// devices write `<state>/pin`).
         #[arg(long)]
         pin_file: Option<PathBuf>,
-        /// Name to remember it by.
+        /// Name to remember it by (default: the name the device gives in /oic/d).
         #[arg(long)]
         name: Option<String>,
-        /// light or switch (with --all: for rows of the PIN file that name no role).
-        #[arg(long, default_value = "light", value_parser = ["light", "switch"])]
-        role: String,
+        /// light or switch (default: what the device says in /oic/d; with
+        /// --all: for rows of the PIN file that name no role). A role the
+        /// device contradicts is kept, with a warning.
+        #[arg(long, value_parser = ["light", "switch"])]
+        role: Option<String>,
     },
-    /// List the devices of the domain (state, role, last seen).
+    /// List the devices of the domain (state, role, last seen); read-only:
+    /// works while another `ssm obt` runs.
     List,
+    /// Every device as it is now: name, role, groups, reachable, on/off
+    /// (a secured RETRIEVE over the OBT's owner session), provisioned or
+    /// stale, last seen. Read-only: works while another `ssm obt` runs.
+    ///
+    /// Example: `ssm obt status`, or live: `ssm obt status --watch --for 60s`
+    Status {
+        /// Keep it live: observe every light (secured OBSERVE) and print
+        /// each change as it arrives (one SSM command: every light within
+        /// a few ms).
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: stop after this many changes.
+        #[arg(long)]
+        count: Option<usize>,
+        /// With --watch: stop after this long (e.g. `30s`, `500ms`, `2m`; default: until Ctrl-C).
+        #[arg(long = "for", value_parser = parse_duration)]
+        for_: Option<std::time::Duration>,
+        /// How long to wait for each device (ms).
+        #[arg(long, default_value_t = 1500)]
+        timeout_ms: u64,
+        /// Where to look (by multicast) for devices that moved.
+        #[command(flatten)]
+        link: Link,
+    },
+    /// Rename a device: in the domain and on the device (`n` of /oic/con,
+    /// shown in its /oic/d). Example: `ssm obt rename light-3 hall-north`
+    Rename {
+        /// Its name or UUID now.
+        old: String,
+        /// The new name (unique in the domain).
+        new: String,
+    },
+    /// What a device holds (its /oic/sec/cred without secrets, acl2,
+    /// pstat, doxm) against what the domain says: missing and extra
+    /// entries. Example: `ssm obt inspect light-3`
+    Inspect {
+        /// Name or UUID.
+        device: String,
+        /// How long to wait for the device (ms).
+        #[arg(long, default_value_t = 4000)]
+        timeout_ms: u64,
+    },
+    /// Write the whole domain (every owner PSK, the group keys, grants,
+    /// audit log) to FILE, encrypted with a passphrase (Argon2id +
+    /// XChaCha20-Poly1305); the file is 0600. Example: `ssm obt export hall.ssmdom`
+    Export {
+        /// The export file (refused if it exists, unless --force).
+        file: std::path::PathBuf,
+        /// Read the passphrase from this file (first line); default: asked twice on the terminal.
+        #[arg(long)]
+        passphrase_file: Option<std::path::PathBuf>,
+        /// Overwrite FILE.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Restore a domain from an export (`--domain` is where it goes).
+    /// Refuses to replace an existing domain without --force.
+    /// Example: `ssm obt import hall.ssmdom`
+    Import {
+        /// The export file.
+        file: std::path::PathBuf,
+        /// Read the passphrase from this file (first line); default: asked on the terminal.
+        #[arg(long)]
+        passphrase_file: Option<std::path::PathBuf>,
+        /// Replace the domain that is there (its devices and keys are lost).
+        #[arg(long)]
+        force: bool,
+    },
     /// One device: state, role, SSM group, grants, last seen, recent audit.
     ///
     /// Example: `ssm obt show hall-switch`
@@ -247,4 +318,23 @@ pub(super) enum SsmCmd {
         #[command(flatten)]
         work: Work,
     },
+}
+
+/// A duration: `250ms`, `30s`, `2m`, or a number of seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: a duration like 30s, 500ms, 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: a duration like 30s, 500ms, 2m")),
+    };
+    Ok(std::time::Duration::from_secs_f64(secs))
 }

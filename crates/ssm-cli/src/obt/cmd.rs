@@ -20,7 +20,7 @@ pub(super) fn init(path: &Path, name: &str, auto_ssm: bool, json: bool) -> Resul
     if json {
         println!(
             "{}",
-            serde_json::json!({"domain": path, "obt": obt, "name": name, "auto_ssm": auto_ssm})
+            serde_json::json!({"domain": path, "obt_uuid": obt, "name": name, "auto_ssm": auto_ssm})
         );
     } else {
         println!("domain '{name}' at {} (OBT {obt})", path.display());
@@ -54,12 +54,12 @@ pub(super) async fn discover(path: &Path, link: &Link, wait_ms: u64, json: bool)
         let u: Vec<_> = rows
             .iter()
             .filter(|r| !r.owned)
-            .map(|r| serde_json::json!({"ep": r.ep.to_string(), "deviceuuid": r.uuid}))
+            .map(|r| serde_json::json!({"ep": format!("coap://{}", r.ep), "uuid": r.uuid}))
             .collect();
         let o: Vec<_> = rows
             .iter()
             .filter(|r| r.owned)
-            .map(|r| serde_json::json!({"ep": r.ep.to_string(), "deviceuuid": r.uuid, "name": r.name}))
+            .map(|r| serde_json::json!({"ep": format!("coap://{}", r.ep), "uuid": r.uuid, "name": r.name}))
             .collect();
         println!("{}", serde_json::json!({"unowned": u, "owned": o}));
     } else {
@@ -67,6 +67,12 @@ pub(super) async fn discover(path: &Path, link: &Link, wait_ms: u64, json: bool)
             "{unowned} unowned, {} owned device(s)",
             rows.len() - unowned
         );
+        if rows.is_empty() {
+            println!(
+                "nothing answered on {}: are the devices on this link? (--iface names the interface)",
+                link.iface
+            );
+        }
         for r in &rows {
             let what = match (r.owned, &r.name) {
                 (false, _) => "unowned".to_string(),
@@ -96,7 +102,9 @@ pub(super) async fn onboard(path: &Path, c: Cmd, json: bool) -> Result<bool> {
     else {
         unreachable!("onboard is called for Cmd::Onboard")
     };
-    let role: DeviceRole = role.parse().map_err(|e| crate::usage!("--role: {e}"))?;
+    let role: Option<DeviceRole> = role
+        .map(|r| r.parse().map_err(|e| crate::usage!("--role: {e}")))
+        .transpose()?;
     let s = Store::open(path)?;
     let table;
     let source = if all {
@@ -120,62 +128,97 @@ pub(super) async fn onboard(path: &Path, c: Cmd, json: bool) -> Result<bool> {
             role,
         })
     };
-    let (s, r) = engine::onboard(
-        s,
-        source,
-        &link.reach(),
-        jobs as usize,
-        &progress(!json && all),
-    )
-    .await
-    .map_err(engine_err)?;
-    let (report, synced) = (r.devices, r.resumed);
-    let ok = report.iter().filter(|r| r.1.is_ok()).count();
-    let names: Vec<Option<String>> = report
-        .iter()
-        .map(|(_, r)| {
-            r.as_ref()
-                .ok()
-                .and_then(|u| s.device(&u.to_string()).ok())
-                .map(|d| d.name)
-        })
-        .collect();
-    if json {
-        let v: Vec<_> = report
+    let bar = progress(!json && all);
+    let reach = link.reach();
+    let work = engine::onboard(s, source, &reach, jobs as usize, &bar);
+    let (_s, r) = tokio::select! {
+        r = work => r.map_err(engine_err)?,
+        // The work (and the store's lock) is dropped here; what it left
+        // `onboarding` is settled at once.
+        _ = tokio::signal::ctrl_c() => return interrupted(path, json).await,
+    };
+    for o in &r.devices {
+        for w in &o.warnings {
+            eprintln!("warning: {}: {w}", o.name.as_deref().unwrap_or(&o.ep));
+        }
+    }
+    let resumed_ok = r.resumed.iter().all(|x| x.outcome.is_ok());
+    match &r.sheet {
+        Some(sheet) => Ok(super::sheet_out::print(sheet, &r, &link.iface, json) && resumed_ok),
+        None => {
+            let o = r
+                .devices
+                .first()
+                .ok_or_else(|| anyhow::anyhow!("nothing was onboarded"))?;
+            // A failure is one error (one line; with --json one object).
+            let u = match &o.result {
+                Ok(u) => *u,
+                Err(e) => bail!("onboarding {}: {e}", o.ep),
+            };
+            let name = o.name.clone().unwrap_or_default();
+            let role = o.role.map(|r| r.as_str());
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"onboarded": 1, "failed": 0, "uuid": u, "name": name, "role": role, "ep": o.ep, "was_uuid": o.was,
+                        "warnings": o.warnings, "resumed": r.resumed.len()})
+                );
+            } else {
+                println!(
+                    "onboarded {} as {name} ({}, {u})",
+                    o.ep,
+                    role.unwrap_or("?")
+                );
+                if !r.resumed.is_empty() {
+                    println!("finished {} interrupted onboarding(s)", r.resumed.len());
+                }
+            }
+            Ok(resumed_ok)
+        }
+    }
+}
+
+/// Ctrl-C during `onboard`: each onboarding it left half done is settled
+/// now (the device is asked whether the transfer took: kept, or its row
+/// forgotten); one that cannot be asked yet stays, shown as interrupted.
+async fn interrupted(path: &Path, json: bool) -> Result<bool> {
+    // The aborted tasks let go of the store (and its lock) as the runtime
+    // drops them: shortly.
+    let mut tries = 0;
+    let mut s = loop {
+        match Store::open(path) {
+            Err(ssm_obt::store::StoreError::Locked(_)) if tries < 40 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            r => break r?,
+        }
+    };
+    let pending = |s: &Store| -> Result<usize> {
+        Ok(s.devices()?
             .iter()
-            .zip(&names)
-            .map(|((ep, r), name)| match r {
-                Ok(u) => serde_json::json!({"ep": ep, "onboarded": u, "name": name}),
-                Err(e) => serde_json::json!({"ep": ep, "error": e}),
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({"onboarded": ok, "failed": report.len() - ok, "resumed": synced.len(), "devices": v})
-        );
+            .filter(|d| d.state == ssm_obt::DeviceState::Onboarding)
+            .count())
+    };
+    let before = pending(&s)?;
+    let (obt, _) = s.obt()?;
+    let kept = engine::settle_onboarding(&mut s, obt)
+        .await
+        .map_err(engine_err)?;
+    let left = pending(&s)?;
+    let forgotten = before - kept.len() - left;
+    let msg = format!(
+        "interrupted: {} onboarding(s) in progress: {} kept (finish with `ssm obt sync`), \
+         {forgotten} undone by the device, {left} to settle: re-run `ssm obt onboard`",
+        before,
+        kept.len()
+    );
+    if json {
+        println!("{}", serde_json::json!({"error": msg, "exit": 130}));
     } else {
-        if !all && report.len() == 1 {
-            if let (Ok(u), Some(n)) = (&report[0].1, &names[0]) {
-                println!("onboarded {} as {n} ({u})", report[0].0);
-            }
-        } else {
-            println!("onboarded {ok} of {} device(s)", report.len());
-        }
-        if !synced.is_empty() {
-            println!("finished {} interrupted onboarding(s)", synced.len());
-        }
-        for (ep, r) in &report {
-            if let Err(e) = r {
-                println!("  failed {ep}: {e}");
-            }
-        }
+        eprintln!("{msg}");
     }
-    if !all && ok == 0 {
-        if let Some((ep, Err(e))) = report.first() {
-            bail!("onboarding {ep}: {e}");
-        }
-    }
-    Ok(ok == report.len() && synced.iter().all(|r| r.outcome.is_ok()))
+    std::process::exit(130)
 }
 
 /// `ssm obt offboard DEVICE`.
@@ -198,7 +241,12 @@ pub(super) async fn offboard(path: &Path, device: &str, w: &Work, json: bool) ->
             d.uuid,
             match &r.reset {
                 Ok(()) => "it was hard-reset (holds no keys of this domain)".to_string(),
-                Err(e) => format!("it could not be reset ({e}): reset it by hand"),
+                Err(e) if e == engine::NOT_OWNED => e.clone(),
+                Err(e) => format!(
+                    "it could not be reset ({e}): it keeps this domain's old keys (the group is \
+                     rekeyed away from them) until it is factory-reset on the spot \
+                     (`ssm device reset --state-dir …`)"
+                ),
             }
         );
         for (g, e) in &r.rekeyed {
@@ -213,7 +261,7 @@ pub(super) async fn offboard(path: &Path, device: &str, w: &Work, json: bool) ->
     Ok(report_sync(
         &r.synced,
         json,
-        serde_json::json!({"removed": d.uuid, "name": d.name, "reset": r.reset.is_ok(), "epoch": r.epoch, "rekeyed": rekeyed}),
+        serde_json::json!({"uuid": d.uuid, "name": d.name, "removed": true, "reset": r.reset.is_ok(), "epoch": r.epoch, "rekeyed": rekeyed}),
     ))
 }
 
@@ -286,7 +334,7 @@ pub(super) async fn grant(
     Ok(report_sync(
         &r.synced,
         json,
-        serde_json::json!({"client": r.client.uuid, "sender_id": r.sender_id, "epoch": r.epoch, "granted": r.lights.len(), "hrefs": r.hrefs}),
+        serde_json::json!({"uuid": r.client.uuid, "name": r.client.name, "sender_id": r.sender_id, "epoch": r.epoch, "granted": r.lights.len(), "hrefs": r.hrefs}),
     ))
 }
 
@@ -324,7 +372,7 @@ pub(super) async fn revoke(
     Ok(report_sync(
         &r.synced,
         json,
-        serde_json::json!({"client": r.client.uuid, "revoked": r.lights.len(), "epoch": r.epoch}),
+        serde_json::json!({"uuid": r.client.uuid, "name": r.client.name, "revoked": r.lights.len(), "epoch": r.epoch}),
     ))
 }
 

@@ -256,7 +256,7 @@ pub(super) async fn grant(
     Ok(report_sync(
         &r.synced,
         json,
-        serde_json::json!({"client": r.client.uuid, "group": group, "sender_id": r.sender_id, "epoch": r.epoch, "granted": r.lights.len()}),
+        serde_json::json!({"uuid": r.client.uuid, "name": r.client.name, "group": group, "sender_id": r.sender_id, "epoch": r.epoch, "granted": r.lights.len()}),
     ))
 }
 
@@ -288,6 +288,6 @@ pub(super) async fn revoke(
     Ok(report_sync(
         &r.synced,
         json,
-        serde_json::json!({"client": r.client.uuid, "group": group, "revoked": r.lights.len(), "epoch": r.epoch}),
+        serde_json::json!({"uuid": r.client.uuid, "name": r.client.name, "group": group, "revoked": r.lights.len(), "epoch": r.epoch}),
     ))
 }

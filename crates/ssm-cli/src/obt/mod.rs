@@ -14,8 +14,11 @@ use std::path::PathBuf;
 pub(crate) use crate::engine_ui::{engine_err, progress};
 
 mod args;
+mod backup;
 mod cmd;
 mod group;
+mod live;
+mod sheet_out;
 mod show;
 
 pub use args::Args;
@@ -56,10 +59,12 @@ fn report_sync(results: &[Synced], json: bool, what: serde_json::Value) -> bool 
         let v: Vec<_> = results
             .iter()
             .map(|r| match &r.outcome {
-                Ok(p) => serde_json::json!({"device": r.name, "uuid": r.uuid, "synced": true,
+                Ok(p) => serde_json::json!({"name": r.name, "uuid": r.uuid, "synced": true,
                     "creds_added": p.creds_added, "creds_removed": p.creds_removed.len(), "creds_updated": p.creds_updated.len(),
                     "aces_added": p.aces_added, "aces_removed": p.aces_removed.len()}),
-                Err(e) => serde_json::json!({"device": r.name, "uuid": r.uuid, "synced": false, "error": e}),
+                Err(e) => {
+                    serde_json::json!({"name": r.name, "uuid": r.uuid, "synced": false, "error": e})
+                }
             })
             .collect();
         let mut out = what;
@@ -145,6 +150,27 @@ pub async fn run(a: Args) -> Result<bool> {
         Cmd::Discover { link, wait_ms } => cmd::discover(&path, &link, wait_ms, json).await,
         c @ Cmd::Onboard { .. } => cmd::onboard(&path, c, json).await,
         Cmd::List => show::list(&path, json),
+        Cmd::Status {
+            watch,
+            count,
+            for_,
+            timeout_ms,
+            link,
+        } => live::status(&path, watch, count, for_, timeout_ms, &link, json).await,
+        Cmd::Rename { old, new } => live::rename(&path, &old, &new, json).await,
+        Cmd::Inspect { device, timeout_ms } => {
+            live::inspect(&path, &device, timeout_ms, json).await
+        }
+        Cmd::Export {
+            file,
+            passphrase_file,
+            force,
+        } => backup::export(&path, &file, passphrase_file, force, json),
+        Cmd::Import {
+            file,
+            passphrase_file,
+            force,
+        } => backup::import(&path, &file, passphrase_file, force, json),
         Cmd::Show { device } => show::show(&path, &device, json),
         Cmd::Offboard { device, work } => cmd::offboard(&path, &device, &work, json).await,
         Cmd::Sync { devices, all, work } => cmd::sync(&path, devices, all, &work, json).await,

@@ -6,12 +6,17 @@ use uuid::Uuid;
 
 /// `ssm obt list`.
 pub(super) fn list(path: &Path, json: bool) -> Result<bool> {
-    let s = Store::open(path)?;
+    let s = Store::open_read_only(path)?;
+    let busy = Store::locked_by_other(path);
     let devs = s.devices()?;
+    let state = |d: &ssm_obt::store::DeviceRecord| match (d.state, busy) {
+        (ssm_obt::DeviceState::Onboarding, false) => "interrupted".to_string(),
+        (st, _) => st.to_string(),
+    };
     if json {
         let mut v = Vec::new();
         for d in &devs {
-            v.push(serde_json::json!({"uuid": d.uuid, "name": d.name, "role": d.role.as_str(), "state": d.state.as_str(), "ep": d.endpoint, "last_seen": d.last_seen, "groups": s.device_groups(&d.uuid)?}));
+            v.push(serde_json::json!({"uuid": d.uuid, "name": d.name, "role": d.role.as_str(), "state": state(d), "ep": d.endpoint, "last_seen": d.last_seen, "groups": s.device_groups(&d.uuid)?}));
         }
         let g = s.group()?.map(|g| g.epoch);
         println!("{}", serde_json::json!({"devices": v, "ssm_epoch": g}));
@@ -25,11 +30,14 @@ pub(super) fn list(path: &Path, json: bool) -> Result<bool> {
                 "{:<20} {:<7} {:<12} {:<21} {:<37} {}",
                 d.name,
                 d.role,
-                d.state,
+                state(d),
                 d.last_seen.as_deref().unwrap_or("-"),
                 d.uuid,
                 d.endpoint
             );
+        }
+        if devs.iter().any(|d| state(d) == "interrupted") {
+            println!("interrupted: an onboarding was stopped; re-run `ssm obt onboard` (or `ssm obt sync`) to settle it");
         }
     }
     Ok(true)
@@ -37,7 +45,7 @@ pub(super) fn list(path: &Path, json: bool) -> Result<bool> {
 
 /// `ssm obt show DEVICE`.
 pub(super) fn show(path: &Path, device: &str, json: bool) -> Result<bool> {
-    let s = Store::open(path)?;
+    let s = Store::open_read_only(path)?;
     let d = s.device(device)?;
     let grants = s.grants()?;
     let name = |u: &Uuid| {
@@ -74,11 +82,11 @@ pub(super) fn show(path: &Path, device: &str, json: bool) -> Result<bool> {
             "{}",
             serde_json::json!({
                 "uuid": d.uuid, "name": d.name, "role": d.role.as_str(), "state": d.state.as_str(),
-                "ep": d.endpoint, "last_seen": d.last_seen,
+                "ep": d.endpoint, "last_seen": d.last_seen, "was_uuid": s.onboarded_from(&d.uuid),
                 "ssm": {"member": member, "epoch": group.as_ref().filter(|_| member).map(|g| g.epoch), "sender_id": sid,
                         "commands": commands, "commanded_by": commanded_by},
                 "groups": groups.iter().map(|(id, n, e, sid)| serde_json::json!({"id": id, "name": n, "epoch": e, "sender_id": sid})).collect::<Vec<_>>(),
-                "audit": audit.iter().map(|(at, what, detail)| serde_json::json!({"at": at, "action": what, "detail": detail})).collect::<Vec<_>>(),
+                "audit": audit.iter().map(|(at, what, detail)| serde_json::json!({"at": rfc3339_sql(at), "action": what, "detail": detail})).collect::<Vec<_>>(),
             })
         );
         return Ok(true);
@@ -88,6 +96,9 @@ pub(super) fn show(path: &Path, device: &str, json: bool) -> Result<bool> {
     println!("  state      {}", d.state);
     println!("  endpoint   {}", d.endpoint);
     println!("  last seen  {}", d.last_seen.as_deref().unwrap_or("never"));
+    if let Some(was) = s.onboarded_from(&d.uuid) {
+        println!("  was        {was} (before onboarding: the UUID on the sheet)");
+    }
     match (&group, member) {
         (Some(g), true) => println!(
             "  SSM group  member, epoch {}{}",
@@ -118,4 +129,12 @@ pub(super) fn show(path: &Path, device: &str, json: bool) -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// SQLite's `CURRENT_TIMESTAMP` (`2026-12-01 22:31:16`, UTC) as RFC 3339.
+fn rfc3339_sql(at: &str) -> String {
+    match at.split_once(' ') {
+        Some((d, t)) if !t.ends_with('Z') => format!("{d}T{t}Z"),
+        _ => at.to_string(),
+    }
 }

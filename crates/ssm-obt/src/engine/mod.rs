@@ -16,22 +16,28 @@ use uuid::Uuid;
 use crate::store::StoreError;
 
 mod groups;
+pub mod maint;
 mod onboard;
 mod ops;
+pub mod sheet;
+pub mod status;
 mod sync;
 
 pub use groups::{
     auto_enrol, grant_group, group_add, group_create, group_create_with, group_delete, group_rekey,
     group_remove, revoke_group, GroupChanged, GroupDeleted,
 };
+pub use maint::{inspect, rename, Inspection, Renamed};
 pub use onboard::{
-    onboard, onboard_many, plan_sheet, settle_onboarding, OnboardJob, OnboardReport, OnboardSource,
-    Onboarding, Pin,
+    advertised_role, onboard, onboard_many, settle_onboarding, OnboardJob, OnboardReport,
+    OnboardSource, Onboarding, Pin,
 };
 pub use ops::{
     discover, grant, lights_of, offboard, rekey, revoke, sync, Discovered, Granted, Offboarded,
-    Rekeyed, Revoked, SyncScope,
+    Rekeyed, Revoked, SyncScope, NOT_OWNED,
 };
+pub use sheet::{RowOutcome, SheetLine, SheetReport};
+pub use status::{status, watch, Arrival, DeviceStatus};
 pub use sync::{sync_devices, Synced};
 
 /// How far a long operation is, for a progress display.
@@ -90,6 +96,9 @@ pub enum EngineError {
     /// A rekey before the first grant.
     #[error("no SSM group `all` yet: grant a switch first (`ssm obt ssm grant`), or rekey a named group (`ssm obt group rekey NAME`)")]
     NoGroup,
+    /// A commissioning sheet with malformed lines (number, why).
+    #[error("the sheet has malformed lines (nothing was onboarded):{}", .0.iter().map(|(n, w)| format!("\n  line {n}: {w}")).collect::<String>())]
+    BadSheet(Vec<(usize, String)>),
     /// A group command without devices.
     #[error("no devices: name lights or switches")]
     NoDevicesNamed,
@@ -109,7 +118,10 @@ impl EngineError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            EngineError::NoLightsNamed | EngineError::NoDevicesNamed | EngineError::Endpoint(_)
+            EngineError::NoLightsNamed
+                | EngineError::NoDevicesNamed
+                | EngineError::Endpoint(_)
+                | EngineError::BadSheet(_)
         )
     }
 }

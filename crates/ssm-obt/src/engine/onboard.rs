@@ -5,10 +5,12 @@
 //! `owned`. A record left `onboarding` (a crash, a lost last answer) is
 //! settled later by asking the device whether it accepts the stored owner
 //! key ([`settle_onboarding`]).
+use super::sheet::{parse_sheet, plan_rows, SheetReport};
 use super::{sync_devices, EngineError, Progress, Reach, Synced};
 use crate::store::{DeviceRecord, Store};
 use crate::{DeviceRole, DeviceState};
-use ssm_runtime::obt_transport::{onboard_with, owns, zero_free_uuid, Onboarded};
+use ssm_runtime::obt_transport::{onboard_with, owns, zero_free_uuid, ObtError, Onboarded};
+use ssm_runtime::owner_session::{device_identity, plain_get};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,21 +38,72 @@ impl std::fmt::Debug for Pin {
 }
 
 /// One device to onboard.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OnboardJob {
     /// Its unicast endpoint.
     pub peer: SocketAddr,
     /// The Random PIN it shows.
     pub pin: Pin,
-    /// The name to remember it by (default: `<role>-<uuid prefix>`).
+    /// The name to remember it by (default: the device's own `n` from
+    /// `/oic/d`, else `<role>-<uuid prefix>`).
     pub name: Option<String>,
-    /// What it is.
-    pub role: DeviceRole,
+    /// What it is (default: what its `/oic/d` says; a role given here that
+    /// disagrees is kept, with a warning).
+    pub role: Option<DeviceRole>,
 }
 
-/// What happened to one device: its endpoint (`coap://…`) and its new
-/// UUID, or why it was not onboarded.
-pub type Onboarding = (String, Result<Uuid, String>);
+impl std::fmt::Debug for OnboardJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The PIN never reaches a log.
+        f.debug_struct("OnboardJob")
+            .field("peer", &self.peer)
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What happened to one device.
+#[derive(Debug, Clone)]
+pub struct Onboarding {
+    /// Its endpoint (`coap://…`).
+    pub ep: String,
+    /// Its new UUID, or why it was not onboarded.
+    pub result: Result<Uuid, String>,
+    /// The name it was recorded under.
+    pub name: Option<String>,
+    /// The role it was recorded with.
+    pub role: Option<DeviceRole>,
+    /// Its UUID before the owner transfer (the one a sheet names).
+    pub was: Option<Uuid>,
+    /// Things the engineer should know (a flag that disagrees with the
+    /// device, a name taken).
+    pub warnings: Vec<String>,
+}
+
+impl Onboarding {
+    fn failed(ep: String, why: String) -> Onboarding {
+        Onboarding {
+            ep,
+            result: Err(why),
+            name: None,
+            role: None,
+            was: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// The role a device advertises in its `/oic/d` `rt`.
+pub fn advertised_role(rt: &[String]) -> Option<DeviceRole> {
+    if rt.iter().any(|t| t == "oic.d.switch") {
+        Some(DeviceRole::Switch)
+    } else if rt.iter().any(|t| t == "oic.d.light") {
+        Some(DeviceRole::Light)
+    } else {
+        None
+    }
+}
 
 /// Settles onboardings the OBT did not see end (it crashed, or the last
 /// answer was lost): a device that accepts the stored owner key is ours
@@ -79,55 +132,6 @@ pub async fn settle_onboarding(s: &mut Store, obt: Uuid) -> Result<Vec<Uuid>, En
         }
     }
     Ok(kept)
-}
-
-/// The work of `onboard --all`: the unowned devices found on `reach`
-/// matched to the rows of a commissioning sheet (`<device uuid> <PIN>
-/// [name] [light|switch]` per line; `role` for rows that name none).
-/// Returns the jobs and, per device the sheet cannot onboard, why.
-pub async fn plan_sheet(
-    sheet: &str,
-    reach: &Reach,
-    role: DeviceRole,
-) -> Result<(Vec<OnboardJob>, Vec<Onboarding>), EngineError> {
-    let row_of = |id: &Uuid| {
-        sheet.lines().find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.first() == Some(&id.to_string().as_str()) && f.len() >= 2).then(|| {
-                (
-                    f[1].to_string(),
-                    f.get(2).map(|s| s.to_string()),
-                    f.get(3).map(|s| s.to_string()),
-                )
-            })
-        })
-    };
-    let found = reach.unowned(Duration::from_millis(1000)).await?;
-    let mut work = Vec::new();
-    let mut missing = Vec::new();
-    for (peer, current) in found {
-        match row_of(&current) {
-            Some((pin, name, r)) => match r.map(|r| r.parse::<DeviceRole>().map_err(|_| r)) {
-                Some(Err(r)) => missing.push((
-                    format!("coap://{peer}"),
-                    Err(format!(
-                        "role {r:?} for device {current} in the PIN file: light or switch"
-                    )),
-                )),
-                r => work.push(OnboardJob {
-                    peer,
-                    pin: Pin::Given(pin),
-                    name,
-                    role: r.and_then(Result::ok).unwrap_or(role),
-                }),
-            },
-            None => missing.push((
-                format!("coap://{peer}"),
-                Err(format!("no PIN for device {current} in the PIN file")),
-            )),
-        }
-    }
-    Ok((work, missing))
 }
 
 /// Onboards `work` with at most `jobs` at once. Each device is recorded
@@ -160,10 +164,10 @@ pub async fn onboard_many(
     }
     let mut report = Vec::new();
     while let Some(j) = set.join_next().await {
-        let (ep, r) = j
+        let o = j
             .map_err(|e| EngineError::Task(format!("onboarding task failed: {e}")))?
             .map_err(|e| EngineError::Task(format!("domain store: {e}")))?;
-        report.push((ep, r));
+        report.push(o);
         progress(Progress::Step);
     }
     progress(Progress::Finish);
@@ -189,9 +193,23 @@ async fn onboard_one(
         role,
     } = job;
     let ep = format!("coap://{peer}");
+    let ident = match device_identity(peer).await {
+        Ok(Some(i)) => i,
+        Ok(None) => {
+            return Ok(Onboarding::failed(
+                ep.clone(),
+                format!("no response from {ep}: is the device on, and is this its address?"),
+            ))
+        }
+        Err(e) => return Ok(Onboarding::failed(ep, format!("network: {e}"))),
+    };
+    let mut warnings = Vec::new();
+    let role = resolve_role(role, advertised_role(&ident.rt), &mut warnings);
+    if let Some(why) = name.as_deref().and_then(|n| taken(store, n)) {
+        return Ok(Onboarding::failed(ep, why));
+    }
     let new_uuid = zero_free_uuid();
-    let name = name.unwrap_or_else(|| format!("{role}-{}", &new_uuid.to_string()[..8]));
-    let mut recorded: Option<Onboarded> = None;
+    let mut recorded: Option<(Onboarded, String)> = None;
     let mut pin = move || match &pin {
         Pin::Given(p) => Ok(p.clone()),
         Pin::Ask(ask) => ask(),
@@ -204,26 +222,44 @@ async fn onboard_one(
         (obt, domain_name),
         &mut |_, _| {},
         &mut |done: &Onboarded| {
+            let mut st = store.lock().map_err(|_| "store poisoned".to_string())?;
+            let chosen = match (&name, &ident.name) {
+                (Some(n), _) => n.clone(),
+                (None, Some(n)) if st.name_owner(n).ok().flatten().is_none() => n.clone(),
+                (None, dev) => {
+                    let fallback = format!("{role}-{}", &new_uuid.to_string()[..8]);
+                    if let Some(n) = dev {
+                        warnings.push(format!(
+                            "the device calls itself {n}, a name another device has: recorded as {fallback}"
+                        ));
+                    }
+                    fallback
+                }
+            };
             let rec = DeviceRecord {
                 uuid: done.device_uuid,
-                name: name.clone(),
+                name: chosen.clone(),
                 endpoint: ep.clone(),
                 role,
                 state: DeviceState::Onboarding,
                 last_seen: None,
             };
-            let mut st = store.lock().map_err(|_| "store poisoned".to_string())?;
             st.add_device(&rec, &done.owner_psk)
                 .map_err(|e| e.to_string())?;
-            recorded = Some(done.clone());
+            if let Some(was) = ident.di {
+                st.set_onboarded_from(&done.device_uuid, &was)
+                    .map_err(|e| e.to_string())?;
+            }
+            recorded = Some((done.clone(), chosen));
             Ok(())
         },
     )
     .await;
-    let r = match (r, recorded) {
+    let chosen = recorded.as_ref().map(|r| r.1.clone());
+    let result = match (r, recorded) {
         (Ok(done), _) => Ok(done),
         // Recorded but not seen to complete: ask the device.
-        (Err(e), Some(done)) => match owns(peer, obt, &done.owner_psk).await {
+        (Err(e), Some((done, _))) => match owns(peer, obt, &done.owner_psk).await {
             Ok(true) => Ok(done),
             Ok(false) => {
                 if let Ok(mut st) = store.lock() {
@@ -235,22 +271,107 @@ async fn onboard_one(
                 "{e} (left as `onboarding`: run `ssm obt sync` when it is back)"
             )),
         },
+        (Err(ObtError::Handshake { .. }), None) => Err(pin_refused_or_gone(peer).await),
         (Err(e), None) => Err(e.to_string()),
     };
-    if let Ok(done) = &r {
-        let id = &done.device_uuid;
-        if let Ok(mut st) = store.lock() {
-            st.set_state(id, DeviceState::Owned)
-                .map_err(|e| e.to_string())?;
-            st.touch(id, Some(&ep)).map_err(|e| e.to_string())?;
-            // Its ACEs name the href it serves SSM at (the reference
-            // sample: `/lights`), not a fixed one.
-            if let (DeviceRole::Light, Some(h)) = (role, done.ssm_hrefs.first()) {
-                st.set_ssm_href(id, h).map_err(|e| e.to_string())?;
-            }
+    if let Ok(done) = &result {
+        let given = chosen.as_deref();
+        let its = ident.name.as_deref();
+        finish(store, done, role, &ep, peer, obt, given, its, &mut warnings).await?;
+    }
+    Ok(Onboarding {
+        ep,
+        result: result.map(|d| d.device_uuid),
+        name: chosen,
+        role: Some(role),
+        was: ident.di,
+        warnings,
+    })
+}
+
+/// Why `name` cannot be given: another device of the domain has it.
+fn taken(store: &Mutex<Store>, name: &str) -> Option<String> {
+    let other = store.lock().ok()?.name_owner(name).ok()??;
+    Some(format!(
+        "the name {name} is taken by device {other}: choose another (or `ssm obt rename`)"
+    ))
+}
+
+/// A transfer seen to complete: the device is `owned`, and calls itself
+/// what the domain calls it (`n` of `/oic/con`).
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    store: &Mutex<Store>,
+    done: &Onboarded,
+    role: DeviceRole,
+    ep: &str,
+    peer: SocketAddr,
+    obt: Uuid,
+    name: Option<&str>,
+    its_name: Option<&str>,
+    warnings: &mut Vec<String>,
+) -> Result<(), String> {
+    let id = &done.device_uuid;
+    let psk = {
+        let mut st = store.lock().map_err(|_| "store poisoned")?;
+        st.set_state(id, DeviceState::Owned)
+            .map_err(|e| e.to_string())?;
+        st.touch(id, Some(ep)).map_err(|e| e.to_string())?;
+        // Its ACEs name the href it serves SSM at (the reference sample:
+        // `/lights`), not a fixed one.
+        if let (DeviceRole::Light, Some(h)) = (role, done.ssm_hrefs.first()) {
+            st.set_ssm_href(id, h).map_err(|e| e.to_string())?;
+        }
+        st.owner_psk(id).map_err(|e| e.to_string())?
+    };
+    if let Some(n) = name.filter(|n| its_name != Some(*n)) {
+        match super::maint::set_device_name(peer, obt, &psk, n, HANDSHAKE).await {
+            Ok(()) => {}
+            Err(e) if e == super::maint::NO_CON => {}
+            Err(e) => warnings.push(format!(
+                "it still calls itself {}: {e}",
+                its_name.unwrap_or("by no name")
+            )),
         }
     }
-    Ok((ep, r.map(|d| d.device_uuid)))
+    Ok(())
+}
+
+/// The role to record: the one asked for, else the device's own (a light
+/// when it says neither); a disagreement is kept as a warning.
+fn resolve_role(
+    asked: Option<DeviceRole>,
+    said: Option<DeviceRole>,
+    warnings: &mut Vec<String>,
+) -> DeviceRole {
+    match (asked, said) {
+        (Some(r), Some(d)) if r != d => {
+            warnings.push(format!(
+                "--role {r}: the device says it is a {d} (oic.d.{d} in /oic/d); recorded as {r}"
+            ));
+            r
+        }
+        (Some(r), _) => r,
+        (None, Some(d)) => d,
+        (None, None) => DeviceRole::Light,
+    }
+}
+
+/// How long the owner session that names a new device may take to open.
+const HANDSHAKE: Duration = Duration::from_secs(4);
+
+/// After a failed PIN handshake: whether the device is still there (it
+/// refused the PIN) or went silent.
+async fn pin_refused_or_gone(peer: SocketAddr) -> String {
+    match plain_get(peer, "/oic/sec/doxm", Duration::from_millis(300), 2).await {
+        Ok(Some(_)) => format!(
+            "the device at coap://{peer} refused the PIN: check the PIN it shows now \
+             (after 3 wrong PINs it waits and shows a new one)"
+        ),
+        _ => format!(
+            "no answer from coap://{peer} during the secure handshake: is the device on and reachable?"
+        ),
+    }
 }
 
 /// Where the devices to onboard come from.
@@ -258,22 +379,23 @@ async fn onboard_one(
 pub enum OnboardSource<'a> {
     /// One device, its endpoint and PIN given.
     One(OnboardJob),
-    /// Every unowned device found on the link that a commissioning sheet
-    /// has a row for (see [`plan_sheet`]).
+    /// The rows of a commissioning sheet (see [`super::sheet`]).
     Sheet {
         /// The sheet's text.
         sheet: &'a str,
-        /// The role of rows that name none.
-        role: DeviceRole,
+        /// The role of rows that name none (`None`: the device's own).
+        role: Option<DeviceRole>,
     },
 }
 
 /// What `onboard` did.
 #[derive(Debug)]
 pub struct OnboardReport {
-    /// Per device: its endpoint and new UUID, or why it was not onboarded
-    /// (devices the sheet cannot onboard first).
+    /// Per device worked on: its endpoint and new UUID, or why not.
     pub devices: Vec<Onboarding>,
+    /// With a sheet: every row's outcome, and the unowned devices found
+    /// that it has no row for (left alone).
+    pub sheet: Option<SheetReport>,
     /// Interrupted earlier onboardings the devices confirmed, and the
     /// devices auto-enrolment concerned, brought up to date.
     pub resumed: Vec<Synced>,
@@ -292,21 +414,72 @@ pub async fn onboard(
     let mut s = s;
     let (obt, domain_name) = s.obt()?;
     let settled = settle_onboarding(&mut s, obt).await?;
-    let (work, mut devices) = match source {
-        OnboardSource::One(job) => (vec![job], Vec::new()),
-        OnboardSource::Sheet { sheet, role } => plan_sheet(sheet, reach, role).await?,
+    let (mut s, devices, sheet) = match source {
+        OnboardSource::One(job) => {
+            let (s, done) = onboard_many(s, obt, &domain_name, vec![job], jobs, progress).await?;
+            (s, done, None)
+        }
+        OnboardSource::Sheet { sheet, role } => {
+            let lines = parse_sheet(sheet).map_err(EngineError::BadSheet)?;
+            let plan = plan_rows(&s, &lines, reach, role).await?;
+            let (s, done) =
+                onboard_many(s, obt, &domain_name, plan.jobs.clone(), jobs, progress).await?;
+            let report = plan.account(&done);
+            (s, done, Some(report))
+        }
     };
-    let (mut s, done) = onboard_many(s, obt, &domain_name, work, jobs, progress).await?;
     // Auto-enrolment (groups made with `--auto`): the new devices join
     // them, and they and the group's devices are provisioned now.
-    let mut new: Vec<Uuid> = done
+    let mut new: Vec<Uuid> = devices
         .iter()
-        .filter_map(|(_, r)| r.as_ref().ok().copied())
+        .filter_map(|o| o.result.as_ref().ok().copied())
         .collect();
     new.extend(&settled);
     let mut to_sync = super::auto_enrol(&mut s, &new).await?;
     to_sync.extend(&settled);
-    devices.extend(done);
     let resumed = sync_devices(&mut s, obt, &to_sync, reach, jobs, &super::no_progress).await?;
-    Ok((s, OnboardReport { devices, resumed }))
+    Ok((
+        s,
+        OnboardReport {
+            devices,
+            sheet,
+            resumed,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_role_comes_from_the_device_unless_asked() {
+        let rt = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            advertised_role(&rt(&["oic.wk.d", "oic.d.switch"])),
+            Some(DeviceRole::Switch)
+        );
+        assert_eq!(
+            advertised_role(&rt(&["oic.wk.d", "oic.d.light"])),
+            Some(DeviceRole::Light)
+        );
+        assert_eq!(advertised_role(&rt(&["oic.wk.d"])), None);
+        let mut w = Vec::new();
+        assert_eq!(
+            resolve_role(None, Some(DeviceRole::Switch), &mut w),
+            DeviceRole::Switch
+        );
+        assert_eq!(resolve_role(None, None, &mut w), DeviceRole::Light);
+        assert_eq!(
+            resolve_role(Some(DeviceRole::Switch), Some(DeviceRole::Switch), &mut w),
+            DeviceRole::Switch
+        );
+        assert!(w.is_empty());
+        assert_eq!(
+            resolve_role(Some(DeviceRole::Light), Some(DeviceRole::Switch), &mut w),
+            DeviceRole::Light
+        );
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("the device says it is a switch"), "{w:?}");
+    }
 }

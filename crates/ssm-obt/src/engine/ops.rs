@@ -112,6 +112,11 @@ pub async fn sync(
     sync_devices(s, obt, &targets, reach, jobs, progress).await
 }
 
+/// Why an offboarded device was not reset: it was never (or no longer)
+/// owned by this domain (an onboarding interrupted and undone by it).
+pub const NOT_OWNED: &str =
+    "it is not owned by this domain (its interrupted onboarding was undone): nothing to reset";
+
 /// What `offboard` did.
 #[derive(Debug)]
 pub struct Offboarded {
@@ -140,13 +145,25 @@ pub async fn offboard(
 ) -> Result<Offboarded, EngineError> {
     let (obt, _) = s.obt()?;
     let d = s.device(device)?;
-    let reset = match ssm_runtime::netif::parse_ep(&d.endpoint) {
-        Ok(peer) => hard_reset(peer, obt, &*s.owner_psk(&d.uuid)?)
+    let peer = ssm_runtime::netif::parse_ep(&d.endpoint);
+    // An interrupted onboarding: the device undid it (it refuses the
+    // owner key) unless it got far enough to be ours.
+    let undone = d.state == DeviceState::Onboarding
+        && match &peer {
+            Ok(p) => matches!(
+                ssm_runtime::obt_transport::owns(*p, obt, &*s.owner_psk(&d.uuid)?).await,
+                Ok(false)
+            ),
+            Err(_) => false,
+        };
+    let reset = match (&peer, undone) {
+        (_, true) => Err(NOT_OWNED.to_string()),
+        (Ok(peer), false) => hard_reset(*peer, obt, &*s.owner_psk(&d.uuid)?)
             .await
             .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+        (Err(e), false) => Err(e.to_string()),
     };
-    if let Err(e) = &reset {
+    if let (Err(e), false) = (&reset, undone) {
         tracing::warn!(device = %d.name, error = %e, "hard reset failed; removing it anyway (its keys are rekeyed away)");
     }
     let before = s.groups()?;

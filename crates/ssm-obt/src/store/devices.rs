@@ -17,9 +17,19 @@ impl Store {
     /// Records an onboarded device (one transaction with its audit entry).
     pub fn add_device(&mut self, d: &DeviceRecord, owner_psk: &[u8; 16]) -> Result<(), StoreError> {
         let sq = sqlite_err(self.path.clone());
+        if let Some(other) = self.name_owner(&d.name)?.filter(|u| *u != d.uuid) {
+            return Err(StoreError::DuplicateName {
+                name: d.name.clone(),
+                uuid: other,
+            });
+        }
         let tx = self.conn.transaction().map_err(&sq)?;
+        // An upsert on the UUID only: a REPLACE would also delete a row
+        // whose name collides.
         tx.execute(
-            "INSERT OR REPLACE INTO devices (uuid, name, endpoint, role, state, owner_psk, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO devices (uuid, name, endpoint, role, state, owner_psk, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, endpoint = excluded.endpoint, role = excluded.role,
+             state = excluded.state, owner_psk = excluded.owner_psk, last_seen = excluded.last_seen",
             params![d.uuid.to_string(), d.name, d.endpoint, d.role.as_str(), d.state.as_str(), &owner_psk[..], d.last_seen],
         )
         .map_err(&sq)?;
@@ -76,12 +86,50 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(&sq)
     }
 
-    /// A device by UUID or name.
+    /// A device by UUID or name (a UUID first: names cannot shadow one).
     pub fn device(&self, key: &str) -> Result<DeviceRecord, StoreError> {
-        self.devices()?
-            .into_iter()
-            .find(|d| d.uuid.to_string() == key || d.name == key)
+        let all = self.devices()?;
+        let by_uuid = all.iter().position(|d| d.uuid.to_string() == key);
+        by_uuid
+            .or_else(|| all.iter().position(|d| d.name == key))
+            .map(|i| all[i].clone())
             .ok_or_else(|| StoreError::UnknownDevice(key.into()))
+    }
+
+    /// The device that has `name`, if any.
+    pub fn name_owner(&self, name: &str) -> Result<Option<Uuid>, StoreError> {
+        let u: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT uuid FROM devices WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sq())?;
+        Ok(u.and_then(|u| u.parse().ok()))
+    }
+
+    /// Renames a device (refused if another has `new`). Returns the record
+    /// as it was.
+    pub fn rename(&mut self, key: &str, new: &str) -> Result<DeviceRecord, StoreError> {
+        let d = self.device(key)?;
+        if let Some(other) = self.name_owner(new)?.filter(|u| *u != d.uuid) {
+            return Err(StoreError::DuplicateName {
+                name: new.into(),
+                uuid: other,
+            });
+        }
+        let sq = sqlite_err(self.path.clone());
+        let tx = self.conn.transaction().map_err(&sq)?;
+        tx.execute(
+            "UPDATE devices SET name = ?2, updated = CURRENT_TIMESTAMP WHERE uuid = ?1",
+            params![d.uuid.to_string(), new],
+        )
+        .map_err(&sq)?;
+        audit_on(&tx, "rename", &format!("{} {} -> {new}", d.uuid, d.name)).map_err(&sq)?;
+        tx.commit().map_err(&sq)?;
+        Ok(d)
     }
 
     /// A device's owner PSK.
@@ -183,5 +231,48 @@ impl Store {
         .map_err(&sq)?;
         audit_on(&tx, "onboarding-undone", &uuid.to_string()).map_err(&sq)?;
         tx.commit().map_err(&sq)
+    }
+
+    /// Remembers the UUID a device had before its owner transfer.
+    pub fn set_onboarded_from(&mut self, uuid: &Uuid, from: &Uuid) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE devices SET onboarded_from = ?2 WHERE uuid = ?1",
+                params![uuid.to_string(), from.to_string()],
+            )
+            .map_err(self.sq())?;
+        Ok(())
+    }
+
+    /// The device of the domain that had UUID `from` before its owner
+    /// transfer (a commissioning sheet's row), if any.
+    pub fn by_onboarded_from(&self, from: &Uuid) -> Result<Option<DeviceRecord>, StoreError> {
+        let u: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT uuid FROM devices WHERE onboarded_from = ?1",
+                params![from.to_string()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sq())?;
+        match u {
+            Some(u) => Ok(Some(self.device(&u)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The UUID a device had before its owner transfer, if known (a domain
+    /// written before this was kept has none).
+    pub fn onboarded_from(&self, uuid: &Uuid) -> Option<Uuid> {
+        self.conn
+            .query_row(
+                "SELECT onboarded_from FROM devices WHERE uuid = ?1",
+                params![uuid.to_string()],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .ok()
+            .flatten()
+            .and_then(|u| u.parse().ok())
     }
 }

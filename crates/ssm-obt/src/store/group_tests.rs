@@ -100,13 +100,14 @@ fn groups_have_their_own_keys_and_rekeys() {
     let sa_e = s.sender_id_in(e.id, &sa).unwrap().unwrap();
     let sa_w = s.sender_id_in(w.id, &sa).unwrap().unwrap();
     assert_ne!(sa_e, sa_w, "one Sender ID per (group, switch)");
-    // The desired state: l2 has one recipient per (group, switch) and one
-    // ACE per switch; sa one sender credential per group.
+    // The desired state: l2 has one recipient per (group, switch), one
+    // ACE per switch and one letting the OBT read and observe it; sa one
+    // sender credential per group.
     let d = crate::plan::desired(&s, &l2).unwrap();
     let n = |d: &crate::plan::Desired, t: u32| {
         d.creds.iter().filter(|c| c.credtype.as_u32() == t).count()
     };
-    assert_eq!((n(&d, 256), n(&d, 64), d.aces.len()), (3, 2, 2));
+    assert_eq!((n(&d, 256), n(&d, 64), d.aces.len()), (3, 2, 3));
     assert_eq!(d.groups, vec![e.id as u32, w.id as u32]);
     let da = crate::plan::desired(&s, &sa).unwrap();
     assert_eq!(n(&da, 128), 2);

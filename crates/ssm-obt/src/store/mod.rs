@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 pub use crate::model::{DeviceRole, DeviceState};
 
 mod audit;
+pub mod backup;
 mod devices;
 mod gm;
 mod grants;
@@ -53,6 +54,16 @@ pub enum StoreError {
     /// Unknown device.
     #[error("no device {0} in the domain: see `ssm obt list`")]
     UnknownDevice(String),
+    /// A name another device of the domain already has.
+    #[error(
+        "the name {name} is taken by device {uuid}: choose another (--name), or `ssm obt rename`"
+    )]
+    DuplicateName {
+        /// The name.
+        name: String,
+        /// The device that has it.
+        uuid: Uuid,
+    },
     /// Unknown group.
     #[error("no SSM group {0} in the domain: see `ssm obt group list`")]
     UnknownGroup(String),
@@ -73,6 +84,7 @@ impl StoreError {
         matches!(
             self,
             StoreError::UnknownDevice(_)
+                | StoreError::DuplicateName { .. }
                 | StoreError::UnknownGroup(_)
                 | StoreError::GroupExists(_)
                 | StoreError::BadGroupName(_)
@@ -163,7 +175,8 @@ fn sqlite_err(path: PathBuf) -> impl Fn(rusqlite::Error) -> StoreError {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
-    _lock: File,
+    /// The exclusive lock of a writer; `None` for a read-only view.
+    _lock: Option<File>,
 }
 
 impl std::fmt::Debug for Store {
@@ -248,6 +261,49 @@ impl Store {
         Self::open_inner(path, false)
     }
 
+    /// Opens an existing domain for reading only, without its lock: works
+    /// while another `ssm obt` holds it (SQLite read-only connection; WAL
+    /// readers do not block the writer). Every write fails.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        let ro = Self::open_ro_inner(path)?;
+        if ro.schema_version()? < SCHEMA_VERSION {
+            // A domain of an older version: migrated first when nobody
+            // holds it (a read-only view cannot), else read as it is.
+            drop(ro);
+            match Self::open_inner(path, false) {
+                Ok(s) => drop(s),
+                Err(StoreError::Locked(_)) => {}
+                Err(e) => return Err(e),
+            }
+            return Self::open_ro_inner(path);
+        }
+        Ok(ro)
+    }
+
+    fn schema_version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(self.sq())
+    }
+
+    /// Whether this is a read-only view.
+    pub fn is_read_only(&self) -> bool {
+        self._lock.is_none()
+    }
+
+    /// Whether another `ssm obt` holds the domain's write lock now.
+    pub fn locked_by_other(path: &Path) -> bool {
+        matches!(lock(path), Err(StoreError::Locked(_)))
+    }
+
+    /// The domain file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The OBT's identity.
     pub fn obt(&self) -> Result<(Uuid, String), StoreError> {
         let sq = sqlite_err(self.path.clone());
@@ -272,6 +328,8 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+mod day_tests;
 #[cfg(test)]
 mod group_tests;
 #[cfg(test)]

@@ -84,10 +84,75 @@ impl Store {
         let s = Store {
             conn,
             path: path.to_path_buf(),
-            _lock: lock,
+            _lock: Some(lock),
         };
         s.migrate(version)?;
+        s.ensure_columns()?;
+        s.ensure_unique_names();
         Ok(s)
+    }
+
+    pub(super) fn open_ro_inner(path: &Path) -> Result<Store, StoreError> {
+        let sq = sqlite_err(path.to_path_buf());
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(&sq)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(&sq)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(&sq)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+            });
+        }
+        if version == 0 {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            _lock: None,
+        })
+    }
+
+    /// Columns added beside the versioned schema, each only if missing
+    /// (`PRAGMA table_info`), so that they compose with any schema version:
+    /// `devices.onboarded_from`, the UUID a device had before its owner
+    /// transfer (the one a commissioning sheet names).
+    fn ensure_columns(&self) -> Result<(), StoreError> {
+        let sq = sqlite_err(self.path.clone());
+        let mut st = self
+            .conn
+            .prepare("SELECT name FROM pragma_table_info('devices')")
+            .map_err(&sq)?;
+        let cols: Vec<String> = st
+            .query_map([], |r| r.get(0))
+            .map_err(&sq)?
+            .collect::<Result<_, _>>()
+            .map_err(&sq)?;
+        if !cols.iter().any(|c| c == "onboarded_from") {
+            self.conn
+                .execute_batch("ALTER TABLE devices ADD COLUMN onboarded_from TEXT")
+                .map_err(&sq)?;
+        }
+        Ok(())
+    }
+
+    /// Device names are unique (an index, created idempotently beside the
+    /// versioned schema so that it composes with any schema version). A
+    /// domain that already holds two devices of one name keeps working:
+    /// the index waits until one is renamed, and a warning says so.
+    fn ensure_unique_names(&self) {
+        if let Err(e) = self.conn.execute_batch(
+            "CREATE UNIQUE INDEX IF NOT EXISTS devices_name_unique ON devices (name)",
+        ) {
+            tracing::warn!(error = %e, "two devices share a name: rename one (`ssm obt rename`)");
+        }
     }
 
     fn migrate(&self, from: i64) -> Result<(), StoreError> {

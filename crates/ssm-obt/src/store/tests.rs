@@ -170,7 +170,8 @@ fn grant_revoke_offboard_rekey() {
     let types: Vec<u32> = d.creds.iter().map(|c| c.credtype.as_u32()).collect();
     assert_eq!(types.iter().filter(|t| **t == 256).count(), 2);
     assert_eq!(types.iter().filter(|t| **t == 64).count(), 2);
-    assert_eq!(d.aces.len(), 2);
+    // One ACE per switch, and one letting the OBT read and observe it.
+    assert_eq!(d.aces.len(), 3);
     let da = crate::plan::desired(&s, &a).unwrap();
     assert_eq!(
         da.creds

@@ -12,7 +12,8 @@ mod reconcile;
 mod sequence;
 
 pub use reconcile::{
-    hrefs_in_desc, read_state, reconcile, Reconciliation, MANAGED_CREDTYPES, SSM_HREFS_TAG,
+    compare, hrefs_in_desc, read_state, reconcile, Comparison, Reconciliation, MANAGED_CREDTYPES,
+    SSM_HREFS_TAG,
 };
 pub use sequence::{hard_reset, owner_transfer, provision, rename, MAX_BATCH_BYTES};
 

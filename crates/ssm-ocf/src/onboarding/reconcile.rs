@@ -254,3 +254,83 @@ pub fn reconcile(
     steps.extend(rest);
     Some((Sequence { steps, next: 0 }, plan))
 }
+
+/// A device's security state against the domain's (for an inspection):
+/// what it holds, and which managed credentials and UUID-subject ACEs are
+/// extra (held, not desired) or missing (desired, not held), matched as
+/// [`reconcile`] matches them.
+#[derive(Debug, Clone, Default)]
+pub struct Comparison {
+    /// Every credential it holds (as it shows them: no private data).
+    pub creds: Vec<Credential>,
+    /// Every ACE it holds.
+    pub aces: Vec<Ace>,
+    /// Managed credentials it holds that the domain does not give it.
+    pub extra_creds: Vec<Credential>,
+    /// Desired credentials it lacks.
+    pub missing_creds: Vec<Credential>,
+    /// UUID-subject ACEs it holds that the domain does not give it.
+    pub extra_aces: Vec<Ace>,
+    /// Desired ACEs it lacks.
+    pub missing_aces: Vec<Ace>,
+}
+
+impl Comparison {
+    /// True when the device holds exactly what the domain says.
+    pub fn matches(&self) -> bool {
+        self.extra_creds.is_empty()
+            && self.missing_creds.is_empty()
+            && self.extra_aces.is_empty()
+            && self.missing_aces.is_empty()
+    }
+}
+
+/// Compares the answers to [`read_state`] with a desired state; `None`
+/// when an answer cannot be decoded.
+pub fn compare(
+    current_cred: &Value,
+    current_acl: &Value,
+    desired_creds: &[Credential],
+    desired_aces: &[Ace],
+) -> Option<Comparison> {
+    let creds: Vec<Credential> = cbor::get(current_cred, "creds")?
+        .as_array()?
+        .iter()
+        .map(crate::security::svr::cred_from_value)
+        .collect::<Option<_>>()?;
+    let aces: Vec<Ace> = match cbor::get(current_acl, "aclist2") {
+        Some(v) => v.deserialized().ok()?,
+        None => Vec::new(),
+    };
+    let held: Vec<_> = creds.iter().map(cred_identity).collect();
+    let wanted: Vec<_> = desired_creds.iter().map(cred_identity).collect();
+    let ace_key = |a: &Ace| (a.subject.clone(), a.resources.clone(), a.permission);
+    let held_aces: Vec<_> = aces.iter().map(ace_key).collect();
+    let want_aces: Vec<_> = desired_aces.iter().map(ace_key).collect();
+    Some(Comparison {
+        extra_creds: creds
+            .iter()
+            .filter(|c| MANAGED_CREDTYPES.contains(&c.credtype))
+            .filter(|c| !wanted.contains(&cred_identity(c)))
+            .cloned()
+            .collect(),
+        missing_creds: desired_creds
+            .iter()
+            .filter(|c| !held.contains(&cred_identity(c)))
+            .cloned()
+            .collect(),
+        extra_aces: aces
+            .iter()
+            .filter(|a| matches!(a.subject, crate::security::acl2::AceSubject::Uuid { .. }))
+            .filter(|a| !want_aces.contains(&ace_key(a)))
+            .cloned()
+            .collect(),
+        missing_aces: desired_aces
+            .iter()
+            .filter(|a| !held_aces.contains(&ace_key(a)))
+            .cloned()
+            .collect(),
+        creds,
+        aces,
+    })
+}

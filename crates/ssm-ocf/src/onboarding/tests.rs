@@ -185,6 +185,43 @@ fn undecodable_answers_are_refused() {
     assert!(reconcile(&Value::Null, &Value::Null, &[], &[]).is_none());
 }
 
+#[test]
+fn compare_names_missing_and_extra_entries() {
+    let owner = Uuid::from_u128(0x0b7);
+    let (a, b) = (Uuid::from_u128(0xa), Uuid::from_u128(0xb));
+    let mut dev = owned_device(owner);
+    let want = vec![ssm_server(a, "02aaaaaaaaaaaa", 1)];
+    let (c, acl) = read(&mut dev, owner);
+    let cmp = compare(&c, &acl, &want, &[ace(a)]).unwrap();
+    assert!(!cmp.matches());
+    assert_eq!((cmp.missing_creds.len(), cmp.missing_aces.len()), (1, 1));
+    assert!(cmp.extra_creds.is_empty() && cmp.extra_aces.is_empty());
+    assert_eq!(
+        cmp.creds.len(),
+        1,
+        "the owner credential is shown, not managed"
+    );
+    let (mut seq, _) = reconcile(&c, &acl, &want, &[ace(a)]).unwrap();
+    run(&mut dev, &mut seq, owner);
+    let (c, acl) = read(&mut dev, owner);
+    assert!(compare(&c, &acl, &want, &[ace(a)]).unwrap().matches());
+    // The domain moved on (b instead of a): a's entries are extra, b's missing.
+    let want_b = vec![ssm_server(b, "02bbbbbbbbbbbb", 1)];
+    let cmp = compare(&c, &acl, &want_b, &[ace(b)]).unwrap();
+    assert_eq!(cmp.extra_creds.len(), 1);
+    assert_eq!(cmp.extra_creds[0].subjectuuid, a.to_string());
+    assert!(
+        cmp.extra_creds[0]
+            .privatedata
+            .as_ref()
+            .is_none_or(|p| p.data.is_empty()),
+        "no secrets read"
+    );
+    assert_eq!(cmp.missing_creds[0].subjectuuid, b.to_string());
+    assert_eq!((cmp.extra_aces.len(), cmp.missing_aces.len()), (1, 1));
+    assert!(compare(&Value::Null, &acl, &[], &[]).is_none());
+}
+
 /// A switch's SSM Client credential whose description lists other hrefs is
 /// updated under its own id (same key and Sender ID: its sequence numbers
 /// go on), never replaced by a new entry.
