@@ -66,6 +66,50 @@ fn client_desc(base: &str, hrefs: &[String]) -> String {
     }
 }
 
+/// The Group ID and the Group Manager's CCS of a `group-oscore` group.
+type GroupMode = ([u8; 8], Vec<u8>);
+
+/// A group's group-mode material: `None` for `ocf-ssm`; for `group-oscore`
+/// the Group ID of this epoch and the Group Manager's CCS (made once,
+/// cached in `gm_cred`).
+fn group_mode(
+    store: &Store,
+    g: &crate::store::GroupState,
+    gm_cred: &mut Option<Vec<u8>>,
+) -> Result<Option<GroupMode>, StoreError> {
+    Ok(match g.profile {
+        Profile::OcfSsm => None,
+        Profile::GroupOscore => {
+            if gm_cred.is_none() {
+                *gm_cred = Some(store.gm_cred(&mut crate::engine::rng)?);
+            }
+            let gid = gid_of(g.id as u32, g.epoch as u32);
+            Some((gid, gm_cred.clone().unwrap_or_default()))
+        }
+    })
+}
+
+/// The credtype and group material of a light's recipient credential for
+/// `client`: SSM (256), or group mode (131072) only with the switch's own
+/// credential (read from it before the lights are synced; without it the
+/// light holds no context for that switch yet: `None`).
+#[allow(clippy::type_complexity)]
+fn recipient_kind(
+    store: &Store,
+    mode: &Option<GroupMode>,
+    client: &Uuid,
+) -> Result<Option<(CredType, Option<ssm_ocf::group_cred::GroupFields>)>, StoreError> {
+    Ok(match mode {
+        None => Some((CredType::SsmServer, None)),
+        Some((gid, gm)) => store.auth_cred(client)?.map(|ccs| {
+            (
+                CredType::GroupOscoreRecipient,
+                Some(fields(gid, gm, Some(&ccs))),
+            )
+        }),
+    })
+}
+
 /// The desired state of device `uuid`, per group with a key (for a group
 /// with the profile `group-oscore` the group-mode credtypes 65536 and
 /// 131072 instead of 128 and 256, with the Group ID of this epoch, the
@@ -91,16 +135,7 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
             continue;
         };
         let desc = ssm_ocf::groups::desc(&g.name, g.id, g.epoch);
-        let mode = match g.profile {
-            Profile::OcfSsm => None,
-            Profile::GroupOscore => {
-                if gm_cred.is_none() {
-                    gm_cred = Some(store.gm_cred(&mut crate::engine::rng)?);
-                }
-                let gid = gid_of(g.id as u32, g.epoch as u32);
-                Some((gid, gm_cred.clone().unwrap_or_default()))
-            }
-        };
+        let mode = group_mode(store, &g, &mut gm_cred)?;
         if let Some(sid) = store.sender_id_in(g.id, uuid)? {
             let lights: Vec<Uuid> = store
                 .grants_in(g.id)?
@@ -133,18 +168,8 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
             let Some(sid) = store.sender_id_in(g.id, client)? else {
                 continue;
             };
-            let (credtype, group) = match &mode {
-                None => (CredType::SsmServer, None),
-                // Group mode: only with the switch's own credential (read
-                // from it before the lights are synced); without it the
-                // light holds no context for that switch yet.
-                Some((gid, gm)) => match store.auth_cred(client)? {
-                    Some(ccs) => (
-                        CredType::GroupOscoreRecipient,
-                        Some(fields(gid, gm, Some(&ccs))),
-                    ),
-                    None => continue,
-                },
+            let Some((credtype, group)) = recipient_kind(store, &mode, client)? else {
+                continue;
             };
             out.creds.push(Credential {
                 credid: 0,
