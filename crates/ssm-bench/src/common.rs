@@ -108,6 +108,11 @@ pub fn ssm_switch(
 ) -> Result<(SsmSender, MulticastTargets)> {
     let cred = ssm_cred(switch)?;
     let sender = SsmSender::new(&cred, FileSequenceStore::new(dir.join("switch.ssn")))?;
+    Ok((sender, ssm_switch_targets(port)?))
+}
+
+/// The multicast sender sockets on `lo` (IPv4 224.0.1.187, hop limit 1).
+pub fn ssm_switch_targets(port: u16) -> Result<MulticastTargets> {
     let scope = MulticastScope {
         interfaces: vec!["lo".into()],
         ipv4: true,
@@ -115,9 +120,7 @@ pub fn ssm_switch(
         port,
         hops: 1,
     };
-    let targets =
-        MulticastTargets::open(&scope).context("cannot open the multicast sender on lo")?;
-    Ok((sender, targets))
+    MulticastTargets::open(&scope).context("cannot open the multicast sender on lo")
 }
 
 /// `{"value": v}`.

@@ -40,6 +40,11 @@ pub struct Args {
     /// Skip the sequential unicast baseline.
     #[arg(long)]
     pub no_unicast: bool,
+    /// Also measure each N under the Group OSCORE group-mode profile
+    /// (every command signed, Ed25519), right after plain SSM in the same
+    /// run (tasks mode).
+    #[arg(long)]
+    pub group_oscore: bool,
     /// Multicast port (default: pid-based).
     #[arg(long)]
     pub port: Option<u16>,
@@ -178,8 +183,32 @@ pub async fn tasks(
     floor_reserve: u64,
     journal: bool,
 ) -> Result<Point> {
+    tasks_with(n, rounds, port, unicast, floor_reserve, journal, false).await
+}
+
+/// [`tasks`], with `group_mode` under the Group OSCORE group-mode profile
+/// (signed commands; the unicast baseline is skipped).
+pub async fn tasks_with(
+    n: usize,
+    rounds: usize,
+    port: u16,
+    unicast: bool,
+    floor_reserve: u64,
+    journal: bool,
+    group_mode: bool,
+) -> Result<Point> {
     let dir = TempDir::new("fanout")?;
-    let (lights, switch) = group(n);
+    let (mut lights, mut switch) = group(n);
+    let group_sender = if group_mode {
+        Some(crate::group_mode::convert(
+            &mut lights,
+            &mut switch,
+            &dir.0,
+        )?)
+    } else {
+        None
+    };
+    let unicast = unicast && !group_mode;
     let j = if journal {
         Some(ssm_runtime::journal::FloorJournal::open(
             dir.0.join("floors.journal"),
@@ -192,10 +221,19 @@ pub async fn tasks(
         h.set_floor_reservation(floor_reserve);
     }
     let mut rxs: Vec<_> = handles.iter().map(|h| h.events.subscribe()).collect();
-    let (mut sender, targets) = ssm_switch(&switch.creds, &dir.0, port)?;
+    let (mut sender, targets) = if let Some(g) = group_sender {
+        (g, ssm_switch_targets(port)?)
+    } else {
+        let (s, t) = ssm_switch(&switch.creds, &dir.0, port)?;
+        (crate::group_mode::Switch::Ssm(Box::new(s)), t)
+    };
     let mut point = Point {
         n,
-        mode: if journal {
+        mode: if group_mode && journal {
+            "tasks-group-oscore-journal".into()
+        } else if group_mode {
+            "tasks-group-oscore".into()
+        } else if journal {
             "tasks-journal".into()
         } else if floor_reserve == 0 {
             "tasks".into()
@@ -423,6 +461,28 @@ pub async fn run(a: Args) -> Result<bool> {
     for &n in &a.n {
         if n == 0 {
             bail!("N must be at least 1");
+        }
+        if a.group_oscore && a.mode == "tasks" {
+            let p = tasks_with(
+                n,
+                a.rounds,
+                port,
+                !a.no_unicast,
+                a.floor_reserve,
+                a.journal,
+                false,
+            )
+            .await?;
+            if !a.json {
+                print_point(&p);
+            }
+            points.push(p);
+            let g = tasks_with(n, a.rounds, port, false, a.floor_reserve, a.journal, true).await?;
+            if !a.json {
+                print_point(&g);
+            }
+            points.push(g);
+            continue;
         }
         let p = match a.mode.as_str() {
             "tasks" => tasks(n, a.rounds, port, !a.no_unicast, a.floor_reserve, a.journal).await?,

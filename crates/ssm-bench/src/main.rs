@@ -13,6 +13,7 @@ mod building;
 mod common;
 mod fanout;
 mod footprint;
+mod group_mode;
 mod report;
 mod throughput;
 

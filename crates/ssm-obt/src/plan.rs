@@ -2,8 +2,9 @@
 //! (credtypes 64, 128, 256) and UUID-subject ACEs that follow from the
 //! domain's grants, SSM group epoch and pair-wise keys. The OBT brings a
 //! device to exactly this with [`ssm_runtime::obt_transport::sync_device`].
-use crate::store::{Store, StoreError};
+use crate::store::{Profile, Store, StoreError};
 use ssm_ocf::cred::{CredType, Credential, OscoreFields, PrivateData};
+use ssm_ocf::group_cred::{fields, gid_of};
 use ssm_ocf::security::acl2::{Ace, AceResource, AceSubject, PERM_N, PERM_R, PERM_U};
 use ssm_ocf::switch::HREF;
 use uuid::Uuid;
@@ -65,7 +66,54 @@ fn client_desc(base: &str, hrefs: &[String]) -> String {
     }
 }
 
-/// The desired state of device `uuid`, per group with a key:
+/// The Group ID and the Group Manager's CCS of a `group-oscore` group.
+type GroupMode = ([u8; 8], Vec<u8>);
+
+/// A group's group-mode material: `None` for `ocf-ssm`; for `group-oscore`
+/// the Group ID of this epoch and the Group Manager's CCS (made once,
+/// cached in `gm_cred`).
+fn group_mode(
+    store: &Store,
+    g: &crate::store::GroupState,
+    gm_cred: &mut Option<Vec<u8>>,
+) -> Result<Option<GroupMode>, StoreError> {
+    Ok(match g.profile {
+        Profile::OcfSsm => None,
+        Profile::GroupOscore => {
+            if gm_cred.is_none() {
+                *gm_cred = Some(store.gm_cred(&mut crate::engine::rng)?);
+            }
+            let gid = gid_of(g.id as u32, g.epoch as u32);
+            Some((gid, gm_cred.clone().unwrap_or_default()))
+        }
+    })
+}
+
+/// The credtype and group material of a light's recipient credential for
+/// `client`: SSM (256), or group mode (131072) only with the switch's own
+/// credential (read from it before the lights are synced; without it the
+/// light holds no context for that switch yet: `None`).
+#[allow(clippy::type_complexity)]
+fn recipient_kind(
+    store: &Store,
+    mode: &Option<GroupMode>,
+    client: &Uuid,
+) -> Result<Option<(CredType, Option<ssm_ocf::group_cred::GroupFields>)>, StoreError> {
+    Ok(match mode {
+        None => Some((CredType::SsmServer, None)),
+        Some((gid, gm)) => store.auth_cred(client)?.map(|ccs| {
+            (
+                CredType::GroupOscoreRecipient,
+                Some(fields(gid, gm, Some(&ccs))),
+            )
+        }),
+    })
+}
+
+/// The desired state of device `uuid`, per group with a key (for a group
+/// with the profile `group-oscore` the group-mode credtypes 65536 and
+/// 131072 instead of 128 and 256, with the Group ID of this epoch, the
+/// Group Manager's CCS and, on a light, each switch's own CCS):
 /// * a switch that commands the group: its SSM Client credential
 ///   (credtype 128, its Sender ID of this epoch in that group, subject
 ///   derived from the ID as the reference stack does);
@@ -81,11 +129,13 @@ fn client_desc(base: &str, hrefs: &[String]) -> String {
 pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
     let mut out = Desired::default();
     let mut clients: Vec<Uuid> = Vec::new();
+    let mut gm_cred = None;
     for gid in store.keyed_group_ids()? {
         let Some(g) = store.group_state(gid)? else {
             continue;
         };
         let desc = ssm_ocf::groups::desc(&g.name, g.id, g.epoch);
+        let mode = group_mode(store, &g, &mut gm_cred)?;
         if let Some(sid) = store.sender_id_in(g.id, uuid)? {
             let lights: Vec<Uuid> = store
                 .grants_in(g.id)?
@@ -99,30 +149,40 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
                 out.creds.push(Credential {
                     credid: 0,
                     subjectuuid: ssm_ocf::provision::client_cred_subject(&id).to_string(),
-                    credtype: CredType::SsmClient,
+                    credtype: if mode.is_some() {
+                        CredType::GroupOscoreSender
+                    } else {
+                        CredType::SsmClient
+                    },
                     privatedata: Some(PrivateData::raw(&g.secret[..])),
                     oscore: Some(OscoreFields {
                         senderid: Some(sid),
                         desc: Some(client_desc(&desc, &hrefs)),
+                        group: mode.as_ref().map(|(gid, gm)| fields(gid, gm, None)),
                         ..Default::default()
                     }),
                 });
             }
         }
         for client in &store.clients_of_light(g.id, uuid)? {
-            if let Some(sid) = store.sender_id_in(g.id, client)? {
-                out.creds.push(Credential {
-                    credid: 0,
-                    subjectuuid: client.to_string(),
-                    credtype: CredType::SsmServer,
-                    privatedata: Some(PrivateData::raw(&g.secret[..])),
-                    oscore: Some(OscoreFields {
-                        recipientid: Some(sid),
-                        desc: Some(desc.clone()),
-                        ..Default::default()
-                    }),
-                });
-            }
+            let Some(sid) = store.sender_id_in(g.id, client)? else {
+                continue;
+            };
+            let Some((credtype, group)) = recipient_kind(store, &mode, client)? else {
+                continue;
+            };
+            out.creds.push(Credential {
+                credid: 0,
+                subjectuuid: client.to_string(),
+                credtype,
+                privatedata: Some(PrivateData::raw(&g.secret[..])),
+                oscore: Some(OscoreFields {
+                    recipientid: Some(sid),
+                    desc: Some(desc.clone()),
+                    group,
+                    ..Default::default()
+                }),
+            });
             if !clients.contains(client) {
                 clients.push(*client);
             }

@@ -31,6 +31,13 @@ pub enum CredType {
     SsmClient,
     /// 256: SSM server (multicast recipient).
     SsmServer,
+    /// 65536 (2^16, outside OCF's bitmask, which ends at 256): a Group
+    /// OSCORE group-mode sender (RFC 10021) — this project's extension, see
+    /// [`crate::group_cred`].
+    GroupOscoreSender,
+    /// 131072 (2^17): a Group OSCORE group-mode recipient context for one
+    /// authorised sender (its authentication credential included).
+    GroupOscoreRecipient,
     /// Anything else (kept, not used here).
     Other(u32),
 }
@@ -62,8 +69,22 @@ impl CredType {
             64 => CredType::PairwiseOscore,
             128 => CredType::SsmClient,
             256 => CredType::SsmServer,
+            crate::group_cred::CREDTYPE_GROUP_SENDER => CredType::GroupOscoreSender,
+            crate::group_cred::CREDTYPE_GROUP_RECIPIENT => CredType::GroupOscoreRecipient,
             v => CredType::Other(v),
         }
+    }
+
+    /// An OSCORE credential: 64, 128, 256 or one of the group-mode types.
+    pub fn is_oscore(self) -> bool {
+        matches!(
+            self,
+            CredType::PairwiseOscore
+                | CredType::SsmClient
+                | CredType::SsmServer
+                | CredType::GroupOscoreSender
+                | CredType::GroupOscoreRecipient
+        )
     }
 
     /// The numeric `credtype`.
@@ -73,6 +94,8 @@ impl CredType {
             CredType::PairwiseOscore => 64,
             CredType::SsmClient => 128,
             CredType::SsmServer => 256,
+            CredType::GroupOscoreSender => crate::group_cred::CREDTYPE_GROUP_SENDER,
+            CredType::GroupOscoreRecipient => crate::group_cred::CREDTYPE_GROUP_RECIPIENT,
             CredType::Other(v) => v,
         }
     }
@@ -161,9 +184,13 @@ pub struct OscoreFields {
     /// Sender sequence number (read-only; types 64, 128).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssn: Option<u64>,
-    /// Description (types 128, 256).
+    /// Description (types 128, 256 and the group-mode types).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub desc: Option<String>,
+    /// Group-mode material (credtypes 65536 and 131072 only; see
+    /// [`crate::group_cred`]): Group ID, salt, algorithms, credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<crate::group_cred::GroupFields>,
 }
 
 /// One credential.
@@ -209,6 +236,8 @@ pub struct OscoreCred {
     pub recipient_id: Option<Id>,
     /// Stored sender sequence number, if any.
     pub ssn: Option<u64>,
+    /// Group-mode material (credtypes 65536, 131072).
+    pub group: Option<crate::group_cred::GroupMaterial>,
 }
 
 impl fmt::Debug for OscoreCred {
@@ -220,6 +249,7 @@ impl fmt::Debug for OscoreCred {
             .field("secret", &"<secret>")
             .field("sender_id", &self.sender_id)
             .field("recipient_id", &self.recipient_id)
+            .field("group", &self.group)
             .finish()
     }
 }
@@ -247,10 +277,7 @@ impl Credential {
     /// credentials that are not OSCORE.
     pub fn oscore(&self) -> Result<Option<OscoreCred>, CredError> {
         let t = self.cred_type();
-        if !matches!(
-            t,
-            CredType::PairwiseOscore | CredType::SsmClient | CredType::SsmServer
-        ) {
+        if !t.is_oscore() {
             return Ok(None);
         }
         let bad = |why: &str| CredError::Invalid {
@@ -263,9 +290,10 @@ impl Credential {
             .ok_or_else(|| bad("OSCORE credential without an oscore object"))?;
         let (need_s, need_r) = match t {
             CredType::PairwiseOscore => (true, true),
-            CredType::SsmClient => (true, false),
+            CredType::SsmClient | CredType::GroupOscoreSender => (true, false),
             _ => (false, true),
         };
+        let group = crate::group_cred::check(self.credid, t, &o.group)?;
         if o.senderid.is_some() != need_s {
             return Err(bad(if need_s {
                 "senderid is required"
@@ -327,6 +355,7 @@ impl Credential {
             sender_id,
             recipient_id,
             ssn: o.ssn,
+            group,
         }))
     }
 }
@@ -369,6 +398,7 @@ mod tests {
                 recipientid: r.map(String::from),
                 ssn: None,
                 desc: None,
+                group: None,
             }),
         }
     }

@@ -111,7 +111,8 @@ pub enum SenderChoice {
     },
 }
 
-/// The SSM client credential (credtype 128) to send with: that of
+/// The SSM client credential (credtype 128, or a Group OSCORE group-mode
+/// sender, 65536, for a group with that profile) to send with: that of
 /// `group`, or without a group the only one.
 pub fn choose_sender<'a>(
     creds: &'a [crate::cred::Credential],
@@ -119,7 +120,12 @@ pub fn choose_sender<'a>(
 ) -> Result<&'a crate::cred::Credential, SenderChoice> {
     let senders: Vec<&crate::cred::Credential> = creds
         .iter()
-        .filter(|c| c.credtype == crate::cred::CredType::SsmClient)
+        .filter(|c| {
+            matches!(
+                c.credtype,
+                crate::cred::CredType::SsmClient | crate::cred::CredType::GroupOscoreSender
+            )
+        })
         .collect();
     let name = |c: &crate::cred::Credential| {
         c.oscore

@@ -36,6 +36,7 @@ pub mod cbor;
 pub mod cred;
 pub mod device;
 pub mod discovery;
+pub mod group_cred;
 pub mod groups;
 pub mod message;
 pub mod observe;

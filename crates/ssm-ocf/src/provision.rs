@@ -202,7 +202,12 @@ pub fn default_aces(
     let mut clients: Vec<Uuid> = creds
         .creds
         .iter()
-        .filter(|c| matches!(c.credtype, CredType::PairwiseOscore | CredType::SsmServer))
+        .filter(|c| {
+            matches!(
+                c.credtype,
+                CredType::PairwiseOscore | CredType::SsmServer | CredType::GroupOscoreRecipient
+            )
+        })
         .filter_map(|c| c.subjectuuid.parse().ok())
         .collect();
     clients.sort();

@@ -63,6 +63,10 @@ pub enum DropReason {
     /// A confirmable (CON) request on a multicast group: multicast requests
     /// are NON (RFC 7252 §8.1).
     ConfirmableMulticast,
+    /// Group OSCORE group mode (RFC 10021 §7.2): the countersignature did
+    /// not verify with the credential of the switch the kid names (a
+    /// member forging another's command, or a tampered datagram).
+    BadSignature,
 }
 
 impl DropReason {
@@ -70,7 +74,10 @@ impl DropReason {
     pub fn is_cheap(self) -> bool {
         !matches!(
             self,
-            DropReason::DecryptionFailed | DropReason::MalformedPlaintext | DropReason::NotUpdate
+            DropReason::DecryptionFailed
+                | DropReason::MalformedPlaintext
+                | DropReason::NotUpdate
+                | DropReason::BadSignature
         )
     }
 }
@@ -175,6 +182,9 @@ pub struct Verified {
 /// The SSM receive side of one device.
 pub struct SsmReceiver {
     recipients: Vec<Recipient>,
+    /// Group OSCORE group-mode recipient contexts (credtype 131072), one
+    /// per (group, authorised switch).
+    group: Vec<group_rx::GroupRecipient>,
     pairwise_kids: Vec<Id>,
     /// The durable floors (on disk or in the journal).
     floors: ReplayFloors,
@@ -224,8 +234,10 @@ impl SsmReceiver {
                 _ => {}
             }
         }
+        let group = group_rx::recipients(creds, &floors)?;
         Ok(SsmReceiver {
             recipients,
+            group,
             pairwise_kids,
             floors,
             reserve: 0,
@@ -268,21 +280,23 @@ impl SsmReceiver {
     }
 
     /// Whether a datagram with this kid could be more than an
-    /// [`DropReason::UnknownKid`] here (an SSM recipient context, or a
-    /// pair-wise kid to refuse by name): a process hosting many devices
-    /// on one group socket hands a datagram only to those.
+    /// [`DropReason::UnknownKid`] here (an SSM recipient context of either
+    /// profile, or a pair-wise kid to refuse by name): a process hosting
+    /// many devices on one group socket hands a datagram only to those.
     pub fn admits(&self, kid: &Id) -> bool {
-        self.pairwise_kids.contains(kid) || self.recipients.iter().any(|r| *r.ctx.id() == *kid)
+        self.pairwise_kids.contains(kid)
+            || self.recipients.iter().any(|r| *r.ctx.id() == *kid)
+            || self.group.iter().any(|g| *g.kid() == *kid)
     }
 
-    /// Number of SSM recipient contexts.
+    /// Number of SSM recipient contexts (group mode included).
     pub fn len(&self) -> usize {
-        self.recipients.len()
+        self.recipients.len() + self.group.len()
     }
 
     /// True without any SSM recipient context.
     pub fn is_empty(&self) -> bool {
-        self.recipients.is_empty()
+        self.recipients.is_empty() && self.group.is_empty()
     }
 
     /// The replay floors (to persist).
@@ -295,6 +309,9 @@ impl SsmReceiver {
     /// [`Verified::persist`] if there is one, reports it with
     /// [`Self::floor_persisted`], then applies.
     pub fn receive(&mut self, datagram: &mut [u8]) -> Result<Verified, DropReason> {
+        if let Some(g) = group_rx::group_flagged(datagram)? {
+            return self.receive_group(datagram, g);
+        }
         let (kid, piv) = {
             let p = Packet::new_checked(&*datagram).map_err(|_| DropReason::Malformed)?;
             if p.msg_type() == ssm_coap::MessageType::Confirmable {
@@ -344,34 +361,14 @@ impl SsmReceiver {
                         // (the PIV is spent), nothing is applied.
                         return Err(DropReason::NotUpdate);
                     }
-                    let request = d.to_message();
-                    let persist = match self.floors.get(&kid) {
-                        Some(floor) if floor >= piv => None,
-                        _ => Some(
-                            piv.saturating_add(self.reserve)
-                                .min(ssm_oscore::MAX_SEQUENCE_NUMBER)
-                                .max(piv),
-                        ),
-                    };
                     let accepted = Accepted {
-                        request,
+                        request: d.to_message(),
                         subject: r.subject,
                         credid: r.credid,
                         kid,
                         piv,
                     };
-                    if self.copies > 0 {
-                        if self.recent.len() == RECENT_ACCEPTS {
-                            self.recent.pop_front();
-                        }
-                        self.recent.push_back(RecentAccept {
-                            kid,
-                            piv,
-                            digest: digest(&original),
-                            copies_left: self.copies,
-                        });
-                    }
-                    return Ok(Verified { accepted, persist });
+                    return Ok(self.verified(accepted, &original));
                 }
                 Err(OscoreError::Replay) => last = DropReason::Replay,
                 Err(OscoreError::DecryptionFailed) => last = DropReason::DecryptionFailed,
@@ -381,11 +378,49 @@ impl SsmReceiver {
                 Err(_) => last = DropReason::BadOscoreOption,
             }
         }
+        Err(self.label_copy(last, kid, piv, &original))
+    }
+
+    /// A verified update: what must be persisted first, and remembered to
+    /// recognise its copies from the light's other groups.
+    fn verified(&mut self, accepted: Accepted, original: &[u8]) -> Verified {
+        let (kid, piv) = (accepted.kid, accepted.piv);
+        let persist = match self.floors.get(&kid) {
+            Some(floor) if floor >= piv => None,
+            _ => Some(
+                piv.saturating_add(self.reserve)
+                    .min(ssm_oscore::MAX_SEQUENCE_NUMBER)
+                    .max(piv),
+            ),
+        };
+        if self.copies > 0 {
+            if self.recent.len() == RECENT_ACCEPTS {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(RecentAccept {
+                kid,
+                piv,
+                digest: digest(original),
+                copies_left: self.copies,
+            });
+        }
+        Verified { accepted, persist }
+    }
+
+    /// `last`, or [`DropReason::DuplicateCopy`] for a replay that is an
+    /// identical copy of a datagram accepted lately.
+    fn label_copy(
+        &mut self,
+        last: DropReason,
+        kid: Id,
+        piv: Option<u64>,
+        original: &[u8],
+    ) -> DropReason {
         if last == DropReason::Replay && self.copies > 0 {
             // Rejected either way; only the label differs. An identical copy
             // of a datagram accepted lately is the sender's copy to another
             // group, within one copy per other group.
-            let d = digest(&original);
+            let d = digest(original);
             if let Some(r) = self
                 .recent
                 .iter_mut()
@@ -393,11 +428,11 @@ impl SsmReceiver {
             {
                 if r.copies_left > 0 {
                     r.copies_left -= 1;
-                    return Err(DropReason::DuplicateCopy);
+                    return DropReason::DuplicateCopy;
                 }
             }
         }
-        Err(last)
+        last
     }
 }
 
@@ -474,6 +509,9 @@ pub enum ContextError {
     /// An SSM client credential without a Sender ID.
     #[error("SSM client credential {0} without senderid")]
     NoSenderId(u32),
+    /// Not a group-mode sender credential (credtype 65536 with its group).
+    #[error("credential {0} is not a Group OSCORE sender credential (credtype 65536)")]
+    NotGroupSender(u32),
     /// Not a pair-wise OSCORE credential (both IDs needed).
     #[error("credential {0} is not a pair-wise OSCORE credential")]
     NotPairwise(u32),
@@ -531,6 +569,8 @@ pub fn pairwise_context(
         error,
     })
 }
+
+mod group_rx;
 
 #[cfg(test)]
 mod tests;

@@ -33,6 +33,7 @@ fn cred(v: &serde_json::Value) -> Credential {
             recipientid: v["oscore"]["recipientid"].as_str().map(String::from),
             ssn: None,
             desc: v["oscore"]["desc"].as_str().map(String::from),
+            group: None,
         }),
     }
 }

@@ -20,6 +20,7 @@ pub mod client;
 pub mod device;
 pub mod discovery;
 pub mod dtls_table;
+pub mod group_client;
 pub mod journal;
 pub mod multicast;
 pub mod netif;

@@ -462,6 +462,40 @@ async fn sync_groups(
     Ok(true)
 }
 
+/// Reads the device's own Group OSCORE authentication credential (the CCS
+/// of the key pair it made itself; [`ssm_ocf::group_cred::AUTHCRED_HREF`])
+/// over an owner session: what the Group Manager gives the lights. The
+/// private key stays on the device.
+pub async fn read_auth_cred(
+    peer: SocketAddr,
+    obt: Uuid,
+    owner_psk: &[u8; 16],
+) -> Result<Vec<u8>, ObtError> {
+    let (socket, mut s, peer) = owner_session(peer, obt, owner_psk).await?;
+    let r = dtls_request(&socket, peer, &mut s, ssm_ocf::group_cred::authcred_read()).await;
+    close(s, &socket, peer).await;
+    let r = r?;
+    if r.code != Code::CONTENT {
+        return Err(ObtError::Protocol(
+            peer,
+            format!(
+                "{} refused: {} (a device without Group OSCORE cannot command a group-oscore group)",
+                ssm_ocf::group_cred::AUTHCRED_HREF,
+                r.code
+            ),
+        ));
+    }
+    message::payload(&r)
+        .ok()
+        .and_then(|v| ssm_ocf::group_cred::parse_authcred(&v))
+        .ok_or_else(|| {
+            ObtError::Protocol(
+                peer,
+                "its authentication credential is not an Ed25519 CCS".into(),
+            )
+        })
+}
+
 /// Hard reset of an owned device (pstat RESET over an owner session): it
 /// wipes its credentials and ACEs and returns to RFOTM with a new PIN.
 pub async fn hard_reset(peer: SocketAddr, obt: Uuid, owner_psk: &[u8; 16]) -> Result<(), ObtError> {

@@ -10,6 +10,7 @@
 //! | `pin` | the Random PIN shown while unowned (RFOTM) |
 //! | `device.lock` | held by the one device running on the directory |
 //! | `ssn-<credid>` | a sender's sequence numbers ([`FileSequenceStore`]) |
+//! | `group-signing-key` | the device's own Ed25519 private key (Group OSCORE), generated here, never sent |
 //! | `resources.json` | the application resources' last state (a light's on/off) |
 //!
 //! Every file is owner-only ([`crate::store`]).
@@ -165,6 +166,46 @@ impl StateDir {
         self.root.join("device.lock")
     }
 
+    /// `group-signing-key`: the device's own Ed25519 private key (the
+    /// RFC 8032 seed, hex) for Group OSCORE group mode.
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.root.join("group-signing-key")
+    }
+
+    /// The device's Group OSCORE private key; `None` if it has none yet.
+    pub fn load_signing_key(&self) -> io::Result<Option<zeroize::Zeroizing<[u8; 32]>>> {
+        let text = match std::fs::read_to_string(self.signing_key_path()) {
+            Ok(t) => zeroize::Zeroizing::new(t),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut k = zeroize::Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(text.trim(), &mut k[..]).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is not a 32-byte hex key",
+                    self.signing_key_path().display()
+                ),
+            )
+        })?;
+        Ok(Some(k))
+    }
+
+    /// The device's Group OSCORE private key, generated on first use from
+    /// the system's CSPRNG and written owner-only (0600, fsynced) before it
+    /// is used: the key pair is made on the device and the private key
+    /// never leaves it.
+    pub fn load_or_create_signing_key(&self) -> io::Result<zeroize::Zeroizing<[u8; 32]>> {
+        if let Some(k) = self.load_signing_key()? {
+            return Ok(k);
+        }
+        let k = zeroize::Zeroizing::new(crate::random_bytes::<32>());
+        let text = zeroize::Zeroizing::new(hex::encode(&k[..]));
+        atomic_write(&self.signing_key_path(), text.as_bytes())?;
+        Ok(k)
+    }
+
     /// `resources.json`: the last state of the application resources.
     pub fn resources_path(&self) -> PathBuf {
         self.root.join("resources.json")
@@ -214,7 +255,8 @@ impl StateDir {
     /// caller holds [`Self::lock`]): every secret and every trace of the
     /// secure domain goes (credentials, ACLs, owner, pstat/doxm: an
     /// unowned device again; the SSM replay floors, every sender's
-    /// sequence numbers; the PIN; the resources' state), and the device
+    /// sequence numbers; the PIN; the resources' state; its Group OSCORE
+    /// signing key), and the device
     /// gets the new identity `new_uuid` with its name kept (`default_name`
     /// if it had none). Its next start shows a new PIN. Returns the new
     /// identity.
@@ -233,6 +275,8 @@ impl StateDir {
             self.floors_path(),
             self.pin_path(),
             self.resources_path(),
+            // Its Group OSCORE key pair: a new one is made at the next start.
+            self.signing_key_path(),
         ];
         for p in fixed {
             remove_if_present(&p)?;
@@ -528,6 +572,25 @@ mod tests {
         );
         drop(held);
         d.lock().unwrap();
+        let _ = std::fs::remove_dir_all(d.path());
+    }
+
+    #[test]
+    fn the_signing_key_is_made_once_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tmp("gkey");
+        assert!(d.load_signing_key().unwrap().is_none());
+        let k = d.load_or_create_signing_key().unwrap();
+        let mode = std::fs::metadata(d.signing_key_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(*d.load_or_create_signing_key().unwrap(), *k, "made once");
+        assert_eq!(*d.load_signing_key().unwrap().unwrap(), *k);
+        assert!(crate::store::is_state_file("group-signing-key"));
+        std::fs::write(d.signing_key_path(), "xyz").unwrap();
+        assert!(d.load_signing_key().is_err());
         let _ = std::fs::remove_dir_all(d.path());
     }
 }

@@ -85,8 +85,9 @@ pub fn open_to_others(path: &Path) -> Option<OpenToOthers> {
 /// sequence numbers (`ssn-<credid>`), replay floors, their temporary files
 /// and lock files.
 pub fn is_state_file(name: &str) -> bool {
-    const FILES: [&str; 8] = [
+    const FILES: [&str; 9] = [
         "device.json",
+        "group-signing-key",
         "resources.json",
         "creds.json",
         "svr.json",

@@ -11,6 +11,7 @@ use ssm_ocf::{cbor, message, Uuid};
 use ssm_runtime::client::{
     describe, discover as discover_links, request, socket_for, MulticastTargets, SsmSender,
 };
+use ssm_runtime::group_client::MulticastSender;
 use std::path::Path;
 use std::time::Duration;
 
@@ -204,11 +205,31 @@ async fn update_multicast(
     let props = cbor::map([("value", Value::Bool(matches!(value, OnOff::On)))]);
     let cred = oscore
         .iter()
-        .find(|c| c.credtype == CredType::SsmClient && c.credid == credid)
+        .find(|c| {
+            matches!(
+                c.credtype,
+                CredType::SsmClient | CredType::GroupOscoreSender
+            ) && c.credid == credid
+        })
         .ok_or_else(|| anyhow!("SSM client credential {credid} is not usable"))?;
-    let store = ssm_runtime::state_dir::StateDir::new(state_dir).sequence_store(cred.credid);
-    let mut sender = SsmSender::new(cred, store)?;
+    let dir = ssm_runtime::state_dir::StateDir::new(state_dir);
+    let store = dir.sequence_store(cred.credid);
     let targets = MulticastTargets::open(&net.scope())?;
+    let mut sender = if cred.credtype == CredType::GroupOscoreSender {
+        // Group OSCORE group mode: signed with the switch's own key.
+        let key = dir.load_signing_key()?.ok_or_else(|| {
+            anyhow!(
+                "{} has no group signing key ({}): start the switch device once, it makes its key pair",
+                state_dir.display(),
+                dir.signing_key_path().display()
+            )
+        })?;
+        MulticastSender::Group(Box::new(ssm_runtime::group_client::GroupSsmSender::new(
+            cred, &key, store,
+        )?))
+    } else {
+        MulticastSender::Ssm(Box::new(SsmSender::new(cred, store)?))
+    };
     if confirm && hrefs.len() > 1 {
         bail!(
             "--confirm reads every light at one href; these lights serve SSM at {}: give --href",

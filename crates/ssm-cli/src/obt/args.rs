@@ -195,6 +195,11 @@ pub(super) enum GroupCmd {
         /// Every SSM device onboarded from now on joins it.
         #[arg(long)]
         auto: bool,
+        /// Security profile: `ocf-ssm` (OCF SSM, one shared key) or
+        /// `group-oscore` (RFC 10021 group mode: every command signed by
+        /// its switch; the OBT is the Group Manager).
+        #[arg(long, default_value = "ocf-ssm", value_parser = ["ocf-ssm", "group-oscore"])]
+        profile: String,
     },
     /// Add devices: lights become members, switches command the group.
     Add {

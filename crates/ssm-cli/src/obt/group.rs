@@ -35,7 +35,7 @@ fn group_json(s: &Store, g: &GroupInfo) -> serde_json::Value {
         )
         .collect();
     serde_json::json!({
-        "id": g.id, "name": g.name, "epoch": g.epoch, "auto": g.auto,
+        "id": g.id, "name": g.name, "epoch": g.epoch, "auto": g.auto, "profile": g.profile.as_str(),
         "members": devs(&g.members), "switches": devs(&g.switches),
         "followers": devs(&g.followers), "sender_ids": sender_ids,
     })
@@ -43,6 +43,7 @@ fn group_json(s: &Store, g: &GroupInfo) -> serde_json::Value {
 
 fn print_group(s: &Store, g: &GroupInfo) {
     println!("group {} (id {})", g.name, g.id);
+    println!("  profile    {}", g.profile);
     if g.epoch == 0 {
         println!("  epoch      - (no key yet: add a device)");
     } else {
@@ -86,15 +87,21 @@ pub(super) async fn run(path: &Path, cmd: GroupCmd, json: bool) -> Result<bool> 
 /// The commands that reach no device.
 fn read(s: &mut Store, cmd: GroupCmd, json: bool) -> Result<bool> {
     match cmd {
-        GroupCmd::Create { name, auto } => {
-            let g = engine::group_create(s, &name, auto).map_err(engine_err)?;
+        GroupCmd::Create {
+            name,
+            auto,
+            profile,
+        } => {
+            let profile = ssm_obt::store::Profile::parse(&profile).unwrap_or_default();
+            let g = engine::group_create_with(s, &name, auto, profile).map_err(engine_err)?;
             if json {
                 println!("{}", serde_json::json!({"group": group_json(s, &g)}));
             } else {
                 println!(
-                    "created group {} (id {}){}",
+                    "created group {} (id {}, profile {}){}",
                     g.name,
                     g.id,
+                    g.profile,
                     if auto {
                         ": every SSM device onboarded joins it"
                     } else {

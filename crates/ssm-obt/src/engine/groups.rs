@@ -34,6 +34,17 @@ pub fn group_create(s: &mut Store, name: &str, auto: bool) -> Result<GroupInfo, 
     Ok(s.create_group(name, auto)?)
 }
 
+/// `ssm obt group create NAME --profile P`: a group with a security
+/// profile (`group-oscore`: the OBT is its Group Manager).
+pub fn group_create_with(
+    s: &mut Store,
+    name: &str,
+    auto: bool,
+    profile: crate::store::Profile,
+) -> Result<GroupInfo, EngineError> {
+    Ok(s.create_group_with(name, auto, profile)?)
+}
+
 fn named(s: &Store, devices: &[String]) -> Result<Vec<(Uuid, DeviceRole)>, EngineError> {
     if devices.is_empty() {
         return Err(EngineError::NoDevicesNamed);

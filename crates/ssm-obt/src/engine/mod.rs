@@ -24,8 +24,8 @@ pub mod status;
 mod sync;
 
 pub use groups::{
-    auto_enrol, grant_group, group_add, group_create, group_delete, group_rekey, group_remove,
-    revoke_group, GroupChanged, GroupDeleted,
+    auto_enrol, grant_group, group_add, group_create, group_create_with, group_delete, group_rekey,
+    group_remove, revoke_group, GroupChanged, GroupDeleted,
 };
 pub use maint::{inspect, rename, Inspection, Renamed};
 pub use onboard::{

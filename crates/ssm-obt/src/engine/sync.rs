@@ -42,6 +42,7 @@ pub async fn sync_devices(
             }
         }
     }
+    fetch_auth_creds(s, obt, &records).await?;
     progress(Progress::Start {
         total: records.len(),
         what: "devices up to date",
@@ -112,6 +113,32 @@ pub async fn sync_devices(
     }
     progress(Progress::Finish);
     Ok(results)
+}
+
+/// The OBT as Group Manager: before any light is synced, the CCS of every
+/// switch of `records` that commands a `group-oscore` group and whose
+/// credential the domain does not have yet is read from the switch (it
+/// made the key pair itself; the private key stays there). A switch that
+/// does not answer gets no recipient contexts on the lights this time; the
+/// next sync that reaches it brings them.
+async fn fetch_auth_creds(
+    s: &mut Store,
+    obt: Uuid,
+    records: &[DeviceRecord],
+) -> Result<(), EngineError> {
+    for r in records.iter().filter(|r| r.role == DeviceRole::Switch) {
+        if !s.needs_auth_cred(&r.uuid)? {
+            continue;
+        }
+        let psk = s.owner_psk(&r.uuid)?;
+        let Ok(peer) = ssm_runtime::netif::parse_ep(&r.endpoint) else {
+            continue;
+        };
+        if let Ok(ccs) = ssm_runtime::obt_transport::read_auth_cred(peer, obt, &psk).await {
+            s.set_auth_cred(&r.uuid, &ccs)?;
+        }
+    }
+    Ok(())
 }
 
 /// One pass over `todo` (emptied), at most `jobs` at once. Successes and

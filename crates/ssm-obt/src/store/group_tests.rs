@@ -260,7 +260,12 @@ fn migrates_a_version_2_domain() {
         .conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
+    // Migrated through v3 (groups), v4 (SSM hrefs) and v5 (profiles:
+    // every group stays ocf-ssm).
     assert_eq!(v, super::SCHEMA_VERSION);
+    for g in s.groups().unwrap() {
+        assert_eq!(g.profile, Profile::OcfSsm, "{}", g.name);
+    }
     let (l1, l2, sw) = (
         Uuid::from_u128(10),
         Uuid::from_u128(11),

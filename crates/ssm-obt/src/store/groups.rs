@@ -26,6 +26,8 @@ pub struct GroupInfo {
     pub switches: Vec<Uuid>,
     /// The switches that follow its membership (granted on every member).
     pub followers: Vec<Uuid>,
+    /// Its security profile.
+    pub profile: Profile,
 }
 
 /// The one rule for a group name (it is also typed on a switch's command
@@ -47,16 +49,17 @@ impl Store {
 
     /// Group `gid`'s key and epoch, if its key was created.
     pub fn group_state(&self, gid: i64) -> Result<Option<GroupState>, StoreError> {
-        let row: Option<(Option<Vec<u8>>, i64, String)> = self
+        let row: Option<(Option<Vec<u8>>, i64, String, String)> = self
             .conn
             .query_row(
-                "SELECT secret, epoch, name FROM ssm_groups WHERE id = ?1",
+                "SELECT secret, epoch, name, profile FROM ssm_groups WHERE id = ?1",
                 params![gid],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()
             .map_err(self.sq())?;
-        Ok(row.and_then(|(secret, epoch, name)| {
+        Ok(row.and_then(|(secret, epoch, name, profile)| {
+            let profile = Profile::parse(&profile)?;
             let secret = Zeroizing::new(secret?);
             let mut out = Zeroizing::new([0u8; 32]);
             (secret.len() == 32).then(|| {
@@ -66,6 +69,7 @@ impl Store {
                     name,
                     secret: out,
                     epoch,
+                    profile,
                 }
             })
         }))
@@ -113,7 +117,9 @@ impl Store {
                     switches.push(d);
                 }
             }
+            let profile = self.profile_of(id)?;
             out.push(GroupInfo {
+                profile,
                 id,
                 name,
                 epoch,

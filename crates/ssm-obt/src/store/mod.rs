@@ -10,16 +10,18 @@ pub use crate::model::{DeviceRole, DeviceState};
 mod audit;
 pub mod backup;
 mod devices;
+mod gm;
 mod grants;
 mod groups;
 mod schema;
 
 use audit::audit_on;
+pub use gm::Profile;
 pub use grants::ALL_GROUP;
 pub use groups::{valid_group_name, GroupInfo};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Store errors, each saying what to do.
 #[derive(Debug, thiserror::Error)]
@@ -147,14 +149,16 @@ pub struct GroupState {
     pub secret: Zeroizing<[u8; 32]>,
     /// The epoch (1 at creation, +1 per rekey).
     pub epoch: i64,
+    /// Its security profile.
+    pub profile: Profile,
 }
 
 impl std::fmt::Debug for GroupState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "GroupState {{ id: {}, name: {:?}, epoch: {} }}",
-            self.id, self.name, self.epoch
+            "GroupState {{ id: {}, name: {:?}, epoch: {}, profile: {} }}",
+            self.id, self.name, self.epoch, self.profile
         )
     }
 }

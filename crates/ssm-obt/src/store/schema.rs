@@ -46,6 +46,18 @@ pub(super) const SCHEMA_V3: &str = "CREATE TABLE ssm_groups (id INTEGER PRIMARY 
      INSERT INTO audit (action, detail) SELECT 'migrate', 'schema 3: the SSM group is now the group all (id 1)'
        FROM ssm_groups WHERE id = 1;";
 
+/// Version 5: a security profile per group (`ocf-ssm`, the default and
+/// every existing group, or `group-oscore`: RFC 10021 group mode), the
+/// public authentication credentials (CCS) the devices made themselves,
+/// and the Group Manager's own Ed25519 key (its seed; its CCS enters every
+/// group-mode `external_aad`). Nothing is rekeyed: existing groups keep
+/// their profile and credentials.
+pub(super) const SCHEMA_V5: &str =
+    "ALTER TABLE ssm_groups ADD COLUMN profile TEXT NOT NULL DEFAULT 'ocf-ssm'
+       CHECK (profile IN ('ocf-ssm', 'group-oscore'));
+     CREATE TABLE auth_creds (uuid TEXT PRIMARY KEY, ccs BLOB NOT NULL);
+     CREATE TABLE group_manager (id INTEGER PRIMARY KEY CHECK (id = 1), seed BLOB NOT NULL);";
+
 impl Store {
     pub(super) fn open_inner(path: &Path, create: bool) -> Result<Store, StoreError> {
         let lock = lock(path)?;
@@ -189,6 +201,13 @@ impl Store {
                      PRAGMA user_version = 4;
                      COMMIT;",
                 )
+                .map_err(&sq)?;
+        }
+        if from < 5 {
+            self.conn
+                .execute_batch(&format!(
+                    "BEGIN; {SCHEMA_V5} PRAGMA user_version = 5; COMMIT;"
+                ))
                 .map_err(&sq)?;
         }
         Ok(())

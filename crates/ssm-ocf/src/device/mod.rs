@@ -19,6 +19,7 @@ use ciborium::Value;
 use ssm_coap::{Code, Message, MessageType, OptionNumber, CONTENT_FORMAT_CBOR};
 use uuid::Uuid;
 
+mod authcred;
 mod core_resources;
 pub use core_resources::valid_name;
 mod grouping;
@@ -218,6 +219,8 @@ pub struct Device {
     observers: Observers,
     security: Option<SecurityState>,
     now: Option<std::time::Instant>,
+    /// Its own Group OSCORE authentication credential (CCS), if any.
+    auth_cred: Option<Vec<u8>>,
 }
 
 /// Most observations kept in all (plain and secured quotas, see
@@ -236,6 +239,7 @@ impl Device {
             observers: Observers::new(),
             security: None,
             now: None,
+            auth_cred: None,
         }
     }
 
@@ -328,6 +332,9 @@ impl Device {
         }
         if path == crate::groups::HREF {
             return self.grouping(req, meta, iface.as_deref());
+        }
+        if path == crate::group_cred::AUTHCRED_HREF {
+            return self.authcred(req, meta);
         }
         if path.starts_with("/oic/sec/") {
             let Some(sec) = self.security.as_mut() else {

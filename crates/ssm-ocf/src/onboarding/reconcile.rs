@@ -12,10 +12,12 @@ use ssm_coap::{Code, Message, MessageType};
 /// the owner credential: pair-wise OSCORE (64), SSM client (128) and SSM
 /// server (256). Anything else (the owner's credtype 1) is never touched
 /// by [`reconcile`].
-pub const MANAGED_CREDTYPES: [CredType; 3] = [
+pub const MANAGED_CREDTYPES: [CredType; 5] = [
     CredType::PairwiseOscore,
     CredType::SsmClient,
     CredType::SsmServer,
+    CredType::GroupOscoreSender,
+    CredType::GroupOscoreRecipient,
 ];
 
 /// The GET requests whose answers [`reconcile`] compares: the device's
@@ -69,6 +71,19 @@ fn cred_identity(
         CredType::PairwiseOscore => (lower(o.senderid), lower(o.recipientid), None),
         CredType::SsmClient => (lower(o.senderid), None, desc_base(o.desc)),
         CredType::SsmServer => (None, lower(o.recipientid), desc_base(o.desc)),
+        // Group mode: the desc names group and epoch; a rekey (new Gid) or
+        // a switch's new key gives a new desc or recipient ID, so the
+        // public `group` object (Gid, credentials) is compared too.
+        CredType::GroupOscoreSender => (
+            lower(o.senderid),
+            None,
+            Some(format!("{:?} {:?}", desc_base(o.desc), o.group)),
+        ),
+        CredType::GroupOscoreRecipient => (
+            None,
+            lower(o.recipientid),
+            Some(format!("{:?} {:?}", desc_base(o.desc), o.group)),
+        ),
         _ => (lower(o.senderid), lower(o.recipientid), desc_base(o.desc)),
     };
     (

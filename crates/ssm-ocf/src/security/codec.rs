@@ -87,15 +87,29 @@ pub fn cred_value(c: &CredResource, with_secrets: bool) -> Value {
                 }
                 if let (Some(d), true) = (
                     &o.desc,
-                    matches!(t, CredType::SsmClient | CredType::SsmServer),
+                    matches!(
+                        t,
+                        CredType::SsmClient
+                            | CredType::SsmServer
+                            | CredType::GroupOscoreSender
+                            | CredType::GroupOscoreRecipient
+                    ),
                 ) {
                     om.push(("desc", Value::Text(d.clone())));
                 }
                 if let (Some(n), true) = (
                     o.ssn,
-                    matches!(t, CredType::SsmClient | CredType::PairwiseOscore),
+                    matches!(
+                        t,
+                        CredType::SsmClient
+                            | CredType::PairwiseOscore
+                            | CredType::GroupOscoreSender
+                    ),
                 ) {
                     om.push(("ssn", Value::Integer(n.into())));
+                }
+                if let Some(g) = &o.group {
+                    om.push(("group", group_value(g)));
                 }
                 m.push(("oscore", cbor::map(om)));
             }
@@ -140,6 +154,7 @@ pub fn cred_from_value(v: &Value) -> Option<Credential> {
                 .and_then(Value::as_integer)
                 .and_then(|i| u64::try_from(i).ok()),
             desc: text("desc"),
+            group: cbor::get(o, "group").map(group_from_value),
         }
     });
     Some(Credential {
@@ -149,4 +164,45 @@ pub fn cred_from_value(v: &Value) -> Option<Credential> {
         privatedata,
         oscore,
     })
+}
+
+/// The `oscore.group` object (group-mode material, [`crate::group_cred`]).
+fn group_value(g: &crate::group_cred::GroupFields) -> Value {
+    let mut m = vec![("gid", Value::Text(g.gid.clone()))];
+    if let Some(s) = &g.salt {
+        m.push(("salt", Value::Text(s.clone())));
+    }
+    m.push(("signalg", Value::Integer(g.signalg.into())));
+    m.push(("encalg", Value::Integer(g.encalg.into())));
+    m.push(("gmcred", Value::Text(g.gmcred.clone())));
+    if let Some(a) = &g.authcred {
+        m.push(("authcred", Value::Text(a.clone())));
+    }
+    if let Some(a) = g.aeadalg {
+        m.push(("aeadalg", Value::Integer(a.into())));
+    }
+    cbor::map(m)
+}
+
+/// Decodes an `oscore.group` object; missing or mistyped fields become
+/// values [`crate::group_cred::check`] refuses.
+fn group_from_value(v: &Value) -> crate::group_cred::GroupFields {
+    let text = |k: &str| cbor::get(v, k).and_then(Value::as_text).map(String::from);
+    let int = |k: &str| {
+        cbor::get(v, k)
+            .and_then(Value::as_integer)
+            .and_then(|i| i64::try_from(i).ok())
+            .unwrap_or(0)
+    };
+    crate::group_cred::GroupFields {
+        gid: text("gid").unwrap_or_default(),
+        salt: text("salt"),
+        signalg: int("signalg"),
+        encalg: int("encalg"),
+        gmcred: text("gmcred").unwrap_or_default(),
+        authcred: text("authcred"),
+        aeadalg: cbor::get(v, "aeadalg")
+            .and_then(Value::as_integer)
+            .and_then(|i| i64::try_from(i).ok()),
+    }
 }

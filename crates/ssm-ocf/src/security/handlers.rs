@@ -378,10 +378,7 @@ impl SecurityState {
             if cred.oscore().is_err() {
                 return SvrOutcome::code(Code::BAD_REQUEST);
             }
-            oscore_changed |= matches!(
-                cred.cred_type(),
-                CredType::PairwiseOscore | CredType::SsmClient | CredType::SsmServer
-            );
+            oscore_changed |= cred.cred_type().is_oscore();
             if cred.credid == 0 {
                 let Some(id) = super::next_free_id(next.creds.iter().map(|c| c.credid)) else {
                     return SvrOutcome::code(Code::REQUEST_ENTITY_TOO_LARGE);

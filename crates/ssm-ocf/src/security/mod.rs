@@ -10,7 +10,7 @@
 //! * An SSM request is authorised as coming from its credential's
 //!   `subjectuuid`.
 pub mod acl2;
-mod codec;
+pub(crate) mod codec;
 pub mod doxm;
 mod handlers;
 pub mod otm;

@@ -17,6 +17,7 @@ fn server_cred(credid: u32, subject: u128, secret: &[u8]) -> OscoreCred {
         sender_id: None,
         recipient_id: Some(kid()),
         ssn: None,
+        group: None,
     }
 }
 

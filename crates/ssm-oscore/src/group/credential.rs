@@ -41,6 +41,21 @@ impl core::fmt::Debug for Credential {
     }
 }
 
+/// Length of the CCS [`ccs_of_ed25519`] builds.
+pub const ED25519_CCS_LEN: usize = 46;
+
+/// The CWT Claims Set (RFC 8392) of an Ed25519 public key as aiocoap builds
+/// it: `{8 (cnf): {1 (COSE_Key): {1 (kty): 1 (OKP), 3 (alg): -8 (EdDSA),
+/// -1 (crv): 6 (Ed25519), -2 (x): public_key}}}`, no other claim.
+pub fn ccs_of_ed25519(public_key: &[u8; 32]) -> [u8; ED25519_CCS_LEN] {
+    let mut c = [0u8; ED25519_CCS_LEN];
+    c[..14].copy_from_slice(&[
+        0xa1, 0x08, 0xa1, 0x01, 0xa4, 0x01, 0x01, 0x03, 0x27, 0x20, 0x06, 0x21, 0x58, 0x20,
+    ]);
+    c[14..].copy_from_slice(public_key);
+    c
+}
+
 /// The public key of a CWT Claims Set (RFC 8392) `{ 8 (cnf): { 1
 /// (COSE_Key): { 1 (kty): 1 (OKP), -1 (crv): 6 (Ed25519), -2 (x): bstr .size
 /// 32, ? 3 (alg): -8 } } }`, other claims and key parameters skipped. Fails

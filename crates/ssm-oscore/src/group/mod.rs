@@ -112,7 +112,7 @@ mod sign;
 
 pub use cose::aad_array;
 pub(crate) use cose::enc_structure;
-pub use credential::{ccs_ed25519_public_key, Credential};
+pub use credential::{ccs_ed25519_public_key, ccs_of_ed25519, Credential, ED25519_CCS_LEN};
 pub use sign::{keystream, signature_encryption_key};
 
 use crate::context::{RecipientContext, SenderContext};

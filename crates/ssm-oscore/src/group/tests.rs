@@ -538,3 +538,13 @@ fn debug_shows_no_secrets() {
     assert!(!text.contains("90, 90, 90"), "{text}"); // seed bytes 0x5a as decimals
     assert!(text.contains("<secret>"));
 }
+
+#[test]
+fn ccs_builder_matches_aiocoap_layout_and_parses_back() {
+    let pk = SigningKey::from_bytes(&seed(b"\x01"))
+        .verifying_key()
+        .to_bytes();
+    let c = super::ccs_of_ed25519(&pk);
+    assert_eq!(c, ccs(&pk));
+    assert_eq!(super::ccs_ed25519_public_key(&c).unwrap(), pk);
+}

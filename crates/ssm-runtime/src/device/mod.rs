@@ -18,6 +18,7 @@ mod dtls;
 mod error;
 mod hub;
 mod join;
+mod keys;
 mod multicast;
 mod notify;
 mod pin;
@@ -431,6 +432,7 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
         .clone()
         .map(|j| (j, config.state_dir.to_string_lossy().into_owned()));
     let floors = load_floors(&dir, journal.as_ref())?;
+    keys::own_key_pair(&mut device, &dir)?;
     let (mut ssm, pairwise) = contexts(&device, &dir, floors)?;
     let unicast = Arc::new(unicast::socket(config.unicast_port)?);
     let (mcast, endpoints) = join::join_groups(config, unicast.local_addr()?.port())?;
