@@ -71,8 +71,15 @@ fn obt_killed_mid_onboarding_and_mid_rekey() {
     obt.kill().unwrap();
     obt.wait().unwrap();
     assert_eq!(owned.len(), 1, "the OBT was killed after the first device");
-    // A transfer cut off is undone by its device (idle owner-transfer
-    // session); wait until every device is either owned or unowned again.
+    // A transfer cut off is undone by its device when its owner-transfer
+    // session has been idle for 12 s (`OTM_IDLE` of the device runtime);
+    // until then the device is still in that transfer (its doxm says
+    // unowned all along) and refuses another, and the undo shows a new
+    // PIN. A SIGKILLed OBT cannot end the session, so wait that out before
+    // reading the PINs for the re-run (reading them earlier made the
+    // re-run fail now and then with a DTLS timeout on the device that was
+    // mid-transfer). Then wait until every device is owned or unowned.
+    std::thread::sleep(Duration::from_millis(13_500));
     let settle = Instant::now() + Duration::from_secs(25);
     loop {
         for (i, d) in devs.iter().enumerate() {
