@@ -379,17 +379,21 @@ fn zones_lifecycle_and_forgery_across_groups() {
     // `list` shows each device's groups.
     let l = plain(&["list"]);
     let groups_of = |n: &str| {
-        l["devices"]
+        let d = l["devices"]
             .as_array()
             .unwrap()
             .iter()
             .find(|d| d["name"] == n)
-            .unwrap()["groups"]
-            .clone()
+            .unwrap();
+        (d["groups"].clone(), d["group_ids"].clone())
     };
     assert_eq!(
         (groups_of("both"), groups_of("e2"), groups_of("sw-b")),
-        (json!([eid, wid]), json!([]), json!([eid, wid]))
+        (
+            (json!(["east", "west"]), json!([eid, wid])),
+            (json!([]), json!([])),
+            (json!(["east", "west"]), json!([eid, wid]))
+        )
     );
     // Forgery across groups: e1 uses everything on its disk.
     let west_ids: Vec<String> = west_after["sender_ids"]

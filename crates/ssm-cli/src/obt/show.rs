@@ -14,9 +14,17 @@ pub(super) fn list(path: &Path, json: bool) -> Result<bool> {
         (st, _) => st.to_string(),
     };
     if json {
+        // `groups` holds names, as in `status`; the `oic.r.groups` numbers
+        // are `group_ids` (one contract: the same field, the same thing).
+        let all = s.groups()?;
         let mut v = Vec::new();
         for d in &devs {
-            v.push(serde_json::json!({"uuid": d.uuid, "name": d.name, "role": d.role.as_str(), "state": state(d), "ep": d.endpoint, "last_seen": d.last_seen, "groups": s.device_groups(&d.uuid)?}));
+            let ids = s.device_groups(&d.uuid)?;
+            let names: Vec<&str> = ids
+                .iter()
+                .filter_map(|id| all.iter().find(|g| g.id == *id).map(|g| g.name.as_str()))
+                .collect();
+            v.push(serde_json::json!({"uuid": d.uuid, "name": d.name, "role": d.role.as_str(), "state": state(d), "ep": d.endpoint, "last_seen": d.last_seen, "groups": names, "group_ids": ids}));
         }
         let g = s.group()?.map(|g| g.epoch);
         println!("{}", serde_json::json!({"devices": v, "ssm_epoch": g}));
