@@ -127,7 +127,7 @@ pub async fn settle_onboarding(s: &mut Store, obt: Uuid) -> Result<Vec<Uuid>, En
             }
             Ok(false) => s.forget_onboarding(&d.uuid)?,
             Err(e) => {
-                tracing::warn!(device = %d.uuid, error = %e, "cannot settle an interrupted onboarding yet")
+                tracing::warn!(device = %d.name, uuid = %d.uuid, error = %e, "cannot settle an interrupted onboarding yet")
             }
         }
     }
