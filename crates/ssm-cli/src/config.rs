@@ -27,7 +27,7 @@ pub struct FileConfig {
     pub unicast_port: Option<u16>,
 }
 
-/// `iface = "eth1"` or `iface = ["eth1", "eth2"]`.
+/// `iface = "iot1"` or `iface = ["iot1", "iot2"]`.
 #[derive(Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(untagged)]
 pub enum Ifaces {
@@ -132,7 +132,7 @@ fn configure(a: Arg, file: &FileConfig) -> Arg {
     let many = matches!(a.get_action(), ArgAction::Append);
     let mut a = a.env(var);
     if many {
-        // SSM_IFACE=eth1,eth2
+        // SSM_IFACE=iot1,iot2
         a = a.value_delimiter(',');
     }
     let values = file.values(key);

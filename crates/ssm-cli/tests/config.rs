@@ -120,7 +120,7 @@ fn bad_files_are_usage_errors_naming_the_file() {
     let home = tmp.path().join("xdg");
     std::fs::create_dir_all(home.join("ssm")).unwrap();
     let f = home.join("ssm/ssm.toml");
-    std::fs::write(&f, "ifase = \"eth1\"\n").unwrap();
+    std::fs::write(&f, "ifase = \"iot1\"\n").unwrap();
     let out = ssm_testkit::run_with_timeout(
         {
             let mut c = ssm(&home);

@@ -17,18 +17,18 @@ fn args(a: &[&str]) -> Vec<String> {
 #[test]
 fn parses_ssm_toml() {
     let c = FileConfig::parse(
-        "iface = \"eth1\"\ndomain = \"/var/lib/ssm/d.sqlite\"\nport = 5690\nunicast_port = 5700\n",
+        "iface = \"iot1\"\ndomain = \"/var/lib/ssm/d.sqlite\"\nport = 5690\nunicast_port = 5700\n",
     )
     .unwrap();
-    assert_eq!(c.iface, Some(Ifaces::One("eth1".into())));
+    assert_eq!(c.iface, Some(Ifaces::One("iot1".into())));
     assert_eq!(c.values("domain"), ["/var/lib/ssm/d.sqlite"]);
     assert_eq!(c.values("port"), ["5690"]);
     assert_eq!(c.values("unicast_port"), ["5700"]);
-    let many = FileConfig::parse("iface = [\"eth1\", \"eth2\"]").unwrap();
-    assert_eq!(many.values("iface"), ["eth1", "eth2"]);
+    let many = FileConfig::parse("iface = [\"iot1\", \"iot2\"]").unwrap();
+    assert_eq!(many.values("iface"), ["iot1", "iot2"]);
     assert_eq!(FileConfig::parse("").unwrap(), FileConfig::default());
     // A typo or a wrong type is an error, not silently ignored.
-    let e = FileConfig::parse("ifase = \"eth1\"").unwrap_err();
+    let e = FileConfig::parse("ifase = \"iot1\"").unwrap_err();
     assert!(format!("{e:#}").contains("ifase"), "{e:#}");
     assert!(FileConfig::parse("port = \"high\"").is_err());
     assert!(FileConfig::parse("port = 70000").is_err());
@@ -108,13 +108,13 @@ fn file_values_are_defaults_flags_win() {
             "--port",
             "7000",
             "--iface",
-            "eth9",
+            "iot9",
         ])
         .unwrap();
     let (_, dev) = m.subcommand().unwrap();
     assert_eq!(dev.get_one::<u16>("port"), Some(&7000));
     let ifaces: Vec<&String> = dev.get_many::<String>("ifaces").unwrap().collect();
-    assert_eq!(ifaces, ["eth9"]);
+    assert_eq!(ifaces, ["iot9"]);
     // `ssm obt`: a single --iface takes the first; --domain the file's.
     let m = cmd()
         .try_get_matches_from(["ssm", "obt", "discover"])
@@ -146,7 +146,7 @@ fn file_values_are_defaults_flags_win() {
 fn lo_hint_only_for_an_empty_discovery_on_lo() {
     let lo = vec!["lo".to_string()];
     assert_eq!(lo_hint(&lo, 1), None);
-    assert_eq!(lo_hint(&["eth1".to_string()], 0), None);
+    assert_eq!(lo_hint(&["iot1".to_string()], 0), None);
     let h = lo_hint(&lo, 0).unwrap();
     assert!(
         h.starts_with("no devices found on lo; did you mean --iface "),
