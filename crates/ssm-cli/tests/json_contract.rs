@@ -85,7 +85,7 @@ fn every_obt_subcommand_follows_the_json_contract() {
     let h = Host(None);
     let tmp = TempDir::new("ssm-json");
     let dir = tmp.path();
-    let port = 26000 + (std::process::id() % 9000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let ports = port.to_string();
     let link = ["--iface", "lo", "--port", ports.as_str()];
     let names = ["light-0", "light-1", "switch-0"];
