@@ -8,7 +8,7 @@
 //! allocator); they fetch their keys themselves (`ssm obt external
 //! material`), again after every rekey.
 use super::grants::{group_lights, new_sender_id};
-use super::groups::leave_all_groups;
+use super::groups::{leave_all_groups, Rekeyed};
 use super::*;
 
 /// A group-mode member of a group's current epoch: its Sender ID and its
@@ -203,7 +203,7 @@ impl Store {
         &mut self,
         uuid: &Uuid,
         random: &mut dyn FnMut(&mut [u8]),
-    ) -> Result<(Vec<(i64, i64)>, Vec<Uuid>), StoreError> {
+    ) -> Result<(Vec<Rekeyed>, Vec<Uuid>), StoreError> {
         if !self.is_external(uuid)? {
             return Err(StoreError::UnknownDevice(uuid.to_string()));
         }

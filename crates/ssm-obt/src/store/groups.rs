@@ -424,7 +424,7 @@ fn add_on(
 }
 
 /// A group rekeyed by a change: (group id, new epoch).
-pub(super) type Rekeyed = (i64, i64);
+pub type Rekeyed = (i64, i64);
 
 /// Everything of `uuid` leaves every group (grants, membership, following,
 /// pair-wise keys; its Sender IDs are kept, revoked: never reused), and

@@ -20,7 +20,7 @@ use audit::audit_on;
 pub use external::GroupPeer;
 pub use gm::Profile;
 pub use grants::ALL_GROUP;
-pub use groups::{valid_group_name, GroupInfo};
+pub use groups::{valid_group_name, GroupInfo, Rekeyed};
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = 6;
