@@ -10,7 +10,8 @@
 //!   `ssm_ocf::group_cred` and `ssm_runtime::group_client::GroupSsmSender`)
 //!   signs and protects an UPDATE and sends it to the group from its own
 //!   host (pinned to the test's interface, hop limit 1): both lights apply
-//!   it, credited to the external member's UUID;
+//!   it, credited to the external member's UUID (the same without the
+//!   AEAD Algorithm: dropped as `BadSignature`);
 //! * `material` of a light of ours and of a member not in the group fail;
 //!   `sync` and `status` go past the external member;
 //! * `external remove` rekeys the group: an UPDATE made from the old
@@ -426,6 +427,23 @@ fn an_external_member_switches_our_lights_until_it_is_removed() {
         (Some("external"), Some(false)),
         "{row}"
     );
+
+    // Without the AEAD Algorithm (what our OBT gave before --aead-alg),
+    // its external_aad differs: both lights drop it. Both senders share
+    // one sequence store: no sequence number is used twice.
+    let mut without = m.clone();
+    without["aeadalg"] = Value::Null;
+    let mut wrong = sender_of(&without, &key, &dir.join("bms.ssn"));
+    drain();
+    send_datagram(&hosts[4], iface, port, &update(&mut wrong, true, 9));
+    let seen = observe(&lights, soon());
+    for (n, (applied, drops)) in ["l1", "l2"].iter().zip(&seen) {
+        assert!(
+            applied.is_none() && drops == &["BadSignature"],
+            "{n}: {seen:?}"
+        );
+    }
+    drop(wrong);
 
     // The external switch commands the lights.
     let mut sender = sender_of(&m, &key, &dir.join("bms.ssn"));
