@@ -352,6 +352,31 @@ fn an_external_member_switches_our_lights_until_it_is_removed() {
     let m: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let printed = plain(&["external", "material", "bms", "--group", "hall"]);
     assert_eq!(printed, m);
+    // The master secret is in the document only: not in the trace log,
+    // nor in the --json report of `--out`.
+    let secret = m["secret"].as_str().unwrap().to_string();
+    let o = obt.ssm(&[
+        "-vv",
+        "obt",
+        "--domain",
+        &domain,
+        "--json",
+        "external",
+        "material",
+        "bms",
+        "--group",
+        "hall",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    for (what, text) in [("log", &o.stderr), ("--json report", &o.stdout)] {
+        let text = String::from_utf8_lossy(text);
+        assert!(
+            !text.contains(&secret) && !text.contains(&secret[..16]),
+            "the secret in the {what}"
+        );
+    }
     let show = plain(&["group", "show", "hall"])["group"].clone();
     let sw_sid = show["sender_ids"]
         .as_array()
