@@ -184,9 +184,11 @@ pub(super) enum Cmd {
     /// light-1 light-2`, `ssm obt ssm grant hall-switch --group east`.
     #[command(subcommand)]
     Group(GroupCmd),
-    /// External members of `group-oscore` groups: RFC 10021 group-mode
-    /// members that are not OCF devices (a building-management system,
-    /// another vendor's device). Never onboarded nor reached by the OBT:
+    /// External (non-OCF) members of `group-oscore` groups.
+    ///
+    /// RFC 10021 group-mode members that are not OCF devices (a
+    /// building-management system, another vendor's device). Never
+    /// onboarded nor reached by the OBT:
     /// registered with their CCS, they join by `group add` (a light) or
     /// `ssm grant --group` (a switch), are listed by `ssm obt list` (state
     /// `external`) and fetch their keys with `material`, again after
@@ -200,9 +202,11 @@ pub(super) enum Cmd {
 
 #[derive(clap::Subcommand, Debug)]
 pub(super) enum ExternalCmd {
-    /// Register an external member under a new subject UUID, by the CCS
-    /// the administrator got from it out of band (the OBT cannot check
-    /// that the member holds the private key).
+    /// Register an external member by its CCS.
+    ///
+    /// It gets a new subject UUID and the name given; the CCS is what the
+    /// administrator got from it out of band (the OBT cannot check that
+    /// the member holds the private key).
     ///
     /// Example: `ssm obt external add bms --role switch --authcred bms.ccs`
     Add {
@@ -217,8 +221,10 @@ pub(super) enum ExternalCmd {
         #[arg(long, required = true)]
         authcred: PathBuf,
     },
-    /// The JSON an external member needs for one group's current epoch:
-    /// group, epoch, Group ID, master secret, its Sender ID, algorithms,
+    /// The JSON an external member needs for a group (holds the master secret).
+    ///
+    /// Of the group's current epoch: group, epoch, Group ID, master
+    /// secret, its Sender ID, algorithms,
     /// the Group Manager's CCS, its own CCS and its peers' (Sender ID →
     /// CCS). Holds the master secret: `--out` writes it 0600. Fetch it
     /// again after every rekey of the group.
@@ -234,8 +240,10 @@ pub(super) enum ExternalCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Forget an external member; every group it was in is rekeyed (RFC
-    /// 10021 §12) and its devices are brought up to date.
+    /// Forget an external member; every group it was in is rekeyed.
+    ///
+    /// RFC 10021 §12 (rekey on leave); the devices of those groups are
+    /// brought up to date.
     ///
     /// Example: `ssm obt external remove bms`
     Remove {
