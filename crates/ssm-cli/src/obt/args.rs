@@ -73,8 +73,9 @@ pub(super) enum Cmd {
         #[arg(long, value_parser = ["light", "switch"])]
         role: Option<String>,
     },
-    /// List the devices of the domain (state, role, last seen); read-only:
-    /// works while another `ssm obt` runs.
+    /// List the devices of the domain (state, role, last seen), external
+    /// members too (state `external`); read-only: works while another
+    /// `ssm obt` runs.
     List,
     /// Every device as it is now: name, role, groups, reachable, on/off
     /// (a secured RETRIEVE over the OBT's owner session), provisioned or
