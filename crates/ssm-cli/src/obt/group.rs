@@ -130,18 +130,24 @@ fn read(s: &mut Store, cmd: GroupCmd, json: bool) -> Result<bool> {
                 println!("{}", serde_json::json!({"groups": v}));
             } else {
                 println!(
-                    "{:<4} {:<20} {:<6} {:<5} {:<8} switches",
-                    "id", "name", "epoch", "auto", "members"
+                    "{:<4} {:<20} {:<6} {:<5} {:<8} {:<9} profile",
+                    "id", "name", "epoch", "auto", "members", "switches"
                 );
                 for g in &gs {
+                    let aead = if g.aead_alg.is_some() {
+                        " (aead-alg)"
+                    } else {
+                        ""
+                    };
                     println!(
-                        "{:<4} {:<20} {:<6} {:<5} {:<8} {}",
+                        "{:<4} {:<20} {:<6} {:<5} {:<8} {:<9} {}{aead}",
                         g.id,
                         g.name,
                         g.epoch,
                         if g.auto { "yes" } else { "no" },
                         g.members.len(),
-                        g.switches.len()
+                        g.switches.len(),
+                        g.profile
                     );
                 }
             }
