@@ -14,8 +14,9 @@
 //!   so the concatenation is unambiguous). A hit means this exact triple
 //!   verified before. A forged triple (any byte of key, signature or
 //!   signed bytes changed) has another digest and misses, so the strict
-//!   check runs and refuses it; a hit on it would take a SHA-256 second
-//!   preimage.
+//!   check runs and refuses it; a hit on it would take a SHA-256
+//!   collision with a triple that did verify (a second preimage of a
+//!   genuine command, which the attacker did not choose).
 //! * Nothing about a receiver is cached: each light still checks the kid
 //!   and Gid, decrypts and verifies the AEAD tag with its own context, and
 //!   checks and moves its own replay window (only after the signature and
@@ -48,8 +49,8 @@ struct Memo {
 }
 
 impl SignatureCache {
-    /// Entries kept by [`SignatureCache::new`]: far more than the commands
-    /// in flight to the lights of a process at once.
+    /// The capacity the product uses ([`SignatureCache::new`]): far more
+    /// than the commands in flight to the lights of a process at once.
     pub const DEFAULT_CAPACITY: usize = 256;
 
     /// A memo of up to `capacity` successes of the strict Ed25519 check.
