@@ -56,6 +56,48 @@ fn named(s: &Store, devices: &[String]) -> Result<Vec<(Uuid, DeviceRole)>, Engin
         .map_err(EngineError::from)
 }
 
+/// The sequence of every group operation: the OBT's identity; `write`,
+/// which resolves the group and the devices named and changes the store in
+/// one transaction that marks the devices it touches stale, returning them
+/// (and what the report needs); then those devices synced.
+async fn write_then_sync<T>(
+    s: &mut Store,
+    (reach, jobs, progress): (&Reach, usize, &(dyn Fn(Progress) + Sync)),
+    write: impl FnOnce(&mut Store) -> Result<(Vec<Uuid>, T), EngineError>,
+) -> Result<(Vec<Synced>, T), EngineError> {
+    let (obt, _) = s.obt()?;
+    let (affected, t) = write(s)?;
+    let synced = sync_devices(s, obt, &affected, reach, jobs, progress).await?;
+    Ok((synced, t))
+}
+
+/// The affected devices and new epoch of a membership change.
+type MemberChange = Result<(Vec<Uuid>, Option<i64>), crate::store::StoreError>;
+
+/// `group add` and `group remove`: the group and the devices named are
+/// resolved, `change` applies them, the devices it touched are synced.
+async fn change_members(
+    s: &mut Store,
+    name: &str,
+    devices: &[String],
+    to: (&Reach, usize, &(dyn Fn(Progress) + Sync)),
+    change: impl FnOnce(&mut Store, &[(Uuid, DeviceRole)]) -> MemberChange,
+) -> Result<GroupChanged, EngineError> {
+    let (synced, (ds, rekeyed)) = write_then_sync(s, to, |s| {
+        s.group_info(name)?;
+        let ds = named(s, devices)?;
+        let (affected, rekeyed) = change(s, &ds)?;
+        Ok((affected, (ds, rekeyed)))
+    })
+    .await?;
+    Ok(GroupChanged {
+        group: s.group_info(name)?,
+        devices: ds.iter().map(|d| d.0).collect(),
+        rekeyed,
+        synced,
+    })
+}
+
 /// `ssm obt group add NAME DEVICE…`: lights become members (granted to
 /// the switches that follow the group), switches follow it (granted on
 /// every member).
@@ -67,17 +109,10 @@ pub async fn group_add(
     jobs: usize,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<GroupChanged, EngineError> {
-    let (obt, _) = s.obt()?;
-    s.group_info(name)?;
-    let ds = named(s, devices)?;
-    let affected = s.add_to_group(name, &ds, &mut rng)?;
-    let synced = sync_devices(s, obt, &affected, reach, jobs, progress).await?;
-    Ok(GroupChanged {
-        group: s.group_info(name)?,
-        devices: ds.iter().map(|d| d.0).collect(),
-        rekeyed: None,
-        synced,
+    change_members(s, name, devices, (reach, jobs, progress), |s, ds| {
+        Ok((s.add_to_group(name, ds, &mut rng)?, None))
     })
+    .await
 }
 
 /// `ssm obt group remove NAME DEVICE…`: the devices leave the group, which
@@ -90,17 +125,10 @@ pub async fn group_remove(
     jobs: usize,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<GroupChanged, EngineError> {
-    let (obt, _) = s.obt()?;
-    s.group_info(name)?;
-    let ds = named(s, devices)?;
-    let (affected, rekeyed) = s.remove_from_group(name, &ds, &mut rng)?;
-    let synced = sync_devices(s, obt, &affected, reach, jobs, progress).await?;
-    Ok(GroupChanged {
-        group: s.group_info(name)?,
-        devices: ds.iter().map(|d| d.0).collect(),
-        rekeyed,
-        synced,
+    change_members(s, name, devices, (reach, jobs, progress), |s, ds| {
+        s.remove_from_group(name, ds, &mut rng)
     })
+    .await
 }
 
 /// `ssm obt group rekey NAME`: a new key for that group only.
@@ -111,12 +139,14 @@ pub async fn group_rekey(
     jobs: usize,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<GroupChanged, EngineError> {
-    let (obt, _) = s.obt()?;
-    let (rekeyed, affected) = s.rekey_group(name, &mut rng, "requested")?;
-    if rekeyed.is_none() {
-        return Err(EngineError::NoGroupKey(name.into()));
-    }
-    let synced = sync_devices(s, obt, &affected, reach, jobs, progress).await?;
+    let (synced, rekeyed) = write_then_sync(s, (reach, jobs, progress), |s| {
+        let (rekeyed, affected) = s.rekey_group(name, &mut rng, "requested")?;
+        if rekeyed.is_none() {
+            return Err(EngineError::NoGroupKey(name.into()));
+        }
+        Ok((affected, rekeyed))
+    })
+    .await?;
     Ok(GroupChanged {
         group: s.group_info(name)?,
         devices: Vec::new(),
@@ -134,10 +164,11 @@ pub async fn group_delete(
     jobs: usize,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<GroupDeleted, EngineError> {
-    let (obt, _) = s.obt()?;
-    let group = s.group_info(name)?;
-    let affected = s.delete_group(name)?;
-    let synced = sync_devices(s, obt, &affected, reach, jobs, progress).await?;
+    let (synced, group) = write_then_sync(s, (reach, jobs, progress), |s| {
+        let group = s.group_info(name)?;
+        Ok((s.delete_group(name)?, group))
+    })
+    .await?;
     Ok(GroupDeleted { group, synced })
 }
 
@@ -162,11 +193,13 @@ pub async fn grant_group(
     jobs: usize,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Granted, EngineError> {
-    let (obt, _) = s.obt()?;
-    let c = switch(s, client)?;
-    let g = s.group_info(group)?;
-    let affected = s.add_to_group(group, &[(c.uuid, DeviceRole::Switch)], &mut rng)?;
-    let synced = sync_devices(s, obt, &affected, reach, jobs, progress).await?;
+    let (synced, (c, g)) = write_then_sync(s, (reach, jobs, progress), |s| {
+        let c = switch(s, client)?;
+        let g = s.group_info(group)?;
+        let affected = s.add_to_group(group, &[(c.uuid, DeviceRole::Switch)], &mut rng)?;
+        Ok((affected, (c, g)))
+    })
+    .await?;
     Ok(Granted {
         sender_id: s.sender_id_in(g.id, &c.uuid)?,
         epoch: s.group_state(g.id)?.map(|k| k.epoch),
@@ -187,21 +220,23 @@ pub async fn revoke_group(
     jobs: usize,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Revoked, EngineError> {
-    let (obt, _) = s.obt()?;
-    let c = switch(s, client)?;
-    let g = s.group_info(group)?;
-    let lights: Vec<Uuid> = s
-        .grants_in(g.id)?
-        .into_iter()
-        .filter(|(cl, _)| *cl == c.uuid)
-        .map(|(_, l)| l)
-        .collect();
-    if lights.is_empty() && !g.followers.contains(&c.uuid) && !g.switches.contains(&c.uuid) {
-        return Err(EngineError::NoGrants(c.name));
-    }
-    let (affected, epoch) =
-        s.remove_from_group(group, &[(c.uuid, DeviceRole::Switch)], &mut rng)?;
-    let synced = sync_devices(s, obt, &affected, reach, jobs, progress).await?;
+    let (synced, (c, lights, epoch)) = write_then_sync(s, (reach, jobs, progress), |s| {
+        let c = switch(s, client)?;
+        let g = s.group_info(group)?;
+        let lights: Vec<Uuid> = s
+            .grants_in(g.id)?
+            .into_iter()
+            .filter(|(cl, _)| *cl == c.uuid)
+            .map(|(_, l)| l)
+            .collect();
+        if lights.is_empty() && !g.followers.contains(&c.uuid) && !g.switches.contains(&c.uuid) {
+            return Err(EngineError::NoGrants(c.name));
+        }
+        let (affected, epoch) =
+            s.remove_from_group(group, &[(c.uuid, DeviceRole::Switch)], &mut rng)?;
+        Ok((affected, (c, lights, epoch)))
+    })
+    .await?;
     Ok(Revoked {
         client: c,
         lights,
