@@ -1,7 +1,8 @@
 //! The group operations (`ssm obt group …`, `ssm obt ssm grant|revoke
 //! --group`): each writes the store first (one transaction that marks what
 //! it touches stale), then syncs those devices, and returns a typed report.
-use super::{rng, sync_devices, EngineError, Granted, Progress, Reach, Revoked, Synced};
+use super::sync::{switch, write_then_sync};
+use super::{rng, EngineError, Granted, Progress, Reach, Revoked, Synced};
 use crate::store::{GroupInfo, Store};
 use crate::DeviceRole;
 use uuid::Uuid;
@@ -54,21 +55,6 @@ fn named(s: &Store, devices: &[String]) -> Result<Vec<(Uuid, DeviceRole)>, Engin
         .map(|d| s.device(d).map(|r| (r.uuid, r.role)))
         .collect::<Result<_, _>>()
         .map_err(EngineError::from)
-}
-
-/// The sequence of every group operation: the OBT's identity; `write`,
-/// which resolves the group and the devices named and changes the store in
-/// one transaction that marks the devices it touches stale, returning them
-/// (and what the report needs); then those devices synced.
-async fn write_then_sync<T>(
-    s: &mut Store,
-    (reach, jobs, progress): (&Reach, usize, &(dyn Fn(Progress) + Sync)),
-    write: impl FnOnce(&mut Store) -> Result<(Vec<Uuid>, T), EngineError>,
-) -> Result<(Vec<Synced>, T), EngineError> {
-    let (obt, _) = s.obt()?;
-    let (affected, t) = write(s)?;
-    let synced = sync_devices(s, obt, &affected, reach, jobs, progress).await?;
-    Ok((synced, t))
 }
 
 /// The affected devices and new epoch of a membership change.
@@ -170,17 +156,6 @@ pub async fn group_delete(
     })
     .await?;
     Ok(GroupDeleted { group, synced })
-}
-
-fn switch(s: &Store, client: &str) -> Result<crate::store::DeviceRecord, EngineError> {
-    let c = s.device(client)?;
-    if c.role != DeviceRole::Switch {
-        return Err(EngineError::NotASwitch {
-            name: c.name,
-            role: c.role,
-        });
-    }
-    Ok(c)
 }
 
 /// `ssm obt ssm grant SWITCH --group NAME`: the switch commands the whole
