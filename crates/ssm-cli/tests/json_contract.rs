@@ -198,7 +198,46 @@ fn every_obt_subcommand_follows_the_json_contract() {
     for l in &lines {
         check(l, "", "status --watch");
         assert_eq!(l["event"], "state");
+        assert!(l.get("since_first_ms").is_none(), "a state line: {l}");
     }
+    // A command while watching: a `changed` line per light, each with
+    // since_first_ms, 0 for the first light of the command.
+    let mut c = h.cmd(ssm());
+    c.args(["obt", "--domain", d, "--json", "status", "--watch"]);
+    c.args(["--count", "2", "--for", "20s"]);
+    let w = ssm_testkit::spawn_ready(c, std::time::Duration::from_secs(20));
+    let next = || -> Value {
+        let l = w
+            .lines
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a --watch line");
+        serde_json::from_str(&l).unwrap()
+    };
+    let states = [w.ready.clone(), next()];
+    for l in &states {
+        assert_eq!(l["event"], "state", "{l}");
+        assert!(l.get("since_first_ms").is_none(), "a state line: {l}");
+    }
+    let on = states[0]["on"] == true;
+    send(
+        &h,
+        &dir.join("switch-0"),
+        "lo",
+        port,
+        if on { "off" } else { "on" },
+    );
+    let changes = [next(), next()];
+    for l in &changes {
+        check(l, "", "status --watch");
+        assert_eq!(
+            (l["event"].as_str(), l["on"] == !on),
+            (Some("changed"), true)
+        );
+        assert!(l["since_first_ms"].is_f64(), "a changed line: {l}");
+    }
+    assert_eq!(changes[0]["since_first_ms"], 0.0, "{changes:?}");
+    let mut child = w.child;
+    assert!(child.wait().unwrap().success());
     let v = doc(&h, d, &["rename", "light-1", "hall-1"], 0);
     assert_eq!(v["old_name"], "light-1", "{v}");
     assert_eq!(v["device_updated"], true, "/oic/con took the name: {v}");

@@ -10,23 +10,21 @@
 //! [`GroupParams::alg_pairwise_key_agreement`]); the messages carry no
 //! Group Flag (§4.1), and the RFC 8613 functions of this crate do not take
 //! them (they lack the group `external_aad`).
-use crate::crypto::{nonce, nonce_with_piv, Aead};
+use crate::crypto::Aead;
 use crate::error::Error;
 use crate::group::{
-    enc_structure, GroupCommon, GroupParams, GroupRecipientContext, GroupSenderContext, ENC_HEAD,
-    MAX_AAD_ARRAY_LEN, MAX_CRED_LEN,
+    read_group_message, EncStructure, GroupCommon, GroupParams, GroupRecipientContext,
+    GroupSenderContext, MAX_CRED_LEN,
 };
 use crate::id::Id;
 use crate::kdf::{info, Label, Prk};
-use crate::option::OscoreOption;
 use crate::protect::{
-    open, seal_with, Decrypted, Direction, Layout, RequestBinding, ResponsePiv, MAX_OPTION_LEN,
+    open, seal_with, Decrypted, Layout, OptionValue, Outgoing, RequestBinding, RequestOptions,
+    ResponsePiv,
 };
-use crate::replay::ReplayState;
 use crate::{ALG_AES_CCM_16_64_128, KEY_LEN};
 use hkdf::Hkdf;
 use sha2::Sha256;
-use ssm_coap::{Code, OptionNumber, Packet};
 use zeroize::Zeroizing;
 
 /// The Pairwise Sender and Recipient Keys between this member and one
@@ -150,41 +148,11 @@ impl GroupSenderContext {
         request: &[u8],
         out: &mut [u8],
     ) -> Result<(usize, RequestBinding), Error> {
-        common.check(self.inner.id_context())?;
         if keys.own != *self.id() {
             return Err(Error::UnknownKid);
         }
-        let plain = Packet::new_checked(request)?;
-        if !plain.code().is_request() {
-            return Err(Error::Coap(ssm_coap::Error::NonEmptyEmptyMessage));
-        }
-        let piv = self.inner.sequence.take()?;
-        let observe = plain.options().get(OptionNumber::OBSERVE).is_some();
-        let binding = RequestBinding {
-            kid: *self.id(),
-            partial_iv: piv,
-            kid_context: Some(common.group_id),
-            observe,
-        };
-        let option = OscoreOption {
-            partial_iv: Some(piv),
-            kid_context: Some(common.group_id),
-            kid: Some(*self.id()),
-        };
-        let nonce = nonce_with_piv(&self.inner.nonce_base, &piv);
-        let n = self.seal_pairwise(
-            common,
-            keys,
-            &plain,
-            if observe { Code::FETCH } else { Code::POST },
-            &option,
-            &nonce,
-            &binding,
-            out,
-            Direction::Request {
-                outer_no_response: false,
-            },
-        )?;
+        let (msg, binding) = self.start_request(common, request, RequestOptions::default())?;
+        let n = self.seal_pairwise(common, keys, &msg, &binding, out)?;
         Ok((n, binding))
     }
 
@@ -200,93 +168,26 @@ impl GroupSenderContext {
         piv: ResponsePiv,
         out: &mut [u8],
     ) -> Result<usize, Error> {
-        common.check(self.inner.id_context())?;
         if keys.own != *self.id() || keys.peer != binding.kid {
             return Err(Error::UnknownKid);
         }
-        let plain = Packet::new_checked(response)?;
-        if !plain.code().is_response() {
-            return Err(Error::Coap(ssm_coap::Error::NonEmptyEmptyMessage));
-        }
-        let (partial_iv, nonce) = match piv {
-            ResponsePiv::RequestNonce => (
-                None,
-                nonce(&binding.kid, &binding.partial_iv, &self.inner.common_iv),
-            ),
-            ResponsePiv::Own => {
-                let p = self.inner.sequence.take()?;
-                (Some(p), nonce_with_piv(&self.inner.nonce_base, &p))
-            }
-        };
-        let option = OscoreOption {
-            partial_iv,
-            kid_context: None,
-            kid: Some(*self.id()),
-        };
-        let observe = plain.options().get(OptionNumber::OBSERVE).is_some();
-        self.seal_pairwise(
-            common,
-            keys,
-            &plain,
-            if observe {
-                Code::CONTENT
-            } else {
-                Code::CHANGED
-            },
-            &option,
-            &nonce,
-            binding,
-            out,
-            Direction::Response,
-        )
+        let msg = self.start_response(common, binding, response, piv)?;
+        self.seal_pairwise(common, keys, &msg, binding, out)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn seal_pairwise(
         &self,
         common: &GroupCommon,
         keys: &PairwiseKeys,
-        plain: &Packet<&[u8]>,
-        outer_code: Code,
-        option: &OscoreOption,
-        nonce: &[u8; crate::NONCE_LEN],
+        msg: &Outgoing<'_>,
         binding: &RequestBinding,
         out: &mut [u8],
-        dir: Direction,
     ) -> Result<usize, Error> {
-        let mut opt = [0u8; MAX_OPTION_LEN];
-        let opt_len = option.emit(&mut opt)?;
-        let opt = &opt[..opt_len];
-        let mut enc = [0u8; ENC_HEAD + MAX_AAD_ARRAY_LEN];
-        let (a, b) = enc_structure(&mut enc, common, binding, opt, self.cred.as_bytes())?;
-        let (_, end) = seal_with(
-            &keys.sender,
-            plain,
-            outer_code,
-            opt,
-            nonce,
-            &enc[a..b],
-            out,
-            dir,
-        )?;
+        let opt = OptionValue::emit(&msg.option, 0)?;
+        let enc = EncStructure::new(common, binding, &opt, self.cred.as_bytes())?;
+        let (_, end) = seal_with(&keys.sender, msg, opt.as_bytes(), enc.aad(), out)?;
         Ok(end)
     }
-}
-
-/// Reads the OSCORE option of a pairwise-mode message: no Group Flag
-/// (RFC 8613 §6.1 encoding, which rejects the flag as a reserved bit); keeps
-/// a copy for the `external_aad`.
-fn parse_pairwise_option(
-    v: &[u8],
-    copy: &mut [u8; MAX_OPTION_LEN],
-    len: &mut usize,
-) -> Result<OscoreOption, Error> {
-    let o = OscoreOption::parse(v)?;
-    copy.get_mut(..v.len())
-        .ok_or(Error::BadOscoreOption)?
-        .copy_from_slice(v);
-    *len = v.len();
-    Ok(o)
 }
 
 impl GroupRecipientContext {
@@ -300,42 +201,13 @@ impl GroupRecipientContext {
         datagram: &'a mut [u8],
     ) -> Result<Decrypted<'a>, Error> {
         common.check(self.inner.id_context())?;
-        let mut opt = [0u8; MAX_OPTION_LEN];
-        let mut opt_len = 0;
-        let layout = Layout::read_with(datagram, |v| {
-            parse_pairwise_option(v, &mut opt, &mut opt_len)
-        })?;
-        if layout.code != Code::POST && layout.code != Code::FETCH {
-            return Err(Error::BadOuterCode);
-        }
-        let kid = layout.option.kid.ok_or(Error::MissingKid)?;
-        let piv = layout.option.partial_iv.ok_or(Error::MissingPartialIv)?;
-        if kid != self.inner.id
-            || keys.peer != kid
-            || layout.option.kid_context != Some(common.group_id)
-        {
+        if keys.peer != self.inner.id {
             return Err(Error::UnknownKid);
         }
-        if let ReplayState::Window(w) = &self.inner.replay {
-            w.check(piv.value())?;
-        }
-        let binding = RequestBinding {
-            kid,
-            partial_iv: piv,
-            kid_context: layout.option.kid_context,
-            observe: false,
-        };
-        let mut enc = [0u8; ENC_HEAD + MAX_AAD_ARRAY_LEN];
-        let (a, b) = enc_structure(
-            &mut enc,
-            common,
-            &binding,
-            &opt[..opt_len],
-            self.cred.as_bytes(),
-        )?;
-        let nonce = nonce_with_piv(&self.inner.nonce_base, &piv);
-        let d = open(&keys.recipient, &layout, datagram, &nonce, &enc[a..b])?;
-        self.inner.accept_verified(piv, d, binding)
+        let (layout, opt) = read_group_message(datagram, false)?;
+        let binding = self.inner.check_request(&layout, true)?;
+        let d = self.open_pairwise(common, keys, &layout, &opt, datagram, &binding)?;
+        self.inner.accept_verified(d, binding)
     }
 
     /// Verifies and decrypts a pairwise-mode response (RFC 10021 §8.6) of
@@ -348,11 +220,7 @@ impl GroupRecipientContext {
         datagram: &'a mut [u8],
     ) -> Result<Decrypted<'a>, Error> {
         common.check(self.inner.id_context())?;
-        let mut opt = [0u8; MAX_OPTION_LEN];
-        let mut opt_len = 0;
-        let layout = Layout::read_with(datagram, |v| {
-            parse_pairwise_option(v, &mut opt, &mut opt_len)
-        })?;
+        let (layout, opt) = read_group_message(datagram, false)?;
         if keys.peer != self.inner.id
             || layout.option.kid.is_some_and(|k| k != self.inner.id)
             || layout
@@ -362,26 +230,24 @@ impl GroupRecipientContext {
         {
             return Err(Error::UnknownKid);
         }
-        let nonce = match layout.option.partial_iv {
-            Some(p) => nonce_with_piv(&self.inner.nonce_base, &p),
-            None => nonce(&binding.kid, &binding.partial_iv, &self.inner.common_iv),
-        };
-        let mut enc = [0u8; ENC_HEAD + MAX_AAD_ARRAY_LEN];
-        let (a, b) = enc_structure(
-            &mut enc,
-            common,
-            binding,
-            &opt[..opt_len],
-            self.cred.as_bytes(),
-        )?;
-        let d = open(&keys.recipient, &layout, datagram, &nonce, &enc[a..b])?;
-        if !d.code.is_response() {
-            return Err(Error::MalformedPlaintext);
-        }
-        if !binding.observe && d.options.get(OptionNumber::OBSERVE).is_some() {
-            return Err(Error::UnexpectedObserve);
-        }
-        Ok(d)
+        self.open_pairwise(common, keys, &layout, &opt, datagram, binding)?
+            .response_to(binding)
+    }
+
+    /// Decrypts with the Pairwise Recipient Key and the group
+    /// `external_aad` (§8.4, §8.6).
+    fn open_pairwise<'a>(
+        &self,
+        common: &GroupCommon,
+        keys: &PairwiseKeys,
+        layout: &Layout,
+        opt: &OptionValue,
+        datagram: &'a mut [u8],
+        binding: &RequestBinding,
+    ) -> Result<Decrypted<'a>, Error> {
+        let enc = EncStructure::new(common, binding, opt, self.cred.as_bytes())?;
+        let nonce = self.inner.message_nonce(layout, binding);
+        open(&keys.recipient, layout, datagram, &nonce.bytes, enc.aad())
     }
 }
 
@@ -390,10 +256,10 @@ mod tests {
     use super::*;
     use crate::group::{Credential, ALG_ECDH_SS_HKDF_256};
     use crate::id::IdContext;
-    use crate::replay::ReplayWindow;
+    use crate::replay::{ReplayState, ReplayWindow};
     use crate::sequence::SequenceNumber;
     use ed25519_dalek::SigningKey;
-    use ssm_coap::{MessageType, MessageWriter};
+    use ssm_coap::{Code, MessageType, MessageWriter, OptionNumber};
 
     const SECRET: [u8; 16] = [7; 16];
 

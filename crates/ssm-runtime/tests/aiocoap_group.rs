@@ -26,33 +26,10 @@ use ssm_runtime::device::{start, DeviceConfig, DeviceEvent};
 use ssm_runtime::group_client::GroupSsmSender;
 use ssm_runtime::random_bytes;
 use ssm_runtime::store::FileSequenceStore;
-use ssm_testkit::{repo, TempDir};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use ssm_testkit::{aiocoap_python, repo, TempDir};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("SSM_AIOCOAP_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let out = Command::new("bash")
-        .arg(repo().join("interop/aiocoap/setup-venv.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "setup-venv.sh failed: aiocoap is required for the interop tests"
-    );
-    PathBuf::from(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap()
-            .trim(),
-    )
-}
 
 fn group_ssm(py: &Path, args: &[&str]) -> serde_json::Value {
     let out = Command::new(py)
@@ -101,7 +78,7 @@ fn cred(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiocoap_and_our_group_mode_interoperate() {
-    let py = python();
+    let py = aiocoap_python();
     let dir = TempDir::new("test-aiocoap-group");
     let secret = random_bytes::<32>();
     let gm = ccs_of_ed25519(&public_key(&random_bytes::<32>())).to_vec();

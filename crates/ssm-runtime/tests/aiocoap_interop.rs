@@ -5,7 +5,7 @@
 //! The venv comes from `interop/aiocoap/setup-venv.sh` (idempotent); set
 //! `SSM_AIOCOAP_PYTHON` to reuse one. Contexts are generated fresh per run.
 use ssm_coap::{Code, Message, MessageType, Token};
-use ssm_testkit::{repo, TempDir};
+use ssm_testkit::{aiocoap_python, repo, TempDir};
 mod common;
 
 use ssm_oscore::*;
@@ -13,29 +13,12 @@ use ssm_runtime::random_bytes;
 use ssm_runtime::store::FileSequenceStore;
 use ssm_runtime::udp::OscoreClient;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UdpSocket;
 use tokio::process::{Child, Command};
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("SSM_AIOCOAP_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let out = std::process::Command::new("bash")
-        .arg(repo().join("interop/aiocoap/setup-venv.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run setup-venv.sh");
-    assert!(
-        out.status.success(),
-        "setup-venv.sh failed: aiocoap is required for the interop tests"
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    PathBuf::from(text.lines().last().expect("python path").trim())
-}
 
 struct Keys {
     secret: [u8; 32],
@@ -122,7 +105,7 @@ async fn aiocoap_client(py: &Path, creds: &Path, args: &[&str]) -> (bool, Vec<u8
 
 #[tokio::test(flavor = "multi_thread")]
 async fn aiocoap_client_against_our_server() {
-    let py = python();
+    let py = aiocoap_python();
     let keys = Keys::fresh();
     let dir = TempDir::new("test-client");
     let client_dir = dir.join("aiocoap-client-ctx");
@@ -188,7 +171,7 @@ async fn start_aiocoap_server(py: &Path, ctx: &Path) -> PyServer {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn our_client_against_aiocoap_server() {
-    let py = python();
+    let py = aiocoap_python();
     let keys = Keys::fresh();
     let dir = TempDir::new("test-server");
     let server_dir = dir.join("aiocoap-server-ctx");

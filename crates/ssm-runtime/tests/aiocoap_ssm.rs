@@ -17,33 +17,10 @@ use ssm_runtime::client::{MulticastScope, MulticastTargets, SsmSender};
 use ssm_runtime::device::{start, DeviceConfig, DeviceEvent};
 use ssm_runtime::random_bytes;
 use ssm_runtime::store::FileSequenceStore;
-use ssm_testkit::{repo, TempDir};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use ssm_testkit::{aiocoap_python, repo, TempDir};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("SSM_AIOCOAP_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let out = Command::new("bash")
-        .arg(repo().join("interop/aiocoap/setup-venv.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "setup-venv.sh failed: aiocoap is required for the interop tests"
-    );
-    PathBuf::from(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap()
-            .trim(),
-    )
-}
 
 fn aiocoap_context(dir: &Path, sender: &str, recipient: &str, secret: &[u8]) {
     std::fs::create_dir_all(dir).unwrap();
@@ -71,7 +48,7 @@ fn run_py(py: &Path, script: &str, args: &[&str]) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiocoap_and_our_ssm_interoperate() {
-    let py = python();
+    let py = aiocoap_python();
     let dir = TempDir::new("test-aiocoap-ssm");
     let mut rng = |b: &mut [u8]| b.copy_from_slice(&random_bytes::<64>()[..b.len()]);
     let (lights, switches) = generate_group(3, 1, Uuid::new_v4(), &mut rng);

@@ -2,8 +2,9 @@
 //! temp dirs, the root check, namespace topologies (`tests/netns/topology.sh`),
 //! hosts (a namespace, or this host on `lo`), commands run with a bounded
 //! timeout, processes waited for their ready JSON line, and third-party
-//! peers driven through their text menus ([`MenuApp`]), and UDP ports
-//! for tests on `lo` that no ephemeral bind can take ([`free_udp_port`]).
+//! peers driven through their text menus ([`MenuApp`]), the aiocoap
+//! venv's Python ([`aiocoap_python`]), and UDP ports for tests on `lo`
+//! that no ephemeral bind can take ([`free_udp_port`]).
 //!
 //! The binary under test is always given by the caller:
 //! `env!("CARGO_BIN_EXE_ssm")` exists only inside ssm-cli's tests.
@@ -22,6 +23,28 @@ pub use tempdir::TempDir;
 pub use vectors::{hex, load, opt_hex, shared_dir};
 
 use std::path::PathBuf;
+
+/// The Python of the aiocoap 0.4.17 venv the interop tests drive:
+/// `SSM_AIOCOAP_PYTHON` if set (`scripts/test.sh` sets it), else the last
+/// line `interop/aiocoap/setup-venv.sh` prints (it creates the venv once).
+/// Panics with what is missing if the venv cannot be made: aiocoap is
+/// required for those tests.
+pub fn aiocoap_python() -> PathBuf {
+    if let Ok(p) = std::env::var("SSM_AIOCOAP_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let out = std::process::Command::new("bash")
+        .arg(repo().join("interop/aiocoap/setup-venv.sh"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run interop/aiocoap/setup-venv.sh");
+    assert!(
+        out.status.success(),
+        "setup-venv.sh failed: aiocoap is required for the interop tests"
+    );
+    let text = String::from_utf8(out.stdout).expect("setup-venv.sh prints a path");
+    PathBuf::from(text.lines().last().expect("python path").trim())
+}
 
 /// The workspace root (canonical: no `..` in it).
 pub fn repo() -> PathBuf {

@@ -71,6 +71,18 @@ fn status_json(d: &DeviceStatus, busy: bool, now: &str) -> serde_json::Value {
     v
 }
 
+/// One `status --watch --json` line: `"state"` (watching began; no
+/// `since_first_ms`, it belongs to no command) or `"changed"` (with
+/// `since_first_ms`, 0 for the first light of that command).
+fn watch_json(a: &Arrival, at: &str) -> serde_json::Value {
+    let mut v = serde_json::json!({"event": if a.initial { "state" } else { "changed" },
+        "at": at, "uuid": a.uuid, "name": a.name, "on": a.on});
+    if let Some(ms) = a.since_first_ms {
+        v["since_first_ms"] = ms.into();
+    }
+    v
+}
+
 /// `ssm obt status [--watch]`.
 pub(super) async fn status(
     path: &Path,
@@ -89,21 +101,11 @@ pub(super) async fn status(
         let mut print = |a: &Arrival| {
             let at = rfc3339(a.at);
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"event": if a.initial { "state" } else { "changed" },
-                        "at": at, "uuid": a.uuid, "name": a.name, "on": a.on,
-                        "since_first_ms": (!a.initial).then_some(a.since_first_ms)})
-                );
-            } else if a.initial {
-                println!("{at}  {:<20} {}", a.name, on_off(a.on));
+                println!("{}", watch_json(a, &at));
+            } else if let Some(ms) = a.since_first_ms {
+                println!("{at}  {:<20} {:<3}  (+{ms:.1} ms)", a.name, on_off(a.on));
             } else {
-                println!(
-                    "{at}  {:<20} {:<3}  (+{:.1} ms)",
-                    a.name,
-                    on_off(a.on),
-                    a.since_first_ms
-                );
+                println!("{at}  {:<20} {}", a.name, on_off(a.on));
             }
         };
         if !json {
@@ -340,5 +342,28 @@ mod tests {
         assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(at(1_796_164_281_020), "2026-12-01T22:31:21.020Z");
         assert_eq!(at(951_868_799_999), "2000-02-29T23:59:59.999Z");
+    }
+
+    /// `since_first_ms` is on every `changed` line (a float, 0 for the
+    /// first light of a command) and on no `state` line.
+    #[test]
+    fn watch_lines_carry_since_first_ms_only_for_changes() {
+        let arrival = |initial: bool, since: Option<f64>| ssm_obt::engine::Arrival {
+            name: "light-0".into(),
+            uuid: uuid::Uuid::from_u128(7),
+            on: Some(true),
+            at: UNIX_EPOCH,
+            initial,
+            since_first_ms: since,
+        };
+        let state = super::watch_json(&arrival(true, None), "t");
+        assert_eq!(state["event"], "state");
+        assert!(state.get("since_first_ms").is_none(), "{state}");
+        for ms in [0.0, 2.5] {
+            let c = super::watch_json(&arrival(false, Some(ms)), "t");
+            assert_eq!(c["event"], "changed");
+            assert_eq!(c["since_first_ms"].as_f64(), Some(ms), "{c}");
+            assert!(c["since_first_ms"].is_f64(), "{c}");
+        }
     }
 }

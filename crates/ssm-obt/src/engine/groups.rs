@@ -1,7 +1,8 @@
 //! The group operations (`ssm obt group …`, `ssm obt ssm grant|revoke
 //! --group`): each writes the store first (one transaction that marks what
 //! it touches stale), then syncs those devices, and returns a typed report.
-use super::{rng, sync_devices, EngineError, Granted, Progress, Reach, Revoked, Synced};
+use super::sync::{switch, write_then_sync};
+use super::{rng, EngineError, Granted, Progress, Reach, Revoked, Synced};
 use crate::store::{GroupInfo, Store};
 use crate::DeviceRole;
 use uuid::Uuid;
@@ -58,6 +59,33 @@ fn named(s: &Store, devices: &[String]) -> Result<Vec<(Uuid, DeviceRole)>, Engin
         .map_err(EngineError::from)
 }
 
+/// The affected devices and new epoch of a membership change.
+type MemberChange = Result<(Vec<Uuid>, Option<i64>), crate::store::StoreError>;
+
+/// `group add` and `group remove`: the group and the devices named are
+/// resolved, `change` applies them, the devices it touched are synced.
+async fn change_members(
+    s: &mut Store,
+    name: &str,
+    devices: &[String],
+    to: (&Reach, usize, &(dyn Fn(Progress) + Sync)),
+    change: impl FnOnce(&mut Store, &[(Uuid, DeviceRole)]) -> MemberChange,
+) -> Result<GroupChanged, EngineError> {
+    let (synced, (ds, rekeyed)) = write_then_sync(s, to, |s| {
+        s.group_info(name)?;
+        let ds = named(s, devices)?;
+        let (affected, rekeyed) = change(s, &ds)?;
+        Ok((affected, (ds, rekeyed)))
+    })
+    .await?;
+    Ok(GroupChanged {
+        group: s.group_info(name)?,
+        devices: ds.iter().map(|d| d.0).collect(),
+        rekeyed,
+        synced,
+    })
+}
+
 /// `ssm obt group add NAME DEVICE…`: lights become members (granted to
 /// the switches that follow the group), switches follow it (granted on
 /// every member).
@@ -69,17 +97,10 @@ pub async fn group_add(
     jobs: usize,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<GroupChanged, EngineError> {
-    let (obt, _) = s.obt()?;
-    s.group_info(name)?;
-    let ds = named(s, devices)?;
-    let affected = s.add_to_group(name, &ds, &mut rng)?;
-    let synced = sync_devices(s, obt, &affected, reach, jobs, progress).await?;
-    Ok(GroupChanged {
-        group: s.group_info(name)?,
-        devices: ds.iter().map(|d| d.0).collect(),
-        rekeyed: None,
-        synced,
+    change_members(s, name, devices, (reach, jobs, progress), |s, ds| {
+        Ok((s.add_to_group(name, ds, &mut rng)?, None))
     })
+    .await
 }
 
 /// `ssm obt group remove NAME DEVICE…`: the devices leave the group, which
@@ -92,17 +113,10 @@ pub async fn group_remove(
     jobs: usize,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<GroupChanged, EngineError> {
-    let (obt, _) = s.obt()?;
-    s.group_info(name)?;
-    let ds = named(s, devices)?;
-    let (affected, rekeyed) = s.remove_from_group(name, &ds, &mut rng)?;
-    let synced = sync_devices(s, obt, &affected, reach, jobs, progress).await?;
-    Ok(GroupChanged {
-        group: s.group_info(name)?,
-        devices: ds.iter().map(|d| d.0).collect(),
-        rekeyed,
-        synced,
+    change_members(s, name, devices, (reach, jobs, progress), |s, ds| {
+        s.remove_from_group(name, ds, &mut rng)
     })
+    .await
 }
 
 /// `ssm obt group rekey NAME`: a new key for that group only.
@@ -113,12 +127,14 @@ pub async fn group_rekey(
     jobs: usize,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<GroupChanged, EngineError> {
-    let (obt, _) = s.obt()?;
-    let (rekeyed, affected) = s.rekey_group(name, &mut rng, "requested")?;
-    if rekeyed.is_none() {
-        return Err(EngineError::NoGroupKey(name.into()));
-    }
-    let synced = sync_devices(s, obt, &affected, reach, jobs, progress).await?;
+    let (synced, rekeyed) = write_then_sync(s, (reach, jobs, progress), |s| {
+        let (rekeyed, affected) = s.rekey_group(name, &mut rng, "requested")?;
+        if rekeyed.is_none() {
+            return Err(EngineError::NoGroupKey(name.into()));
+        }
+        Ok((affected, rekeyed))
+    })
+    .await?;
     Ok(GroupChanged {
         group: s.group_info(name)?,
         devices: Vec::new(),
@@ -136,22 +152,12 @@ pub async fn group_delete(
     jobs: usize,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<GroupDeleted, EngineError> {
-    let (obt, _) = s.obt()?;
-    let group = s.group_info(name)?;
-    let affected = s.delete_group(name)?;
-    let synced = sync_devices(s, obt, &affected, reach, jobs, progress).await?;
+    let (synced, group) = write_then_sync(s, (reach, jobs, progress), |s| {
+        let group = s.group_info(name)?;
+        Ok((s.delete_group(name)?, group))
+    })
+    .await?;
     Ok(GroupDeleted { group, synced })
-}
-
-fn switch(s: &Store, client: &str) -> Result<crate::store::DeviceRecord, EngineError> {
-    let c = s.device(client)?;
-    if c.role != DeviceRole::Switch {
-        return Err(EngineError::NotASwitch {
-            name: c.name,
-            role: c.role,
-        });
-    }
-    Ok(c)
 }
 
 /// `ssm obt ssm grant SWITCH --group NAME`: the switch commands the whole
@@ -164,11 +170,13 @@ pub async fn grant_group(
     jobs: usize,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Granted, EngineError> {
-    let (obt, _) = s.obt()?;
-    let c = switch(s, client)?;
-    let g = s.group_info(group)?;
-    let affected = s.add_to_group(group, &[(c.uuid, DeviceRole::Switch)], &mut rng)?;
-    let synced = sync_devices(s, obt, &affected, reach, jobs, progress).await?;
+    let (synced, (c, g)) = write_then_sync(s, (reach, jobs, progress), |s| {
+        let c = switch(s, client)?;
+        let g = s.group_info(group)?;
+        let affected = s.add_to_group(group, &[(c.uuid, DeviceRole::Switch)], &mut rng)?;
+        Ok((affected, (c, g)))
+    })
+    .await?;
     Ok(Granted {
         sender_id: s.sender_id_in(g.id, &c.uuid)?,
         epoch: s.group_state(g.id)?.map(|k| k.epoch),
@@ -189,21 +197,23 @@ pub async fn revoke_group(
     jobs: usize,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Revoked, EngineError> {
-    let (obt, _) = s.obt()?;
-    let c = switch(s, client)?;
-    let g = s.group_info(group)?;
-    let lights: Vec<Uuid> = s
-        .grants_in(g.id)?
-        .into_iter()
-        .filter(|(cl, _)| *cl == c.uuid)
-        .map(|(_, l)| l)
-        .collect();
-    if lights.is_empty() && !g.followers.contains(&c.uuid) && !g.switches.contains(&c.uuid) {
-        return Err(EngineError::NoGrants(c.name));
-    }
-    let (affected, epoch) =
-        s.remove_from_group(group, &[(c.uuid, DeviceRole::Switch)], &mut rng)?;
-    let synced = sync_devices(s, obt, &affected, reach, jobs, progress).await?;
+    let (synced, (c, lights, epoch)) = write_then_sync(s, (reach, jobs, progress), |s| {
+        let c = switch(s, client)?;
+        let g = s.group_info(group)?;
+        let lights: Vec<Uuid> = s
+            .grants_in(g.id)?
+            .into_iter()
+            .filter(|(cl, _)| *cl == c.uuid)
+            .map(|(_, l)| l)
+            .collect();
+        if lights.is_empty() && !g.followers.contains(&c.uuid) && !g.switches.contains(&c.uuid) {
+            return Err(EngineError::NoGrants(c.name));
+        }
+        let (affected, epoch) =
+            s.remove_from_group(group, &[(c.uuid, DeviceRole::Switch)], &mut rng)?;
+        Ok((affected, (c, lights, epoch)))
+    })
+    .await?;
     Ok(Revoked {
         client: c,
         lights,

@@ -9,8 +9,9 @@ use super::sheet::{parse_sheet, plan_rows, SheetReport};
 use super::{sync_devices, EngineError, Progress, Reach, Synced};
 use crate::store::{DeviceRecord, Store};
 use crate::{DeviceRole, DeviceState};
+use ssm_runtime::device::OTM_IDLE;
 use ssm_runtime::obt_transport::{onboard_with, owns, zero_free_uuid, ObtError, Onboarded};
-use ssm_runtime::owner_session::{device_identity, plain_get};
+use ssm_runtime::owner_session::{device_identity, plain_get, DeviceIdentity};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -271,7 +272,7 @@ async fn onboard_one(
                 "{e} (left as `onboarding`: run `ssm obt sync` when it is back)"
             )),
         },
-        (Err(ObtError::Handshake { .. }), None) => Err(pin_refused_or_gone(peer).await),
+        (Err(ObtError::Handshake { .. }), None) => Err(pin_refused_or_gone(peer, &ident).await),
         (Err(e), None) => Err(e.to_string()),
     };
     if let Ok(done) = &result {
@@ -360,16 +361,68 @@ fn resolve_role(
 /// How long the owner session that names a new device may take to open.
 const HANDSHAKE: Duration = Duration::from_secs(4);
 
-/// After a failed PIN handshake: whether the device is still there (it
-/// refused the PIN) or went silent.
-async fn pin_refused_or_gone(peer: SocketAddr) -> String {
-    match plain_get(peer, "/oic/sec/doxm", Duration::from_millis(300), 2).await {
-        Ok(Some(_)) => format!(
-            "the device at coap://{peer} refused the PIN: check the PIN it shows now \
-             (after 3 wrong PINs it waits and shows a new one)"
+/// After a failed PIN handshake: why, from the device's doxm read now
+/// (plain, public): it is gone; another OBT's owner transfer holds it (the
+/// device takes no second PIN session while one runs, and only its end
+/// frees it); that transfer completed meanwhile; or it refused the PIN.
+async fn pin_refused_or_gone(peer: SocketAddr, ident: &DeviceIdentity) -> String {
+    let doxm = plain_get(peer, "/oic/sec/doxm", Duration::from_millis(300), 2).await;
+    let answered = matches!(doxm, Ok(Some(_)));
+    let doxm = match doxm {
+        Ok(Some(Ok(v))) => Some(v),
+        _ => None,
+    };
+    handshake_failed(peer, ident, answered, doxm.as_ref())
+}
+
+/// [`pin_refused_or_gone`]'s answer for what the device said: `answered`
+/// at all, and its doxm if that was it. `ident` is what it said before
+/// the transfer began.
+fn handshake_failed(
+    peer: SocketAddr,
+    ident: &DeviceIdentity,
+    answered: bool,
+    doxm: Option<&ciborium::Value>,
+) -> String {
+    if !answered {
+        return format!(
+            "no answer from coap://{peer} during the secure handshake: is the device on and reachable?"
+        );
+    }
+    let field = |k: &str| {
+        doxm.and_then(|d| ssm_ocf::cbor::get(d, k))
+            .and_then(|v| v.as_text())
+            .and_then(|t| t.parse::<Uuid>().ok())
+    };
+    let owned = doxm
+        .and_then(|d| ssm_ocf::cbor::get(d, "owned"))
+        .and_then(|v| v.as_bool());
+    let owner = field("devowneruuid").filter(|u| !u.is_nil());
+    // Another transfer's first writes set the owner, then a new UUID.
+    let changed = matches!((field("deviceuuid"), ident.di), (Some(now), Some(was)) if now != was);
+    let device = match (&ident.name, ident.di) {
+        (Some(n), Some(u)) => format!("device {n} ({u}) at coap://{peer}"),
+        (None, Some(u)) => format!("device {u} at coap://{peer}"),
+        (Some(n), None) => format!("device {n} at coap://{peer}"),
+        (None, None) => format!("the device at coap://{peer}"),
+    };
+    let by = owner.map(|o| format!(" (owner {o})")).unwrap_or_default();
+    match owned {
+        Some(true) => format!(
+            "another onboarding tool{by} took ownership of {device} meanwhile: it is owned \
+             now; offboard it from that tool's domain (or hard-reset it) to onboard it here"
+        ),
+        Some(false) if owner.is_some() || changed => format!(
+            "another onboarding tool{by} is transferring ownership of {device} right now, and \
+             the device takes no other PIN session until that ends: wait {} s and retry (a \
+             transfer that went silent is undone after {} s; one that completed leaves the \
+             device owned by that tool)",
+            OTM_IDLE.as_secs() + 1,
+            OTM_IDLE.as_secs()
         ),
         _ => format!(
-            "no answer from coap://{peer} during the secure handshake: is the device on and reachable?"
+            "the device at coap://{peer} refused the PIN: check the PIN it shows now \
+             (after 3 wrong PINs it waits and shows a new one)"
         ),
     }
 }
@@ -451,6 +504,58 @@ pub async fn onboard(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A failed PIN handshake is told apart by the device's doxm: gone, a
+    /// wrong PIN, another OBT's transfer running (its owner set, or the
+    /// device's UUID changed), or completed meanwhile.
+    #[test]
+    fn a_refused_pin_session_says_why() {
+        let peer: SocketAddr = "127.0.0.1:5683".parse().unwrap();
+        let (factory, other, renamed) =
+            (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let ident = DeviceIdentity {
+            rt: Vec::new(),
+            name: Some("hall light".into()),
+            di: Some(factory),
+        };
+        let doxm = |owned: bool, owner: Uuid, di: Uuid| {
+            ssm_ocf::cbor::map([
+                ("owned", ciborium::Value::Bool(owned)),
+                ("devowneruuid", ciborium::Value::Text(owner.to_string())),
+                ("deviceuuid", ciborium::Value::Text(di.to_string())),
+            ])
+        };
+        let why = |answered, d: Option<ciborium::Value>| {
+            handshake_failed(peer, &ident, answered, d.as_ref())
+        };
+        assert!(why(false, None).contains("no answer from coap://127.0.0.1:5683"));
+        let wrong = why(true, Some(doxm(false, Uuid::nil(), factory)));
+        assert!(wrong.contains("refused the PIN: check the PIN"), "{wrong}");
+        assert!(why(true, None).contains("refused the PIN"));
+        let busy = [
+            (Some(doxm(false, other, factory)), true),
+            (Some(doxm(false, other, renamed)), true),
+            (Some(doxm(false, Uuid::nil(), renamed)), false),
+        ];
+        for (d, names_owner) in busy {
+            let m = why(true, d);
+            assert!(
+                m.contains(&format!(
+                    "is transferring ownership of device hall light ({factory}) at coap://127.0.0.1:5683 right now"
+                )) && m.contains(&format!("wait {} s and retry", OTM_IDLE.as_secs() + 1)),
+                "{m}"
+            );
+            assert_eq!(m.contains(&format!("(owner {other})")), names_owner, "{m}");
+            assert!(!m.contains("PIN:"), "{m}");
+        }
+        let taken = why(true, Some(doxm(true, other, renamed)));
+        assert!(
+            taken.contains(&format!(
+                "(owner {other}) took ownership of device hall light"
+            )),
+            "{taken}"
+        );
+    }
 
     #[test]
     fn the_role_comes_from_the_device_unless_asked() {

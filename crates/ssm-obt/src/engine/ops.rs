@@ -1,5 +1,6 @@
 //! The domain operations: each writes the store first (one transaction),
 //! then syncs the devices it concerns, and returns a typed report.
+use super::sync::{switch, write_then_sync};
 use super::{rng, sync_devices, EngineError, Progress, Reach, Synced};
 use crate::store::{DeviceRecord, Store};
 use crate::{DeviceRole, DeviceState};
@@ -217,17 +218,12 @@ pub async fn grant(
     jobs: usize,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Granted, EngineError> {
-    let (obt, _) = s.obt()?;
-    let c = s.device(client)?;
-    if c.role != DeviceRole::Switch {
-        return Err(EngineError::NotASwitch {
-            name: c.name,
-            role: c.role,
-        });
-    }
-    let ids: Vec<Uuid> = lights_of(s, lights, all)?.iter().map(|t| t.uuid).collect();
-    let affected = s.grant_lights(&c.uuid, &ids, &mut rng)?;
-    let synced = sync_devices(s, obt, &affected, reach, jobs, progress).await?;
+    let (synced, (c, ids)) = write_then_sync(s, (reach, jobs, progress), |s| {
+        let c = switch(s, client)?;
+        let ids: Vec<Uuid> = lights_of(s, lights, all)?.iter().map(|t| t.uuid).collect();
+        Ok((s.grant_lights(&c.uuid, &ids, &mut rng)?, (c, ids)))
+    })
+    .await?;
     let sender_id = s.current_sender_id(&c.uuid)?;
     let epoch = s.group()?.map(|g| g.epoch);
     let hrefs = hrefs_commanded(s, &c.uuid)?;
@@ -277,8 +273,29 @@ pub async fn revoke(
     jobs: usize,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Revoked, EngineError> {
-    let (obt, _) = s.obt()?;
-    let c = s.device(client)?;
+    let (synced, (c, ids, epoch)) = write_then_sync(s, (reach, jobs, progress), |s| {
+        let c = s.device(client)?;
+        let ids = revoked_lights(s, &c, lights, all)?;
+        let (affected, epoch) = s.revoke_lights(&c.uuid, &ids, &mut rng)?;
+        Ok((affected, (c, ids, epoch)))
+    })
+    .await?;
+    Ok(Revoked {
+        client: c,
+        lights: ids,
+        epoch,
+        synced,
+    })
+}
+
+/// The lights `revoke` takes from switch `c`: those named, or with `all`
+/// every light it may command in the group `all`.
+fn revoked_lights(
+    s: &Store,
+    c: &DeviceRecord,
+    lights: &[String],
+    all: bool,
+) -> Result<Vec<Uuid>, EngineError> {
     let ids: Vec<Uuid> = if all {
         // Its lights in the group `all` (grants in named groups are taken
         // with `revoke --group`).
@@ -302,16 +319,9 @@ pub async fn revoke(
             .collect()
     };
     if ids.is_empty() {
-        return Err(EngineError::NoGrants(c.name));
+        return Err(EngineError::NoGrants(c.name.clone()));
     }
-    let (affected, epoch) = s.revoke_lights(&c.uuid, &ids, &mut rng)?;
-    let synced = sync_devices(s, obt, &affected, reach, jobs, progress).await?;
-    Ok(Revoked {
-        client: c,
-        lights: ids,
-        epoch,
-        synced,
-    })
+    Ok(ids)
 }
 
 /// What `rekey` did.
@@ -330,12 +340,14 @@ pub async fn rekey(
     jobs: usize,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Rekeyed, EngineError> {
-    let (obt, _) = s.obt()?;
-    if s.group()?.is_none() {
-        return Err(EngineError::NoGroup);
-    }
-    let (epoch, members) = s.rekey(&mut rng, "requested")?;
-    let synced = sync_devices(s, obt, &members, reach, jobs, progress).await?;
+    let (synced, epoch) = write_then_sync(s, (reach, jobs, progress), |s| {
+        if s.group()?.is_none() {
+            return Err(EngineError::NoGroup);
+        }
+        let (epoch, members) = s.rekey(&mut rng, "requested")?;
+        Ok((members, epoch))
+    })
+    .await?;
     Ok(Rekeyed { epoch, synced })
 }
 

@@ -236,10 +236,11 @@ pub struct Arrival {
     /// The first answer to the OBSERVE (the state when watching began),
     /// not a change.
     pub initial: bool,
-    /// Time since the first arrival of this burst (one SSM command reaches
-    /// every light within a few ms; arrivals 500 ms apart are separate
-    /// commands).
-    pub since_first_ms: f64,
+    /// For a change: the time since the first arrival of its burst, 0 for
+    /// that first one (one SSM command reaches every light within a few
+    /// ms; arrivals 500 ms apart are separate commands). `None` exactly
+    /// for the initial states, which belong to no burst.
+    pub since_first_ms: Option<f64>,
 }
 
 /// How long one burst of arrivals (one SSM command) may last.
@@ -327,7 +328,7 @@ pub async fn watch(
         };
         let now = Instant::now();
         let since = if initial {
-            0.0
+            None
         } else {
             let start = match burst {
                 Some(b) if now.duration_since(b) < BURST => b,
@@ -336,7 +337,7 @@ pub async fn watch(
                     now
                 }
             };
-            now.duration_since(start).as_secs_f64() * 1e3
+            Some(now.duration_since(start).as_secs_f64() * 1e3)
         };
         on(&Arrival {
             name: d.name,

@@ -225,3 +225,31 @@ async fn attempt_wave(
     }
     Ok(retry)
 }
+
+/// The sequence of every operation that changes the domain and then its
+/// devices (group operations, grant, revoke, rekey): the OBT's identity;
+/// `write`, which resolves what is named and changes the store in one
+/// transaction that marks the devices it touches stale, returning them
+/// (and what the report needs); then those devices synced.
+pub(super) async fn write_then_sync<T>(
+    s: &mut Store,
+    (reach, jobs, progress): (&Reach, usize, &(dyn Fn(Progress) + Sync)),
+    write: impl FnOnce(&mut Store) -> Result<(Vec<Uuid>, T), EngineError>,
+) -> Result<(Vec<Synced>, T), EngineError> {
+    let (obt, _) = s.obt()?;
+    let (affected, t) = write(s)?;
+    let synced = sync_devices(s, obt, &affected, reach, jobs, progress).await?;
+    Ok((synced, t))
+}
+
+/// The device `client`, which must be a switch.
+pub(super) fn switch(s: &Store, client: &str) -> Result<crate::store::DeviceRecord, EngineError> {
+    let c = s.device(client)?;
+    if c.role != DeviceRole::Switch {
+        return Err(EngineError::NotASwitch {
+            name: c.name,
+            role: c.role,
+        });
+    }
+    Ok(c)
+}

@@ -1,51 +1,103 @@
 //! The CBOR structures that group mode encrypts and signs: the
 //! `Enc_structure` with the `aad_array` (RFC 10021 §3.4) and the
-//! `Countersign_structure` (RFC 9338 §3.3, RFC 10021 §3.1).
+//! `Countersign_structure` (RFC 9338 §3.3, RFC 10021 §3.1); and the reading
+//! of a received message that keeps its OSCORE option for them (group and
+//! pairwise mode alike).
 use super::{
-    GroupCommon, ALG_EDDSA, ENC_HEAD, MAX_AAD_ARRAY_LEN, MAX_GROUP_CIPHERTEXT_LEN, MAX_TBS_LEN,
+    GroupCommon, ALG_EDDSA, ENC_HEAD, GROUP_FLAG, MAX_AAD_ARRAY_LEN, MAX_GROUP_CIPHERTEXT_LEN,
+    MAX_TBS_LEN,
 };
 use crate::error::Error;
 use crate::id::{Id, PartialIv};
-use crate::protect::RequestBinding;
+use crate::option::OscoreOption;
+use crate::protect::{Layout, OptionValue, RequestBinding};
 use crate::ALG_AES_CCM_16_64_128;
 
-/// Writes the `Enc_structure` `["Encrypt0", h'', external_aad]` (RFC 8613
-/// §5.4 with the `aad_array` of RFC 10021 §3.4) into `buf`; returns its
-/// range. The `aad_array` itself lies at its end, see [`aad_array_of`].
-pub(crate) fn enc_structure(
-    buf: &mut [u8; ENC_HEAD + MAX_AAD_ARRAY_LEN],
-    common: &GroupCommon,
-    binding: &RequestBinding,
-    opt: &[u8],
-    sender_cred: &[u8],
-) -> Result<(usize, usize), Error> {
-    let n = aad_array(
-        &mut buf[ENC_HEAD..],
-        common,
-        &binding.kid,
-        &binding.partial_iv,
-        binding
-            .kid_context
-            .as_ref()
-            .map(|c| c.as_bytes())
-            .unwrap_or(&[]),
-        opt,
-        sender_cred,
-    )?;
-    let mut head = [0u8; ENC_HEAD];
-    head[0] = 0x83;
-    head[1] = 0x68;
-    head[2..10].copy_from_slice(b"Encrypt0");
-    head[10] = 0x40;
-    let h = 11 + bstr_head(&mut head[11..], n);
-    let start = ENC_HEAD - h;
-    buf[start..ENC_HEAD].copy_from_slice(&head[..h]);
-    Ok((start, ENC_HEAD + n))
+/// The `Enc_structure` `["Encrypt0", h'', external_aad]` (RFC 8613 §5.4
+/// with the `aad_array` of RFC 10021 §3.4), built on the stack.
+pub(crate) struct EncStructure {
+    buf: [u8; ENC_HEAD + MAX_AAD_ARRAY_LEN],
+    start: usize,
+    end: usize,
 }
 
-/// The `aad_array` inside an [`enc_structure`] ending at `end`.
-pub(super) fn aad_array_of(buf: &[u8], end: usize) -> &[u8] {
-    &buf[ENC_HEAD..end]
+impl EncStructure {
+    /// The structure of a message from the member of `sender_cred`, with
+    /// the OSCORE option value `opt` as sent, in the exchange of `binding`.
+    pub(crate) fn new(
+        common: &GroupCommon,
+        binding: &RequestBinding,
+        opt: &OptionValue,
+        sender_cred: &[u8],
+    ) -> Result<Self, Error> {
+        let mut buf = [0u8; ENC_HEAD + MAX_AAD_ARRAY_LEN];
+        let n = aad_array(
+            &mut buf[ENC_HEAD..],
+            common,
+            &binding.kid,
+            &binding.partial_iv,
+            binding
+                .kid_context
+                .as_ref()
+                .map(|c| c.as_bytes())
+                .unwrap_or(&[]),
+            opt.as_bytes(),
+            sender_cred,
+        )?;
+        let mut head = [0u8; ENC_HEAD];
+        head[0] = 0x83;
+        head[1] = 0x68;
+        head[2..10].copy_from_slice(b"Encrypt0");
+        head[10] = 0x40;
+        let h = 11 + bstr_head(&mut head[11..], n);
+        let start = ENC_HEAD - h;
+        buf[start..ENC_HEAD].copy_from_slice(&head[..h]);
+        Ok(EncStructure {
+            buf,
+            start,
+            end: ENC_HEAD + n,
+        })
+    }
+
+    /// The whole structure: the AEAD's associated data.
+    pub(crate) fn aad(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// The `aad_array` inside (the `external_aad` of the
+    /// `Countersign_structure`).
+    pub(super) fn aad_array(&self) -> &[u8] {
+        &self.buf[ENC_HEAD..self.end]
+    }
+}
+
+/// Reads a received Group OSCORE message (RFC 10021 §6): its layout, and
+/// its OSCORE option value as received for the `external_aad`. In group
+/// mode (`group`) the Group Flag must be set (§4.1, [`Error::NotGroupMode`])
+/// and the rest is the RFC 8613 §6.1 encoding; in pairwise mode it is that
+/// encoding, which rejects the flag as a reserved bit.
+pub(crate) fn read_group_message(
+    datagram: &[u8],
+    group: bool,
+) -> Result<(Layout, OptionValue), Error> {
+    let mut kept = OptionValue::EMPTY;
+    let layout = Layout::read_with(datagram, |v| {
+        if !group {
+            let o = OscoreOption::parse(v)?;
+            kept.keep(v)?;
+            return Ok(o);
+        }
+        match v.first() {
+            Some(f) if f & GROUP_FLAG != 0 => {}
+            _ => return Err(Error::NotGroupMode),
+        }
+        let c = kept.keep(v)?;
+        c[0] &= !GROUP_FLAG;
+        let o = OscoreOption::parse(c)?;
+        c[0] |= GROUP_FLAG;
+        Ok(o)
+    })?;
+    Ok((layout, kept))
 }
 
 /// The `aad_array` of RFC 10021 §3.4:

@@ -116,7 +116,7 @@ mod sign;
 mod verify;
 
 pub use cose::aad_array;
-pub(crate) use cose::enc_structure;
+pub(crate) use cose::{read_group_message, EncStructure};
 pub use credential::{ccs_ed25519_public_key, ccs_of_ed25519, Credential, ED25519_CCS_LEN};
 pub use sign::{keystream, signature_encryption_key};
 pub use verify::{SignatureVerifier, StrictVerifier, VerifyingKey};

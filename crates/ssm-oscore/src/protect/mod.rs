@@ -11,12 +11,15 @@ mod recipient;
 mod sender;
 
 pub(crate) use recipient::{open, Layout};
-pub(crate) use sender::seal_with;
+pub(crate) use sender::{seal_with, Outgoing};
 
 use crate::class::kept_on_receive;
+use crate::crypto::{nonce, nonce_with_piv};
 use crate::error::Error;
 use crate::id::{Id, IdContext, PartialIv};
-use ssm_coap::{CoapOption, Code, MessageType, MessageWriter, Options};
+use crate::option::OscoreOption;
+use crate::NONCE_LEN;
+use ssm_coap::{CoapOption, Code, MessageType, MessageWriter, OptionNumber, Options};
 
 /// What a response needs from its request (§5.4 `request_kid` and
 /// `request_piv`, §8.3 the request nonce).
@@ -100,6 +103,19 @@ impl<'a> Decrypted<'a> {
         Ok(w.payload(self.payload)?)
     }
 
+    /// The end of every response unprotect (§8.4 steps 6–8; RFC 10021 §7.4,
+    /// §8.6): the plaintext must be a response, and may carry Observe only
+    /// if the request of `binding` did.
+    pub(crate) fn response_to(self, binding: &RequestBinding) -> Result<Self, Error> {
+        if !self.code.is_response() {
+            return Err(Error::MalformedPlaintext);
+        }
+        if !binding.observe && self.options.get(OptionNumber::OBSERVE).is_some() {
+            return Err(Error::UnexpectedObserve);
+        }
+        Ok(self)
+    }
+
     /// The decrypted message as an owned [`ssm_coap::Message`].
     #[cfg(feature = "alloc")]
     pub fn to_message(&self) -> ssm_coap::Message {
@@ -153,6 +169,80 @@ pub struct RequestOptions {
 pub(crate) enum Direction {
     Request { outer_no_response: bool },
     Response,
+}
+
+/// A message's AEAD nonce (§5.2) and the Partial IV and ID it is made of:
+/// the message's own Partial IV with its sender's ID, or, for a response
+/// without one, its request's (§8.3 step 3, §8.4 step 3). The group-mode
+/// keystream (RFC 10021 §4.2) takes the same pair.
+#[derive(Clone, Copy)]
+pub(crate) struct MessageNonce {
+    pub(crate) bytes: [u8; NONCE_LEN],
+    pub(crate) piv: PartialIv,
+    pub(crate) id: Id,
+}
+
+impl MessageNonce {
+    /// The nonce of a message from the sender `id` (whose nonce part is
+    /// `nonce_base`, see [`crate::crypto::nonce_base`]) that carries
+    /// `partial_iv`, answering or being the request of `binding`.
+    pub(crate) fn of(
+        partial_iv: Option<PartialIv>,
+        (id, nonce_base): (&Id, &[u8; NONCE_LEN]),
+        common_iv: &[u8; NONCE_LEN],
+        binding: &RequestBinding,
+    ) -> Self {
+        match partial_iv {
+            Some(p) => MessageNonce {
+                bytes: nonce_with_piv(nonce_base, &p),
+                piv: p,
+                id: *id,
+            },
+            None => MessageNonce {
+                bytes: nonce(&binding.kid, &binding.partial_iv, common_iv),
+                piv: binding.partial_iv,
+                id: binding.kid,
+            },
+        }
+    }
+}
+
+/// An OSCORE option value as sent or received, on the stack: Group OSCORE
+/// puts it into the `external_aad` as it is on the wire (RFC 10021 §3.4).
+#[derive(Clone, Copy)]
+pub(crate) struct OptionValue {
+    buf: [u8; MAX_OPTION_LEN],
+    len: usize,
+}
+
+impl OptionValue {
+    pub(crate) const EMPTY: OptionValue = OptionValue {
+        buf: [0; MAX_OPTION_LEN],
+        len: 0,
+    };
+
+    /// `option` encoded (§6.1), `flags` set in its first byte if it has one
+    /// (the Group Flag of RFC 10021 §4.1; 0 for none).
+    pub(crate) fn emit(option: &OscoreOption, flags: u8) -> Result<Self, Error> {
+        let mut v = Self::EMPTY;
+        v.len = option.emit(&mut v.buf)?;
+        if let Some(f) = v.buf[..v.len].first_mut() {
+            *f |= flags;
+        }
+        Ok(v)
+    }
+
+    /// Keeps a copy of the received value `v`; returns it to work on.
+    pub(crate) fn keep(&mut self, v: &[u8]) -> Result<&mut [u8], Error> {
+        let c = self.buf.get_mut(..v.len()).ok_or(Error::BadOscoreOption)?;
+        c.copy_from_slice(v);
+        self.len = v.len();
+        Ok(c)
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 /// The longest OSCORE option value: flags, Partial IV, kid context with its

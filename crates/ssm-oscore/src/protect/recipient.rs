@@ -1,9 +1,8 @@
 //! Verifying requests and responses, RFC 8613 §8.2 and §8.4, in place.
-use super::{Decrypted, RequestBinding};
+use super::{Decrypted, MessageNonce, RequestBinding};
 use crate::context::RecipientContext;
-use crate::crypto::{aad, nonce, nonce_with_piv};
+use crate::crypto::aad;
 use crate::error::Error;
-use crate::id::PartialIv;
 use crate::option::OscoreOption;
 use crate::replay::{ReplayState, ReplayWindow};
 use crate::TAG_LEN;
@@ -21,29 +20,58 @@ impl RecipientContext {
         datagram: &'a mut [u8],
     ) -> Result<Decrypted<'a>, Error> {
         let layout = Layout::read(datagram)?;
+        let binding = self.check_request(&layout, false)?;
+        let nonce = self.message_nonce(&layout, &binding);
+        let (aad, aad_len) = aad(&binding.kid, &binding.partial_iv);
+        let d = open(&self.aead, &layout, datagram, &nonce.bytes, &aad[..aad_len])?;
+        self.accept_verified(d, binding)
+    }
+
+    /// The checks of a received request before it is decrypted (§8.2
+    /// steps 2–3; RFC 10021 §7.2, §8.4): outer code POST or FETCH, `kid`
+    /// (this context's Recipient ID) and Partial IV present, a `kid
+    /// context` only if it is this context's ID Context (`kid_context_required`:
+    /// always carried, as in a group, RFC 10021 §3.2), and the Partial IV
+    /// not seen (the replay window is only read here). Returns what the
+    /// response needs.
+    pub(crate) fn check_request(
+        &self,
+        layout: &Layout,
+        kid_context_required: bool,
+    ) -> Result<RequestBinding, Error> {
         if layout.code != Code::POST && layout.code != Code::FETCH {
             return Err(Error::BadOuterCode);
         }
         let kid = layout.option.kid.ok_or(Error::MissingKid)?;
         let piv = layout.option.partial_iv.ok_or(Error::MissingPartialIv)?;
-        if kid != self.id
-            || layout.option.kid_context.is_some() && layout.option.kid_context != self.id_context
-        {
+        let context_ok = match layout.option.kid_context {
+            Some(c) => Some(c) == self.id_context,
+            None => !kid_context_required,
+        };
+        if kid != self.id || !context_ok {
             return Err(Error::UnknownKid);
         }
         if let ReplayState::Window(w) = &self.replay {
             w.check(piv.value())?;
         }
-        let binding = RequestBinding {
+        Ok(RequestBinding {
             kid,
             partial_iv: piv,
             kid_context: layout.option.kid_context,
             observe: false,
-        };
-        let nonce = nonce_with_piv(&self.nonce_base, &piv); // kid == self.id
-        let (aad, aad_len) = aad(&kid, &piv);
-        let d = open(&self.aead, &layout, datagram, &nonce, &aad[..aad_len])?;
-        self.accept_verified(piv, d, binding)
+        })
+    }
+
+    /// The nonce of a received message (see [`MessageNonce`]): a request
+    /// and a response with its own Partial IV are this peer's, a response
+    /// without one takes that of the request of `binding`.
+    pub(crate) fn message_nonce(&self, layout: &Layout, binding: &RequestBinding) -> MessageNonce {
+        MessageNonce::of(
+            layout.option.partial_iv,
+            (&self.id, &self.nonce_base),
+            &self.common_iv,
+            binding,
+        )
     }
 
     /// The end of every request unprotect (RFC 8613, and RFC 10021 group
@@ -56,10 +84,10 @@ impl RecipientContext {
     /// 10021 §7.2).
     pub(crate) fn accept_verified<'a>(
         &mut self,
-        piv: PartialIv,
         mut d: Decrypted<'a>,
         binding: RequestBinding,
     ) -> Result<Decrypted<'a>, Error> {
+        let piv = binding.partial_iv;
         if !d.code.is_request() {
             return Err(Error::MalformedPlaintext);
         }
@@ -96,19 +124,9 @@ impl RecipientContext {
         datagram: &'a mut [u8],
     ) -> Result<Decrypted<'a>, Error> {
         let layout = Layout::read(datagram)?;
-        let nonce = match layout.option.partial_iv {
-            Some(p) => nonce_with_piv(&self.nonce_base, &p),
-            None => nonce(&binding.kid, &binding.partial_iv, &self.common_iv),
-        };
+        let nonce = self.message_nonce(&layout, binding);
         let (aad, aad_len) = aad(&binding.kid, &binding.partial_iv);
-        let d = open(&self.aead, &layout, datagram, &nonce, &aad[..aad_len])?;
-        if !d.code.is_response() {
-            return Err(Error::MalformedPlaintext);
-        }
-        if !binding.observe && d.options.get(OptionNumber::OBSERVE).is_some() {
-            return Err(Error::UnexpectedObserve);
-        }
-        Ok(d)
+        open(&self.aead, &layout, datagram, &nonce.bytes, &aad[..aad_len])?.response_to(binding)
     }
 }
 

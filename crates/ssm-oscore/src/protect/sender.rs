@@ -1,10 +1,11 @@
 //! Protecting requests and responses, RFC 8613 §8.1 and §8.3.
 use super::proxy_uri::ProxyUri;
-use super::{Direction, RequestBinding, RequestOptions, ResponsePiv, MAX_OPTION_LEN};
+use super::{Direction, MessageNonce, OptionValue, RequestBinding, RequestOptions, ResponsePiv};
 use crate::class::{placement, Placement};
 use crate::context::SenderContext;
-use crate::crypto::{aad, nonce, nonce_with_piv};
+use crate::crypto::aad;
 use crate::error::Error;
+use crate::id::PartialIv;
 use crate::option::OscoreOption;
 use crate::TAG_LEN;
 use ssm_coap::{Code, MessageWriter, OptionNumber, OptionWriter, Packet, PAYLOAD_MARKER};
@@ -28,40 +29,8 @@ impl SenderContext {
         out: &mut [u8],
         opts: RequestOptions,
     ) -> Result<(usize, RequestBinding), Error> {
-        let plain = Packet::new_checked(request)?;
-        if !plain.code().is_request() {
-            return Err(Error::Coap(ssm_coap::Error::NonEmptyEmptyMessage));
-        }
-        let piv = self.sequence.take()?;
-        let observe = plain.options().get(OptionNumber::OBSERVE).is_some();
-        let option = OscoreOption {
-            partial_iv: Some(piv),
-            kid_context: self.id_context,
-            kid: Some(self.id),
-        };
-        let binding = RequestBinding {
-            kid: self.id,
-            partial_iv: piv,
-            kid_context: self.id_context,
-            observe,
-        };
-        let outer_code = if observe { Code::FETCH } else { Code::POST };
-        let nonce = nonce_with_piv(&self.nonce_base, &piv);
-        let (aad, aad_len) = aad(&binding.kid, &binding.partial_iv);
-        let no_response = opts.outer_no_response
-            && plain.options().get_uint(OptionNumber::NO_RESPONSE) == Some(Ok(26));
-        let n = seal(
-            self,
-            &plain,
-            outer_code,
-            &option,
-            &nonce,
-            &aad[..aad_len],
-            out,
-            Direction::Request {
-                outer_no_response: no_response,
-            },
-        )?;
+        let (msg, binding) = self.start_request(request, opts)?;
+        let n = seal(self, &msg, &binding, out)?;
         Ok((n, binding))
     }
 
@@ -73,88 +42,137 @@ impl SenderContext {
         piv: ResponsePiv,
         out: &mut [u8],
     ) -> Result<usize, Error> {
+        let msg = self.start_response(binding, response, piv)?;
+        seal(self, &msg, binding, out)
+    }
+
+    /// The steps every request protect begins with (§8.1 steps 1–3; RFC
+    /// 10021 §7.1, §8.3): a plain request, a new Sender Sequence Number as
+    /// Partial IV, the outer code (§4.2), the option with `kid` and this
+    /// context's ID Context as `kid context`, and the binding of the
+    /// responses.
+    pub(crate) fn start_request<'a>(
+        &mut self,
+        request: &'a [u8],
+        opts: RequestOptions,
+    ) -> Result<(Outgoing<'a>, RequestBinding), Error> {
+        let plain = Packet::new_checked(request)?;
+        if !plain.code().is_request() {
+            return Err(Error::Coap(ssm_coap::Error::NonEmptyEmptyMessage));
+        }
+        let piv = self.sequence.take()?;
+        let observe = plain.options().get(OptionNumber::OBSERVE).is_some();
+        let binding = RequestBinding {
+            kid: self.id,
+            partial_iv: piv,
+            kid_context: self.id_context,
+            observe,
+        };
+        let no_response = opts.outer_no_response
+            && plain.options().get_uint(OptionNumber::NO_RESPONSE) == Some(Ok(26));
+        let msg = Outgoing {
+            plain,
+            outer_code: if observe { Code::FETCH } else { Code::POST },
+            option: OscoreOption {
+                partial_iv: Some(piv),
+                kid_context: self.id_context,
+                kid: Some(self.id),
+            },
+            nonce: self.message_nonce(Some(piv), &binding),
+            dir: Direction::Request {
+                outer_no_response: no_response,
+            },
+        };
+        Ok((msg, binding))
+    }
+
+    /// The steps every response protect begins with (§8.3 steps 1–3; RFC
+    /// 10021 §7.3, §8.5): a plain response, the request's nonce or a new
+    /// Partial IV, the outer code (§4.2), the option with that Partial IV
+    /// only (group and pairwise mode add `kid`).
+    pub(crate) fn start_response<'a>(
+        &mut self,
+        binding: &RequestBinding,
+        response: &'a [u8],
+        piv: ResponsePiv,
+    ) -> Result<Outgoing<'a>, Error> {
         let plain = Packet::new_checked(response)?;
         if !plain.code().is_response() {
             return Err(Error::Coap(ssm_coap::Error::NonEmptyEmptyMessage));
         }
-        let (option, nonce) = match piv {
-            ResponsePiv::RequestNonce => (
-                OscoreOption::default(),
-                nonce(&binding.kid, &binding.partial_iv, &self.common_iv),
-            ),
-            ResponsePiv::Own => {
-                let p = self.sequence.take()?;
-                (
-                    OscoreOption {
-                        partial_iv: Some(p),
-                        kid_context: None,
-                        kid: None,
-                    },
-                    nonce_with_piv(&self.nonce_base, &p),
-                )
-            }
+        let partial_iv = match piv {
+            ResponsePiv::RequestNonce => None,
+            ResponsePiv::Own => Some(self.sequence.take()?),
         };
         let observe = plain.options().get(OptionNumber::OBSERVE).is_some();
-        let outer_code = if observe {
-            Code::CONTENT
-        } else {
-            Code::CHANGED
-        };
-        let (aad, aad_len) = aad(&binding.kid, &binding.partial_iv);
-        seal(
-            self,
-            &plain,
-            outer_code,
-            &option,
-            &nonce,
-            &aad[..aad_len],
-            out,
-            Direction::Response,
-        )
+        Ok(Outgoing {
+            plain,
+            outer_code: if observe {
+                Code::CONTENT
+            } else {
+                Code::CHANGED
+            },
+            option: OscoreOption {
+                partial_iv,
+                ..OscoreOption::default()
+            },
+            nonce: self.message_nonce(partial_iv, binding),
+            dir: Direction::Response,
+        })
+    }
+
+    fn message_nonce(&self, partial_iv: Option<PartialIv>, b: &RequestBinding) -> MessageNonce {
+        MessageNonce::of(partial_iv, (&self.id, &self.nonce_base), &self.common_iv, b)
     }
 }
 
-/// Writes header, outer options, then the encrypted plaintext (§5.3, §6).
-#[allow(clippy::too_many_arguments)]
+/// A plain message on its way to be protected: what RFC 8613 and both
+/// Group OSCORE modes decide alike before they encrypt.
+pub(crate) struct Outgoing<'a> {
+    pub(crate) plain: Packet<&'a [u8]>,
+    pub(crate) outer_code: Code,
+    pub(crate) option: OscoreOption,
+    pub(crate) nonce: MessageNonce,
+    pub(crate) dir: Direction,
+}
+
+impl Outgoing<'_> {
+    pub(crate) fn is_request(&self) -> bool {
+        matches!(self.dir, Direction::Request { .. })
+    }
+}
+
+/// Writes header, outer options, then the encrypted plaintext (§5.3, §6),
+/// with the `external_aad` of §5.4.
 fn seal(
     ctx: &SenderContext,
-    plain: &Packet<&[u8]>,
-    outer_code: Code,
-    option: &OscoreOption,
-    nonce: &[u8; crate::NONCE_LEN],
-    aad: &[u8],
+    msg: &Outgoing<'_>,
+    binding: &RequestBinding,
     out: &mut [u8],
-    dir: Direction,
 ) -> Result<usize, Error> {
-    let mut opt_buf = [0u8; MAX_OPTION_LEN];
-    let opt_len = option.emit(&mut opt_buf)?;
-    let (_, end) = seal_with(
-        &ctx.aead,
-        plain,
-        outer_code,
-        &opt_buf[..opt_len],
-        nonce,
-        aad,
-        out,
-        dir,
-    )?;
+    let opt = OptionValue::emit(&msg.option, 0)?;
+    let (aad, aad_len) = aad(&binding.kid, &binding.partial_iv);
+    let (_, end) = seal_with(&ctx.aead, msg, opt.as_bytes(), &aad[..aad_len], out)?;
     Ok(end)
 }
 
 /// [`seal`] with the OSCORE option value already encoded (Group OSCORE sets
 /// its Group Flag, RFC 10021 §4.1) and the AEAD given. Returns where the
 /// ciphertext starts and where the message ends.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn seal_with(
     aead: &crate::crypto::Aead,
-    plain: &Packet<&[u8]>,
-    outer_code: Code,
+    msg: &Outgoing<'_>,
     opt_val: &[u8],
-    nonce: &[u8; crate::NONCE_LEN],
     aad: &[u8],
     out: &mut [u8],
-    dir: Direction,
 ) -> Result<(usize, usize), Error> {
+    let Outgoing {
+        plain,
+        outer_code,
+        dir,
+        ..
+    } = msg;
+    let (outer_code, dir) = (*outer_code, *dir);
     let mut proxy: Option<ProxyUri<'_>> = None;
 
     // Outer message.
@@ -248,7 +266,7 @@ pub(crate) fn seal_with(
     let end = pt_start + pt_len + TAG_LEN;
     let body = out.get_mut(pt_start..end).ok_or(Error::BufferTooSmall)?;
     let (pt, tag_slot) = body.split_at_mut(pt_len);
-    let tag = aead.seal(nonce, aad, pt)?;
+    let tag = aead.seal(&msg.nonce.bytes, aad, pt)?;
     tag_slot.copy_from_slice(&tag);
     Ok((pt_start, end))
 }
