@@ -387,16 +387,18 @@ fn switch_restarts(site: &mut Site) {
         .collect();
     let dups = reused(&site.wire);
     let from_killed = wire.iter().filter(|p| !sent.contains(p)).count();
+    let highest = wire.iter().max().copied().unwrap_or(0);
     eprintln!(
         "group_restart: {runs} runs in {:.1} s: {} exited 0 ({finished_first} before their kill), {killed} SIGKILLed \
          ({from_killed} of them after sending); kills within {} ms; {} group-mode datagrams on the wire, \
-         {} distinct (kid, PIV), highest PIV {}, {} reused; lights applied {:?}, dropped {:?}",
+         {} distinct (kid, PIV), highest PIV {highest} ({} numbers reserved by a killed run, never sent), {} reused; \
+         lights applied {:?}, dropped {:?}",
         elapsed.as_secs_f64(),
         sent.len(),
         span_us / 1000,
         site.wire.len(),
         wire.len(),
-        wire.iter().max().copied().unwrap_or(0),
+        (highest + 1).saturating_sub(wire.len() as u64),
         dups.len(),
         site.tallies.iter().map(|t| t.applied.len()).collect::<Vec<_>>(),
         site.tallies.iter().map(|t| &t.dropped).collect::<Vec<_>>(),
