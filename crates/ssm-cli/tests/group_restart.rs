@@ -372,8 +372,8 @@ fn switch_restarts(site: &mut Site) {
         site.poll();
     }
     let elapsed = t0.elapsed();
-    let wire: BTreeSet<u64> = site.wire_pivs();
     site.settle(Duration::from_secs(10), |s| {
+        let wire = s.wire_pivs();
         s.tallies
             .iter()
             .all(|t| wire.iter().all(|p| t.applied.contains(p)))
