@@ -125,3 +125,97 @@ impl MulticastSender {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ssm_ocf::cred::{CredType, OscoreCred};
+    use ssm_ocf::group_cred::{ccs_of_ed25519, fields, gid_of, public_key};
+    use std::path::Path;
+
+    const KEY: [u8; 32] = [0x11; 32];
+
+    fn sender_cred() -> OscoreCred {
+        let mut rng = |b: &mut [u8]| b.copy_from_slice(&random_bytes::<64>()[..b.len()]);
+        let owner = ssm_ocf::Uuid::from_u128(1);
+        let (_, mut switches) = ssm_ocf::provision::generate_group(1, 1, owner, &mut rng);
+        let gm = ccs_of_ed25519(&public_key(&[0x77; 32])).to_vec();
+        for c in switches[0].creds.creds.iter_mut() {
+            if c.credtype == CredType::SsmClient {
+                c.credtype = CredType::GroupOscoreSender;
+                c.oscore.as_mut().unwrap().group = Some(fields(&gid_of(1, 1), &gm, None));
+            }
+        }
+        switches[0]
+            .creds
+            .oscore_creds()
+            .unwrap()
+            .into_iter()
+            .find(|c| c.credtype == CredType::GroupOscoreSender)
+            .unwrap()
+    }
+
+    /// The Partial IV on the wire (the Group Flag cleared to parse it).
+    fn wire_piv(datagram: &[u8]) -> u64 {
+        let p = ssm_coap::Packet::new_checked(datagram).unwrap();
+        let o = p.options().get(ssm_coap::OptionNumber::OSCORE).unwrap();
+        let mut v = o.value.to_vec();
+        assert_ne!(v[0] & ssm_oscore::group::GROUP_FLAG, 0, "group mode");
+        v[0] &= !ssm_oscore::group::GROUP_FLAG;
+        let o = ssm_oscore::OscoreOption::parse(&v).unwrap();
+        o.partial_iv.unwrap().value()
+    }
+
+    fn durable_limit(path: &Path) -> u64 {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    fn update() -> Message {
+        let props = ssm_ocf::cbor::map([("value", ciborium::Value::Bool(true))]);
+        ssm::update_request("/a", &props, 1, Token::new(&[1]).unwrap(), true)
+    }
+
+    /// Group mode takes its sequence numbers from the SSM store, as SSM
+    /// does: two senders on one store (two processes of one switch) share
+    /// one sequence, every number below the fsynced limit before its
+    /// datagram exists; a sender made again after a SIGKILL continues the
+    /// sequence, one made after a reboot resumes at the durable limit.
+    #[test]
+    fn group_mode_sequence_numbers_are_durable_and_shared() {
+        let dir = std::env::temp_dir().join(format!("ssm-group-ssn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("ssn-5");
+        let cred = sender_cred();
+        let new = || GroupSsmSender::new(&cred, &KEY, FileSequenceStore::new(&path)).unwrap();
+        let (mut a, mut b) = (new(), new());
+        let mut used = Vec::new();
+        for i in 0..100 {
+            let s = if i % 3 == 0 { &mut b } else { &mut a };
+            let (bytes, piv) = s.protect(&update(), true).unwrap();
+            assert_eq!(wire_piv(&bytes), piv);
+            assert!(durable_limit(&path) > piv, "durable before use");
+            used.push(piv);
+        }
+        assert_eq!(used, (0..100).collect::<Vec<_>>(), "one sequence");
+        assert_eq!(durable_limit(&path), 128, "reserved K = 64 ahead");
+        // SIGKILL (nothing flushed, no destructor) and a new process.
+        std::mem::forget(a);
+        std::mem::forget(b);
+        let (_, piv) = new().protect(&update(), true).unwrap();
+        assert_eq!(piv, 100);
+        // A reboot: this boot's counter in the lock file is not trusted.
+        std::fs::write(
+            dir.join("ssn-5.lock"),
+            "another-boot 00000000000000000003\n",
+        )
+        .unwrap();
+        let (_, piv) = new().protect(&update(), true).unwrap();
+        assert_eq!(piv, 128, "above every number used before");
+        assert!(durable_limit(&path) > piv);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
