@@ -43,6 +43,15 @@ pub async fn sync_devices(
         }
     }
     fetch_auth_creds(s, obt, &records).await?;
+    // The lights' SSM hrefs as their discovery shows them now; the
+    // switches granted on a light whose set changed send to the new set.
+    for sw in refresh_hrefs(s, &records, jobs).await? {
+        if !records.iter().any(|x| x.uuid == sw) {
+            if let Ok(r) = s.device(&sw.to_string()) {
+                records.push(r);
+            }
+        }
+    }
     progress(Progress::Start {
         total: records.len(),
         what: "devices up to date",
@@ -139,6 +148,50 @@ async fn fetch_auth_creds(
         }
     }
     Ok(())
+}
+
+/// Reads the `/oic/res` of every light of `records` (plain unicast, at
+/// most `jobs` at once; a light that does not answer keeps the hrefs
+/// known) and stores the hrefs of its SSM-enabled resources. Returns the
+/// switches granted on a light whose set changed.
+async fn refresh_hrefs(
+    s: &mut Store,
+    records: &[DeviceRecord],
+    jobs: usize,
+) -> Result<Vec<Uuid>, EngineError> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for r in records.iter().filter(|r| r.role == DeviceRole::Light) {
+        let Ok(peer) = ssm_runtime::netif::parse_ep(&r.endpoint) else {
+            continue;
+        };
+        let (sem, uuid) = (sem.clone(), r.uuid);
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let socket = ssm_runtime::client::socket_for(peer).await.ok()?;
+            let links = ssm_runtime::obt_reach::device_links(&socket, peer)
+                .await
+                .ok()?;
+            Some((uuid, ssm_ocf::discovery::ssm_hrefs(&links)))
+        });
+    }
+    let mut switches = Vec::new();
+    while let Some(j) = set.join_next().await {
+        let Some((light, hrefs)) =
+            j.map_err(|e| EngineError::Task(format!("discovery task failed: {e}")))?
+        else {
+            continue;
+        };
+        if s.set_ssm_hrefs(&light, &hrefs)? {
+            tracing::info!(%light, hrefs = %hrefs.join(" "), "the light's SSM hrefs changed");
+            for (c, _) in s.grants()?.into_iter().filter(|(_, l)| *l == light) {
+                if !switches.contains(&c) {
+                    switches.push(c);
+                }
+            }
+        }
+    }
+    Ok(switches)
 }
 
 /// One pass over `todo` (emptied), at most `jobs` at once. Successes and

@@ -21,7 +21,7 @@ pub use grants::ALL_GROUP;
 pub use groups::{valid_group_name, GroupInfo};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Store errors, each saying what to do.
 #[derive(Debug, thiserror::Error)]
@@ -332,5 +332,7 @@ impl Store {
 mod day_tests;
 #[cfg(test)]
 mod group_tests;
+#[cfg(test)]
+mod href_tests;
 #[cfg(test)]
 mod tests;
