@@ -215,7 +215,9 @@ async fn read_until(
                 refused.clear();
             }
         }
-        if last == Some(want) || tokio::time::Instant::now() >= deadline {
+        // Past the deadline, the hrefs left of this round are still tried
+        // (each answered at once): a light found late gets its one read.
+        if last == Some(want) || (tokio::time::Instant::now() >= deadline && !again_at_once) {
             break;
         }
         if !again_at_once {
@@ -322,6 +324,9 @@ fn print_confirmed(
     }
 }
 
+/// The query of the discovery that locates the lights.
+const RT: &str = "rt=oic.r.switch.binary";
+
 /// Multicast discovery of the switch resources (`GET
 /// /oic/res?rt=oic.r.switch.binary`) until every device of `wanted` has
 /// answered or `wait` has passed: the replies by responder.
@@ -330,12 +335,7 @@ async fn locate(
     wanted: &[Uuid],
     wait: Duration,
 ) -> Result<Vec<(SocketAddr, Vec<ssm_ocf::discovery::Link>)>> {
-    let mut req = message::request(
-        MessageType::NonConfirmable,
-        Code::GET,
-        "/oic/res",
-        Some("rt=oic.r.switch.binary"),
-    );
+    let mut req = message::request(MessageType::NonConfirmable, Code::GET, "/oic/res", Some(RT));
     req.message_id = u16::from_be_bytes(ssm_runtime::random_bytes::<2>());
     req.token = ssm_coap::Token::new(&ssm_runtime::random_bytes::<8>()).unwrap_or_default();
     let bytes = req.to_vec();
@@ -366,6 +366,21 @@ async fn locate(
                 if m.token != req.token || m.code != Code::CONTENT {
                     continue;
                 }
+                if found.iter().any(|(f, _)| *f == from) {
+                    continue;
+                }
+                // A multicast answer is its first Block2 block (a light
+                // with several SSM resources lists more than one block
+                // holds): the rest by unicast.
+                let m = match ssm_runtime::client::rest_by_unicast(from, "/oic/res", Some(RT), m)
+                    .await
+                {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::debug!(%from, error = %e, "confirm: the rest of a discovery answer");
+                        continue;
+                    }
+                };
                 let links = message::payload(&m)
                     .map(|p| ssm_ocf::discovery::parse_links(&p))
                     .unwrap_or_default();
