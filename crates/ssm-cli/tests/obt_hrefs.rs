@@ -14,6 +14,10 @@
 //!   `href`);
 //! * a second `ssm obt sync --all` (which re-reads each light's `/oic/res`)
 //!   changes nothing on any device;
+//! * the light at the example URI restarts at another port with a second
+//!   switch: `ssm obt sync` finds it by multicast, re-reads its hrefs,
+//!   grants the new one (ACEs for the switch and the OBT) and syncs the
+//!   switch in the same run; the next `--confirm` switches all four;
 //! * with the light at the example URI stopped, `--confirm` exits 1: the
 //!   relay is confirmed, the stopped light is not.
 mod common;
@@ -223,6 +227,66 @@ fn one_confirm_switches_lights_at_several_hrefs() {
             assert_eq!(d[k], 0, "{k} on {}: {v}", d["name"]);
         }
     }
+
+    // The light at the example URI restarts (a new unicast port) with a
+    // second switch: a sync finds it again, grants the new href and
+    // brings the switch, which its set made stale, the new list at once.
+    devs[1].take().unwrap().kill();
+    let hall_more = ["--href", EXAMPLE, "--href", "/hall/2"];
+    devs[1] = Some(start_with(
+        &hosts[2],
+        &dir.join("hall"),
+        iface,
+        "light",
+        port,
+        &hall_more,
+    ));
+    let mut a = vec!["sync", "hall"];
+    a.extend(&link);
+    let (_, v) = obt_cmd(&a, false);
+    let devices = v["devices"].as_array().unwrap();
+    let synced = |name: &str| {
+        devices
+            .iter()
+            .find(|d| d["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not synced: {v}"))
+    };
+    let (h, s) = (synced("hall"), synced("sw"));
+    assert_eq!(
+        (h["synced"].as_bool(), h["aces_added"].as_u64()),
+        (Some(true), Some(2)),
+        "switch and OBT on /hall/2: {v}"
+    );
+    assert_eq!(h["aces_removed"], 0, "{v}");
+    assert_eq!(s["synced"], true, "{v}");
+    let (_, hall) = obt_cmd(&["inspect", "hall"], false);
+    assert_eq!(hall["matches"], true, "{hall}");
+    assert_eq!(ace_hrefs(&hall, &sw_uuid), [EXAMPLE, "/hall/2"], "{hall}");
+    devs[1].as_ref().unwrap().drain();
+    let (code, v) = confirm("on");
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["hrefs"].as_array().unwrap().len(), 4, "{v}");
+    assert_eq!(light_row(&v, "hall")["href"], EXAMPLE, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut applied: Vec<String> = Vec::new();
+    while applied.len() < 2 {
+        let Some(e) = devs[1].as_ref().unwrap().next("ssm_applied", deadline) else {
+            break;
+        };
+        if let Some(h) = e["href"]
+            .as_str()
+            .filter(|h| !applied.iter().any(|a| a == h))
+        {
+            applied.push(h.to_string());
+        }
+    }
+    applied.sort();
+    assert_eq!(
+        applied,
+        [EXAMPLE, "/hall/2"],
+        "both of the hall light's switches"
+    );
 
     // The light at the example URI stopped: not confirmed, exit 1; the
     // relay still is.

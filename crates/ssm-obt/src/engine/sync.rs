@@ -45,13 +45,13 @@ pub async fn sync_devices(
     fetch_auth_creds(s, obt, &records).await?;
     // The lights' SSM hrefs as their discovery shows them now; the
     // switches granted on a light whose set changed send to the new set.
-    for sw in refresh_hrefs(s, &records, jobs).await? {
-        if !records.iter().any(|x| x.uuid == sw) {
-            if let Ok(r) = s.device(&sw.to_string()) {
-                records.push(r);
-            }
-        }
-    }
+    let lights: Vec<(Uuid, String)> = records
+        .iter()
+        .filter(|r| r.role == DeviceRole::Light)
+        .map(|r| (r.uuid, r.endpoint.clone()))
+        .collect();
+    let restaled = refresh_hrefs(s, &lights, jobs).await?;
+    add_records(s, &mut records, &restaled);
     progress(Progress::Start {
         total: records.len(),
         what: "devices up to date",
@@ -92,6 +92,12 @@ pub async fn sync_devices(
                 match seen.iter().find(|(_, id, owned)| *id == r.uuid && *owned) {
                     Some((addr, _, _)) if format!("coap://{addr}") != r.endpoint => {
                         let ep = format!("coap://{addr}");
+                        if r.role == DeviceRole::Light {
+                            // Found again: its hrefs where it is now.
+                            let moved = [(r.uuid, ep.clone())];
+                            let restaled = refresh_hrefs(s, &moved, jobs).await?;
+                            add_records(s, &mut records, &restaled);
+                        }
                         todo.push((r, ep));
                     }
                     Some(_) => {
@@ -150,22 +156,34 @@ async fn fetch_auth_creds(
     Ok(())
 }
 
-/// Reads the `/oic/res` of every light of `records` (plain unicast, at
-/// most `jobs` at once; a light that does not answer keeps the hrefs
-/// known) and stores the hrefs of its SSM-enabled resources. Returns the
-/// switches granted on a light whose set changed.
+/// Adds the devices `uuids` to `records` (those not in it yet): the
+/// switches a changed set of hrefs made stale are synced in the same run.
+fn add_records(s: &Store, records: &mut Vec<DeviceRecord>, uuids: &[Uuid]) {
+    for u in uuids {
+        if !records.iter().any(|x| x.uuid == *u) {
+            if let Ok(r) = s.device(&u.to_string()) {
+                records.push(r);
+            }
+        }
+    }
+}
+
+/// Reads the `/oic/res` of every light of `lights` at its endpoint (plain
+/// unicast, at most `jobs` at once; a light that does not answer keeps
+/// the hrefs known) and stores the hrefs of its SSM-enabled resources.
+/// Returns the switches granted on a light whose set changed.
 async fn refresh_hrefs(
     s: &mut Store,
-    records: &[DeviceRecord],
+    lights: &[(Uuid, String)],
     jobs: usize,
 ) -> Result<Vec<Uuid>, EngineError> {
     let sem = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
     let mut set = tokio::task::JoinSet::new();
-    for r in records.iter().filter(|r| r.role == DeviceRole::Light) {
-        let Ok(peer) = ssm_runtime::netif::parse_ep(&r.endpoint) else {
+    for (uuid, ep) in lights {
+        let Ok(peer) = ssm_runtime::netif::parse_ep(ep) else {
             continue;
         };
-        let (sem, uuid) = (sem.clone(), r.uuid);
+        let (sem, uuid) = (sem.clone(), *uuid);
         set.spawn(async move {
             let _permit = sem.acquire_owned().await;
             let socket = ssm_runtime::client::socket_for(peer).await.ok()?;
