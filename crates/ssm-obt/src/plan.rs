@@ -29,19 +29,32 @@ impl Desired {
 
 pub use ssm_ocf::groups::group_of_desc;
 
-/// Where a light serves SSM: the href its discovery showed, else the
-/// resource type's example URI (what our lights use by default).
-pub fn href_of(store: &Store, light: &Uuid) -> Result<String, StoreError> {
-    Ok(store.ssm_href(light)?.unwrap_or_else(|| HREF.to_string()))
+/// Where a light serves SSM: every href its discovery showed (a light
+/// with two SSM-enabled switches, a two-gang relay, has two), in order,
+/// else the resource type's example URI (what our lights use by default).
+pub fn light_hrefs(store: &Store, light: &Uuid) -> Result<Vec<String>, StoreError> {
+    let known = store.ssm_hrefs(light)?;
+    Ok(if known.is_empty() {
+        vec![HREF.to_string()]
+    } else {
+        known
+    })
 }
 
-/// The distinct hrefs of `lights`, in order.
+/// The first href a light serves SSM at (the one `ssm obt status` reads
+/// and observes).
+pub fn href_of(store: &Store, light: &Uuid) -> Result<String, StoreError> {
+    Ok(light_hrefs(store, light)?.swap_remove(0))
+}
+
+/// The distinct hrefs of `lights` (each light's in its order), in order.
 pub fn hrefs_of(store: &Store, lights: &[Uuid]) -> Result<Vec<String>, StoreError> {
     let mut out: Vec<String> = Vec::new();
     for l in lights {
-        let h = href_of(store, l)?;
-        if !out.contains(&h) {
-            out.push(h);
+        for h in light_hrefs(store, l)? {
+            if !out.contains(&h) {
+                out.push(h);
+            }
         }
     }
     Ok(out)
@@ -199,16 +212,20 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
         }
     }
     let commanded = !clients.is_empty();
-    // The href the light's discovery showed (the reference sample serves
-    // `/lights`), not a fixed one.
-    let href = href_of(store, uuid)?;
+    // The hrefs the light's discovery showed (the reference sample serves
+    // `/lights`), not a fixed one: one ACE per client and href (a device
+    // may return the resources of one ACE in another order; one resource
+    // each compares exactly, so a second sync changes nothing).
+    let hrefs = light_hrefs(store, uuid)?;
     for client in clients {
-        out.aces.push(Ace {
-            aceid: 0,
-            subject: AceSubject::Uuid { uuid: client },
-            resources: vec![AceResource::Href { href: href.clone() }],
-            permission: PERM_R | PERM_U | PERM_N,
-        });
+        for href in &hrefs {
+            out.aces.push(Ace {
+                aceid: 0,
+                subject: AceSubject::Uuid { uuid: client },
+                resources: vec![AceResource::Href { href: href.clone() }],
+                permission: PERM_R | PERM_U | PERM_N,
+            });
+        }
     }
     out.groups = store
         .device_groups(uuid)?
@@ -222,12 +239,14 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
         .is_ok_and(|d| d.role == crate::DeviceRole::Light);
     if light && (commanded || !out.groups.is_empty()) {
         let (obt, _) = store.obt()?;
-        out.aces.push(Ace {
-            aceid: 0,
-            subject: AceSubject::Uuid { uuid: obt },
-            resources: vec![AceResource::Href { href: href.clone() }],
-            permission: PERM_R | PERM_N,
-        });
+        for href in &hrefs {
+            out.aces.push(Ace {
+                aceid: 0,
+                subject: AceSubject::Uuid { uuid: obt },
+                resources: vec![AceResource::Href { href: href.clone() }],
+                permission: PERM_R | PERM_N,
+            });
+        }
     }
     for k in store.pairwise_keys(uuid)? {
         let (subject, sender, recipient) = if k.client == *uuid {

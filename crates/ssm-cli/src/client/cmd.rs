@@ -230,26 +230,18 @@ async fn update_multicast(
     } else {
         MulticastSender::Ssm(Box::new(SsmSender::new(cred, store)?))
     };
-    if confirm && hrefs.len() > 1 {
-        bail!(
-            "--confirm reads every light at one href; these lights serve SSM at {}: give --href",
-            hrefs.join(", ")
-        );
-    }
     let mut sent = Vec::new();
     for h in hrefs {
         for s in sender.send(&targets, h, &props, !no_no_response).await? {
             sent.push((h.as_str(), s));
         }
     }
-    let href = hrefs[0].as_str();
     if confirm {
-        let sent: Vec<_> = sent.into_iter().map(|(_, s)| s).collect();
         return confirm_lights(
             state_dir,
             oscore,
             &targets,
-            href,
+            hrefs,
             matches!(value, OnOff::On),
             Duration::from_millis(confirm_ms),
             &sent,

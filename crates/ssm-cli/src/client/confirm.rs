@@ -1,5 +1,6 @@
 //! `ssm client update --multicast --confirm`: every granted light read
-//! back by a secured RETRIEVE.
+//! back by a secured RETRIEVE (at the first of the switch's hrefs the
+//! light serves).
 use super::pairwise_client;
 use anyhow::{anyhow, Result};
 use ciborium::Value;
@@ -15,6 +16,8 @@ struct Confirmed {
     di: Uuid,
     name: Option<String>,
     ep: Option<String>,
+    /// The href it answered with its state at.
+    href: Option<String>,
     state: Option<bool>,
     confirmed: bool,
     ms: u128,
@@ -24,7 +27,11 @@ struct Confirmed {
 /// `update --multicast --confirm`: every light the state dir holds a
 /// pair-wise credential for (credtype 64 subjects) is located by multicast
 /// discovery and read back by a secured RETRIEVE until it shows `want` or
-/// `window` has passed (applies are asynchronous). With `group` (the id
+/// `window` has passed (applies are asynchronous). Lights may serve SSM at
+/// different hrefs (ours at the example URI, the reference sample at
+/// `/lights`): each is read at the hrefs of `hrefs` in order until one
+/// answers with a value (a 4.04 or 4.01 for an href it does not serve:
+/// the next), and the row names that href. With `group` (the id
 /// of the group commanded), a light whose `/groupsResURI` (read first,
 /// with the same credential) does not list it is left out: it was not
 /// meant to change. Prints a table (or JSON); `Ok(false)` (exit 1) if any
@@ -34,10 +41,10 @@ pub(super) async fn confirm_lights(
     state_dir: &std::path::Path,
     oscore: &[ssm_ocf::cred::OscoreCred],
     targets: &MulticastTargets,
-    href: &str,
+    hrefs: &[String],
     want: bool,
     window: Duration,
-    sent: &[ssm_runtime::client::Sent],
+    sent: &[(&str, ssm_runtime::client::Sent)],
     group: Option<u32>,
     json: bool,
 ) -> Result<bool> {
@@ -62,6 +69,7 @@ pub(super) async fn confirm_lights(
                     di,
                     name: None,
                     ep: None,
+                    href: None,
                     state: None,
                     confirmed: false,
                     ms: 0,
@@ -73,14 +81,14 @@ pub(super) async fn confirm_lights(
         let sock = socket_for(peer).await?;
         let mut client = pairwise_client(state_dir, cred, sock)?;
         client.config.max_retransmit = 2;
-        let href = href.to_string();
+        let hrefs = hrefs.to_vec();
         tasks.spawn(async move {
             if let Some(g) = group {
                 if !in_group(&mut client, peer, g).await {
                     return None;
                 }
             }
-            let c = read_until(&mut client, peer, &href, want, started, window).await;
+            let c = read_until(&mut client, peer, &hrefs, want, started, window).await;
             Some((i, Confirmed { di, ..c }))
         });
     }
@@ -92,7 +100,7 @@ pub(super) async fn confirm_lights(
     rows.sort_by_key(|(i, _)| *i);
     let rows: Vec<Confirmed> = rows.into_iter().map(|(_, r)| r).collect();
     let all = !rows.is_empty() && rows.iter().all(|r| r.confirmed);
-    print_confirmed(&rows, sent, href, want, all, state_dir, json);
+    print_confirmed(&rows, sent, hrefs, want, all, state_dir, json);
     Ok(all)
 }
 
@@ -152,36 +160,69 @@ fn endpoint_of(
     Some(peer)
 }
 
-/// RETRIEVEs `href` from the light at `peer` until it shows `want` or
-/// `window` from `started` has passed (applies are asynchronous), then its name; the
-/// caller fills in `di`.
+/// RETRIEVEs the light at `peer` until it shows `want` or `window` from
+/// `started` has passed (applies are asynchronous), then its name; the
+/// caller fills in `di`. The href read is the first of `hrefs` that
+/// answers with a value; an href answered with anything else (4.04: not
+/// served, 4.01: not granted there) gives way to the next at once, and
+/// after the last the round starts again. No answer at all is not a
+/// reason to try another href: the light is retried where it was.
 async fn read_until(
     client: &mut ssm_runtime::udp::OscoreClient<ssm_runtime::store::FileSequenceStore>,
     peer: SocketAddr,
-    href: &str,
+    hrefs: &[String],
     want: bool,
     started: tokio::time::Instant,
     window: Duration,
 ) -> Confirmed {
     let deadline = started + window;
     let mut last: Option<bool> = None;
-    let mut error: Option<String>;
-    loop {
+    let mut error: Option<String> = None;
+    // The href that answered with a value, else the one to try next.
+    let (mut at, mut next) = (None::<usize>, 0usize);
+    // This round's refusals (href: code), for the error shown.
+    let mut refused: Vec<String> = Vec::new();
+    while !hrefs.is_empty() {
+        let href = &hrefs[at.unwrap_or(next)];
         let get = message::request(MessageType::Confirmable, Code::GET, href, None);
+        let mut again_at_once = false;
         match client.request(peer, get).await {
             Ok(r) if r.code.class() == 2 => {
-                last = message::payload(&r)
+                let v = message::payload(&r)
                     .ok()
                     .and_then(|v| cbor::get(&v, "value").and_then(Value::as_bool));
-                error = None;
+                if v.is_some() {
+                    (last, error) = (v, None);
+                    at = Some(at.unwrap_or(next));
+                } else if at.is_none() {
+                    refused.push(format!("{href}: {} without a value", r.code));
+                    again_at_once = true;
+                }
             }
-            Ok(r) => error = Some(format!("answered {}", r.code)),
+            Ok(r) if at.is_none() => {
+                refused.push(format!("{href}: answered {}", r.code));
+                again_at_once = true;
+            }
+            Ok(r) => error = Some(format!("{href}: answered {}", r.code)),
             Err(e) => error = Some(e.to_string()),
         }
-        if last == Some(want) || tokio::time::Instant::now() >= deadline {
+        if again_at_once {
+            next += 1;
+            if next == hrefs.len() {
+                // Every href refused this round.
+                error = Some(refused.join(", "));
+                (next, again_at_once) = (0, false);
+                refused.clear();
+            }
+        }
+        // Past the deadline, the hrefs left of this round are still tried
+        // (each answered at once): a light found late gets its one read.
+        if last == Some(want) || (tokio::time::Instant::now() >= deadline && !again_at_once) {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        if !again_at_once {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     let ms = started.elapsed().as_millis();
     // Its name, if it answered at all.
@@ -198,6 +239,7 @@ async fn read_until(
         di: Uuid::nil(),
         name,
         ep: Some(peer.to_string()),
+        href: at.map(|i| hrefs[i].clone()),
         state: last,
         confirmed: last == Some(want),
         ms,
@@ -208,8 +250,8 @@ async fn read_until(
 /// The table (or JSON) of `update --multicast --confirm`.
 fn print_confirmed(
     rows: &[Confirmed],
-    sent: &[ssm_runtime::client::Sent],
-    href: &str,
+    sent: &[(&str, ssm_runtime::client::Sent)],
+    hrefs: &[String],
     want: bool,
     all: bool,
     state_dir: &std::path::Path,
@@ -219,13 +261,13 @@ fn print_confirmed(
     if json {
         let s: Vec<_> = sent
             .iter()
-            .map(|s| serde_json::json!({"to": s.to.to_string(), "piv": s.piv, "bytes": s.len}))
+            .map(|(h, s)| serde_json::json!({"href": h, "to": s.to.to_string(), "piv": s.piv, "bytes": s.len}))
             .collect();
         let l: Vec<_> = rows
             .iter()
             .map(|r| {
                 serde_json::json!({
-                    "di": r.di.to_string(), "name": r.name, "ep": r.ep,
+                    "di": r.di.to_string(), "name": r.name, "ep": r.ep, "href": r.href,
                     "state": r.state, "confirmed": r.confirmed, "ms": r.ms as u64,
                     "security": "oscore", "error": r.error,
                 })
@@ -233,18 +275,25 @@ fn print_confirmed(
             .collect();
         println!(
             "{}",
-            serde_json::json!({"sent": s, "value": want, "lights": l, "confirmed": rows.iter().filter(|r| r.confirmed).count(), "all_confirmed": all})
+            serde_json::json!({"sent": s, "hrefs": hrefs, "value": want, "lights": l, "confirmed": rows.iter().filter(|r| r.confirmed).count(), "all_confirmed": all})
         );
     } else {
-        for s in sent {
+        if hrefs.len() > 1 {
+            println!(
+                "the lights serve SSM at {} hrefs: one datagram per href ({})",
+                hrefs.len(),
+                hrefs.join(", ")
+            );
+        }
+        for (href, s) in sent {
             println!(
                 "sent SSM UPDATE {href} {value} to {} (seq {}, {} bytes)",
                 s.to, s.piv, s.len
             );
         }
         println!(
-            "{:<36} {:<12} {:<6} {:<10} {:>6}",
-            "light", "name", "state", "confirmed", "ms"
+            "{:<36} {:<12} {:<20} {:<6} {:<10} {:>6}",
+            "light", "name", "href", "state", "confirmed", "ms"
         );
         for r in rows {
             let state = match r.state {
@@ -253,9 +302,10 @@ fn print_confirmed(
                 None => "?",
             };
             println!(
-                "{:<36} {:<12} {:<6} {:<10} {:>6}{}",
+                "{:<36} {:<12} {:<20} {:<6} {:<10} {:>6}{}",
                 r.di.to_string(),
                 r.name.as_deref().unwrap_or("?"),
+                r.href.as_deref().unwrap_or("?"),
                 state,
                 if r.confirmed { "yes" } else { "no" },
                 r.ms,
@@ -274,6 +324,9 @@ fn print_confirmed(
     }
 }
 
+/// The query of the discovery that locates the lights.
+const RT: &str = "rt=oic.r.switch.binary";
+
 /// Multicast discovery of the switch resources (`GET
 /// /oic/res?rt=oic.r.switch.binary`) until every device of `wanted` has
 /// answered or `wait` has passed: the replies by responder.
@@ -282,12 +335,7 @@ async fn locate(
     wanted: &[Uuid],
     wait: Duration,
 ) -> Result<Vec<(SocketAddr, Vec<ssm_ocf::discovery::Link>)>> {
-    let mut req = message::request(
-        MessageType::NonConfirmable,
-        Code::GET,
-        "/oic/res",
-        Some("rt=oic.r.switch.binary"),
-    );
+    let mut req = message::request(MessageType::NonConfirmable, Code::GET, "/oic/res", Some(RT));
     req.message_id = u16::from_be_bytes(ssm_runtime::random_bytes::<2>());
     req.token = ssm_coap::Token::new(&ssm_runtime::random_bytes::<8>()).unwrap_or_default();
     let bytes = req.to_vec();
@@ -318,6 +366,21 @@ async fn locate(
                 if m.token != req.token || m.code != Code::CONTENT {
                     continue;
                 }
+                if found.iter().any(|(f, _)| *f == from) {
+                    continue;
+                }
+                // A multicast answer is its first Block2 block (a light
+                // with several SSM resources lists more than one block
+                // holds): the rest by unicast.
+                let m = match ssm_runtime::client::rest_by_unicast(from, "/oic/res", Some(RT), m)
+                    .await
+                {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::debug!(%from, error = %e, "confirm: the rest of a discovery answer");
+                        continue;
+                    }
+                };
                 let links = message::payload(&m)
                     .map(|p| ssm_ocf::discovery::parse_links(&p))
                     .unwrap_or_default();

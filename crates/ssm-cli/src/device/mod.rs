@@ -57,9 +57,11 @@ struct RunArgs {
     /// Unicast port (0: a new ephemeral port each start).
     #[arg(long, default_value_t = 0)]
     unicast_port: u16,
-    /// href of the switch.
-    #[arg(long, default_value = HREF)]
-    href: String,
+    /// href of the switch (repeatable: a light with several SSM-enabled
+    /// switches, e.g. a two-gang relay, each its own state; discovery lists
+    /// each, the OBT grants each).
+    #[arg(long = "href", default_value = HREF, value_parser = parse_href)]
+    hrefs: Vec<String>,
     /// `light` (hosts the switch resource) or `switch` (a wall switch: an
     /// OCF device that only sends; onboard it, then use `ssm client`).
     #[arg(long, default_value = "light", value_parser = ["light", "switch"])]
@@ -76,6 +78,14 @@ struct RunArgs {
     /// JSON lines on stdout.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_href(s: &str) -> Result<String, String> {
+    if s.starts_with('/') && s.len() > 1 && !s.contains(['?', '#', ' ']) {
+        Ok(s.to_string())
+    } else {
+        Err("an href is a path such as /lights (a leading /, no query)".into())
+    }
 }
 
 fn parse_name(s: &str) -> Result<String, String> {
@@ -96,13 +106,13 @@ pub async fn run(a: Args) -> Result<bool> {
     }
 }
 
-/// The light's switch at power-on: `--power-on`, from the state kept in
-/// the state dir for `last`.
-fn initial_switch(a: &RunArgs, state_dir: &std::path::Path) -> BinarySwitch {
+/// The light's switch at `href` at power-on: `--power-on`, from the state
+/// kept in the state dir for `last`.
+fn initial_switch(a: &RunArgs, href: &str, state_dir: &std::path::Path) -> BinarySwitch {
     let policy: PowerOn = a.power_on.parse().unwrap_or_default();
     let last = match StateDir::new(state_dir).load_resources() {
         Ok(r) => r
-            .get(&a.href)
+            .get(href)
             .and_then(|v| v.get("value"))
             .and_then(|v| v.as_bool()),
         Err(e) => {
@@ -115,7 +125,10 @@ fn initial_switch(a: &RunArgs, state_dir: &std::path::Path) -> BinarySwitch {
     }
 }
 
-async fn run_device(a: RunArgs) -> Result<bool> {
+async fn run_device(mut a: RunArgs) -> Result<bool> {
+    // Each href once, in the order given.
+    let mut seen = std::collections::HashSet::new();
+    a.hrefs.retain(|h| seen.insert(h.clone()));
     let state_dir = a
         .state_dir
         .clone()
@@ -127,7 +140,8 @@ async fn run_device(a: RunArgs) -> Result<bool> {
             .as_deref()
             .unwrap_or(if light { "light" } else { "switch" }),
     )?;
-    let security = load_or_provision_security(&state_dir, &id, &[a.href.as_str()])?;
+    let hrefs: Vec<&str> = a.hrefs.iter().map(String::as_str).collect();
+    let security = load_or_provision_security(&state_dir, &id, &hrefs)?;
     let creds = security.cred.clone();
     let info = if light {
         DeviceInfo::light(&id.name, id.deviceuuid)
@@ -136,7 +150,9 @@ async fn run_device(a: RunArgs) -> Result<bool> {
     };
     let mut device = Device::new(info);
     if light {
-        device.add_resource(&a.href, Box::new(initial_switch(&a, &state_dir)), true);
+        for h in &hrefs {
+            device.add_resource(h, Box::new(initial_switch(&a, h, &state_dir)), true);
+        }
     }
     device.set_security(security);
     // The current identity: after an owner transfer the OBT's UUID
@@ -227,24 +243,38 @@ fn print_ready(
 ) {
     let light = a.role == "light";
     if a.json {
-        let state = light.then(|| handle.representation(&a.href)).flatten();
+        // `state`: the first switch's; `states`: each href's.
+        let state = light.then(|| handle.representation(&a.hrefs[0])).flatten();
+        let states: serde_json::Map<String, serde_json::Value> = a
+            .hrefs
+            .iter()
+            .filter(|_| light)
+            .filter_map(|h| Some((h.clone(), handle.representation(h)?)))
+            .collect();
         println!(
             "{}",
-            serde_json::json!({"event": "ready", "name": name, "uuid": di, "di": di, "role": a.role, "endpoints": handle.endpoints, "unicast_port": handle.unicast.port(), "ssm_server_creds": ssm_creds, "state": state})
+            serde_json::json!({"event": "ready", "name": name, "uuid": di, "di": di, "role": a.role, "endpoints": handle.endpoints, "unicast_port": handle.unicast.port(), "ssm_server_creds": ssm_creds, "state": state, "hrefs": if light { a.hrefs.clone() } else { Vec::new() }, "states": states})
         );
     } else {
         println!("{} '{}' ({di}) ready", a.role, name);
         println!("  unicast: {}", handle.endpoints.join(", "));
         if light {
-            let on = handle
-                .representation(&a.href)
-                .and_then(|v| v.get("value").and_then(|v| v.as_bool()));
+            let on = |h: &str| {
+                handle
+                    .representation(h)
+                    .and_then(|v| v.get("value").and_then(|v| v.as_bool()))
+            };
+            let states: Vec<String> = a
+                .hrefs
+                .iter()
+                .map(|h| format!("{h} {}", if on(h) == Some(true) { "on" } else { "off" }))
+                .collect();
             println!(
                 "  SSM: {} on {} ({} SSM server credential(s)); {} (power-on: {})",
-                a.href,
+                a.hrefs.join(", "),
                 a.ifaces.join(","),
                 ssm_creds,
-                if on == Some(true) { "on" } else { "off" },
+                states.join(", "),
                 a.power_on
             );
             if ssm_creds == 0 {

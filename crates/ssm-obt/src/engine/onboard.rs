@@ -318,10 +318,11 @@ async fn finish(
         st.set_state(id, DeviceState::Owned)
             .map_err(|e| e.to_string())?;
         st.touch(id, Some(ep)).map_err(|e| e.to_string())?;
-        // Its ACEs name the href it serves SSM at (the reference sample:
-        // `/lights`), not a fixed one.
-        if let (DeviceRole::Light, Some(h)) = (role, done.ssm_hrefs.first()) {
-            st.set_ssm_href(id, h).map_err(|e| e.to_string())?;
+        // Its ACEs name every href it serves SSM at (the reference
+        // sample: `/lights`; a two-gang relay: two), not a fixed one.
+        if role == DeviceRole::Light {
+            st.set_ssm_hrefs(id, &done.ssm_hrefs)
+                .map_err(|e| e.to_string())?;
         }
         st.owner_psk(id).map_err(|e| e.to_string())?
     };

@@ -46,6 +46,15 @@ pub async fn sync_devices(
         }
     }
     fetch_auth_creds(s, obt, &records).await?;
+    // The lights' SSM hrefs as their discovery shows them now; the
+    // switches granted on a light whose set changed send to the new set.
+    let lights: Vec<(Uuid, String)> = records
+        .iter()
+        .filter(|r| r.role == DeviceRole::Light)
+        .map(|r| (r.uuid, r.endpoint.clone()))
+        .collect();
+    let restaled = refresh_hrefs(s, &lights, jobs).await?;
+    add_records(s, &mut records, &restaled);
     progress(Progress::Start {
         total: records.len(),
         what: "devices up to date",
@@ -86,6 +95,12 @@ pub async fn sync_devices(
                 match seen.iter().find(|(_, id, owned)| *id == r.uuid && *owned) {
                     Some((addr, _, _)) if format!("coap://{addr}") != r.endpoint => {
                         let ep = format!("coap://{addr}");
+                        if r.role == DeviceRole::Light {
+                            // Found again: its hrefs where it is now.
+                            let moved = [(r.uuid, ep.clone())];
+                            let restaled = refresh_hrefs(s, &moved, jobs).await?;
+                            add_records(s, &mut records, &restaled);
+                        }
                         todo.push((r, ep));
                     }
                     Some(_) => {
@@ -142,6 +157,62 @@ async fn fetch_auth_creds(
         }
     }
     Ok(())
+}
+
+/// Adds the devices `uuids` to `records` (those not in it yet): the
+/// switches a changed set of hrefs made stale are synced in the same run.
+fn add_records(s: &Store, records: &mut Vec<DeviceRecord>, uuids: &[Uuid]) {
+    for u in uuids {
+        if !records.iter().any(|x| x.uuid == *u) {
+            if let Ok(r) = s.device(&u.to_string()) {
+                records.push(r);
+            }
+        }
+    }
+}
+
+/// Reads the `/oic/res` of every light of `lights` at its endpoint (plain
+/// unicast, at most `jobs` at once; a light that does not answer keeps
+/// the hrefs known) and stores the hrefs of its SSM-enabled resources.
+/// Returns the switches granted on a light whose set changed.
+async fn refresh_hrefs(
+    s: &mut Store,
+    lights: &[(Uuid, String)],
+    jobs: usize,
+) -> Result<Vec<Uuid>, EngineError> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for (uuid, ep) in lights {
+        let Ok(peer) = ssm_runtime::netif::parse_ep(ep) else {
+            continue;
+        };
+        let (sem, uuid) = (sem.clone(), *uuid);
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let socket = ssm_runtime::client::socket_for(peer).await.ok()?;
+            let links = ssm_runtime::obt_reach::device_links(&socket, peer)
+                .await
+                .ok()?;
+            Some((uuid, ssm_ocf::discovery::ssm_hrefs(&links)))
+        });
+    }
+    let mut switches = Vec::new();
+    while let Some(j) = set.join_next().await {
+        let Some((light, hrefs)) =
+            j.map_err(|e| EngineError::Task(format!("discovery task failed: {e}")))?
+        else {
+            continue;
+        };
+        if s.set_ssm_hrefs(&light, &hrefs)? {
+            tracing::info!(%light, hrefs = %hrefs.join(" "), "the light's SSM hrefs changed");
+            for (c, _) in s.grants()?.into_iter().filter(|(_, l)| *l == light) {
+                if !switches.contains(&c) {
+                    switches.push(c);
+                }
+            }
+        }
+    }
+    Ok(switches)
 }
 
 /// One pass over `todo` (emptied), at most `jobs` at once. Successes and

@@ -182,28 +182,54 @@ impl Store {
         Ok((rekeyed.first().map(|r| r.1), m))
     }
 
-    /// Remembers the href of a light's SSM-enabled resource (from its
-    /// discovery).
-    pub fn set_ssm_href(&mut self, uuid: &Uuid, href: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO ssm_hrefs (uuid, href) VALUES (?1, ?2)",
-                params![uuid.to_string(), href],
-            )
-            .map_err(self.sq())?;
-        Ok(())
+    /// Remembers the hrefs of a light's SSM-enabled resources (from its
+    /// discovery, in its order), replacing the ones known; true if the set
+    /// changed. An empty list changes nothing (a discovery that listed no
+    /// SSM resource is not taken as the light serving none: its ACEs keep
+    /// the hrefs known). The switches granted on the light become stale in
+    /// the same transaction (their credential lists the hrefs they send
+    /// to); the light's own ACEs are the caller's to sync.
+    pub fn set_ssm_hrefs(&mut self, uuid: &Uuid, hrefs: &[String]) -> Result<bool, StoreError> {
+        if hrefs.is_empty() || self.ssm_hrefs(uuid)? == hrefs {
+            return Ok(false);
+        }
+        let sq = sqlite_err(self.path.clone());
+        let u = uuid.to_string();
+        let tx = self.conn.transaction().map_err(&sq)?;
+        tx.execute("DELETE FROM ssm_hrefs WHERE uuid = ?1", params![u])
+            .map_err(&sq)?;
+        let mut pos = 0i64;
+        for h in hrefs {
+            pos += tx
+                .execute(
+                    "INSERT OR IGNORE INTO ssm_hrefs (uuid, href, pos) VALUES (?1, ?2, ?3)",
+                    params![u, h, pos],
+                )
+                .map_err(&sq)? as i64;
+        }
+        tx.execute(
+            "UPDATE devices SET state = 'stale', updated = CURRENT_TIMESTAMP WHERE state = 'provisioned'
+             AND uuid IN (SELECT client_uuid FROM group_grants WHERE light_uuid = ?1)",
+            params![u],
+        )
+        .map_err(&sq)?;
+        audit_on(&tx, "ssm-hrefs", &format!("{u} {}", hrefs.join(" "))).map_err(&sq)?;
+        tx.commit().map_err(&sq)?;
+        Ok(true)
     }
 
-    /// The href of a light's SSM-enabled resource, if known.
-    pub fn ssm_href(&self, uuid: &Uuid) -> Result<Option<String>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT href FROM ssm_hrefs WHERE uuid = ?1",
-                params![uuid.to_string()],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.sq())
+    /// The hrefs of a light's SSM-enabled resources, in its discovery's
+    /// order (empty if none is known).
+    pub fn ssm_hrefs(&self, uuid: &Uuid) -> Result<Vec<String>, StoreError> {
+        let sq = sqlite_err(self.path.clone());
+        let mut st = self
+            .conn
+            .prepare("SELECT href FROM ssm_hrefs WHERE uuid = ?1 ORDER BY pos, href")
+            .map_err(&sq)?;
+        let rows = st
+            .query_map(params![uuid.to_string()], |r| r.get(0))
+            .map_err(&sq)?;
+        rows.collect::<Result<Vec<String>, _>>().map_err(&sq)
     }
 
     /// Records a completed exchange with a device (and where it answered).

@@ -23,7 +23,7 @@ pub use grants::ALL_GROUP;
 pub use groups::{valid_group_name, GroupInfo, Rekeyed};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Store errors, each saying what to do.
 #[derive(Debug, thiserror::Error)]
@@ -357,5 +357,7 @@ mod day_tests;
 mod external_tests;
 #[cfg(test)]
 mod group_tests;
+#[cfg(test)]
+mod href_tests;
 #[cfg(test)]
 mod tests;

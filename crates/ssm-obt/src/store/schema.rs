@@ -47,7 +47,7 @@ pub(super) const SCHEMA_V3: &str = "CREATE TABLE ssm_groups (id INTEGER PRIMARY 
        FROM ssm_groups WHERE id = 1;";
 
 /// Version 4: where each light serves its SSM resource (from its
-/// /oic/res): the href its ACEs name and its switches send to.
+/// `/oic/res`): the href its ACEs name and its switches send to.
 pub(super) const SCHEMA_V4: &str =
     "CREATE TABLE ssm_hrefs (uuid TEXT PRIMARY KEY, href TEXT NOT NULL);";
 
@@ -71,6 +71,17 @@ pub(super) const SCHEMA_V5: &str =
 /// `external`) need no column: they are devices that are never reached.
 pub(super) const SCHEMA_V6: &str = "ALTER TABLE ssm_groups ADD COLUMN aead_alg INTEGER
        CHECK (aead_alg IS NULL OR (aead_alg = 10 AND profile = 'group-oscore'));";
+
+/// Version 7: every href a light serves SSM at (a light with two
+/// SSM-enabled resources, a two-gang relay, has two), in its discovery's
+/// order (`pos`). The one href of each light of version 6 is kept as its
+/// first.
+pub(super) const SCHEMA_V7: &str =
+    "CREATE TABLE ssm_hrefs_v7 (uuid TEXT NOT NULL, href TEXT NOT NULL, pos INTEGER NOT NULL DEFAULT 0,
+       PRIMARY KEY (uuid, href));
+     INSERT INTO ssm_hrefs_v7 (uuid, href, pos) SELECT uuid, href, 0 FROM ssm_hrefs;
+     DROP TABLE ssm_hrefs;
+     ALTER TABLE ssm_hrefs_v7 RENAME TO ssm_hrefs;";
 
 impl Store {
     pub(super) fn open_inner(path: &Path, create: bool) -> Result<Store, StoreError> {
@@ -205,7 +216,12 @@ impl Store {
             .map_err(&sq)?;
             tx.commit().map_err(&sq)?;
         }
-        for (v, sql) in [(4, SCHEMA_V4), (5, SCHEMA_V5), (6, SCHEMA_V6)] {
+        for (v, sql) in [
+            (4, SCHEMA_V4),
+            (5, SCHEMA_V5),
+            (6, SCHEMA_V6),
+            (7, SCHEMA_V7),
+        ] {
             if from < v {
                 self.conn
                     .execute_batch(&format!("BEGIN; {sql} PRAGMA user_version = {v}; COMMIT;"))

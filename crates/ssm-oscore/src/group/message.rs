@@ -129,7 +129,7 @@ impl GroupRecipientContext {
         let (layout, opt) = read_group_message(datagram, true)?;
         // §3.2: a group request always carries the Gid as kid context.
         let binding = self.inner.check_request(&layout, true)?;
-        let d = self.open(common, &layout, &opt, datagram, &binding, true, verifier)?;
+        let d = self.open(common, (&layout, &opt), datagram, &binding, true, verifier)?;
         // Every check passed (for Group OSCORE the signature too): now,
         // and only now, the replay state may change.
         self.inner.accept_verified(d, binding)
@@ -158,17 +158,17 @@ impl GroupRecipientContext {
         {
             return Err(Error::UnknownKid);
         }
-        self.open(common, &layout, &opt, datagram, binding, false, verifier)?
+        self.open(common, (&layout, &opt), datagram, binding, false, verifier)?
             .response_to(binding)
     }
 
     /// Verifies the countersignature over the intact ciphertext, then
-    /// decrypts (§7.2, §7.4).
+    /// decrypts (§7.2, §7.4). `(layout, opt)`: the message as
+    /// [`read_group_message`] read it.
     fn open<'a>(
         &self,
         common: &GroupCommon,
-        layout: &Layout,
-        opt: &OptionValue,
+        (layout, opt): (&Layout, &OptionValue),
         datagram: &'a mut [u8],
         binding: &RequestBinding,
         is_request: bool,
