@@ -73,8 +73,28 @@ wait_lines() {
     grep -cF "$1" "$tmp/srv.out"
 }
 
+# What send puts on the wire, seen from namespace 0: the first IPv6 UDP
+# datagram to ff02::158 port $port on ssm0, its hop limit.
+timeout 15 ip netns exec "$prefix-n0" "$py" - "$port" >"$tmp/cap.out" <<'PY' &
+import socket, sys
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x86DD))
+s.bind(("ssm0", 0))
+s.settimeout(10)
+while True:
+    f = s.recv(2048)
+    ip = f[14:]
+    if ip[6] == 17 and ip[24:40] == socket.inet_pton(socket.AF_INET6, "ff02::158") \
+            and int.from_bytes(ip[42:44], "big") == port:
+        print("hop limit %d" % ip[7], flush=True)
+        break
+PY
+cap_pid=$!
+sleep 0.5
 check "send true" '{"sent": true, "piv": 0, "kid": "02000000000a1c", "response": "2.04 Changed"}' "$(send switch true)"
 check "applied true" 1 "$(wait_lines '{"applied": true, "value": true, "kid": "02000000000a1c", "piv": 0}' 1)"
+wait "$cap_pid"
+check "multicast on ssm0 with hop limit 1" "hop limit 1" "$(cat "$tmp/cap.out")"
 check "send false (next sequence number)" '"piv": 1,' "$(send switch false | grep -o '"piv": 1,')"
 check "applied false" 1 "$(wait_lines '{"applied": true, "value": false, "kid": "02000000000a1c", "piv": 1}' 1)"
 check "sequence number file" "2 600" "$(tr -d '\n' <"$tmp/switch.json.ssn") $(stat -c %a "$tmp/switch.json.ssn")"
