@@ -163,6 +163,9 @@ def load(material_path, key_path):
     if m.get("aeadalg") is None:
         die("material has no aeadalg: aiocoap needs the AEAD Algorithm in the Common Context")
     by_value = {a.value: a for a in O.algorithms.values()}
+    for f in ("aeadalg", "encalg"):
+        if m.get(f, 10) not in by_value:
+            die("%s %r is not an algorithm aiocoap knows" % (f, m[f]))
     if m.get("signalg", -8) != -8 or m.get("hkdf", "sha256") != "sha256":
         die("only EdDSA (-8) with HKDF SHA-256 is supported")
     own = h(m["own_ccs"])
@@ -218,6 +221,13 @@ def path_of(href):
     return [s for s in href.split("/") if s]
 
 
+def joined(group, iface):
+    """Whether this host's IPv6 stack has joined `group` on `iface`."""
+    want = socket.inet_pton(socket.AF_INET6, group).hex()
+    with open("/proc/net/igmp6") as f:
+        return any(l.split()[1:3] == [iface, want] for l in f if len(l.split()) > 2)
+
+
 async def serve(a):
     m, group = load(a.material, a.key)
     site = aiocoap.resource.Site()
@@ -227,6 +237,8 @@ async def serve(a):
     wrapped = aiocoap.oscore_sitewrapper.OscoreSiteWrapper(site, creds)
     ctx = await aiocoap.Context.create_server_context(
         wrapped, bind=("::", a.port), multicast=[(a.group, a.iface)], transports=["udp6"])
+    if not joined(a.group, a.iface):
+        die("could not join %s on %s" % (a.group, a.iface))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for s in (signal.SIGTERM, signal.SIGINT):
