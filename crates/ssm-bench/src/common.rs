@@ -154,9 +154,10 @@ pub fn min_med_max(v: &[f64]) -> (f64, f64, f64) {
 }
 
 /// A multicast port for this run: pid-based so parallel runs do not
-/// collide.
+/// collide, and below Linux's ephemeral range (32768–60999), where a
+/// socket bound to port 0 could take it first.
 pub fn default_port() -> u16 {
-    20000 + (std::process::id() % 20000) as u16
+    10000 + (std::process::id() % 20000) as u16
 }
 
 /// Resident set size and its peak, in KiB, of a process (from

@@ -8,7 +8,7 @@ fn bench() -> Command {
 }
 
 fn port(offset: u32) -> String {
-    (30000 + (std::process::id() * 7 + offset) % 20000).to_string()
+    ssm_testkit::test_port(offset).to_string()
 }
 
 #[test]

@@ -170,6 +170,7 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
         &[
             "ssm obt group create east",
             "ssm obt group create lobby --auto   # onboarded SSM devices join it",
+            "ssm obt group create hall --profile group-oscore --aead-alg AES-CCM-16-64-128   # aiocoap members",
         ],
     ),
     (
@@ -184,6 +185,33 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
     ("obt group show", &["ssm obt group show east --json"]),
     ("obt group delete", &["ssm obt group delete east"]),
     ("obt group rekey", &["ssm obt group rekey east"]),
+    (
+        "obt external",
+        &[
+            "ssm obt external add bms --role switch --authcred bms.ccs",
+            "ssm obt ssm grant bms --group hall",
+            "ssm obt external material bms --group hall --out bms-hall.json",
+            "ssm obt external remove bms",
+        ],
+    ),
+    (
+        "obt external add",
+        &[
+            "ssm obt external add bms --role switch --authcred bms.ccs   # hex or raw CCS",
+            "ssm obt external add panel --role light --authcred panel.ccs",
+        ],
+    ),
+    (
+        "obt external material",
+        &[
+            "ssm obt external material bms --group hall --out bms-hall.json   # 0600",
+            "ssm obt external material panel --group hall | jq .sender_id",
+        ],
+    ),
+    (
+        "obt external remove",
+        &["ssm obt external remove bms   # every group it was in is rekeyed"],
+    ),
     (
         "creds",
         &["ssm creds generate --out hall --lights 3 --switches 1"],

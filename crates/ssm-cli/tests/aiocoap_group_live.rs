@@ -276,7 +276,7 @@ fn aiocoap_group_mode_live_both_ways_and_removal() {
     let prefix = format!("ssmal{}", pid % 100_000);
     let topo = Topology::up(&prefix, 6);
     let h: Vec<Host> = (0..6).map(|i| Host(Some(topo.ns(i).to_string()))).collect();
-    let port = 26000 + (pid % 9000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let dir = TempDir::new("ssm-aiocoap-group-live");
     let domain = dir.join("domain.sqlite");
     let domain = domain.to_str().unwrap().to_string();

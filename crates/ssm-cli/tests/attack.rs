@@ -531,7 +531,7 @@ fn attacks_are_dropped_change_nothing_and_get_no_answer() {
         eprintln!(
             "NOT ROOT: the attack matrix runs over IPv4 on lo instead of namespaces (no IPv6)"
         );
-        let port = (20000 + (std::process::id() * 17 + 9) % 20000) as u16;
+        let port = ssm_testkit::free_udp_port();
         matrix(
             Host(None),
             (0..LIGHTS).map(|_| Host(None)).collect(),
@@ -792,7 +792,7 @@ fn discovery_is_capped_rate_limited_and_on_link_only() {
     assert!(out.status.success(), "{out:?}");
     if !is_root() || std::env::var_os("SSM_ATTACK_DISCOVERY_ON_LO").is_some() {
         eprintln!("NOT ROOT: discovery amplification runs on lo (no off-link source)");
-        let port = (20000 + (std::process::id() * 13 + 5) % 20000) as u16;
+        let port = ssm_testkit::free_udp_port();
         let lights: Vec<Light> = (0..2)
             .map(|i| Light::start(&Host(None), &dir.join(format!("light-{i}")), "lo", port))
             .collect();

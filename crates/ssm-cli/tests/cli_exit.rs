@@ -17,7 +17,7 @@ fn ssm() -> Command {
 
 /// A port of its own (multicast on lo is shared by parallel tests).
 fn port(offset: u32) -> String {
-    (20000 + (std::process::id() * 23 + offset) % 20000).to_string()
+    ssm_testkit::test_port(offset).to_string()
 }
 
 /// Runs `ssm args` with stdout a pipe whose reading end is already closed

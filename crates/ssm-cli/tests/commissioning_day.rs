@@ -70,7 +70,7 @@ fn a_commissioning_day() {
     }
     let started = Instant::now();
     let (topo, hosts, iface) = hosts(&format!("ssmday{}", std::process::id() % 10000), 9);
-    let port = 31000 + (std::process::id() % 9000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let tmp = TempDir::new("ssm-day");
     let dir = tmp.path();
     let domain = dir.join("hall/domain.sqlite");

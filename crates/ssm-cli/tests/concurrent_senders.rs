@@ -28,7 +28,7 @@ const LIGHTS: usize = 3;
 const SENDERS: usize = 60;
 
 fn port(salt: u32) -> u16 {
-    (21000 + (std::process::id() * 7 + salt * 101) % 18000) as u16
+    ssm_testkit::test_port(salt)
 }
 
 fn scratch(name: &str) -> PathBuf {

@@ -20,10 +20,11 @@ fn ssm(home: &Path) -> Command {
     c
 }
 
-/// Below Linux's ephemeral range (32768–60999) and apart from
-/// `device_day.rs`'s ports.
+/// Four consecutive free ports below the ephemeral range, the same each
+/// call (`ssm_testkit::free_udp_ports`).
 fn base_port() -> u16 {
-    10000 + (std::process::id() % 2000) as u16 * 4
+    static BASE: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| ssm_testkit::free_udp_ports(4))
 }
 
 /// Starts `ssm device --json` as `c` says and returns its unicast port.

@@ -173,7 +173,7 @@ fn security(dir: &Path) -> SecurityState {
 fn killed_during_onboarding_never_half_owned_never_loses_an_acknowledged_onboarding() {
     let runs = runs();
     let dir = TempDir::new("crash-otm");
-    let port = (21000 + (std::process::id() * 3 + 1) % 20000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let seed = seed();
     eprintln!("crash_store onboarding: {runs} kills, seed {seed} (SSM_CRASH_SEED)");
     let mut rng = Rng(seed);
@@ -307,7 +307,7 @@ fn killed_during_onboarding_never_half_owned_never_loses_an_acknowledged_onboard
 fn killed_during_ssm_updates_keeps_every_acknowledged_replay_floor() {
     let runs = runs();
     let dir = TempDir::new("crash-floors");
-    let port = (21000 + (std::process::id() * 3 + 2) % 20000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let out = ssm()
         .args([
             "creds",

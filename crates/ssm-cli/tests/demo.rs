@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 /// A port of its own per test so parallel runs do not hear each other.
 fn port(offset: u32) -> String {
-    (20000 + (std::process::id() * 3 + offset) % 20000).to_string()
+    ssm_testkit::test_port(offset).to_string()
 }
 
 fn check_json(out: &Output, lights: u64, commands: u64) -> Value {

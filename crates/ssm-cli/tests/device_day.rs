@@ -26,12 +26,14 @@ fn ssm() -> &'static str {
     env!("CARGO_BIN_EXE_ssm")
 }
 
-/// Ports of this test process (several test binaries run at once), below
-/// Linux's ephemeral range (32768–60999), where another process's
-/// socket could take them.
+/// Ports of this test process: free, below the ephemeral range
+/// (`ssm_testkit::test_port`), the same for a slot each time.
 fn ports(slot: u16) -> (u16, u16) {
-    let base = 20000 + (std::process::id() % 2000) as u16 * 6;
-    (base + slot * 2, base + slot * 2 + 1)
+    let slot = u32::from(slot);
+    (
+        ssm_testkit::test_port(slot * 2),
+        ssm_testkit::test_port(slot * 2 + 1),
+    )
 }
 
 /// A device process: its ready line, its further JSON events, its stderr

@@ -93,7 +93,7 @@ fn every_secret_file_is_owner_only() {
     unsafe { libc::umask(0o022) };
     let pid = std::process::id();
     let (topo, hosts, iface) = hosts(&format!("ssmm{}", pid % 100000), 3);
-    let port = (20000 + (pid * 29 + 3) % 20000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let dir = std::env::temp_dir().join(format!("ssm-modes-{pid}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

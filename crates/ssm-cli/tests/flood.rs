@@ -376,7 +376,7 @@ fn flood(
 fn lights_survive_a_flood_and_apply_every_real_command() {
     if !is_root() {
         eprintln!("NOT ROOT: the flood runs over IPv4 on lo instead of namespaces (no IPv6)");
-        let port = (20000 + (std::process::id() * 19 + 11) % 20000) as u16;
+        let port = ssm_testkit::free_udp_port();
         flood(
             None,
             (0..LIGHTS).map(|_| Host(None)).collect(),

@@ -85,7 +85,7 @@ fn every_obt_subcommand_follows_the_json_contract() {
     let h = Host(None);
     let tmp = TempDir::new("ssm-json");
     let dir = tmp.path();
-    let port = 26000 + (std::process::id() % 9000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let ports = port.to_string();
     let link = ["--iface", "lo", "--port", ports.as_str()];
     let names = ["light-0", "light-1", "switch-0"];
@@ -216,6 +216,93 @@ fn every_obt_subcommand_follows_the_json_contract() {
     run(&["group", "remove", "east", "light-0"], 0);
     run(&["group", "delete", "east"], 0);
     doc(&h, d, &["group", "show", "east"], 1);
+    // External members of a group-oscore group.
+    let v = doc(
+        &h,
+        d,
+        &[
+            "group",
+            "create",
+            "hall",
+            "--profile",
+            "group-oscore",
+            "--aead-alg",
+            "AES-CCM-16-64-128",
+        ],
+        0,
+    );
+    assert_eq!(v["group"]["aead_alg"], 10, "{v}");
+    run(&["group", "add", "hall", "light-0"], 0);
+    let key = ssm_ocf::group_cred::public_key(&[7; 32]);
+    let ccs = dir.join("ext.ccs");
+    std::fs::write(&ccs, hex::encode(ssm_ocf::group_cred::ccs_of_ed25519(&key))).unwrap();
+    let ccs = ccs.to_str().unwrap();
+    let v = doc(
+        &h,
+        d,
+        &[
+            "external",
+            "add",
+            "ext-0",
+            "--role",
+            "switch",
+            "--authcred",
+            ccs,
+        ],
+        0,
+    );
+    assert_eq!(v["state"], "external", "{v}");
+    let v = doc(&h, d, &["show", "ext-0"], 0);
+    assert!(v.get("ep").is_none(), "no endpoint: {v}");
+    doc(
+        &h,
+        d,
+        &[
+            "external",
+            "add",
+            "ext-1",
+            "--role",
+            "light",
+            "--authcred",
+            d,
+        ],
+        2,
+    );
+    run(&["ssm", "grant", "ext-0", "--group", "hall"], 0);
+    let v = doc(
+        &h,
+        d,
+        &["external", "material", "ext-0", "--group", "hall"],
+        0,
+    );
+    assert_eq!(
+        (v["epoch"].as_i64(), v["aeadalg"].as_i64()),
+        (Some(1), Some(10)),
+        "{v}"
+    );
+    let out = dir.join("ext-0.json");
+    let o = out.to_str().unwrap();
+    let v = doc(
+        &h,
+        d,
+        &[
+            "external", "material", "ext-0", "--group", "hall", "--out", o,
+        ],
+        0,
+    );
+    assert_eq!(v["member"], "ext-0", "{v}");
+    doc(
+        &h,
+        d,
+        &["external", "material", "light-0", "--group", "hall"],
+        1,
+    );
+    let v = doc(&h, d, &["list"], 0);
+    assert_eq!(v["devices"].as_array().unwrap().len(), 4, "{v}");
+    doc(&h, d, &["status"], 0);
+    let v = run(&["external", "remove", "ext-0"], 0);
+    assert_eq!(v["rekeyed"][0]["group"], "hall", "{v}");
+    run(&["group", "delete", "hall"], 0);
     run(&["sync", "--all"], 0);
     run(&["ssm", "rekey"], 0);
     run(&["ssm", "revoke", "switch-0", "hall-1"], 0);

@@ -28,7 +28,7 @@ fn verdict(d: &Dev) -> Option<String> {
 #[test]
 fn obt_commissions_lights_and_switches() {
     let (topo, hosts, iface) = hosts(&format!("ssmo{}", std::process::id() % 100000), 6);
-    let port = 24000 + (std::process::id() % 9000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let ports = port.to_string();
     let dir = std::env::temp_dir().join(format!("ssm-netns-obt-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

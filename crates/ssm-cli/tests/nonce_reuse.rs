@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 1, 187);
 
 fn port() -> u16 {
-    (20000 + (std::process::id() * 13 + 5) % 20000) as u16
+    ssm_testkit::test_port(0)
 }
 
 /// xorshift64*: reproducible from the seed the test prints.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 fn auto_ssm_hallway_is_ready_after_onboarding() {
     let pid = std::process::id();
     let (topo, hosts, iface) = hosts(&format!("ssma{}", pid % 100000), 7);
-    let port = 24000 + (pid % 9000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let dir = ssm_testkit::TempDir::new("ssm-obt-auto");
     let domain = dir.join("domain.sqlite");
     let domain = domain.to_str().unwrap().to_string();

@@ -25,7 +25,7 @@ fn bulk_onboarding_with_a_pin_file() {
     let dir = std::env::temp_dir().join(format!("ssm-obt-bulk-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let port = (21000 + std::process::id() % 9000).to_string();
+    let port = ssm_testkit::free_udp_port().to_string();
     let mut devs = Vec::new();
     let mut pins = String::new();
     for i in 0..6 {

@@ -21,7 +21,7 @@ fn listed(h: &Host, domain: &str) -> Vec<Value> {
 fn obt_killed_mid_onboarding_and_mid_rekey() {
     let pid = std::process::id();
     let h = Host(None);
-    let port = 31000 + (pid % 9000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let ports = port.to_string();
     let dir = std::env::temp_dir().join(format!("ssm-obt-crash-{pid}"));
     let _ = std::fs::remove_dir_all(&dir);

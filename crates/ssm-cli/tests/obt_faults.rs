@@ -20,7 +20,7 @@ fn fails(h: &Host, args: &[&str], code: i32, needles: &[&str]) {
 fn bad_input_and_faults() {
     let pid = std::process::id();
     let h = Host(None);
-    let port = (40000 + pid % 9000).to_string();
+    let port = ssm_testkit::free_udp_port().to_string();
     let dir = std::env::temp_dir().join(format!("ssm-obt-faults-{pid}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -248,7 +248,7 @@ fn pin_from_the_terminal_prompt() {
     }
     let pid = std::process::id();
     let h = Host(None);
-    let port: u16 = (41000 + pid % 9000) as u16;
+    let port: u16 = ssm_testkit::free_udp_port();
     let dir = std::env::temp_dir().join(format!("ssm-obt-prompt-{pid}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

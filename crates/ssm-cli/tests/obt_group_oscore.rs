@@ -107,7 +107,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn group_oscore_lifecycle_member_forgery_and_removal() {
     let pid = std::process::id();
     let (topo, hosts, iface) = hosts(&format!("ssmgo{}", pid % 100000), 6);
-    let port = 24000 + (pid % 9000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let dir = ssm_testkit::TempDir::new("ssm-obt-group-oscore");
     let domain = dir.join("domain.sqlite");
     let domain = domain.to_str().unwrap().to_string();

@@ -125,7 +125,7 @@ impl Site {
 fn zones_lifecycle_and_forgery_across_groups() {
     let pid = std::process::id();
     let (topo, hosts, iface) = hosts(&format!("ssmz{}", pid % 100000), 8);
-    let port = 23000 + (pid % 9000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let dir = ssm_testkit::TempDir::new("ssm-obt-zones");
     let domain = dir.join("domain.sqlite");
     let domain = domain.to_str().unwrap().to_string();

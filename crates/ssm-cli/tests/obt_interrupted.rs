@@ -25,7 +25,7 @@ fn interrupted_onboarding_rows_tell_the_truth() {
     let h = Host(None);
     let tmp = TempDir::new("ssm-interrupted");
     let dir = tmp.path();
-    let port = 28000 + (std::process::id() % 9000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let light = start_with(&h, &dir.join("l"), "lo", "light", port, &["--name", "l"]);
     let domain = dir.join("domain.sqlite");
     let d = domain.to_str().unwrap();

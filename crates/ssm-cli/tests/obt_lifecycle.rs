@@ -29,7 +29,7 @@ fn remaining(devs: &[Option<Dev>]) -> Vec<&Dev> {
 fn commission_offboard_rekey_sync() {
     let pid = std::process::id();
     let (topo, hosts, iface) = hosts(&format!("ssml{}", pid % 100000), 13);
-    let port = 22000 + (pid % 9000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let dir = std::env::temp_dir().join(format!("ssm-obt-life-{pid}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

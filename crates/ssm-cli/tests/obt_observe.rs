@@ -146,7 +146,7 @@ fn port_of(ep: &str) -> u16 {
 fn secured_get_observe_confirm_after_obt_commissioning() {
     let pid = std::process::id();
     let (topo, hosts, iface) = hosts(&format!("ssmv{}", pid % 100000), 4);
-    let port = 31000 + (pid % 9000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let dir = std::env::temp_dir().join(format!("ssm-obt-observe-{pid}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

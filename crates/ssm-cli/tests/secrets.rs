@@ -146,7 +146,7 @@ fn run(args: &[&str]) -> (Output, Vec<u8>) {
 }
 
 fn port(offset: u32) -> u16 {
-    (30000 + (std::process::id() * 7 + offset) % 20000) as u16
+    ssm_testkit::test_port(offset)
 }
 
 fn creds_of(dir: &Path) -> CredResource {

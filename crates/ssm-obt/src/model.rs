@@ -1,7 +1,7 @@
 //! The domain's names as types: what a device is and where it stands.
 //!
 //! The store keeps them as text (`light`, `switch`; `onboarding`, `owned`,
-//! `provisioned`, `stale`): the database schema is unchanged, the mapping
+//! `provisioned`, `stale`, `external`): the database schema is unchanged, the mapping
 //! is here and nowhere else.
 use std::fmt;
 use std::str::FromStr;
@@ -38,6 +38,11 @@ pub enum DeviceState {
     /// The domain changed; the device has not been brought up to date yet
     /// (`ssm obt sync`).
     Stale,
+    /// An external member of `group-oscore` groups (not an OCF device:
+    /// never onboarded, no endpoint, never reached by the OBT; its CCS was
+    /// registered by the administrator, it fetches its keys with `ssm obt
+    /// external material`). Never stale.
+    External,
 }
 
 impl DeviceState {
@@ -48,6 +53,7 @@ impl DeviceState {
             DeviceState::Owned => "owned",
             DeviceState::Provisioned => "provisioned",
             DeviceState::Stale => "stale",
+            DeviceState::External => "external",
         }
     }
 }
@@ -84,6 +90,7 @@ impl FromStr for DeviceState {
             "owned" => Ok(DeviceState::Owned),
             "provisioned" => Ok(DeviceState::Provisioned),
             "stale" => Ok(DeviceState::Stale),
+            "external" => Ok(DeviceState::External),
             _ => Err(UnknownName {
                 what: "state",
                 text: s.into(),
@@ -118,6 +125,7 @@ mod tests {
             DeviceState::Owned,
             DeviceState::Provisioned,
             DeviceState::Stale,
+            DeviceState::External,
         ] {
             assert_eq!(s.as_str().parse::<DeviceState>(), Ok(s));
         }

@@ -66,8 +66,17 @@ fn client_desc(base: &str, hrefs: &[String]) -> String {
     }
 }
 
-/// The Group ID and the Group Manager's CCS of a `group-oscore` group.
-type GroupMode = ([u8; 8], Vec<u8>);
+/// The Group ID, the Group Manager's CCS and the AEAD Algorithm (if the
+/// group sets it) of a `group-oscore` group.
+type GroupMode = ([u8; 8], Vec<u8>, Option<i64>);
+
+/// The `oscore.group` object of a credential of a group-mode group (with
+/// the authorised sender's CCS on a recipient).
+fn group_fields(m: &GroupMode, auth_cred: Option<&[u8]>) -> ssm_ocf::group_cred::GroupFields {
+    let mut f = fields(&m.0, &m.1, auth_cred);
+    f.aeadalg = m.2;
+    f
+}
 
 /// A group's group-mode material: `None` for `ocf-ssm`; for `group-oscore`
 /// the Group ID of this epoch and the Group Manager's CCS (made once,
@@ -84,7 +93,7 @@ fn group_mode(
                 *gm_cred = Some(store.gm_cred(&mut crate::engine::rng)?);
             }
             let gid = gid_of(g.id as u32, g.epoch as u32);
-            Some((gid, gm_cred.clone().unwrap_or_default()))
+            Some((gid, gm_cred.clone().unwrap_or_default(), g.aead_alg))
         }
     })
 }
@@ -101,10 +110,10 @@ fn recipient_kind(
 ) -> Result<Option<(CredType, Option<ssm_ocf::group_cred::GroupFields>)>, StoreError> {
     Ok(match mode {
         None => Some((CredType::SsmServer, None)),
-        Some((gid, gm)) => store.auth_cred(client)?.map(|ccs| {
+        Some(m) => store.auth_cred(client)?.map(|ccs| {
             (
                 CredType::GroupOscoreRecipient,
-                Some(fields(gid, gm, Some(&ccs))),
+                Some(group_fields(m, Some(&ccs))),
             )
         }),
     })
@@ -113,7 +122,8 @@ fn recipient_kind(
 /// The desired state of device `uuid`, per group with a key (for a group
 /// with the profile `group-oscore` the group-mode credtypes 65536 and
 /// 131072 instead of 128 and 256, with the Group ID of this epoch, the
-/// Group Manager's CCS and, on a light, each switch's own CCS):
+/// Group Manager's CCS, the group's AEAD Algorithm if it sets one and, on
+/// a light, each switch's own CCS):
 /// * a switch that commands the group: its SSM Client credential
 ///   (credtype 128, its Sender ID of this epoch in that group, subject
 ///   derived from the ID as the reference stack does);
@@ -158,7 +168,7 @@ pub fn desired(store: &Store, uuid: &Uuid) -> Result<Desired, StoreError> {
                     oscore: Some(OscoreFields {
                         senderid: Some(sid),
                         desc: Some(client_desc(&desc, &hrefs)),
-                        group: mode.as_ref().map(|(gid, gm)| fields(gid, gm, None)),
+                        group: mode.as_ref().map(|m| group_fields(m, None)),
                         ..Default::default()
                     }),
                 });

@@ -25,11 +25,12 @@
 use crate::cred::{CredError, CredType};
 use crate::ssm::ContextError;
 use serde::{Deserialize, Serialize};
-pub use ssm_oscore::group::ccs_of_ed25519;
 use ssm_oscore::group::{
-    ccs_ed25519_public_key, GroupCommon, GroupParams, GroupSenderContext, ALG_EDDSA, MAX_CRED_LEN,
+    ccs_ed25519_public_key, GroupCommon, GroupParams, GroupSenderContext, MAX_CRED_LEN,
 };
-use ssm_oscore::{IdContext, ALG_AES_CCM_16_64_128, MAX_ID_CONTEXT_LEN};
+pub use ssm_oscore::group::{ccs_of_ed25519, ALG_EDDSA};
+pub use ssm_oscore::ALG_AES_CCM_16_64_128;
+use ssm_oscore::{IdContext, MAX_ID_CONTEXT_LEN};
 
 /// Where a device serves its own authentication credential (CCS) to its
 /// owner ([`crate::device::Device::set_auth_cred`]).
@@ -48,7 +49,28 @@ pub fn authcred_read() -> ssm_coap::Message {
 /// The CCS of an [`authcred_read`] answer, checked (an Ed25519 key).
 pub fn parse_authcred(body: &ciborium::Value) -> Option<Vec<u8>> {
     let b = crate::cbor::get(body, "authcred")?.as_bytes()?.clone();
-    (b.len() <= MAX_CRED_LEN && ccs_ed25519_public_key(&b).is_ok()).then_some(b)
+    check_authcred(&b).is_ok().then_some(b)
+}
+
+/// Checks a member's authentication credential as the Group Manager takes
+/// it (from a device's `/ssm/authcred`, or registered by the administrator
+/// for an external member): a CWT Claims Set (RFC 8392) whose `cnf` holds
+/// an Ed25519 COSE_Key (kty 1 OKP, crv 6 Ed25519, a 32-byte x; alg absent
+/// or -8), at most [`MAX_CRED_LEN`] bytes. Returns the public key, or why
+/// not.
+pub fn check_authcred(ccs: &[u8]) -> Result<[u8; 32], String> {
+    if ccs.len() > MAX_CRED_LEN {
+        return Err(format!(
+            "{} bytes: a credential is at most {MAX_CRED_LEN} bytes",
+            ccs.len()
+        ));
+    }
+    ccs_ed25519_public_key(ccs).map_err(|_| {
+        "not a CWT Claims Set (RFC 8392) with an Ed25519 public key in its cnf \
+         (COSE_Key kty 1 OKP, crv 6 Ed25519, a 32-byte x): the group's signature \
+         algorithm is EdDSA with Ed25519"
+            .to_string()
+    })
 }
 
 /// `credtype` of a group-mode sender (a switch).
@@ -280,6 +302,27 @@ mod tests {
                 ..Default::default()
             }),
         }
+    }
+
+    #[test]
+    fn check_authcred_takes_ed25519_only() {
+        let c = key_ccs(3);
+        let pk = ed25519_dalek::SigningKey::from_bytes(&[3; 32])
+            .verifying_key()
+            .to_bytes();
+        assert_eq!(check_authcred(&c), Ok(pk));
+        // crv 1 (P-256) instead of 6, kty 2 (EC2) instead of 1.
+        let mut p256 = c.clone();
+        p256[10] = 0x01;
+        assert!(check_authcred(&p256).unwrap_err().contains("Ed25519"));
+        let mut ec2 = c.clone();
+        ec2[6] = 0x02;
+        assert!(check_authcred(&ec2).is_err());
+        assert!(check_authcred(&c[..c.len() - 1]).is_err());
+        assert!(check_authcred(&[]).is_err());
+        assert!(check_authcred(&vec![0xa0; MAX_CRED_LEN + 1])
+            .unwrap_err()
+            .contains("at most"));
     }
 
     #[test]

@@ -114,7 +114,7 @@ async fn aiocoap_and_our_group_mode_interoperate() {
     let switch = Uuid::new_v4();
 
     // aiocoap as the switch → our lights (live, multicast on lo).
-    let port = 41000 + (std::process::id() % 10000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let mut handles = Vec::new();
     for i in 0..3 {
         let uuid = Uuid::new_v4();

@@ -84,7 +84,7 @@ async fn aiocoap_and_our_ssm_interoperate() {
     let other = "01aabbccddeeff";
 
     // aiocoap as the switch → our lights.
-    let port = 40000 + (std::process::id() % 10000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let mut handles = Vec::new();
     for (i, l) in lights.iter().enumerate() {
         let mut d = Device::new(DeviceInfo::light(&format!("light {i}"), l.uuid));

@@ -108,7 +108,7 @@ async fn flood(device: SocketAddr, ports: usize) -> Flood {
 async fn f2_a_cookieless_flood_does_not_block_onboarding() {
     for (i, ports) in [16usize, 64].into_iter().enumerate() {
         let dir = TempDir::new(&format!("test-dtls-flood-{ports}"));
-        let port = 31000 + (std::process::id() % 9000) as u16 + i as u16;
+        let port = ssm_testkit::test_port(i as u32);
         let (h, peer) = start_light(&dir, zero_free_uuid(), port).await;
         let pin = h.pin().unwrap();
         let f = flood(peer, ports).await;
@@ -168,7 +168,7 @@ async fn f2_a_cookieless_flood_does_not_block_onboarding() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f5_an_abandoned_sessions_end_does_not_wipe_a_running_transfer() {
     let dir = TempDir::new("test-otm-binding");
-    let port = 40000 + (std::process::id() % 9000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let factory = zero_free_uuid();
     let (h, peer) = start_light(&dir, factory, port).await;
     let pin = h.pin().unwrap();

@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 
 fn port(offset: u16) -> u16 {
-    40000 + (std::process::id() % 10000) as u16 + offset
+    ssm_testkit::test_port(u32::from(offset))
 }
 
 fn value(v: bool) -> Value {

@@ -24,7 +24,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commission_a_hallway() {
     let dir = TempDir::new("test-hallway");
-    let port = 47000 + (std::process::id() % 10000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let mut devices: Vec<(DeviceHandle, bool)> = Vec::new();
     for i in 0..5 {
         let is_light = i < 3;

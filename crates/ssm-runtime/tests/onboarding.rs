@@ -53,7 +53,7 @@ async fn applied(h: &DeviceHandle, rx: &mut tokio::sync::broadcast::Receiver<Dev
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_pin_onboarding_provisioning_restart_and_reset() {
     let dir = TempDir::new("test-onboard");
-    let port = 45000 + (std::process::id() % 10000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let factory = zero_free_uuid();
     let (h, peer) = start_light(&dir, SecurityState::new(factory), port).await;
     let pin = h.pin().expect("an unowned device shows a PIN");
@@ -230,7 +230,7 @@ async fn a_half_done_owner_transfer_on_disk_is_undone_at_start() {
     StateDir::new(&dir).save_security(&s).unwrap();
     let loaded = StateDir::new(&dir).load_security().unwrap().unwrap();
     assert_ne!(loaded, SecurityState::new(id), "the fixture is half-owned");
-    let port = 22000 + (std::process::id() % 20000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let (h, _) = start_light(&dir, loaded, port).await;
     let mut fresh = SecurityState::new(id);
     fresh.reset();

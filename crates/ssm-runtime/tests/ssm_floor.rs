@@ -22,7 +22,7 @@ use std::path::Path;
 use std::time::Duration;
 
 fn port() -> u16 {
-    40000 + (std::process::id() % 10000) as u16
+    ssm_testkit::test_port(0)
 }
 
 async fn light(l: &Member, dir: &Path) -> DeviceHandle {

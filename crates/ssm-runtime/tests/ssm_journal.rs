@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn port() -> u16 {
-    30000 + (std::process::id() % 10000) as u16
+    ssm_testkit::test_port(0)
 }
 
 async fn light(l: &Member, dir: &Path, journal: &Arc<FloorJournal>) -> DeviceHandle {

@@ -25,7 +25,7 @@ use std::time::Duration;
 const LIGHTS: usize = 5;
 
 fn port(offset: u16) -> u16 {
-    30000 + (std::process::id() % 10000) as u16 + offset
+    ssm_testkit::test_port(u32::from(offset))
 }
 
 async fn start_light(

@@ -73,8 +73,9 @@ pub(super) enum Cmd {
         #[arg(long, value_parser = ["light", "switch"])]
         role: Option<String>,
     },
-    /// List the devices of the domain (state, role, last seen); read-only:
-    /// works while another `ssm obt` runs.
+    /// List the devices of the domain (state, role, last seen), external
+    /// members too (state `external`); read-only: works while another
+    /// `ssm obt` runs.
     List,
     /// Every device as it is now: name, role, groups, reachable, on/off
     /// (a secured RETRIEVE over the OBT's owner session), provisioned or
@@ -184,6 +185,74 @@ pub(super) enum Cmd {
     /// light-1 light-2`, `ssm obt ssm grant hall-switch --group east`.
     #[command(subcommand)]
     Group(GroupCmd),
+    /// External (non-OCF) members of `group-oscore` groups.
+    ///
+    /// RFC 10021 group-mode members that are not OCF devices (a
+    /// building-management system, another vendor's device). Never
+    /// onboarded nor reached by the OBT:
+    /// registered with their CCS, they join by `group add` (a light) or
+    /// `ssm grant --group` (a switch), are listed by `ssm obt list` (state
+    /// `external`) and fetch their keys with `material`, again after
+    /// every rekey (the OBT cannot push keys to them).
+    ///
+    /// Example: `ssm obt external add bms --role switch --authcred bms.ccs`,
+    /// `ssm obt ssm grant bms --group hall`, `ssm obt external material bms --group hall --out bms.json`.
+    #[command(subcommand)]
+    External(ExternalCmd),
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub(super) enum ExternalCmd {
+    /// Register an external member by its CCS.
+    ///
+    /// It gets a new subject UUID and the name given; the CCS is what the
+    /// administrator got from it out of band (the OBT cannot check that
+    /// the member holds the private key).
+    ///
+    /// Example: `ssm obt external add bms --role switch --authcred bms.ccs`
+    Add {
+        /// Its name (unique among the devices of the domain).
+        name: String,
+        /// light (a member of groups) or switch (commands groups).
+        #[arg(long, required = true, value_parser = ["light", "switch"])]
+        role: String,
+        /// Its CCS (RFC 8392 CWT Claims Set with its Ed25519 public key, as
+        /// our devices serve at /ssm/authcred): hex text (whitespace
+        /// ignored) or raw bytes.
+        #[arg(long, required = true)]
+        authcred: PathBuf,
+    },
+    /// The JSON an external member needs for a group (holds the master secret).
+    ///
+    /// Of the group's current epoch: group, epoch, Group ID, master
+    /// secret, its Sender ID, algorithms,
+    /// the Group Manager's CCS, its own CCS and its peers' (Sender ID →
+    /// CCS). Holds the master secret: `--out` writes it 0600. Fetch it
+    /// again after every rekey of the group.
+    ///
+    /// Example: `ssm obt external material bms --group hall --out bms-hall.json`
+    Material {
+        /// The external member.
+        name: String,
+        /// The group (`group-oscore`).
+        #[arg(long, required = true)]
+        group: String,
+        /// Write it to this file (0600) instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Forget an external member; every group it was in is rekeyed.
+    ///
+    /// RFC 10021 §12 (rekey on leave); the devices of those groups are
+    /// brought up to date.
+    ///
+    /// Example: `ssm obt external remove bms`
+    Remove {
+        /// The external member.
+        name: String,
+        #[command(flatten)]
+        work: Work,
+    },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -200,6 +269,13 @@ pub(super) enum GroupCmd {
         /// its switch; the OBT is the Group Manager).
         #[arg(long, default_value = "ocf-ssm", value_parser = ["ocf-ssm", "group-oscore"])]
         profile: String,
+        /// `group-oscore` only: the AEAD Algorithm its Common Context sets,
+        /// carried by every group-mode credential of the group. RFC 10021
+        /// §2.1.1 sets it only for groups that use the pairwise mode, but
+        /// aiocoap 0.4.17 (draft -23) always sets it (it enters the
+        /// `external_aad`): give it when such a member is in the group.
+        #[arg(long, value_parser = ["AES-CCM-16-64-128"])]
+        aead_alg: Option<String>,
     },
     /// Add devices: lights become members, switches command the group.
     Add {

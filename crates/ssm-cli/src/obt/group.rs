@@ -36,6 +36,7 @@ fn group_json(s: &Store, g: &GroupInfo) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "id": g.id, "name": g.name, "epoch": g.epoch, "auto": g.auto, "profile": g.profile.as_str(),
+        "aead_alg": g.aead_alg,
         "members": devs(&g.members), "switches": devs(&g.switches),
         "followers": devs(&g.followers), "sender_ids": sender_ids,
     })
@@ -44,6 +45,9 @@ fn group_json(s: &Store, g: &GroupInfo) -> serde_json::Value {
 fn print_group(s: &Store, g: &GroupInfo) {
     println!("group {} (id {})", g.name, g.id);
     println!("  profile    {}", g.profile);
+    if let Some(a) = g.aead_alg {
+        println!("  aead alg   {a} (AES-CCM-16-64-128, in every group-mode credential)");
+    }
     if g.epoch == 0 {
         println!("  epoch      - (no key yet: add a device)");
     } else {
@@ -91,9 +95,17 @@ fn read(s: &mut Store, cmd: GroupCmd, json: bool) -> Result<bool> {
             name,
             auto,
             profile,
+            aead_alg,
         } => {
             let profile = ssm_obt::store::Profile::parse(&profile).unwrap_or_default();
-            let g = engine::group_create_with(s, &name, auto, profile).map_err(engine_err)?;
+            if aead_alg.is_some() && profile != ssm_obt::store::Profile::GroupOscore {
+                return Err(crate::usage!(
+                    "--aead-alg is for `--profile group-oscore` groups only"
+                ));
+            }
+            // The one value the parser takes: AES-CCM-16-64-128 (COSE 10).
+            let aead = aead_alg.map(|_| i64::from(ssm_ocf::group_cred::ALG_AES_CCM_16_64_128));
+            let g = engine::group_create_with(s, &name, auto, profile, aead).map_err(engine_err)?;
             if json {
                 println!("{}", serde_json::json!({"group": group_json(s, &g)}));
             } else {
@@ -118,18 +130,24 @@ fn read(s: &mut Store, cmd: GroupCmd, json: bool) -> Result<bool> {
                 println!("{}", serde_json::json!({"groups": v}));
             } else {
                 println!(
-                    "{:<4} {:<20} {:<6} {:<5} {:<8} switches",
-                    "id", "name", "epoch", "auto", "members"
+                    "{:<4} {:<20} {:<6} {:<5} {:<8} {:<9} profile",
+                    "id", "name", "epoch", "auto", "members", "switches"
                 );
                 for g in &gs {
+                    let aead = if g.aead_alg.is_some() {
+                        " (aead-alg)"
+                    } else {
+                        ""
+                    };
                     println!(
-                        "{:<4} {:<20} {:<6} {:<5} {:<8} {}",
+                        "{:<4} {:<20} {:<6} {:<5} {:<8} {:<9} {}{aead}",
                         g.id,
                         g.name,
                         g.epoch,
                         if g.auto { "yes" } else { "no" },
                         g.members.len(),
-                        g.switches.len()
+                        g.switches.len(),
+                        g.profile
                     );
                 }
             }

@@ -59,11 +59,16 @@ fn last_seen(d: &DeviceStatus, now: &str) -> Option<String> {
 
 fn status_json(d: &DeviceStatus, busy: bool, now: &str) -> serde_json::Value {
     let r = &d.record;
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "uuid": r.uuid, "name": r.name, "role": r.role.as_str(), "groups": d.groups,
         "state": state_text(r, busy), "reachable": d.reachable, "on": d.on,
-        "ep": r.endpoint, "last_seen": last_seen(d, now), "rtt_ms": d.rtt_ms, "note": d.note,
-    })
+        "last_seen": last_seen(d, now), "rtt_ms": d.rtt_ms, "note": d.note,
+    });
+    // An external member has no endpoint (the OBT never reaches it).
+    if !r.endpoint.is_empty() {
+        v["ep"] = serde_json::json!(r.endpoint);
+    }
+    v
 }
 
 /// `ssm obt status [--watch]`.
@@ -105,7 +110,10 @@ pub(super) async fn status(
             let lights = s
                 .devices()?
                 .iter()
-                .filter(|d| d.role == ssm_obt::DeviceRole::Light)
+                .filter(|d| {
+                    d.role == ssm_obt::DeviceRole::Light
+                        && d.state != ssm_obt::DeviceState::External
+                })
                 .count();
             eprintln!("watching {lights} light(s) over their owner sessions (Ctrl-C stops)");
         }
@@ -149,7 +157,11 @@ pub(super) async fn status(
             r.name,
             r.role,
             groups,
-            if d.reachable { "yes" } else { "NO" },
+            match (d.reachable, r.state) {
+                (true, _) => "yes",
+                (false, ssm_obt::DeviceState::External) => "-",
+                (false, _) => "NO",
+            },
             on_off(d.on),
             state_text(r, busy),
             last_seen(d, &now).as_deref().unwrap_or("never"),
@@ -163,22 +175,32 @@ pub(super) async fn status(
             d.note.as_deref().unwrap_or_default()
         );
     }
-    let down = rows.iter().filter(|d| !d.reachable).count();
+    summary(&rows);
+    Ok(true)
+}
+
+/// The last lines of `status`: how many are reachable, stale, external.
+fn summary(rows: &[DeviceStatus]) {
+    let external = |d: &&DeviceStatus| d.record.state == ssm_obt::DeviceState::External;
+    let externals = rows.iter().filter(external).count();
+    let down = rows.iter().filter(|d| !d.reachable).count() - externals;
     let stale = rows
         .iter()
         .filter(|d| d.record.state == ssm_obt::DeviceState::Stale)
         .count();
+    if externals > 0 {
+        println!("{externals} external member(s) (never reached by the OBT)");
+    }
     println!(
         "{} device(s): {} reachable, {down} not; {stale} stale{}",
-        rows.len(),
-        rows.len() - down,
+        rows.len() - externals,
+        rows.len() - externals - down,
         if stale > 0 {
             " (`ssm obt sync` when they are back)"
         } else {
             ""
         }
     );
-    Ok(true)
 }
 
 /// `ssm obt rename OLD NEW`.

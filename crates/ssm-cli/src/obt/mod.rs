@@ -16,6 +16,7 @@ pub(crate) use crate::engine_ui::{engine_err, progress};
 mod args;
 mod backup;
 mod cmd;
+mod external;
 mod group;
 mod live;
 mod sheet_out;
@@ -202,5 +203,6 @@ pub async fn run(a: Args) -> Result<bool> {
         }) => cmd::revoke(&path, &client, &lights, all, &work, json).await,
         Cmd::Ssm(SsmCmd::Rekey { work }) => cmd::rekey(&path, &work, json).await,
         Cmd::Group(g) => group::run(&path, g, json).await,
+        Cmd::External(e) => external::run(&path, e, json).await,
     }
 }

@@ -24,7 +24,12 @@ pub(super) fn list(path: &Path, json: bool) -> Result<bool> {
                 .iter()
                 .filter_map(|id| all.iter().find(|g| g.id == *id).map(|g| g.name.as_str()))
                 .collect();
-            v.push(serde_json::json!({"uuid": d.uuid, "name": d.name, "role": d.role.as_str(), "state": state(d), "ep": d.endpoint, "last_seen": d.last_seen, "groups": names, "group_ids": ids}));
+            let mut row = serde_json::json!({"uuid": d.uuid, "name": d.name, "role": d.role.as_str(), "state": state(d), "last_seen": d.last_seen, "groups": names, "group_ids": ids});
+            // An external member has no endpoint (the OBT never reaches it).
+            if !d.endpoint.is_empty() {
+                row["ep"] = serde_json::json!(d.endpoint);
+            }
+            v.push(row);
         }
         let g = s.group()?.map(|g| g.epoch);
         println!("{}", serde_json::json!({"devices": v, "ssm_epoch": g}));
@@ -41,8 +46,18 @@ pub(super) fn list(path: &Path, json: bool) -> Result<bool> {
                 state(d),
                 d.last_seen.as_deref().unwrap_or("-"),
                 d.uuid,
-                d.endpoint
+                if d.endpoint.is_empty() {
+                    "-"
+                } else {
+                    d.endpoint.as_str()
+                }
             );
+        }
+        if devs
+            .iter()
+            .any(|d| d.state == ssm_obt::DeviceState::External)
+        {
+            println!("external: a group-oscore member that is not an OCF device (never reached; `ssm obt external material` gives its keys)");
         }
         if devs.iter().any(|d| state(d) == "interrupted") {
             println!("interrupted: an onboarding was stopped; re-run `ssm obt onboard` (or `ssm obt sync`) to settle it");
@@ -86,23 +101,29 @@ pub(super) fn show(path: &Path, device: &str, json: bool) -> Result<bool> {
         })
         .collect();
     if json {
-        println!(
-            "{}",
-            serde_json::json!({
+        let mut v = serde_json::json!({
                 "uuid": d.uuid, "name": d.name, "role": d.role.as_str(), "state": d.state.as_str(),
-                "ep": d.endpoint, "last_seen": d.last_seen, "was_uuid": s.onboarded_from(&d.uuid),
+                "last_seen": d.last_seen, "was_uuid": s.onboarded_from(&d.uuid),
                 "ssm": {"member": member, "epoch": group.as_ref().filter(|_| member).map(|g| g.epoch), "sender_id": sid,
                         "commands": commands, "commanded_by": commanded_by},
                 "groups": groups.iter().map(|(id, n, e, sid)| serde_json::json!({"id": id, "name": n, "epoch": e, "sender_id": sid})).collect::<Vec<_>>(),
                 "audit": audit.iter().map(|(at, what, detail)| serde_json::json!({"at": rfc3339_sql(at), "action": what, "detail": detail})).collect::<Vec<_>>(),
-            })
-        );
+        });
+        // An external member has no endpoint (the OBT never reaches it).
+        if !d.endpoint.is_empty() {
+            v["ep"] = serde_json::json!(d.endpoint);
+        }
+        println!("{v}");
         return Ok(true);
     }
     println!("{} ({})", d.name, d.uuid);
     println!("  role       {}", d.role);
     println!("  state      {}", d.state);
-    println!("  endpoint   {}", d.endpoint);
+    if d.endpoint.is_empty() {
+        println!("  endpoint   - (an external member: the OBT never reaches it)");
+    } else {
+        println!("  endpoint   {}", d.endpoint);
+    }
     println!("  last seen  {}", d.last_seen.as_deref().unwrap_or("never"));
     if let Some(was) = s.onboarded_from(&d.uuid) {
         println!("  was        {was} (before onboarding: the UUID on the sheet)");

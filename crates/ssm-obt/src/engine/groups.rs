@@ -34,15 +34,17 @@ pub fn group_create(s: &mut Store, name: &str, auto: bool) -> Result<GroupInfo, 
     Ok(s.create_group(name, auto)?)
 }
 
-/// `ssm obt group create NAME --profile P`: a group with a security
-/// profile (`group-oscore`: the OBT is its Group Manager).
+/// `ssm obt group create NAME --profile P [--aead-alg A]`: a group with a
+/// security profile (`group-oscore`: the OBT is its Group Manager) and,
+/// for `group-oscore` only, the AEAD Algorithm its Common Context sets.
 pub fn group_create_with(
     s: &mut Store,
     name: &str,
     auto: bool,
     profile: crate::store::Profile,
+    aead_alg: Option<i64>,
 ) -> Result<GroupInfo, EngineError> {
-    Ok(s.create_group_with(name, auto, profile)?)
+    Ok(s.create_group_with(name, auto, profile, aead_alg)?)
 }
 
 fn named(s: &Store, devices: &[String]) -> Result<Vec<(Uuid, DeviceRole)>, EngineError> {

@@ -35,6 +35,7 @@ pub async fn rename(
     let before = s.rename(old, new)?;
     let psk = s.owner_psk(&before.uuid)?;
     let device = match ssm_runtime::netif::parse_ep(&before.endpoint) {
+        _ if before.state == crate::DeviceState::External => Err(EXTERNAL.into()),
         Ok(peer) => set_device_name(peer, obt, &psk, new, timeout).await,
         Err(e) => Err(e.to_string()),
     };
@@ -71,6 +72,10 @@ pub(super) async fn set_device_name(
     }
 }
 
+/// Why an external member's own name was not changed.
+pub const EXTERNAL: &str =
+    "an external member (never reached by the OBT): renamed in the domain only";
+
 /// Why a device's own name was not changed: it has no `/oic/con`.
 pub const NO_CON: &str = "it has no /oic/con (an older ssm device): renamed in the domain only";
 
@@ -97,6 +102,9 @@ pub async fn inspect(
 ) -> Result<Inspection, EngineError> {
     let (obt, _) = s.obt()?;
     let record = s.device(device)?;
+    if record.state == crate::DeviceState::External {
+        return Err(EngineError::IsExternal(record.name));
+    }
     let psk = s.owner_psk(&record.uuid)?;
     let want = desired(s, &record.uuid)?;
     let peer = ssm_runtime::netif::parse_ep(&record.endpoint)?;

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::store::StoreError;
 
+pub mod external;
 mod groups;
 pub mod maint;
 mod onboard;
@@ -23,6 +24,9 @@ pub mod sheet;
 pub mod status;
 mod sync;
 
+pub use external::{
+    external_add, external_remove, material, read_authcred, ExternalRemoved, Material,
+};
 pub use groups::{
     auto_enrol, grant_group, group_add, group_create, group_create_with, group_delete, group_rekey,
     group_remove, revoke_group, GroupChanged, GroupDeleted,
@@ -107,6 +111,31 @@ pub enum EngineError {
         "the SSM group {0} has no key yet: add a device first (`ssm obt group add {0} DEVICE`)"
     )]
     NoGroupKey(String),
+    /// An authentication credential that is not an Ed25519 CCS.
+    #[error("the authentication credential: {0}")]
+    BadAuthCred(String),
+    /// A name no device may have.
+    #[error("{0:?} is not a name: give a name without spaces")]
+    BadName(String),
+    /// An external-member command for a device of the domain.
+    #[error("{0} is an OCF device of this domain, not an external member: the OBT brings it its keys (`ssm obt sync`)")]
+    NotExternal(String),
+    /// A command that reaches the device, for an external member.
+    #[error("{0} is an external member: the OBT never reaches it (`ssm obt external material` gives its keys, `ssm obt external remove` forgets it)")]
+    IsExternal(String),
+    /// External material of a group that is not `group-oscore`.
+    #[error(
+        "the group {0} is `ocf-ssm`: external members take part in `group-oscore` groups only"
+    )]
+    NotGroupMode(String),
+    /// External material of a group the member is not in.
+    #[error("{member} is not in the group {group}: `ssm obt group add {group} {member}` (a light) or `ssm obt ssm grant {member} --group {group}` (a switch)")]
+    NotInGroup {
+        /// The member.
+        member: String,
+        /// The group.
+        group: String,
+    },
     /// A worker task ended abnormally.
     #[error("{0}")]
     Task(String),
@@ -122,6 +151,8 @@ impl EngineError {
                 | EngineError::NoDevicesNamed
                 | EngineError::Endpoint(_)
                 | EngineError::BadSheet(_)
+                | EngineError::BadAuthCred(_)
+                | EngineError::BadName(_)
         )
     }
 }

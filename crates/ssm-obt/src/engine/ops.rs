@@ -9,7 +9,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// The lights named (by name or UUID), or with `all` every light of the
-/// domain.
+/// domain (its OCF lights: not the external members).
 pub fn lights_of(
     s: &Store,
     lights: &[String],
@@ -18,7 +18,7 @@ pub fn lights_of(
     let v: Vec<DeviceRecord> = if all {
         s.devices()?
             .into_iter()
-            .filter(|d| d.role == DeviceRole::Light)
+            .filter(|d| d.role == DeviceRole::Light && d.state != DeviceState::External)
             .collect()
     } else {
         lights
@@ -145,6 +145,9 @@ pub async fn offboard(
 ) -> Result<Offboarded, EngineError> {
     let (obt, _) = s.obt()?;
     let d = s.device(device)?;
+    if d.state == DeviceState::External {
+        return Err(EngineError::IsExternal(d.name));
+    }
     let peer = ssm_runtime::netif::parse_ep(&d.endpoint);
     // An interrupted onboarding: the device undid it (it refuses the
     // owner key) unless it got far enough to be ours.

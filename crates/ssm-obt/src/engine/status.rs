@@ -44,6 +44,10 @@ fn groups_of(s: &Store) -> Result<Vec<(Uuid, Vec<String>)>, EngineError> {
     Ok(out)
 }
 
+/// Why an external member is not read.
+pub const EXTERNAL_NOTE: &str = "external member: the OBT never reaches it \
+    (it fetches its keys with `ssm obt external material`)";
+
 /// How many devices `status` reads at once (each an owner session).
 const STATUS_JOBS: usize = 32;
 
@@ -67,6 +71,9 @@ async fn read_all(
         let d = d.clone();
         let sem = sem.clone();
         set.spawn(async move {
+            if d.state == DeviceState::External {
+                return (i, Err(EXTERNAL_NOTE.to_string()), 0.0);
+            }
             let _permit = sem.acquire_owned().await;
             let start = Instant::now();
             let r = match tokio::time::timeout(timeout, read_one(&d, &href, obt, &psk, timeout))
@@ -100,7 +107,13 @@ pub async fn status(
     let mut records = s.devices()?;
     let mut reads = read_all(s, obt, &records, timeout).await?;
     let lost: Vec<usize> = (0..records.len())
-        .filter(|&i| reads[i].0.is_err() && records[i].state != DeviceState::Onboarding)
+        .filter(|&i| {
+            reads[i].0.is_err()
+                && !matches!(
+                    records[i].state,
+                    DeviceState::Onboarding | DeviceState::External
+                )
+        })
         .collect();
     if let (Some(reach), false) = (reach, lost.is_empty()) {
         let found = match reach.targets() {
@@ -253,7 +266,7 @@ pub async fn watch(
     for d in s
         .devices()?
         .into_iter()
-        .filter(|d| d.role == DeviceRole::Light)
+        .filter(|d| d.role == DeviceRole::Light && d.state != DeviceState::External)
     {
         let psk = s.owner_psk(&d.uuid)?;
         let href = crate::plan::href_of(s, &d.uuid)?;

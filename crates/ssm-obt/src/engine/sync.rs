@@ -21,7 +21,8 @@ pub struct Synced {
     pub outcome: Result<ssm_ocf::onboarding::Reconciliation, String>,
 }
 
-/// Brings `uuids` up to date with the domain: lights first (so that the
+/// Brings `uuids` up to date with the domain (external members skipped:
+/// the OBT never reaches them): lights first (so that the
 /// old key stops working before anything else), then switches; at most
 /// `jobs` at once. A device that does not answer at its last endpoint is
 /// looked for once by multicast on `reach` (it may have restarted on
@@ -36,10 +37,12 @@ pub async fn sync_devices(
 ) -> Result<Vec<Synced>, EngineError> {
     let mut records: Vec<DeviceRecord> = Vec::new();
     for u in uuids {
-        if let Ok(r) = s.device(&u.to_string()) {
-            if !records.iter().any(|x| x.uuid == r.uuid) {
-                records.push(r);
-            }
+        let Ok(r) = s.device(&u.to_string()) else {
+            continue;
+        };
+        // An external member is never reached: it fetches its keys itself.
+        if r.state != DeviceState::External && !records.iter().any(|x| x.uuid == r.uuid) {
+            records.push(r);
         }
     }
     fetch_auth_creds(s, obt, &records).await?;

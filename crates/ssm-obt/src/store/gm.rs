@@ -59,15 +59,22 @@ impl Store {
         Ok(Profile::parse(&p).unwrap_or_default())
     }
 
-    /// A new group with `profile` (see [`Store::create_group`]).
+    /// A new group with `profile` (see [`Store::create_group`]) and, for
+    /// a `group-oscore` group only, the AEAD Algorithm of its Common
+    /// Context (`aead_alg`: 10, AES-CCM-16-64-128; every group-mode
+    /// credential of the group then carries `aeadalg`).
     pub fn create_group_with(
         &mut self,
         name: &str,
         auto: bool,
         profile: Profile,
+        aead_alg: Option<i64>,
     ) -> Result<GroupInfo, StoreError> {
         if !valid_group_name(name) {
             return Err(StoreError::BadGroupName(name.into()));
+        }
+        if aead_alg.is_some() && profile != Profile::GroupOscore {
+            return Err(StoreError::AeadNeedsGroupMode(name.into()));
         }
         let sq = sqlite_err(self.path.clone());
         let tx = self.conn.transaction().map_err(&sq)?;
@@ -76,11 +83,17 @@ impl Store {
         }
         let id = ensure_group(&tx, name, auto).map_err(&sq)?;
         tx.execute(
-            "UPDATE ssm_groups SET profile = ?1 WHERE id = ?2",
-            params![profile.as_str(), id],
+            "UPDATE ssm_groups SET profile = ?1, aead_alg = ?2 WHERE id = ?3",
+            params![profile.as_str(), aead_alg, id],
         )
         .map_err(&sq)?;
-        audit::audit_on(&tx, "group-profile", &format!("{name}: {profile}")).map_err(&sq)?;
+        let aead = aead_alg.map(|a| format!(", AEAD Algorithm {a}"));
+        audit::audit_on(
+            &tx,
+            "group-profile",
+            &format!("{name}: {profile}{}", aead.unwrap_or_default()),
+        )
+        .map_err(&sq)?;
         tx.commit().map_err(&sq)?;
         self.group_info(name)
     }
@@ -168,7 +181,7 @@ mod tests {
     fn profiles_auth_creds_and_the_gm_key() {
         let (mut s, d) = store("profiles");
         let g = s
-            .create_group_with("hall", false, Profile::GroupOscore)
+            .create_group_with("hall", false, Profile::GroupOscore, None)
             .unwrap();
         assert_eq!(g.profile, Profile::GroupOscore);
         assert_eq!(
@@ -176,7 +189,7 @@ mod tests {
             Profile::OcfSsm
         );
         assert!(matches!(
-            s.create_group_with("hall", false, Profile::OcfSsm),
+            s.create_group_with("hall", false, Profile::OcfSsm, None),
             Err(StoreError::GroupExists(_))
         ));
         let u = Uuid::from_u128(5);

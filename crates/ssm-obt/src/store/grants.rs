@@ -13,14 +13,18 @@ pub const ALL_GROUP: &str = "all";
 /// random source is broken).
 const ID_ATTEMPTS: u32 = 16;
 
+/// Marks `uuids` stale (an onboarding stays one; an external member is
+/// never stale: the OBT never reaches it).
 pub(super) fn mark_stale(c: &Connection, uuids: &[Uuid]) -> rusqlite::Result<()> {
     for u in uuids {
         c.execute(
-            "UPDATE devices SET state = ?2, updated = CURRENT_TIMESTAMP WHERE uuid = ?1 AND state != ?3",
+            "UPDATE devices SET state = ?2, updated = CURRENT_TIMESTAMP
+             WHERE uuid = ?1 AND state NOT IN (?3, ?4)",
             params![
                 u.to_string(),
                 DeviceState::Stale.as_str(),
-                DeviceState::Onboarding.as_str()
+                DeviceState::Onboarding.as_str(),
+                DeviceState::External.as_str()
             ],
         )?;
     }
@@ -151,7 +155,7 @@ fn exhausted(what: &str) -> rusqlite::Error {
 
 /// A new Sender ID for `client` in group `gid` at `epoch`: never one given
 /// out before, in any group or epoch (the table's key).
-fn new_sender_id(
+pub(super) fn new_sender_id(
     c: &Connection,
     gid: i64,
     client: &Uuid,
@@ -234,6 +238,17 @@ fn ensure_pairwise(
     }
 }
 
+/// Whether `uuid` is an external member (never reached by the OBT).
+fn external_on(c: &Connection, uuid: &Uuid) -> rusqlite::Result<bool> {
+    Ok(c.query_row(
+        "SELECT 1 FROM devices WHERE uuid = ?1 AND state = ?2",
+        params![uuid.to_string(), DeviceState::External.as_str()],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
+}
+
 /// The pair-wise key of (client, light) goes once no group grants the pair.
 fn drop_unused_pairwise(c: &Connection, client: &Uuid, light: &Uuid) -> rusqlite::Result<()> {
     c.execute(
@@ -266,7 +281,10 @@ pub(super) fn grant_on(
             "INSERT OR IGNORE INTO group_grants (group_id, client_uuid, light_uuid) VALUES (?1, ?2, ?3)",
             params![gid, client.to_string(), light.to_string()],
         )?;
-        ensure_pairwise(c, client, light, random)?;
+        // An external member holds no pair-wise key: nothing brings it one.
+        if !external_on(c, client)? && !external_on(c, light)? {
+            ensure_pairwise(c, client, light, random)?;
+        }
         if new == 1 {
             audit_on(c, "grant", &format!("{client} -> {light} (group {gid})"))?;
         }
@@ -465,6 +483,14 @@ impl Store {
         lights: &[Uuid],
         random: &mut dyn FnMut(&mut [u8]),
     ) -> Result<Vec<Uuid>, StoreError> {
+        // The group `all` is made `ocf-ssm`: it takes no external member.
+        let profile = match group_id(&self.conn, ALL_GROUP).map_err(self.sq())? {
+            Some(gid) => self.profile_of(gid)?,
+            None => Profile::OcfSsm,
+        };
+        let mut all = vec![*client];
+        all.extend_from_slice(lights);
+        self.check_externals(ALL_GROUP, profile, &all)?;
         let sq = sqlite_err(self.path.clone());
         let tx = self.conn.transaction().map_err(&sq)?;
         let gid = ensure_group(&tx, ALL_GROUP, false).map_err(&sq)?;

@@ -28,6 +28,10 @@ pub struct GroupInfo {
     pub followers: Vec<Uuid>,
     /// Its security profile.
     pub profile: Profile,
+    /// The AEAD Algorithm of its Common Context (COSE number, 10), if set
+    /// (`group create --aead-alg`; RFC 10021 §2.1.1 sets it only for
+    /// pairwise mode, aiocoap 0.4.17 always).
+    pub aead_alg: Option<i64>,
 }
 
 /// The one rule for a group name (it is also typed on a switch's command
@@ -49,16 +53,17 @@ impl Store {
 
     /// Group `gid`'s key and epoch, if its key was created.
     pub fn group_state(&self, gid: i64) -> Result<Option<GroupState>, StoreError> {
-        let row: Option<(Option<Vec<u8>>, i64, String, String)> = self
+        type Row = (Option<Vec<u8>>, i64, String, String, Option<i64>);
+        let row: Option<Row> = self
             .conn
             .query_row(
-                "SELECT secret, epoch, name, profile FROM ssm_groups WHERE id = ?1",
+                "SELECT secret, epoch, name, profile, aead_alg FROM ssm_groups WHERE id = ?1",
                 params![gid],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()
             .map_err(self.sq())?;
-        Ok(row.and_then(|(secret, epoch, name, profile)| {
+        Ok(row.and_then(|(secret, epoch, name, profile, aead_alg)| {
             let profile = Profile::parse(&profile)?;
             let secret = Zeroizing::new(secret?);
             let mut out = Zeroizing::new([0u8; 32]);
@@ -70,6 +75,7 @@ impl Store {
                     secret: out,
                     epoch,
                     profile,
+                    aead_alg,
                 }
             })
         }))
@@ -97,29 +103,34 @@ impl Store {
 
     /// Every group, by id.
     pub fn groups(&self) -> Result<Vec<GroupInfo>, StoreError> {
-        let rows: Vec<(i64, String, i64, bool)> = {
+        let rows: Vec<(i64, String, i64, bool, Option<i64>)> = {
             let mut st = self
                 .conn
-                .prepare("SELECT id, name, epoch, auto FROM ssm_groups ORDER BY id")
+                .prepare("SELECT id, name, epoch, auto, aead_alg FROM ssm_groups ORDER BY id")
                 .map_err(self.sq())?;
             let rows = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
                 .map_err(self.sq())?;
             rows.collect::<Result<_, _>>().map_err(self.sq())?
         };
         let mut out = Vec::new();
-        for (id, name, epoch, auto) in rows {
+        for (id, name, epoch, auto, aead_alg) in rows {
             let members = group_lights(&self.conn, id).map_err(self.sq())?;
             let followers = group_followers(&self.conn, id).map_err(self.sq())?;
             let mut switches = Vec::new();
+            // A member (a light) may hold a Sender ID too (an external
+            // one, for its responses): it is not a switch of the group.
             for d in key_holders(&self.conn, id).map_err(self.sq())? {
-                if self.sender_id_in(id, &d)?.is_some() {
+                if !members.contains(&d) && self.sender_id_in(id, &d)?.is_some() {
                     switches.push(d);
                 }
             }
             let profile = self.profile_of(id)?;
             out.push(GroupInfo {
                 profile,
+                aead_alg,
                 id,
                 name,
                 epoch,
@@ -231,6 +242,8 @@ impl Store {
         random: &mut dyn FnMut(&mut [u8]),
     ) -> Result<Vec<Uuid>, StoreError> {
         let gid = self.gid(name)?;
+        let uuids: Vec<Uuid> = devices.iter().map(|d| d.0).collect();
+        self.refuse_externals(gid, &uuids)?;
         let sq = sqlite_err(self.path.clone());
         let tx = self.conn.transaction().map_err(&sq)?;
         let affected = add_on(&tx, gid, devices, random).map_err(&sq)?;
@@ -411,7 +424,7 @@ fn add_on(
 }
 
 /// A group rekeyed by a change: (group id, new epoch).
-pub(super) type Rekeyed = (i64, i64);
+pub type Rekeyed = (i64, i64);
 
 /// Everything of `uuid` leaves every group (grants, membership, following,
 /// pair-wise keys; its Sender IDs are kept, revoked: never reused), and

@@ -10,18 +10,20 @@ pub use crate::model::{DeviceRole, DeviceState};
 mod audit;
 pub mod backup;
 mod devices;
+mod external;
 mod gm;
 mod grants;
 mod groups;
 mod schema;
 
 use audit::audit_on;
+pub use external::GroupPeer;
 pub use gm::Profile;
 pub use grants::ALL_GROUP;
-pub use groups::{valid_group_name, GroupInfo};
+pub use groups::{valid_group_name, GroupInfo, Rekeyed};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Store errors, each saying what to do.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,22 @@ pub enum StoreError {
     /// A group of that name exists.
     #[error("the SSM group {0} exists already: see `ssm obt group show {0}`")]
     GroupExists(String),
+    /// An external member in a group that cannot take one.
+    #[error("{device} is an external member: only a `group-oscore` group takes one (the group {group} is `ocf-ssm`: no source authentication, and OCF devices are onboarded)")]
+    ExternalNeedsGroupMode {
+        /// The member.
+        device: String,
+        /// The group.
+        group: String,
+    },
+    /// An authentication credential another member has.
+    #[error("this authentication credential (public key) is {0}'s already: each member needs its own key pair")]
+    AuthCredInUse(String),
+    /// `--aead-alg` for a group that is not `group-oscore`.
+    #[error(
+        "an AEAD Algorithm is for `group-oscore` groups only (the group {0} would be `ocf-ssm`)"
+    )]
+    AeadNeedsGroupMode(String),
     /// Not a group name.
     #[error(
         "{0:?} is not a group name: 1 to 32 letters, digits, '-', '_', '.' (not starting with '-')"
@@ -88,6 +106,9 @@ impl StoreError {
                 | StoreError::UnknownGroup(_)
                 | StoreError::GroupExists(_)
                 | StoreError::BadGroupName(_)
+                | StoreError::ExternalNeedsGroupMode { .. }
+                | StoreError::AeadNeedsGroupMode(_)
+                | StoreError::AuthCredInUse(_)
         )
     }
 }
@@ -151,6 +172,8 @@ pub struct GroupState {
     pub epoch: i64,
     /// Its security profile.
     pub profile: Profile,
+    /// The AEAD Algorithm of its Common Context (COSE number), if set.
+    pub aead_alg: Option<i64>,
 }
 
 impl std::fmt::Debug for GroupState {
@@ -330,6 +353,8 @@ impl Store {
 
 #[cfg(test)]
 mod day_tests;
+#[cfg(test)]
+mod external_tests;
 #[cfg(test)]
 mod group_tests;
 #[cfg(test)]

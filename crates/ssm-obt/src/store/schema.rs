@@ -46,6 +46,11 @@ pub(super) const SCHEMA_V3: &str = "CREATE TABLE ssm_groups (id INTEGER PRIMARY 
      INSERT INTO audit (action, detail) SELECT 'migrate', 'schema 3: the SSM group is now the group all (id 1)'
        FROM ssm_groups WHERE id = 1;";
 
+/// Version 4: where each light serves its SSM resource (from its
+/// /oic/res): the href its ACEs name and its switches send to.
+pub(super) const SCHEMA_V4: &str =
+    "CREATE TABLE ssm_hrefs (uuid TEXT PRIMARY KEY, href TEXT NOT NULL);";
+
 /// Version 5: a security profile per group (`ocf-ssm`, the default and
 /// every existing group, or `group-oscore`: RFC 10021 group mode), the
 /// public authentication credentials (CCS) the devices made themselves,
@@ -57,6 +62,15 @@ pub(super) const SCHEMA_V5: &str =
        CHECK (profile IN ('ocf-ssm', 'group-oscore'));
      CREATE TABLE auth_creds (uuid TEXT PRIMARY KEY, ccs BLOB NOT NULL);
      CREATE TABLE group_manager (id INTEGER PRIMARY KEY CHECK (id = 1), seed BLOB NOT NULL);";
+
+/// Version 6: the AEAD Algorithm of a `group-oscore` group's Common
+/// Context (RFC 10021 §2.1.1: set only where members need it; aiocoap
+/// 0.4.17, draft -23, always sets it and it enters the `external_aad`):
+/// NULL (unset) for every existing group, 10 (AES-CCM-16-64-128) if
+/// asked for at `group create --aead-alg`. External members (state
+/// `external`) need no column: they are devices that are never reached.
+pub(super) const SCHEMA_V6: &str = "ALTER TABLE ssm_groups ADD COLUMN aead_alg INTEGER
+       CHECK (aead_alg IS NULL OR (aead_alg = 10 AND profile = 'group-oscore'));";
 
 impl Store {
     pub(super) fn open_inner(path: &Path, create: bool) -> Result<Store, StoreError> {
@@ -191,24 +205,12 @@ impl Store {
             .map_err(&sq)?;
             tx.commit().map_err(&sq)?;
         }
-        if from < 4 {
-            // Where each light serves its SSM resource (from its /oic/res):
-            // the href its ACEs name and its switches send to.
-            self.conn
-                .execute_batch(
-                    "BEGIN;
-                     CREATE TABLE ssm_hrefs (uuid TEXT PRIMARY KEY, href TEXT NOT NULL);
-                     PRAGMA user_version = 4;
-                     COMMIT;",
-                )
-                .map_err(&sq)?;
-        }
-        if from < 5 {
-            self.conn
-                .execute_batch(&format!(
-                    "BEGIN; {SCHEMA_V5} PRAGMA user_version = 5; COMMIT;"
-                ))
-                .map_err(&sq)?;
+        for (v, sql) in [(4, SCHEMA_V4), (5, SCHEMA_V5), (6, SCHEMA_V6)] {
+            if from < v {
+                self.conn
+                    .execute_batch(&format!("BEGIN; {sql} PRAGMA user_version = {v}; COMMIT;"))
+                    .map_err(&sq)?;
+            }
         }
         Ok(())
     }
