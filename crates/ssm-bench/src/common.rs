@@ -7,7 +7,7 @@ use ssm_ocf::provision::{default_aces, generate_group, provisioned_state, Member
 use ssm_ocf::switch::{BinarySwitch, HREF};
 use ssm_ocf::Uuid;
 use ssm_runtime::client::{MulticastScope, MulticastTargets, SsmSender};
-use ssm_runtime::device::{start, DeviceConfig, DeviceHandle};
+use ssm_runtime::device::{start, DeviceConfig, DeviceHandle, SignatureCache};
 use ssm_runtime::random_bytes;
 use ssm_runtime::store::FileSequenceStore;
 use std::path::{Path, PathBuf};
@@ -59,12 +59,28 @@ pub fn group(n: usize) -> (Vec<Member>, Member) {
 /// With `journal`, they share one replay-floor journal (one fsync per
 /// command for all of them) instead of a floor file each.
 /// With `hub`, they share one socket per group (`DeviceConfig::group_hub`).
+/// They share one memo of verified group-mode signatures, as `ssm demo`'s
+/// lights do (`DeviceConfig::signature_cache`).
 pub async fn start_lights(
     lights: &[Member],
     dir: &Path,
     port: u16,
     journal: Option<std::sync::Arc<ssm_runtime::journal::FloorJournal>>,
     hub: Option<std::sync::Arc<ssm_runtime::device::GroupHub>>,
+) -> Result<Vec<DeviceHandle>> {
+    let cache = SignatureCache::new(SignatureCache::DEFAULT_CAPACITY);
+    start_lights_with(lights, dir, port, journal, hub, Some(cache.into())).await
+}
+
+/// [`start_lights`] with the signature memo `cache` (`None`: each light
+/// verifies every group-mode signature itself).
+pub async fn start_lights_with(
+    lights: &[Member],
+    dir: &Path,
+    port: u16,
+    journal: Option<std::sync::Arc<ssm_runtime::journal::FloorJournal>>,
+    hub: Option<std::sync::Arc<ssm_runtime::device::GroupHub>>,
+    cache: Option<std::sync::Arc<SignatureCache>>,
 ) -> Result<Vec<DeviceHandle>> {
     let mut handles = Vec::with_capacity(lights.len());
     for (i, l) in lights.iter().enumerate() {
@@ -81,6 +97,7 @@ pub async fn start_lights(
         cfg.port = port;
         cfg.floor_journal = journal.clone();
         cfg.group_hub = hub.clone();
+        cfg.signature_cache = cache.clone();
         handles.push(
             start(d, &cfg)
                 .await

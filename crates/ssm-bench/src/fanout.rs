@@ -2,6 +2,7 @@
 //! OSCORE unicast UPDATEs to the same N lights (each confirmed), in the
 //! same run.
 use crate::common::*;
+pub use crate::group_mode::Profile;
 use anyhow::{bail, Context, Result};
 use ssm_coap::MessageType;
 use ssm_ocf::cred::{CredResource, CredType};
@@ -45,6 +46,11 @@ pub struct Args {
     /// run (tasks mode).
     #[arg(long)]
     pub group_oscore: bool,
+    /// With `--group-oscore`: every light verifies every signature itself
+    /// (without it the lights share one memo of verified signatures,
+    /// `DeviceConfig::signature_cache`).
+    #[arg(long)]
+    pub no_signature_cache: bool,
     /// Multicast port (default: pid-based).
     #[arg(long)]
     pub port: Option<u16>,
@@ -82,9 +88,31 @@ pub struct Point {
     /// Proportional set size per light process (KiB), procs mode only.
     #[serde(default)]
     pub pss_kib: Vec<u64>,
+    /// The lights' shared signature memo after the run: [hits, misses]
+    /// (group mode with the memo only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_cache: Option<[u64; 2]>,
 }
 
 impl Point {
+    /// No figures yet.
+    pub fn new(n: usize, mode: String, commands: usize, ssm_datagrams: usize) -> Self {
+        Point {
+            n,
+            mode,
+            commands,
+            ssm_datagrams,
+            all_applied_us: Vec::new(),
+            skew_us: Vec::new(),
+            missing: 0,
+            unicast_us: Vec::new(),
+            rss_kib: Vec::new(),
+            rss_anon_kib: Vec::new(),
+            pss_kib: Vec::new(),
+            signature_cache: None,
+        }
+    }
+
     pub fn p(&self, v: &[f64], p: f64) -> f64 {
         percentile(&sorted(v), p)
     }
@@ -183,11 +211,20 @@ pub async fn tasks(
     floor_reserve: u64,
     journal: bool,
 ) -> Result<Point> {
-    tasks_with(n, rounds, port, unicast, floor_reserve, journal, false).await
+    tasks_with(
+        n,
+        rounds,
+        port,
+        unicast,
+        floor_reserve,
+        journal,
+        Profile::Ssm,
+    )
+    .await
 }
 
-/// [`tasks`], with `group_mode` under the Group OSCORE group-mode profile
-/// (signed commands; the unicast baseline is skipped).
+/// [`tasks`] under `profile`; in group mode (signed commands) the unicast
+/// baseline is skipped.
 pub async fn tasks_with(
     n: usize,
     rounds: usize,
@@ -195,8 +232,9 @@ pub async fn tasks_with(
     unicast: bool,
     floor_reserve: u64,
     journal: bool,
-    group_mode: bool,
+    profile: Profile,
 ) -> Result<Point> {
+    let group_mode = profile != Profile::Ssm;
     let dir = TempDir::new("fanout")?;
     let (mut lights, mut switch) = group(n);
     let group_sender = if group_mode {
@@ -216,7 +254,8 @@ pub async fn tasks_with(
     } else {
         None
     };
-    let handles = start_lights(&lights, &dir.0, port, j, None).await?;
+    let cache = profile.signature_cache();
+    let handles = start_lights_with(&lights, &dir.0, port, j, None, cache.clone()).await?;
     for h in &handles {
         h.set_floor_reservation(floor_reserve);
     }
@@ -227,29 +266,8 @@ pub async fn tasks_with(
         let (s, t) = ssm_switch(&switch.creds, &dir.0, port)?;
         (crate::group_mode::Switch::Ssm(Box::new(s)), t)
     };
-    let mut point = Point {
-        n,
-        mode: if group_mode && journal {
-            "tasks-group-oscore-journal".into()
-        } else if group_mode {
-            "tasks-group-oscore".into()
-        } else if journal {
-            "tasks-journal".into()
-        } else if floor_reserve == 0 {
-            "tasks".into()
-        } else {
-            format!("tasks-reserve{floor_reserve}")
-        },
-        commands: rounds,
-        ssm_datagrams: targets.destinations().count(),
-        all_applied_us: Vec::new(),
-        skew_us: Vec::new(),
-        missing: 0,
-        unicast_us: Vec::new(),
-        rss_kib: Vec::new(),
-        rss_anon_kib: Vec::new(),
-        pss_kib: Vec::new(),
-    };
+    let mode = profile.mode(journal, floor_reserve);
+    let mut point = Point::new(n, mode, rounds, targets.destinations().count());
     // Round 0 is the unmeasured warm-up (creates every floor file).
     for round in 0..=rounds {
         drain(&mut rxs);
@@ -295,6 +313,12 @@ pub async fn tasks_with(
         }
     }
     drop(handles);
+    if group_mode {
+        point.signature_cache = cache.map(|c| {
+            let (hits, misses) = c.stats();
+            [hits, misses]
+        });
+    }
     Ok(point)
 }
 
@@ -373,19 +397,7 @@ pub async fn procs(n: usize, rounds: usize, port: u16, ssm_bin: &std::path::Path
                 .context("switch creds")?,
         )?;
         let (mut sender, targets) = ssm_switch(&switch, &dir.0, port)?;
-        let mut point = Point {
-            n,
-            mode: "procs".into(),
-            commands: rounds,
-            ssm_datagrams: targets.destinations().count(),
-            all_applied_us: Vec::new(),
-            skew_us: Vec::new(),
-            missing: 0,
-            unicast_us: Vec::new(),
-            rss_kib: Vec::new(),
-            rss_anon_kib: Vec::new(),
-            pss_kib: Vec::new(),
-        };
+        let mut point = Point::new(n, "procs".into(), rounds, targets.destinations().count());
         for round in 0..=rounds {
             while rx.try_recv().is_ok() {}
             let value = round % 2 == 0;
@@ -470,14 +482,28 @@ pub async fn run(a: Args) -> Result<bool> {
                 !a.no_unicast,
                 a.floor_reserve,
                 a.journal,
-                false,
+                Profile::Ssm,
             )
             .await?;
             if !a.json {
                 print_point(&p);
             }
             points.push(p);
-            let g = tasks_with(n, a.rounds, port, false, a.floor_reserve, a.journal, true).await?;
+            let profile = if a.no_signature_cache {
+                Profile::GroupNoCache
+            } else {
+                Profile::Group
+            };
+            let g = tasks_with(
+                n,
+                a.rounds,
+                port,
+                false,
+                a.floor_reserve,
+                a.journal,
+                profile,
+            )
+            .await?;
             if !a.json {
                 print_point(&g);
             }
@@ -527,6 +553,9 @@ pub fn print_point(p: &Point) {
             ms(u),
             u / p.p(&p.all_applied_us, 50.0).max(1.0)
         );
+    }
+    if let Some([hits, misses]) = p.signature_cache {
+        print!("; signature memo {hits} hits, {misses} checks");
     }
     if !p.rss_kib.is_empty() {
         print!(

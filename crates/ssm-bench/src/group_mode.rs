@@ -7,10 +7,44 @@ use ssm_ocf::cred::CredType;
 use ssm_ocf::group_cred::{ccs_of_ed25519, fields, gid_of, public_key};
 use ssm_ocf::provision::Member;
 use ssm_runtime::client::{MulticastTargets, Sent, SsmSender};
+use ssm_runtime::device::SignatureCache;
 use ssm_runtime::group_client::GroupSsmSender;
 use ssm_runtime::random_bytes;
 use ssm_runtime::store::FileSequenceStore;
 use std::path::Path;
+use std::sync::Arc;
+
+/// The security profile of a fan-out run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// OCF SSM.
+    Ssm,
+    /// Group OSCORE group mode, the lights sharing one signature memo.
+    Group,
+    /// Group OSCORE group mode, each light verifying every signature.
+    GroupNoCache,
+}
+
+impl Profile {
+    /// The name of a fan-out run's mode.
+    pub fn mode(self, journal: bool, floor_reserve: u64) -> String {
+        let j = if journal { "-journal" } else { "" };
+        match self {
+            Profile::Group => format!("tasks-group-oscore{j}"),
+            Profile::GroupNoCache => format!("tasks-group-oscore{j}-no-sigcache"),
+            Profile::Ssm if journal => "tasks-journal".into(),
+            Profile::Ssm if floor_reserve == 0 => "tasks".into(),
+            Profile::Ssm => format!("tasks-reserve{floor_reserve}"),
+        }
+    }
+
+    /// The lights' shared memo of verified signatures: one for every
+    /// profile but [`Profile::GroupNoCache`] (plain SSM never uses it).
+    pub fn signature_cache(self) -> Option<Arc<SignatureCache>> {
+        (self != Profile::GroupNoCache)
+            .then(|| Arc::new(SignatureCache::new(SignatureCache::DEFAULT_CAPACITY)))
+    }
+}
 
 /// A switch of either profile.
 pub enum Switch {

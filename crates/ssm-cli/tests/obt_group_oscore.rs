@@ -66,8 +66,13 @@ fn observe(lights: &[&Dev], deadline: Instant) -> Vec<(bool, Vec<String>)> {
                     .unwrap_or(Duration::ZERO);
                 match d.events.recv_timeout(left) {
                     Ok(v) if v["event"] == "ssm_applied" => applied = true,
+                    // Drops are printed coalesced (one line per reason
+                    // and 10 ms, with its count).
                     Ok(v) if v["event"] == "dropped" => {
-                        drops.push(v["reason"].as_str().unwrap_or("").to_string())
+                        let n = v["count"].as_u64().unwrap_or(1);
+                        for _ in 0..n {
+                            drops.push(v["reason"].as_str().unwrap_or("").to_string())
+                        }
                     }
                     Ok(_) => {}
                     Err(_) => break,

@@ -191,6 +191,9 @@ pub struct SsmReceiver {
     reserve: u64,
     recent: std::collections::VecDeque<RecentAccept>,
     copies: u8,
+    /// Group-mode signatures verified by this process's receivers
+    /// ([`SsmReceiver::set_signature_cache`]); `None`: each verified here.
+    signature_cache: Option<std::sync::Arc<SignatureCache>>,
 }
 
 impl SsmReceiver {
@@ -243,6 +246,7 @@ impl SsmReceiver {
             reserve: 0,
             recent: Default::default(),
             copies: 0,
+            signature_cache: None,
         })
     }
 
@@ -571,6 +575,8 @@ pub fn pairwise_context(
 }
 
 mod group_rx;
+mod signature_cache;
+pub use signature_cache::SignatureCache;
 
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,7 @@ use ssm_obt::DeviceRole;
 use ssm_ocf::cred::CredType;
 use ssm_ocf::device::{Device, DeviceInfo};
 use ssm_ocf::security::SecurityState;
-use ssm_ocf::ssm::DropReason;
+use ssm_ocf::ssm::{DropReason, SignatureCache};
 use ssm_ocf::switch::{BinarySwitch, HREF};
 use ssm_ocf::{message, Uuid};
 use ssm_runtime::client::{socket_for, MulticastTargets, SsmSender};
@@ -20,6 +20,7 @@ use ssm_runtime::obt_transport::discover_unowned;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::Receiver;
 
@@ -52,6 +53,9 @@ pub(super) async fn start_devices(st: &Stage<'_>) -> Result<Devices> {
     // fsync per command for all of them (ssm_runtime::journal).
     let journal = ssm_runtime::journal::FloorJournal::open(dir.join("floors.journal"))
         .with_context(|| format!("cannot create the floor journal in {}", dir.display()))?;
+    // And one memo of verified group-mode signatures: a signed command is
+    // verified once, not once per light.
+    let signatures = Arc::new(SignatureCache::new(SignatureCache::DEFAULT_CAPACITY));
     let cfg = |name: &str| DeviceConfig {
         interfaces: vec![iface.clone()],
         ipv4: !v6,
@@ -60,6 +64,7 @@ pub(super) async fn start_devices(st: &Stage<'_>) -> Result<Devices> {
         port: args.port,
         state_dir: dir.join(name),
         floor_journal: Some(journal.clone()),
+        signature_cache: Some(signatures.clone()),
         site_prefixes: Vec::new(),
         group_hub: None,
         unicast_port: 0,

@@ -150,6 +150,8 @@ async fn run_device(a: RunArgs) -> Result<bool> {
         port: a.port,
         state_dir,
         floor_journal: None,
+        // One light per process: nothing to share.
+        signature_cache: None,
         unicast_port: a.unicast_port,
         persist_resources: light,
         site_prefixes: a.site_prefixes.clone(),

@@ -8,7 +8,7 @@
 //! group-mode context: the profile of a group cannot be downgraded.
 //! Replay floors are the SSM ones, keyed by kid (the onboarding tool never
 //! reuses a Sender ID, across groups, epochs and profiles).
-use super::{Accepted, DropReason, SsmReceiver, Verified};
+use super::{Accepted, DropReason, SignatureCache, SsmReceiver, Verified};
 use crate::cred::{CredType, OscoreCred};
 use crate::ssm::ReplayFloors;
 use ssm_coap::{OptionNumber, Packet};
@@ -17,6 +17,7 @@ use ssm_oscore::{
     Error as OscoreError, Id, IdContext, OscoreOption, ReplayState, ReplayWindow,
     DEFAULT_REPLAY_WINDOW,
 };
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// One group-mode recipient context (one authorised switch in one group).
@@ -101,6 +102,14 @@ pub(super) fn group_flagged(datagram: &[u8]) -> Result<Option<GroupOption>, Drop
 }
 
 impl SsmReceiver {
+    /// Shares `cache` (the lights of one process verify a group-mode
+    /// signature once between them, see [`SignatureCache`]); `None` (the
+    /// default) verifies every signature here. Only the signature check
+    /// is shared: the AEAD tag and the replay window stay this receiver's.
+    pub fn set_signature_cache(&mut self, cache: Option<Arc<SignatureCache>>) {
+        self.signature_cache = cache;
+    }
+
     /// [`SsmReceiver::receive`] for a group-mode datagram.
     pub(super) fn receive_group(
         &mut self,
@@ -118,6 +127,7 @@ impl SsmReceiver {
             Vec::new()
         };
         let mut last = DropReason::UnknownKid;
+        let cache = self.signature_cache.clone();
         for r in self
             .group
             .iter_mut()
@@ -126,7 +136,11 @@ impl SsmReceiver {
             if matching > 1 {
                 datagram.copy_from_slice(&original);
             }
-            match r.ctx.unprotect_request(&r.common, datagram) {
+            let result = match cache.as_deref() {
+                Some(c) => r.ctx.unprotect_request_with(&r.common, datagram, c),
+                None => r.ctx.unprotect_request(&r.common, datagram),
+            };
+            match result {
                 Ok(d) => {
                     let piv = d.partial_iv.map(|p| p.value()).unwrap_or(0);
                     if d.code != ssm_coap::Code::POST {

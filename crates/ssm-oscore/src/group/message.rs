@@ -2,6 +2,7 @@
 //! encryption as in RFC 8613 §8 with the `aad_array` of §3.4, then the
 //! countersignature (§3.1) encrypted with the keystream of §4.2.
 use super::cose::{aad_array_of, countersign_structure};
+use super::verify::SignatureVerifier;
 use super::{
     enc_structure, keystream, GroupCommon, GroupRecipientContext, GroupSenderContext, ENC_HEAD,
     GROUP_FLAG, MAX_AAD_ARRAY_LEN, MAX_GROUP_CIPHERTEXT_LEN, MAX_TBS_LEN, SIGNATURE_LEN,
@@ -16,7 +17,7 @@ use crate::protect::{
 };
 use crate::replay::ReplayState;
 use crate::TAG_LEN;
-use ed25519_dalek::{Signature, Signer};
+use ed25519_dalek::Signer;
 use ssm_coap::{Code, OptionNumber, Packet};
 
 impl GroupSenderContext {
@@ -178,11 +179,14 @@ impl GroupRecipientContext {
     /// context`; both are checked again. The countersignature is verified
     /// first ([`Error::BadSignature`]), then the AEAD tag
     /// ([`Error::DecryptionFailed`]); only then does the replay state change.
-    /// On error the buffer's content is unspecified.
-    pub fn unprotect_request<'a>(
+    /// On error the buffer's content is unspecified. `verifier` decides
+    /// the countersignature ([`super::StrictVerifier`] in
+    /// [`Self::unprotect_request`]); the AEAD tag is checked either way.
+    pub fn unprotect_request_with<'a>(
         &mut self,
         common: &GroupCommon,
         datagram: &'a mut [u8],
+        verifier: &dyn SignatureVerifier,
     ) -> Result<Decrypted<'a>, Error> {
         common.check(self.inner.id_context())?;
         let mut opt = [0u8; MAX_OPTION_LEN];
@@ -216,6 +220,7 @@ impl GroupRecipientContext {
             &nonce,
             &binding,
             (piv, kid, true),
+            verifier,
         )?;
         // Every check passed (for Group OSCORE the signature too): now,
         // and only now, the replay state may change.
@@ -225,12 +230,14 @@ impl GroupRecipientContext {
     /// Verifies and decrypts a group-mode response (RFC 10021 §7.4) of this
     /// member to the request of `binding`, in place. Ordering of
     /// notifications is left to the caller, as in
-    /// [`crate::RecipientContext::unprotect_response`].
-    pub fn unprotect_response<'a>(
+    /// [`crate::RecipientContext::unprotect_response`]. `verifier` as in
+    /// [`Self::unprotect_request_with`].
+    pub fn unprotect_response_with<'a>(
         &self,
         common: &GroupCommon,
         binding: &RequestBinding,
         datagram: &'a mut [u8],
+        verifier: &dyn SignatureVerifier,
     ) -> Result<Decrypted<'a>, Error> {
         common.check(self.inner.id_context())?;
         let mut opt = [0u8; MAX_OPTION_LEN];
@@ -264,6 +271,7 @@ impl GroupRecipientContext {
             &nonce,
             binding,
             (ks.0, ks.1, false),
+            verifier,
         )?;
         if !d.code.is_response() {
             return Err(Error::MalformedPlaintext);
@@ -286,6 +294,7 @@ impl GroupRecipientContext {
         nonce: &[u8; crate::NONCE_LEN],
         binding: &RequestBinding,
         (ks_piv, ks_id, is_request): (PartialIv, Id, bool),
+        verifier: &dyn SignatureVerifier,
     ) -> Result<Decrypted<'a>, Error> {
         let payload_len = datagram.len() - layout.payload_start;
         // Ciphertext of at least the code byte and the tag, then the
@@ -311,9 +320,9 @@ impl GroupRecipientContext {
             aad_array_of(&enc, aad_end),
             &datagram[layout.payload_start..ct_end],
         )?;
-        self.verifying_key
-            .verify_strict(&tbs[..tbs_len], &Signature::from_bytes(&sig))
-            .map_err(|_| Error::BadSignature)?;
+        if !verifier.verify(&self.verifying_key, &tbs[..tbs_len], &sig) {
+            return Err(Error::BadSignature);
+        }
         open(
             &self.inner.aead,
             layout,

@@ -34,7 +34,11 @@
 //!   mode. The signature is verified *before* the ciphertext is decrypted
 //!   (§7.2: "SHOULD be performed before decrypting"), and the replay window
 //!   moves only after both the signature and the AEAD tag verified; a bad
-//!   signature is its own error, [`Error::BadSignature`].
+//!   signature is its own error, [`Error::BadSignature`]. The signature
+//!   check is pluggable ([`SignatureVerifier`], default [`StrictVerifier`],
+//!   `unprotect_request_with`): a process hosting many members may verify
+//!   a signature it received for all of them once; the AEAD tag and the
+//!   replay window stay each recipient context's.
 //!
 //! The pairwise mode (§2.5, §8) is in [`crate::pairwise`].
 //!
@@ -109,11 +113,13 @@ mod cose;
 mod credential;
 mod message;
 mod sign;
+mod verify;
 
 pub use cose::aad_array;
 pub(crate) use cose::enc_structure;
 pub use credential::{ccs_ed25519_public_key, ccs_of_ed25519, Credential, ED25519_CCS_LEN};
 pub use sign::{keystream, signature_encryption_key};
+pub use verify::{SignatureVerifier, StrictVerifier, VerifyingKey};
 
 use crate::context::{RecipientContext, SenderContext};
 use crate::error::Error;
@@ -122,7 +128,7 @@ use crate::protect::MAX_OPTION_LEN;
 use crate::replay::ReplayState;
 use crate::sequence::SequenceNumber;
 use crate::KEY_LEN;
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use ed25519_dalek::SigningKey;
 use zeroize::Zeroizing;
 
 /// COSE algorithm -8, EdDSA (here with Ed25519): the Signature Algorithm.

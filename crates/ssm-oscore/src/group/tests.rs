@@ -548,3 +548,115 @@ fn ccs_builder_matches_aiocoap_layout_and_parses_back() {
     assert_eq!(c, ccs(&pk));
     assert_eq!(super::ccs_ed25519_public_key(&c).unwrap(), pk);
 }
+
+/// A verifier with a fixed answer, counting its calls.
+struct Fixed(bool, core::cell::Cell<u32>);
+
+impl SignatureVerifier for Fixed {
+    fn verify(&self, _: &VerifyingKey, _: &[u8], _: &[u8; SIGNATURE_LEN]) -> bool {
+        self.1.set(self.1.get() + 1);
+        self.0
+    }
+}
+
+#[test]
+fn a_refusing_verifier_fails_a_valid_message_as_bad_signature() {
+    let common = GroupCommon::derive(&params()).unwrap();
+    let mut s = sender(&SWITCH, 7);
+    let (wire, n) = protected(&mut s, &common);
+    let mut r = recipient(&SWITCH);
+    let before = *r.replay();
+    let refuse = Fixed(false, Default::default());
+    let mut buf = wire;
+    assert_eq!(
+        r.unprotect_request_with(&common, &mut buf[..n], &refuse)
+            .err(),
+        Some(Error::BadSignature)
+    );
+    assert_eq!(refuse.1.get(), 1);
+    assert_eq!(r.replay(), &before, "the window moved without a signature");
+    // The same message with the default (strict) verifier is accepted.
+    let mut buf = wire;
+    assert!(r.unprotect_request(&common, &mut buf[..n]).is_ok());
+}
+
+#[test]
+fn an_accepting_verifier_does_not_make_a_forged_tag_pass() {
+    let common = GroupCommon::derive(&params()).unwrap();
+    let mut s = sender(&SWITCH, 7);
+    let (wire, n) = protected(&mut s, &common);
+    let accept = Fixed(true, Default::default());
+    // One byte changed in the ciphertext (its tag's last byte, just before
+    // the encrypted signature): the verifier says yes, the AEAD decides.
+    let mut forged = wire;
+    forged[n - SIGNATURE_LEN - 1] ^= 0x01;
+    let mut r = recipient(&SWITCH);
+    let before = *r.replay();
+    assert_eq!(
+        r.unprotect_request_with(&common, &mut forged[..n], &accept)
+            .err(),
+        Some(Error::DecryptionFailed)
+    );
+    assert_eq!(accept.1.get(), 1);
+    assert_eq!(r.replay(), &before);
+    // The strict verifier refuses the same bytes on the signature.
+    let mut forged = wire;
+    forged[n - SIGNATURE_LEN - 1] ^= 0x01;
+    assert_eq!(
+        r.unprotect_request(&common, &mut forged[..n]).err(),
+        Some(Error::BadSignature)
+    );
+    // A replay is refused before any verifier is asked.
+    let mut buf = wire;
+    r.unprotect_request_with(&common, &mut buf[..n], &accept)
+        .unwrap();
+    let mut buf = wire;
+    assert_eq!(
+        r.unprotect_request_with(&common, &mut buf[..n], &accept)
+            .err(),
+        Some(Error::Replay)
+    );
+    assert_eq!(accept.1.get(), 2);
+}
+
+#[test]
+fn responses_take_the_verifier_too() {
+    let common = GroupCommon::derive(&params()).unwrap();
+    let mut s = sender(&SWITCH, 3);
+    let mut light = sender(&LIGHT, 0);
+    let (wire, n) = protected(&mut s, &common);
+    let mut buf = wire;
+    let binding = recipient(&SWITCH)
+        .unprotect_request(&common, &mut buf[..n])
+        .unwrap()
+        .binding
+        .unwrap();
+    let mut resp = [0u8; 64];
+    let w = MessageWriter::new(
+        &mut resp,
+        MessageType::NonConfirmable,
+        Code::CHANGED,
+        5,
+        &[1, 2, 3, 4],
+    )
+    .unwrap();
+    let m = w.payload(b"ok").unwrap();
+    let mut out = [0u8; 256];
+    let len = light
+        .protect_response(&common, &binding, &resp[..m], ResponsePiv::Own, &mut out)
+        .unwrap();
+    let refuse = Fixed(false, Default::default());
+    let mut buf = out;
+    assert_eq!(
+        recipient(&LIGHT)
+            .unprotect_response_with(&common, &binding, &mut buf[..len], &refuse)
+            .err(),
+        Some(Error::BadSignature)
+    );
+    assert_eq!(refuse.1.get(), 1);
+    let mut buf = out;
+    let d = recipient(&LIGHT)
+        .unprotect_response_with(&common, &binding, &mut buf[..len], &StrictVerifier)
+        .unwrap();
+    assert_eq!(d.payload, b"ok");
+}

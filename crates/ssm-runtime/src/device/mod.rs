@@ -46,6 +46,7 @@ use crate::store::FileSequenceStore;
 pub use hub::GroupHub;
 use ssm_ocf::cred::CredType;
 use ssm_ocf::device::Device;
+pub use ssm_ocf::ssm::SignatureCache;
 use ssm_ocf::ssm::{DropCounters, DropReason, ReplayFloors, SsmReceiver};
 use ssm_oscore::{ReplayState, SequenceNumber};
 use std::io;
@@ -86,6 +87,11 @@ pub struct DeviceConfig {
     /// devices of the process (one fsync per command for all of them),
     /// instead of one file per device. `None`: the device's own file.
     pub floor_journal: Option<Arc<FloorJournal>>,
+    /// Verify each group-mode signature once for all the devices of the
+    /// process that share this memo (see [`SignatureCache`]); the AEAD tag
+    /// and the replay window stay each device's. `None`: every signature
+    /// is verified by the device itself (one device per process).
+    pub signature_cache: Option<Arc<SignatureCache>>,
     /// Routed prefixes of the site whose sources discovery is answered for,
     /// besides on-link ones (site-wide discovery through a multicast
     /// router). Empty: on-link sources only.
@@ -113,6 +119,7 @@ impl DeviceConfig {
             port: COAP_PORT,
             state_dir,
             floor_journal: None,
+            signature_cache: None,
             site_prefixes: Vec::new(),
             group_hub: None,
             unicast_port: 0,
@@ -219,6 +226,8 @@ struct Contexts {
     /// Identical copies of an SSM datagram expected through the device's
     /// other multicast groups.
     duplicate_copies: u8,
+    /// See [`DeviceConfig::signature_cache`].
+    signature_cache: Option<Arc<SignatureCache>>,
 }
 
 /// A pair-wise OSCORE context (credtype 64) and its peer.
@@ -316,6 +325,7 @@ fn after_request(st: &mut State, svr_changed: bool, creds_changed: bool) {
             Ok((mut ssm, pairwise)) => {
                 ssm.set_floor_reservation(o.floor_reservation);
                 ssm.set_expected_copies(o.duplicate_copies);
+                ssm.set_signature_cache(o.signature_cache.clone());
                 o.ssm = ssm;
                 o.pairwise = pairwise;
             }
@@ -450,6 +460,7 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
     // through the other groups are duplicates, not replays.
     let duplicate_copies = u8::try_from(mcast.len().saturating_sub(1)).unwrap_or(u8::MAX);
     ssm.set_expected_copies(duplicate_copies);
+    ssm.set_signature_cache(config.signature_cache.clone());
 
     let (events, _) = broadcast::channel(1024);
     let now = std::time::Instant::now();
@@ -473,6 +484,7 @@ pub async fn start(mut device: Device, config: &DeviceConfig) -> Result<DeviceHa
             pairwise,
             floor_reservation: 0,
             duplicate_copies,
+            signature_cache: config.signature_cache.clone(),
         },
         persist: Persistence {
             dir,

@@ -238,3 +238,76 @@ fn a_recipient_credential_from_json_builds_a_context() {
             .is_empty()
     );
 }
+
+#[test]
+fn receivers_sharing_a_cache_verify_a_signature_once() {
+    use super::super::signature_cache::tests::counting;
+    use std::sync::atomic::Ordering;
+    let (cache, calls) = counting(16);
+    let cache = std::sync::Arc::new(cache);
+    let (mut a, mut b) = (
+        light(ReplayFloors::default()),
+        light(ReplayFloors::default()),
+    );
+    a.set_signature_cache(Some(cache.clone()));
+    b.set_signature_cache(Some(cache.clone()));
+    let d = signed(&SWITCH_KEY, 1, SID, 5, true);
+    let va = a.receive(&mut d.clone()).unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // The second light's receive of the same datagram: no check run.
+    let vb = b.receive(&mut d.clone()).unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.stats(), (1, 1));
+    assert_eq!((va.accepted.piv, vb.accepted.piv), (5, 5));
+    // Each light keeps its own replay window: a replay is refused before
+    // any signature work, by both.
+    settle(&mut a, &va);
+    assert_eq!(a.receive(&mut d.clone()).unwrap_err(), DropReason::Replay);
+    assert_eq!(b.receive(&mut d.clone()).unwrap_err(), DropReason::Replay);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // A forgery (a member's own key) is checked and refused by each, never
+    // remembered.
+    let forged = signed(&[0x99; 32], 1, SID, 6, false);
+    for rx in [&mut a, &mut b] {
+        assert_eq!(
+            rx.receive(&mut forged.clone()).unwrap_err(),
+            DropReason::BadSignature
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // A light without the cache is unaffected.
+    let mut c = light(ReplayFloors::default());
+    assert!(c.receive(&mut d.clone()).is_ok());
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+/// With a cache that already holds the genuine datagram's signature,
+/// every tampered copy meets the same fate as without any cache: a
+/// changed byte of the ciphertext or the signature misses and is refused
+/// by the strict check; only the unprotected header passes, as it does
+/// anyway.
+#[test]
+fn a_primed_cache_changes_no_verdict_on_tampered_datagrams() {
+    let d = signed(&SWITCH_KEY, 1, SID, 8, true);
+    let cache = std::sync::Arc::new(super::SignatureCache::new(16));
+    let mut primer = light(ReplayFloors::default());
+    primer.set_signature_cache(Some(cache.clone()));
+    primer.receive(&mut d.clone()).unwrap();
+    assert_eq!(cache.len(), 1);
+    let mut bad_sig = 0;
+    for i in 0..d.len() {
+        let mut t = d.clone();
+        t[i] ^= 0x04;
+        let plain = light(ReplayFloors::default())
+            .receive(&mut t.clone())
+            .map(|v| v.accepted.piv);
+        let mut cached = light(ReplayFloors::default());
+        cached.set_signature_cache(Some(cache.clone()));
+        let with_cache = cached.receive(&mut t).map(|v| v.accepted.piv);
+        assert_eq!(with_cache, plain, "byte {i}");
+        bad_sig += usize::from(plain == Err(DropReason::BadSignature));
+    }
+    assert!(bad_sig > d.len() / 2, "{bad_sig}");
+    // No failure was remembered.
+    assert_eq!(cache.len(), 1);
+}
