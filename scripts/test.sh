@@ -39,6 +39,8 @@ bash interop/aiocoap/ssm_selftest.sh "$venv"
 if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1; then
     step "network-namespace topology self-test (multicast across namespaces)"
     bash tests/netns/topology.sh selftest
+    step "aiocoap group-mode peer self-test (group_peer.py send -> serve in two namespaces)"
+    bash interop/aiocoap/group_selftest.sh "$venv"
 fi
 
 step "architecture size limits (files ~600 lines, functions ~120; scripts/code-size.py)"
