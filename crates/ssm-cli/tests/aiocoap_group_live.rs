@@ -35,23 +35,6 @@ const IFACE: &str = "ssm0";
 /// How long a multicast command may take to arrive and be applied.
 const SETTLE: Duration = Duration::from_secs(3);
 
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("SSM_AIOCOAP_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let out = Command::new("bash")
-        .arg(repo().join("interop/aiocoap/setup-venv.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "setup-venv.sh failed: aiocoap is required for the interop tests"
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    PathBuf::from(text.lines().last().unwrap().trim())
-}
-
 fn peer_script() -> PathBuf {
     repo().join("interop/aiocoap/group_peer.py")
 }
@@ -271,7 +254,7 @@ fn aiocoap_group_mode_live_both_ways_and_removal() {
     if !root_or_skip() {
         return;
     }
-    let py = python();
+    let py = ssm_testkit::aiocoap_python();
     let pid = std::process::id();
     let prefix = format!("ssmal{}", pid % 100_000);
     let topo = Topology::up(&prefix, 6);

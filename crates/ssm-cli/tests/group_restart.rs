@@ -101,7 +101,7 @@ impl Site {
     fn commission() -> Site {
         let pid = std::process::id();
         let (topo, hosts, iface) = hosts(&format!("ssmgr{}", pid % 100000), 5);
-        let port = 33000 + (pid * 7 % 9000) as u16;
+        let port = ssm_testkit::free_udp_port();
         let dir = ssm_testkit::TempDir::new("ssm-group-restart");
         let domain = dir.join("domain.sqlite").to_str().unwrap().to_string();
         let link = link_args(iface, port);

@@ -173,7 +173,7 @@ fn credtypes(state: &Path) -> Vec<u64> {
 fn an_external_member_switches_our_lights_until_it_is_removed() {
     let pid = std::process::id();
     let (topo, hosts, iface) = hosts(&format!("ssmex{}", pid % 100000), 5);
-    let port = 25000 + (pid % 9000) as u16;
+    let port = ssm_testkit::free_udp_port();
     let dir = ssm_testkit::TempDir::new("ssm-obt-external");
     let domain = dir.join("domain.sqlite");
     let domain = domain.to_str().unwrap().to_string();

@@ -267,9 +267,10 @@ async fn group_mode_floor_is_durable_before_apply_and_untouched_by_a_bad_signatu
     let lo = NetIf::by_name("lo").unwrap().ipv4_addr().unwrap();
     let sock = sender_v4(lo, 1).unwrap();
     // Not the other test's port: each light hears only its own datagrams.
-    let to = (&sock, port() + 1);
+    let group_port = ssm_testkit::test_port(1);
+    let to = (&sock, group_port);
     let dir = TempDir::new("test-floor-group");
-    let h = light(&lights[0], &dir, port() + 1).await;
+    let h = light(&lights[0], &dir, group_port).await;
     let mut rx = h.events.subscribe();
     let d10 = signed(&mut g, true);
     assert_eq!(applied(deliver(to, &mut rx, &d10).await), Some(10));
@@ -304,7 +305,7 @@ async fn group_mode_floor_is_durable_before_apply_and_untouched_by_a_bad_signatu
     drop(rx);
     h.stop();
     // Restart: every datagram up to 13 is a replay; 14 is applied.
-    let h = light(&lights[0], &dir, port() + 1).await;
+    let h = light(&lights[0], &dir, group_port).await;
     let mut rx = h.events.subscribe();
     for d in [&d10, &d11, &d12, &d13] {
         assert_eq!(

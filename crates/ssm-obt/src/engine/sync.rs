@@ -159,12 +159,16 @@ async fn fetch_auth_creds(
     Ok(())
 }
 
-/// Adds the devices `uuids` to `records` (those not in it yet): the
-/// switches a changed set of hrefs made stale are synced in the same run.
+/// Adds the devices `uuids` to `records` (those not in it yet; external
+/// members never: the OBT does not reach them): the switches a changed
+/// set of hrefs made stale are synced in the same run.
 fn add_records(s: &Store, records: &mut Vec<DeviceRecord>, uuids: &[Uuid]) {
     for u in uuids {
-        if !records.iter().any(|x| x.uuid == *u) {
-            if let Ok(r) = s.device(&u.to_string()) {
+        if records.iter().any(|x| x.uuid == *u) {
+            continue;
+        }
+        if let Ok(r) = s.device(&u.to_string()) {
+            if r.state != DeviceState::External {
                 records.push(r);
             }
         }

@@ -1,9 +1,10 @@
 //! The store's tests of schema v7: every SSM href of a light (the
-//! migration keeps the one href of a version-6 light as its first), the
+//! migration keeps the one href of a version-5 or -6 light as its first,
+//! after version 6's AEAD Algorithm column), the
 //! ACEs the plan derives from them (one per client and href, the OBT's
 //! too), what the switch learns, and a reconcile against a sans-IO device
 //! that a second run leaves alone.
-use super::schema::{SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5};
+use super::schema::{SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6};
 use super::*;
 use ssm_ocf::security::acl2::{AceResource, AceSubject};
 use ssm_testkit::TempDir;
@@ -53,28 +54,66 @@ fn ace_hrefs(aces: &[ssm_ocf::security::acl2::Ace], subject: Uuid) -> Vec<String
         .collect()
 }
 
-#[test]
-fn migrates_a_version_5_domain_keeping_each_lights_href() {
-    let (_d, p) = tmp("v5-hrefs");
-    {
-        let c = Connection::open(&p).unwrap();
-        for (v, sql) in [
-            (1, SCHEMA_V1),
-            (2, SCHEMA_V2),
-            (3, SCHEMA_V3),
-            (4, SCHEMA_V4),
-            (5, SCHEMA_V5),
-        ] {
-            c.execute_batch(&format!("BEGIN; {sql} PRAGMA user_version = {v}; COMMIT;"))
-                .unwrap();
-        }
+/// A domain of schema version `upto` (5 or 6) with one href for each of
+/// two lights.
+fn old_domain(p: &Path, upto: i64) {
+    let c = Connection::open(p).unwrap();
+    let all = [
+        (1, SCHEMA_V1),
+        (2, SCHEMA_V2),
+        (3, SCHEMA_V3),
+        (4, SCHEMA_V4),
+        (5, SCHEMA_V5),
+        (6, SCHEMA_V6),
+    ];
+    for (v, sql) in all.into_iter().filter(|(v, _)| *v <= upto) {
+        c.execute_batch(&format!("BEGIN; {sql} PRAGMA user_version = {v}; COMMIT;"))
+            .unwrap();
+    }
+    c.execute_batch(
+        "INSERT INTO obt VALUES (1, '11111111-2222-4333-8444-555555555555', 'old');
+         INSERT INTO ssm_hrefs VALUES ('00000000-0000-0000-0000-00000000000a', '/lights'),
+                                      ('00000000-0000-0000-0000-00000000000b', '/BinarySwitchResURI');",
+    )
+    .unwrap();
+    if upto >= 6 {
         c.execute_batch(
-            "INSERT INTO obt VALUES (1, '11111111-2222-4333-8444-555555555555', 'old');
-             INSERT INTO ssm_hrefs VALUES ('00000000-0000-0000-0000-00000000000a', '/lights'),
-                                          ('00000000-0000-0000-0000-00000000000b', '/BinarySwitchResURI');",
+            "INSERT INTO ssm_groups (id, name, secret, epoch, profile, aead_alg) VALUES
+               (2, 'hall', x'4343434343434343434343434343434343434343434343434343434343434343', 2, 'group-oscore', 10);",
         )
         .unwrap();
     }
+}
+
+/// Version 6 (the AEAD Algorithm) then 7 (every href), in order: a
+/// version-6 domain keeps its group's algorithm and each light's href.
+#[test]
+fn migrates_a_version_6_domain_after_its_aead_algorithm() {
+    let (_d, p) = tmp("v6-hrefs");
+    old_domain(&p, 6);
+    let s = Store::open(&p).unwrap();
+    let v: i64 = s
+        .conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+    const { assert!(SCHEMA_VERSION >= 7, "version 7 keeps every href") };
+    let hall = s.group_state(2).unwrap().unwrap();
+    assert_eq!((hall.epoch, hall.aead_alg), (2, Some(10)));
+    assert_eq!(
+        s.ssm_hrefs(&Uuid::from_u128(0xa)).unwrap(),
+        strings(&["/lights"])
+    );
+    assert_eq!(
+        s.ssm_hrefs(&Uuid::from_u128(0xb)).unwrap(),
+        strings(&["/BinarySwitchResURI"])
+    );
+}
+
+#[test]
+fn migrates_a_version_5_domain_keeping_each_lights_href() {
+    let (_d, p) = tmp("v5-hrefs");
+    old_domain(&p, 5);
     let mut s = Store::open(&p).unwrap();
     let v: i64 = s
         .conn
