@@ -19,7 +19,7 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
         &[
             "ssm device --state-dir hall/light-0              # unowned: prints its Random PIN",
             "ssm device --state-dir hall/switch-0 --role switch",
-            "ssm device --state-dir light --iface eth1 --no-ipv4 --json",
+            "ssm device --state-dir light --iface iot1 --no-ipv4 --json",
             "ssm device --state-dir hall/light-0 --unicast-port 5690 --power-on off",
         ],
     ),
@@ -79,7 +79,7 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
         "obt discover",
         &[
             "ssm obt discover --iface lo --json",
-            "ssm obt discover --iface eth1 --ipv6 --scope site --hops 4   # ff05::158, across routers",
+            "ssm obt discover --iface iot1 --ipv6 --scope site --hops 4   # ff05::158, across routers",
         ],
     ),
     (

@@ -20,7 +20,7 @@ pub const BM_OBSERVABLE: u8 = 2;
 /// One endpoint of a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// `ep`, e.g. `coap://[fe80::1%eth0]:49152`.
+    /// `ep`, e.g. `coap://[fe80::1%iot0]:49152`.
     pub ep: String,
     /// `pri`, priority (≥ 1), if given.
     pub pri: Option<u64>,

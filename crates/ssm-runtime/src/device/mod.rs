@@ -552,7 +552,7 @@ fn load_floors(
     Ok(floors)
 }
 
-/// `ep` without its IPv6 zone (`coap://[fe80::1%eth0]:5683` →
+/// `ep` without its IPv6 zone (`coap://[fe80::1%iot0]:5683` →
 /// `coap://[fe80::1]:5683`).
 fn without_zone(ep: &str) -> String {
     match (ep.find('%'), ep.find(']')) {
