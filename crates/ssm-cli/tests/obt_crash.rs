@@ -80,13 +80,21 @@ fn obt_killed_mid_onboarding_and_mid_rekey() {
     // re-run fail now and then with a DTLS timeout on the device that was
     // mid-transfer). Then wait until every device is owned or unowned.
     std::thread::sleep(Duration::from_millis(13_500));
+    // A device counts as settled once it was seen owned (its event) or
+    // listed unowned by a discovery after the undo: neither flips back
+    // before the re-run, so the sightings add up across discoveries (one
+    // discovery on a loaded host may miss an answer).
     let settle = Instant::now() + Duration::from_secs(25);
+    let mut back: HashSet<usize> = HashSet::new();
+    let mut seen: Vec<Vec<String>> = vec![Vec::new(); devs.len()];
     loop {
         for (i, d) in devs.iter().enumerate() {
-            if d.next("owned", Instant::now() + Duration::from_millis(1))
-                .is_some()
-            {
-                owned.insert(i);
+            while let Ok(ev) = d.events.try_recv() {
+                let name = ev["event"].as_str().unwrap_or("?").to_string();
+                if name == "owned" {
+                    owned.insert(i);
+                }
+                seen[i].push(name);
             }
         }
         let (_, v) = h.json(
@@ -109,17 +117,21 @@ fn obt_killed_mid_onboarding_and_mid_rekey() {
             .iter()
             .map(|d| d["uuid"].as_str().unwrap().to_string())
             .collect();
-        let back = devs
-            .iter()
-            .enumerate()
-            .filter(|(i, d)| !owned.contains(i) && unowned.contains(&d.di))
-            .count();
-        if owned.len() + back == devs.len() {
+        for (i, d) in devs.iter().enumerate() {
+            if !owned.contains(&i) && unowned.contains(&d.di) {
+                back.insert(i);
+            }
+        }
+        if owned.len() + back.len() == devs.len() {
             break;
         }
+        let missing: Vec<_> = (0..devs.len())
+            .filter(|i| !owned.contains(i) && !back.contains(i))
+            .map(|i| format!("{} (events since the kill: {:?})", names[i].0, seen[i]))
+            .collect();
         assert!(
             Instant::now() < settle,
-            "devices did not settle: owned {owned:?}, unowned {back}"
+            "devices did not settle: owned {owned:?}, unowned {back:?}; neither: {missing:?}; last discovery: {v}"
         );
         std::thread::sleep(Duration::from_millis(500));
     }

@@ -261,7 +261,11 @@ impl Device {
     /// (persist the state, rebuild the contexts, show a new PIN).
     pub fn owner_transfer_session_ended(&mut self, session: u64) -> Option<Transition> {
         let sec = self.security.as_mut()?;
-        sec.owner_transfer_session_ended(session).transition()
+        let t = sec.owner_transfer_session_ended(session).transition();
+        // An undone transfer gives back the UUID the OBT had replaced:
+        // `/oic/d` and `/oic/res` name it again.
+        self.info.di = sec.device_uuid();
+        t
     }
 
     /// The security resources, if the security model is on.
@@ -350,10 +354,8 @@ impl Device {
             if let Some(b) = &o.body {
                 message::set_payload(&mut r, b);
             }
-            if path == "/oic/sec/doxm" {
-                // di tracks doxm.deviceuuid.
-                self.info.di = sec.device_uuid();
-            }
+            // di tracks doxm.deviceuuid, whichever write changed it.
+            self.info.di = sec.device_uuid();
             return Outcome {
                 response: Some(r),
                 changed: None,

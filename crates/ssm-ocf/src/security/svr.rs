@@ -153,11 +153,14 @@ pub enum OwnerTransferEnd {
     NotTheTransfer,
 }
 
-/// The owner-transfer session a transfer in progress is bound to: runtime
-/// bookkeeping, not part of the resources, so neither persisted nor
-/// compared (two states with the same resources are equal).
+/// The owner-transfer session a transfer in progress is bound to, and the
+/// device UUID from before the transfer's first write (the OBT replaces
+/// it; undoing the transfer gives it back, so the UUID on the device's
+/// label and commissioning sheet names it again). Runtime bookkeeping, not
+/// part of the resources, so neither persisted nor compared (two states
+/// with the same resources are equal).
 #[derive(Debug, Clone, Copy, Default)]
-struct TransferBinding(Option<u64>);
+struct TransferBinding(Option<(u64, Uuid)>);
 
 impl PartialEq for TransferBinding {
     fn eq(&self, _: &Self) -> bool {
@@ -243,11 +246,15 @@ impl SecurityState {
     /// that wrote) can undo it; the end of any other session (an abandoned
     /// attempt whose OBT went away) leaves that transfer alone.
     pub fn owner_transfer_session_ended(&mut self, session: u64) -> OwnerTransferEnd {
-        if self.transfer.0 != Some(session) {
+        if self.transfer.0.map(|(s, _)| s) != Some(session) {
             return OwnerTransferEnd::NotTheTransfer;
         }
+        let before = self.transfer.0.map(|(_, uuid)| uuid);
         self.transfer = TransferBinding(None);
         if self.pstat.dos == Dos::Rfotm && !self.is_fresh() {
+            if let Some(uuid) = before {
+                self.doxm.deviceuuid = uuid;
+            }
             self.reset();
             return OwnerTransferEnd::Undone;
         }
@@ -290,7 +297,7 @@ impl SecurityState {
             // moved the device on to RFPRO/RFNOP (steps 12–15); once one
             // session has written, only that one.
             Peer::OwnerTransfer { session, .. } => {
-                let bound = self.transfer.0.is_none_or(|s| s == *session);
+                let bound = self.transfer.0.is_none_or(|(s, _)| s == *session);
                 bound && (self.pstat.dos == Dos::Rfotm || self.doxm.owned)
             }
             Peer::Authenticated { subject: Some(s) } => {
@@ -334,19 +341,20 @@ impl SecurityState {
     /// changes the state binds the transfer to itself.
     pub fn handle(&mut self, req: &Message, peer: &Peer, multicast: bool) -> Option<SvrOutcome> {
         if let Peer::OwnerTransfer { session, .. } = peer {
-            if self.transfer.0.is_some_and(|s| s != *session) {
+            if self.transfer.0.is_some_and(|(s, _)| s != *session) {
                 // Another session's owner transfer is in progress.
                 return Some(SvrOutcome::code(Code::FORBIDDEN));
             }
         }
         let before = self.before();
+        let uuid_before = self.doxm.deviceuuid;
         let mut out = self.handle_svr(req, peer, multicast);
         if let Some(o) = &mut out {
             o.transition = self.transition_since(before);
         }
         if let (Peer::OwnerTransfer { session, .. }, Some(o)) = (peer, &out) {
             if o.persist && self.transfer.0.is_none() && !self.is_fresh() {
-                self.transfer = TransferBinding(Some(*session));
+                self.transfer = TransferBinding(Some((*session, uuid_before)));
             }
         }
         out
