@@ -19,6 +19,12 @@ const LOWEST: u32 = 10_000;
 /// Calls so far in this process: each starts its search further on.
 static CALLS: AtomicU32 = AtomicU32::new(0);
 
+/// Ports handed out in this process. The search runs under this lock and
+/// never probes one of them: a probe binds the port for a moment, which
+/// made a port just handed to another thread of the test binary look taken
+/// when that thread bound it (seen in CI: "Address already in use").
+static HANDED: Mutex<Option<std::collections::HashSet<u16>>> = Mutex::new(None);
+
 /// The first port of the kernel's ephemeral range (32768 if unreadable).
 fn ephemeral_start() -> u32 {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
@@ -44,6 +50,8 @@ pub fn udp_port_is_free(port: u16) -> bool {
 /// to an earlier call of this process. Panics only if none of 4,000
 /// candidates is free (a host in trouble).
 pub fn free_udp_port() -> u16 {
+    let mut handed = HANDED.lock().unwrap_or_else(|e| e.into_inner());
+    let handed = handed.get_or_insert_with(Default::default);
     let span = ephemeral_start() - LOWEST;
     let call = CALLS.fetch_add(1, Ordering::Relaxed);
     // Spread processes apart by pid, calls of one process by 7 ports (a
@@ -52,7 +60,8 @@ pub fn free_udp_port() -> u16 {
     for probe in 0..4_000u32 {
         let off = (start + call.wrapping_mul(7) * 101 + probe * 13) % span;
         let port = (LOWEST + off) as u16;
-        if udp_port_is_free(port) {
+        if !handed.contains(&port) && udp_port_is_free(port) {
+            handed.insert(port);
             return port;
         }
     }
@@ -75,9 +84,12 @@ pub fn test_port(slot: u32) -> u16 {
 pub fn free_udp_ports(n: u16) -> u16 {
     for _ in 0..1_000 {
         let base = free_udp_port();
+        let mut handed = HANDED.lock().unwrap_or_else(|e| e.into_inner());
+        let handed = handed.get_or_insert_with(Default::default);
         if u32::from(base) + u32::from(n) < ephemeral_start()
-            && (1..n).all(|i| udp_port_is_free(base + i))
+            && (1..n).all(|i| !handed.contains(&(base + i)) && udp_port_is_free(base + i))
         {
+            handed.extend((1..n).map(|i| base + i));
             return base;
         }
     }
