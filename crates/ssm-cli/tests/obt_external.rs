@@ -32,26 +32,7 @@ use std::time::{Duration, Instant};
 /// Per light until `deadline`: applied (with the `from` of the event)?,
 /// drop reasons.
 fn observe(lights: &[&Dev], deadline: Instant) -> Vec<(Option<Value>, Vec<String>)> {
-    lights
-        .iter()
-        .map(|d| {
-            let (mut applied, mut drops) = (None, Vec::new());
-            loop {
-                let left = deadline
-                    .checked_duration_since(Instant::now())
-                    .unwrap_or(Duration::ZERO);
-                match d.events.recv_timeout(left) {
-                    Ok(v) if v["event"] == "ssm_applied" => applied = Some(v),
-                    Ok(v) if v["event"] == "dropped" => {
-                        drops.push(v["reason"].as_str().unwrap_or("").to_string())
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-            (applied, drops)
-        })
-        .collect()
+    lights.iter().map(|d| reported(d, deadline)).collect()
 }
 
 /// One datagram to the All OCF Nodes group from `host`: IPv6 ff02::158 on
@@ -90,31 +71,7 @@ fn send_datagram(host: &Host, iface: &str, port: u16, bytes: &[u8]) {
 }
 
 fn send_hall(host: &Host, state: &Path, iface: &str, port: u16, value: &str) {
-    let port = port.to_string();
-    let mut a = vec![
-        "client",
-        "--state-dir",
-        state.to_str().unwrap(),
-        "update",
-        "--multicast",
-        "--iface",
-        iface,
-        "--port",
-        &port,
-        "--value",
-        value,
-        "--group",
-        "hall",
-    ];
-    if iface != "lo" {
-        a.extend(["--no-ipv4", "--scopes", "2"]);
-    }
-    let out = host.ssm(&a);
-    assert!(
-        out.status.success(),
-        "send: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    send_to(host, state, iface, port, value, Some("hall"))
 }
 
 /// The external switch's sender, built from its material document alone.

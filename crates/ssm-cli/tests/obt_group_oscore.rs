@@ -26,32 +26,7 @@ use std::time::{Duration, Instant};
 const LIGHTS: [&str; 3] = ["l1", "l2", "l3"];
 
 fn send_hall(host: &Host, state: &Path, iface: &str, port: u16, value: &str, group: &str) {
-    let port = port.to_string();
-    let mut a = vec![
-        "client",
-        "--state-dir",
-        state.to_str().unwrap(),
-        "update",
-        "--multicast",
-        "--iface",
-        iface,
-        "--port",
-        &port,
-        "--value",
-        value,
-        "--group",
-        group,
-    ];
-    if iface != "lo" {
-        a.extend(["--no-ipv4", "--scopes", "2"]);
-    }
-    let out = host.ssm(&a);
-    assert!(
-        out.status.success(),
-        "send from {}: {}",
-        state.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    send_to(host, state, iface, port, value, Some(group))
 }
 
 /// Per light until `deadline`: applied?, drop reasons.
@@ -59,26 +34,8 @@ fn observe(lights: &[&Dev], deadline: Instant) -> Vec<(bool, Vec<String>)> {
     lights
         .iter()
         .map(|d| {
-            let (mut applied, mut drops) = (false, Vec::new());
-            loop {
-                let left = deadline
-                    .checked_duration_since(Instant::now())
-                    .unwrap_or(Duration::ZERO);
-                match d.events.recv_timeout(left) {
-                    Ok(v) if v["event"] == "ssm_applied" => applied = true,
-                    // Drops are printed coalesced (one line per reason
-                    // and 10 ms, with its count).
-                    Ok(v) if v["event"] == "dropped" => {
-                        let n = v["count"].as_u64().unwrap_or(1);
-                        for _ in 0..n {
-                            drops.push(v["reason"].as_str().unwrap_or("").to_string())
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-            (applied, drops)
+            let (applied, drops) = reported(d, deadline);
+            (applied.is_some(), drops)
         })
         .collect()
 }

@@ -26,64 +26,13 @@ use std::time::{Duration, Instant};
 
 const LIGHTS: [&str; 5] = ["e1", "e2", "both", "w1", "w2"];
 
-/// One SSM UPDATE by multicast from `state`, to `group` if given; the exit
-/// status and stderr.
-fn send_group(
-    host: &Host,
-    state: &Path,
-    iface: &str,
-    port: u16,
-    value: &str,
-    group: Option<&str>,
-) -> (Option<i32>, String) {
-    let port = port.to_string();
-    let mut a = vec![
-        "client",
-        "--state-dir",
-        state.to_str().unwrap(),
-        "update",
-        "--multicast",
-        "--iface",
-        iface,
-        "--port",
-        &port,
-        "--value",
-        value,
-    ];
-    if let Some(g) = group {
-        a.extend(["--group", g]);
-    }
-    if iface != "lo" {
-        a.extend(["--no-ipv4", "--scopes", "2"]);
-    }
-    let out = host.ssm(&a);
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// What each device reported until `deadline`: whether it applied an SSM
 /// update, and the reasons of the datagrams it dropped.
 fn observe(devs: &[(&str, &Dev)], deadline: Instant) -> Vec<(String, bool, Vec<String>)> {
     devs.iter()
         .map(|(n, d)| {
-            let (mut applied, mut drops) = (false, Vec::new());
-            loop {
-                // After the deadline, what is queued already still counts.
-                let left = deadline
-                    .checked_duration_since(Instant::now())
-                    .unwrap_or(Duration::ZERO);
-                match d.events.recv_timeout(left) {
-                    Ok(v) if v["event"] == "ssm_applied" => applied = true,
-                    Ok(v) if v["event"] == "dropped" => {
-                        drops.push(v["reason"].as_str().unwrap_or("").to_string())
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-            (n.to_string(), applied, drops)
+            let (applied, drops) = reported(d, deadline);
+            (n.to_string(), applied.is_some(), drops)
         })
         .collect()
 }

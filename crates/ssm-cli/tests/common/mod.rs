@@ -156,8 +156,40 @@ pub fn link_args(iface: &str, port: u16) -> Vec<String> {
     v
 }
 
-/// One SSM UPDATE by multicast from the client whose state is `state`.
-pub fn send(host: &Host, state: &Path, iface: &str, port: u16, value: &str) {
+/// What `d` reported until `deadline` (what is queued after it still
+/// counts): the last SSM update it applied (its event), and the reason of every
+/// datagram it dropped (`ssm device --json` prints drops coalesced, one
+/// line per reason and 10 ms with its count).
+pub fn reported(d: &Dev, deadline: Instant) -> (Option<Value>, Vec<String>) {
+    let (mut applied, mut drops) = (None, Vec::new());
+    loop {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .unwrap_or(Duration::ZERO);
+        match d.events.recv_timeout(left) {
+            Ok(v) if v["event"] == "ssm_applied" => applied = Some(v),
+            Ok(v) if v["event"] == "dropped" => {
+                let n = v["count"].as_u64().unwrap_or(1);
+                let reason = v["reason"].as_str().unwrap_or("");
+                drops.extend((0..n).map(|_| reason.to_string()));
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    (applied, drops)
+}
+
+/// One SSM UPDATE by multicast from the client whose state is `state`,
+/// to `group` if given: its exit code and stderr.
+pub fn send_group(
+    host: &Host,
+    state: &Path,
+    iface: &str,
+    port: u16,
+    value: &str,
+    group: Option<&str>,
+) -> (Option<i32>, String) {
     let port = port.to_string();
     let mut a = vec![
         "client",
@@ -172,15 +204,35 @@ pub fn send(host: &Host, state: &Path, iface: &str, port: u16, value: &str) {
         "--value",
         value,
     ];
+    if let Some(g) = group {
+        a.extend(["--group", g]);
+    }
     if iface != "lo" {
         a.extend(["--no-ipv4", "--scopes", "2"]);
     }
     let out = host.ssm(&a);
-    assert!(
-        out.status.success(),
-        "send: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// [`send_group`], which must succeed.
+pub fn send_to(
+    host: &Host,
+    state: &Path,
+    iface: &str,
+    port: u16,
+    value: &str,
+    group: Option<&str>,
+) {
+    let (code, stderr) = send_group(host, state, iface, port, value, group);
+    assert_eq!(code, Some(0), "send from {}: {stderr}", state.display());
+}
+
+/// One SSM UPDATE by multicast from the client whose state is `state`.
+pub fn send(host: &Host, state: &Path, iface: &str, port: u16, value: &str) {
+    send_to(host, state, iface, port, value, None)
 }
 
 /// For each device: did it apply an SSM update before `deadline`?
